@@ -1,0 +1,104 @@
+"""The blend store: one folder holding the DuckDB database and the Parquet results.
+
+    <store>/blend.duckdb                                   tables of sql/schema
+    <store>/results/dataset=<name>/run_id=<id>/part-*.parquet
+    <store>/models/                                         locally created models (demo)
+
+DuckDB allows one writing process per database file, so every stage opens the database,
+does its work and closes it; nothing holds a connection across stages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from blend import sql
+
+DEFAULT_STORE = "blend-store"
+STORE_ENV = "BLEND_STORE"
+
+
+def default_store_dir() -> Path:
+    """$BLEND_STORE if set, else ./blend-store (read at call time, not import time)."""
+    return Path(os.environ.get(STORE_ENV, DEFAULT_STORE))
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """A store folder; `connect()` opens its database with the schema in place."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, root: str | Path | None = None) -> Store:
+        path = Path(root) if root is not None else default_store_dir()
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path.resolve())
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "blend.duckdb"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the database (creating tables if needed) and the `results` view."""
+        con = duckdb.connect(str(self.db_path))
+        try:
+            for statement in sql.schema_statements():
+                con.execute(statement)
+            refresh_results_view(con, self.results_dir)
+            yield con
+        finally:
+            con.close()
+
+
+def results_glob(results_dir: Path) -> str:
+    return str(results_dir / "**" / "*.parquet")
+
+
+def refresh_results_view(con: duckdb.DuckDBPyConnection, results_dir: Path) -> None:
+    """(Re)create the `results` view over every finished Parquet part of every run.
+
+    Temporary files (`.tmp-*`) are never matched: parts are renamed into place when complete.
+    Without any part yet, the view is an empty relation with the result columns.
+    """
+    has_parts = results_dir.is_dir() and any(results_dir.rglob("part-*.parquet"))
+    if has_parts:
+        con.execute(
+            sql.load("results/create_view").replace("$glob", _quote(results_glob(results_dir)))
+        )
+    else:
+        con.execute(sql.load("results/create_empty_view"))
+
+
+def _quote(text: str) -> str:
+    # DDL cannot take bound parameters; the glob is our own path, quoted as a SQL literal.
+    return "'" + text.replace("'", "''") + "'"
+
+
+def fetch_arrow(con: duckdb.DuckDBPyConnection, query: str, params: Any = None) -> pa.Table:
+    """Run a query and return its whole result as an Arrow table."""
+    return con.sql(query, params=params).to_arrow_table()
+
+
+def fetch_dicts(
+    con: duckdb.DuckDBPyConnection, query: str, params: Any = None
+) -> list[dict[str, Any]]:
+    """Run a query and return its rows as dicts (small results only)."""
+    return fetch_arrow(con, query, params).to_pylist()
