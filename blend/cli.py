@@ -1,0 +1,303 @@
+"""The `blend` command line (CONTRACT: see ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from blend.store import Store, fetch_arrow
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err_console = Console(stderr=True)
+
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option("--store", help="Store folder (default: $BLEND_STORE or ./blend-store)."),
+]
+ModelOpt = Annotated[
+    Path | None,
+    typer.Option("--model", help="Model folder (default: the tiny demo model, created once)."),
+]
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="Dataset name.")]
+
+
+def resolve_model(store: Store, model: Path | None) -> Path:
+    """The given model folder, or the demo model (created on first use)."""
+    if model is not None:
+        if not (model / "config.json").is_file():
+            raise typer.BadParameter(f"{model} is not a model folder (no config.json)", param_hint="--model")
+        return model.resolve()
+    from blend.demo.model import ensure_tiny_model
+
+    return ensure_tiny_model(store.models_dir)
+
+
+@app.command()
+def ingest(
+    input_path: Annotated[Path, typer.Argument(help="JSONL, OpenAI batch JSONL, CSV or Parquet.")],
+    dataset: DatasetOpt,
+    store: StoreOpt = None,
+) -> None:
+    """Read prompts into the store; bad rows go to `rejects`."""
+    from blend.ingest import IngestError, ingest_file
+
+    try:
+        report = ingest_file(Store.open(store), input_path, dataset)
+    except IngestError as exc:
+        err_console.print(f"[red]ingest failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    _print_ingest(report)
+
+
+@app.command()
+def profile(
+    dataset: DatasetOpt,
+    model: ModelOpt = None,
+    snapshot: Annotated[int | None, typer.Option(help="Snapshot (default: latest).")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Tokenize with the model's chat template; SQL profiles of lengths and prefix overlap."""
+    from blend.profile import profile_dataset
+
+    opened = Store.open(store)
+    report = profile_dataset(opened, dataset, resolve_model(opened, model), snapshot=snapshot)
+    _print_profile(report)
+
+
+@app.command()
+def plan(
+    dataset: DatasetOpt,
+    planner: Annotated[str, typer.Option(help="fcfs | random | dfs")] = "dfs",
+    hardware: Annotated[str | None, typer.Option(help="Hardware profile name.")] = None,
+    model_spec: Annotated[str | None, typer.Option(help="Model spec name.")] = None,
+    snapshot: Annotated[int | None, typer.Option(help="Snapshot (default: latest).")] = None,
+    seed: int = 0,
+    batch_size: Annotated[int, typer.Option(help="Requests per checkpoint batch.")] = 256,
+    store: StoreOpt = None,
+) -> None:
+    """Order the requests of a profiled dataset and store the plan."""
+    from blend.plan import PlanError, plan_dataset
+
+    try:
+        report = plan_dataset(
+            Store.open(store), dataset, planner, snapshot=snapshot, seed=seed, batch_size=batch_size
+        )
+    except (PlanError, ValueError) as exc:
+        err_console.print(f"[red]plan failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    _print_plan(report)
+
+
+@app.command()
+def execute(
+    plan_id: Annotated[str, typer.Option("--plan-id", help="Plan to run.")],
+    model: ModelOpt = None,
+    run_id: Annotated[str | None, typer.Option(help="Resume this run instead of a new one.")] = None,
+    max_num_seqs: int = 256,
+    max_num_batched_tokens: int | None = None,
+    kv_cache_gib: Annotated[float, typer.Option(help="CPU build: KV cache GiB.")] = 1.0,
+    store: StoreOpt = None,
+) -> None:
+    """Run a plan through vLLM; results go to Parquet with lineage."""
+    from blend.engines.base import EngineConfig
+    from blend.execute import ExecuteError, execute_plan
+
+    opened = Store.open(store)
+    config = EngineConfig(
+        model_dir=resolve_model(opened, model),
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        kv_cache_gib=kv_cache_gib,
+    )
+    try:
+        with _progress_bar() as progress:
+            report = execute_plan(opened, plan_id, config, run_id=run_id, progress=progress)
+    except ExecuteError as exc:
+        err_console.print(f"[red]execute failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    _print_run(report)
+
+
+@app.command()
+def run(
+    input_path: Annotated[
+        Path | None, typer.Argument(help="Input file (default: the bundled demo dataset).")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name (default: file stem).")] = None,
+    planner: Annotated[str, typer.Option(help="fcfs | random | dfs")] = "dfs",
+    model: ModelOpt = None,
+    seed: int = 0,
+    max_num_seqs: int = 256,
+    kv_cache_gib: Annotated[float, typer.Option(help="CPU build: KV cache GiB.")] = 1.0,
+    store: StoreOpt = None,
+) -> None:
+    """The whole pipeline: ingest -> profile -> plan -> execute. No arguments: the demo."""
+    from blend.engines.base import EngineConfig
+    from blend.pipeline import run_pipeline
+
+    opened = Store.open(store)
+    if input_path is None:
+        from blend.demo.dataset import write_demo_dataset
+
+        input_path = write_demo_dataset(opened.root / "inputs" / "demo.jsonl")
+        dataset = dataset or "demo"
+        console.print(f"demo input: {input_path}")
+    model_dir = resolve_model(opened, model)
+    console.print(f"model: {model_dir}")
+    config = EngineConfig(model_dir=model_dir, max_num_seqs=max_num_seqs, kv_cache_gib=kv_cache_gib)
+    printers: dict[str, Any] = {
+        "ingest": _print_ingest,
+        "profile": _print_profile,
+        "plan": _print_plan,
+        "execute": _print_run,
+    }
+    with _progress_bar() as progress:
+        report = run_pipeline(
+            opened,
+            input_path,
+            dataset or input_path.stem,
+            config,
+            planner=planner,
+            seed=seed,
+            progress=progress,
+            on_stage=lambda name, r: printers[name](r),
+        )
+    timings = ", ".join(f"{k} {v:.1f} s" for k, v in report.stage_seconds.items())
+    console.print(f"\nstage wall time: {timings}")
+    _print_where(opened, report.run.dataset)
+
+
+@app.command()
+def query(
+    sql_text: Annotated[str, typer.Argument(metavar="SQL", help="SQL to run against the store.")],
+    max_rows: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
+    store: StoreOpt = None,
+) -> None:
+    """Run SQL against the store (tables and the `results` view) and print a table."""
+    import duckdb
+
+    opened = Store.open(store)
+    with opened.connect() as con:
+        try:
+            table = fetch_arrow(con, sql_text)
+        except duckdb.Error as exc:
+            err_console.print(f"[red]query failed:[/red] {exc}")
+            raise typer.Exit(1) from None
+    out = Table(*table.column_names, show_lines=False)
+    for row in table.slice(0, max_rows).to_pylist():
+        out.add_row(*(_cell(v) for v in row.values()))
+    console.print(out)
+    if table.num_rows > max_rows:
+        console.print(f"({table.num_rows} rows, {max_rows} shown)")
+
+
+def _cell(value: Any) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class _progress_bar:
+    """A rich progress bar (requests, tokens/s, ETA) fed by the executor's callback."""
+
+    def __enter__(self) -> Any:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("execute"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[tok_s]} out tok/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("execute", total=None, tok_s="-")
+        return self._update
+
+    def _update(self, done: int, total: int, output_tokens: int) -> None:
+        elapsed = self._progress.tasks[0].elapsed or 0.0
+        rate = f"{output_tokens / elapsed:,.0f}" if elapsed > 0 else "-"
+        self._progress.update(self._task, completed=done, total=total, tok_s=rate)
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+
+def _print_ingest(r: Any) -> None:
+    state = "already ingested (same file)" if r.reused else "ingested"
+    console.print(
+        f"[bold]ingest[/bold] {state}: dataset {r.dataset!r} snapshot {r.snapshot} "
+        f"({r.source_format}): {r.n_rows} prompts, {r.n_rejected} rejected"
+    )
+    for reason, count in sorted(r.reject_reasons.items()):
+        console.print(f"  rejected {count} x {reason}")
+
+
+def _print_profile(r: Any) -> None:
+    console.print(
+        f"[bold]profile[/bold] {r.n_prompts} prompts, {r.input_tokens:,} tokens; "
+        f"length mean {r.mean_tokens:.0f} p50 {r.p50_tokens:.0f} p90 {r.p90_tokens:.0f} "
+        f"p99 {r.p99_tokens:.0f} max {r.max_tokens}; over max_model_len {r.max_model_len}: "
+        f"{r.n_over_length}; prefix sharing {r.sharing_ratio:.1%}"
+    )
+    for g in r.top_groups[:5]:
+        console.print(
+            f"  shared prefix group {g.rank}: {g.n_prompts} prompts x "
+            f"{g.shared_prefix_tokens} tokens (first {g.first_request_id})"
+        )
+
+
+def _print_plan(r: Any) -> None:
+    console.print(
+        f"[bold]plan[/bold] {r.plan_id}: {r.planner}, {r.n_requests} requests in "
+        f"{r.n_batches} batches; keeps {r.sharing_ratio:.1%} prefix sharing "
+        f"(tree: {r.dfs_sharing_ratio:.1%}); planned in {r.plan_seconds:.2f} s"
+    )
+
+
+def _print_run(r: Any) -> None:
+    hit = "n/a" if r.prefix_cache_hit_rate is None else f"{r.prefix_cache_hit_rate:.1%}"
+    console.print(
+        f"[bold]execute[/bold] {r.run_id} {r.status}: {r.n_requests} rows "
+        f"({r.n_errors} errors), {r.input_tokens:,} prompt + {r.output_tokens:,} output tokens, "
+        f"{r.cached_tokens:,} cached (hit rate {hit}); engine start {r.engine_start_s:.1f} s, "
+        f"wall {r.wall_s:.1f} s, {r.tokens_per_second:,.0f} tok/s"
+    )
+
+
+def _print_where(store: Store, dataset: str) -> None:
+    console.print(f"\nresults: {store.results_dir / f'dataset={dataset}'}")
+    console.print(f"store:   {store.db_path}\n\ntry:")
+    prefix = f"blend query --store {store.root}"
+    examples = [
+        "SELECT finish_reason, count(*) AS n, avg(n_output_tokens) AS avg_out FROM results GROUP BY ALL",
+        "SELECT request_id, n_prompt_tokens, n_cached_tokens, error FROM results WHERE error IS NOT NULL",
+        "SELECT line_no, reason FROM rejects ORDER BY line_no",
+        "SELECT run_id, status, n_requests, output_tokens, wall_s FROM runs ORDER BY started_at",
+    ]
+    for e in examples:
+        console.print(f'  {prefix} "{e}"')
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

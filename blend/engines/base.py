@@ -1,0 +1,99 @@
+"""The engine protocol and the typed objects that cross it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+# Sampling fields accepted at ingest and passed to the engine as they are.
+SAMPLING_FIELDS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "min_tokens",
+    "n",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How to start an engine. None means: the engine's or the model's own default."""
+
+    model_dir: Path
+    max_model_len: int | None = None  # tokens; default: the model's max_position_embeddings
+    max_num_seqs: int = 256  # running requests per step
+    max_num_batched_tokens: int | None = None  # tokens per step (chunked-prefill budget)
+    enable_prefix_caching: bool = True
+    dtype: str = "auto"
+    seed: int = 0
+    kv_cache_gib: float = 1.0  # CPU build only: KV cache size in GiB
+    gpu_memory_utilization: float = 0.9  # GPU only: share of GPU memory vLLM may take
+    tensor_parallel_size: int = 1
+    multiprocessing: bool | None = None  # engine core in its own process; default: GPU only
+    max_inflight: int | None = None  # requests handed to the engine ahead; default 2 x seqs
+
+    @property
+    def inflight_window(self) -> int:
+        return self.max_inflight or 2 * self.max_num_seqs
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRequest:
+    request_id: str
+    prompt_token_ids: list[int]
+    sampling: dict[str, Any]  # validated sampling fields (see SAMPLING_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOutput:
+    """What the engine reports for one request; `error` is set when it could not run."""
+
+    request_id: str
+    output_text: str | None
+    output_token_ids: list[int] | None
+    finish_reason: str  # stop | length | abort | error
+    n_prompt_tokens: int
+    n_cached_tokens: int  # prompt tokens served from the prefix cache
+    error: str | None
+    started_at: datetime  # when the request was handed to the engine (UTC)
+    finished_at: datetime
+
+    @property
+    def n_output_tokens(self) -> int:
+        return len(self.output_token_ids or ())
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    prefix_cache_queries: int  # prompt tokens looked up in the prefix cache
+    prefix_cache_hits: int  # of which were found
+
+    @property
+    def prefix_cache_hit_rate(self) -> float | None:
+        if self.prefix_cache_queries == 0:
+            return None
+        return self.prefix_cache_hits / self.prefix_cache_queries
+
+
+class Engine(Protocol):
+    name: str  # e.g. "vllm"
+    version: str
+    max_model_len: int  # tokens
+    start_seconds: float  # wall time the engine took to start
+
+    def generate(self, requests: Iterable[EngineRequest]) -> Iterator[EngineOutput]:
+        """Run requests in the order given; yield each as it finishes (any order)."""
+        ...
+
+    def stats(self) -> EngineStats: ...
+
+    def close(self) -> None: ...

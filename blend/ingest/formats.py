@@ -1,0 +1,82 @@
+"""Detect an input file's format from its name and, for JSON Lines, its first record."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import orjson
+
+from blend.ingest.records import IngestError
+
+# Lines looked at to find the first parseable JSON object when telling OpenAI batch files apart.
+_PEEK_LINES = 100
+
+
+class SourceFormat(StrEnum):
+    """The input formats; the value is what `datasets.source_format` stores."""
+
+    JSONL = "jsonl"
+    OPENAI_BATCH = "openai-batch"
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
+_BY_SUFFIX = {
+    ".jsonl": SourceFormat.JSONL,
+    ".ndjson": SourceFormat.JSONL,
+    ".json": SourceFormat.JSONL,
+    ".csv": SourceFormat.CSV,
+    ".parquet": SourceFormat.PARQUET,
+    ".pq": SourceFormat.PARQUET,
+}
+
+
+def detect_format(path: Path, max_line_bytes: int) -> SourceFormat:
+    """The format of `path`: by suffix, and JSON Lines whose first object is an OpenAI batch
+    request (has "body" and "url" or "method") is OPENAI_BATCH.
+
+    Raises IngestError for an unknown suffix.
+    """
+    fmt = _BY_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(_BY_SUFFIX))
+        raise IngestError(
+            f"{path}: unknown input format {path.suffix or '(no suffix)'!r}; "
+            f"expected a file ending in one of {known}"
+        )
+    if fmt is SourceFormat.JSONL and _looks_like_openai_batch(path, max_line_bytes):
+        return SourceFormat.OPENAI_BATCH
+    return fmt
+
+
+def is_openai_batch_request(obj: object) -> bool:
+    """True for an object shaped like one line of an OpenAI batch input file."""
+    return isinstance(obj, dict) and "body" in obj and ("url" in obj or "method" in obj)
+
+
+def _looks_like_openai_batch(path: Path, max_line_bytes: int) -> bool:
+    first = _first_json_object(path, max_line_bytes)
+    return first is not None and is_openai_batch_request(first)
+
+
+def _first_json_object(path: Path, max_line_bytes: int) -> dict[str, object] | None:
+    """The first line among the first _PEEK_LINES that parses as a JSON object, if any.
+
+    Reads are bounded by max_line_bytes, so a huge first line is never loaded whole.
+    """
+    with path.open("rb") as f:
+        for _ in range(_PEEK_LINES):
+            line = f.readline(max_line_bytes + 1)
+            if not line:
+                return None
+            if len(line) > max_line_bytes and not line.endswith(b"\n"):
+                f.readline()  # oversize: this peek gives up on the line (the reader rejects it)
+                continue
+            try:
+                obj = orjson.loads(line.removeprefix(b"\xef\xbb\xbf"))
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                return obj
+    return None

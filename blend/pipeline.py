@@ -1,0 +1,74 @@
+"""The whole pipeline in one call: ingest -> profile -> plan -> execute, with stage timings.
+
+The CLI's `blend run` uses this; flows/pipeline.py chains the same stage functions as Prefect
+tasks instead, so that each stage shows up (and retries) on its own in the UI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from blend.engines.base import EngineConfig
+from blend.execute import ExecuteOptions, ProgressCallback, RunReport, execute_plan
+from blend.ingest import IngestReport, ingest_file
+from blend.plan import PlanReport, plan_dataset
+from blend.profile import ProfileReport, profile_dataset
+from blend.store import Store
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineReport:
+    ingest: IngestReport
+    profile: ProfileReport
+    plan: PlanReport
+    run: RunReport
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage (s)
+
+
+def run_pipeline(
+    store: Store,
+    input_path: Path,
+    dataset: str,
+    engine_config: EngineConfig,
+    *,
+    planner: str = "dfs",
+    seed: int = 0,
+    options: ExecuteOptions | None = None,
+    progress: ProgressCallback | None = None,
+    on_stage: Callable[[str, object], None] | None = None,
+) -> PipelineReport:
+    """Run every stage on `input_path`; `on_stage(name, report)` is called after each."""
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        result = fn()
+        seconds[name] = time.perf_counter() - started
+        if on_stage is not None:
+            on_stage(name, result)
+        return result
+
+    ingested = timed("ingest", lambda: ingest_file(store, input_path, dataset))
+    profiled = timed(
+        "profile",
+        lambda: profile_dataset(
+            store, dataset, engine_config.model_dir, snapshot=ingested.snapshot
+        ),
+    )
+    planned = timed(
+        "plan",
+        lambda: plan_dataset(store, dataset, planner, snapshot=ingested.snapshot, seed=seed),
+    )
+    run = timed(
+        "execute",
+        lambda: execute_plan(
+            store, planned.plan_id, engine_config, options=options, progress=progress
+        ),
+    )
+    return PipelineReport(ingested, profiled, planned, run, seconds)

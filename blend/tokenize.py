@@ -1,0 +1,138 @@
+"""Turn prompts into the exact token ids the engine will be fed.
+
+Invariant: for every row, `encode_batch` returns what vLLM computes for the same request -
+chat rows are rendered with the model's chat template (generation prompt appended) and encoded
+without adding special tokens (the template already holds them); raw prompt rows are encoded
+completion-style, with the tokenizer's own special tokens (e.g. a BOS) and no template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+# Files whose bytes decide the token ids of a prompt (hashed when present, in sorted order).
+TOKENIZER_FILES = (
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+)
+
+
+def load_tokenizer(model_dir: str | Path) -> PreTrainedTokenizerFast:
+    """Load the fast (Rust) tokenizer of a local model folder; never touches the network."""
+    path = Path(model_dir)
+    if not (path / "tokenizer.json").is_file():
+        raise FileNotFoundError(
+            f"No tokenizer.json in {path}: blend needs a model folder with a fast tokenizer "
+            "(save it with tokenizer.save_pretrained(...))"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True, local_files_only=True)
+    if not isinstance(tokenizer, PreTrainedTokenizerFast):
+        raise TypeError(f"The tokenizer in {path} is not a fast tokenizer: {type(tokenizer)}")
+    return tokenizer
+
+
+def tokenizer_sha256(model_dir: str | Path) -> str:
+    """Hex sha256 over the bytes of the tokenizer files present, in sorted name order.
+
+    Equal to `cat <present files of TOKENIZER_FILES, sorted> | sha256sum`, so anyone can check
+    it; any change to a file that decides token ids changes the hash.
+    """
+    path = Path(model_dir)
+    present = [path / name for name in sorted(TOKENIZER_FILES) if (path / name).is_file()]
+    if not any(p.name == "tokenizer.json" for p in present):
+        raise FileNotFoundError(f"No tokenizer.json in {path}: cannot identify its tokenizer")
+    digest = hashlib.sha256()
+    for file in present:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def model_max_len(model_dir: str | Path) -> int:
+    """The model's context length in tokens (config.json `max_position_embeddings`).
+
+    Multimodal configs keep it under `text_config`; that is used when the top level lacks it.
+    """
+    config_path = Path(model_dir) / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"No model config at {config_path}")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    value = config.get("max_position_embeddings")
+    if value is None:
+        value = (config.get("text_config") or {}).get("max_position_embeddings")
+    if not isinstance(value, int) or value <= 0:
+        raise ValueError(
+            f"{config_path} has no positive integer max_position_embeddings (found {value!r})"
+        )
+    return value
+
+
+def encode_batch(
+    tokenizer: PreTrainedTokenizerFast,
+    prompts: Sequence[str | None],
+    messages_json: Sequence[str | None],
+) -> list[list[int]]:
+    """Token ids per row, in row order; a row is chat when its messages_json is not null.
+
+    Both groups are encoded with one batched call each (Rust, parallel over rows).
+    """
+    if len(prompts) != len(messages_json):
+        raise ValueError(f"{len(prompts)} prompts but {len(messages_json)} messages_json values")
+    chat_rows = [i for i, m in enumerate(messages_json) if m is not None]
+    raw_rows = [i for i, m in enumerate(messages_json) if m is None]
+    out: list[list[int]] = [[] for _ in prompts]
+    if chat_rows:
+        texts = render_chat(tokenizer, [messages_json[i] or "" for i in chat_rows])
+        _scatter(out, chat_rows, _encode(tokenizer, texts, add_special_tokens=False))
+    if raw_rows:
+        texts = [_raw_prompt(prompts[i], i) for i in raw_rows]
+        _scatter(out, raw_rows, _encode(tokenizer, texts, add_special_tokens=True))
+    return out
+
+
+def render_chat(tokenizer: PreTrainedTokenizerFast, messages_json: Sequence[str]) -> list[str]:
+    """The prompt text of each conversation: chat template with the generation prompt."""
+    if not tokenizer.chat_template:
+        raise ValueError(
+            f"The tokenizer in {tokenizer.name_or_path} has no chat template, so chat rows "
+            "(messages) cannot be rendered; use a model folder with a chat_template"
+        )
+    conversations: list[Any] = [json.loads(m) for m in messages_json]
+    texts = tokenizer.apply_chat_template(
+        conversations, tokenize=False, add_generation_prompt=True
+    )
+    return [str(t) for t in texts]
+
+
+def _encode(
+    tokenizer: PreTrainedTokenizerFast, texts: list[str], *, add_special_tokens: bool
+) -> list[list[int]]:
+    encoded = tokenizer(
+        texts,
+        add_special_tokens=add_special_tokens,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    ids: list[list[int]] = encoded["input_ids"]
+    return ids
+
+
+def _raw_prompt(prompt: str | None, row: int) -> str:
+    if prompt is None:
+        raise ValueError(f"Row {row} has neither a prompt nor messages_json")
+    return prompt
+
+
+def _scatter(out: list[list[int]], rows: list[int], values: list[list[int]]) -> None:
+    for row, value in zip(rows, values, strict=True):
+        out[row] = value

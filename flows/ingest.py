@@ -1,0 +1,24 @@
+"""Prefect flow: ingest a prompt file into the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from pydantic import Field
+
+from blend.ingest import IngestReport, ingest_file
+from flows.options import StoreOptions
+
+
+class IngestOptions(StoreOptions):
+    input_path: str = Field(description="JSONL, OpenAI batch JSONL, CSV or Parquet file")
+    dataset: str = Field(description="Dataset name")
+
+
+ingest_task = task(ingest_file, name="ingest")
+
+
+@flow(name="blend-ingest")
+def ingest_flow(options: IngestOptions) -> IngestReport:
+    return ingest_task(options.open_store(), Path(options.input_path), options.dataset)

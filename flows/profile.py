@@ -1,0 +1,23 @@
+"""Prefect flow: tokenize a dataset and compute its SQL profiles."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+from pydantic import Field
+
+from blend.profile import ProfileReport, profile_dataset
+from flows.options import ModelOptions
+
+
+class ProfileOptions(ModelOptions):
+    dataset: str = Field(description="Dataset name")
+    snapshot: int | None = Field(None, description="Snapshot (default: latest)")
+
+
+profile_task = task(profile_dataset, name="profile")
+
+
+@flow(name="blend-profile")
+def profile_flow(options: ProfileOptions) -> ProfileReport:
+    store = options.open_store()
+    return profile_task(store, options.dataset, options.model_dir(store), snapshot=options.snapshot)

@@ -1,0 +1,17 @@
+-- plan_chunk: the requests of plan positions [$seq_start, $seq_end), in plan order, ready to run.
+WITH items AS (
+    SELECT seq, request_id, batch
+    FROM plan_items
+    WHERE plan_id = $plan_id AND seq >= $seq_start AND seq < $seq_end
+),
+final AS (
+    SELECT i.seq, i.request_id, i.batch, p.prompt_sha256, p.sampling_json, t.token_ids
+    FROM items AS i
+    JOIN prompts AS p
+        ON p.dataset = $dataset AND p.snapshot = $snapshot AND p.request_id = i.request_id
+    JOIN prompt_tokens AS t
+        ON t.dataset = $dataset AND t.snapshot = $snapshot
+        AND t.tokenizer_sha256 = $tokenizer_sha256 AND t.request_id = i.request_id
+    ORDER BY i.seq
+)
+SELECT * FROM final;
