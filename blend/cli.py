@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +30,9 @@ def resolve_model(store: Store, model: Path | None) -> Path:
     """The given model folder, or the demo model (created on first use)."""
     if model is not None:
         if not (model / "config.json").is_file():
-            raise typer.BadParameter(f"{model} is not a model folder (no config.json)", param_hint="--model")
+            raise typer.BadParameter(
+                f"{model} is not a model folder (no config.json)", param_hint="--model"
+            )
         return model.resolve()
     from blend.demo.model import ensure_tiny_model
 
@@ -98,7 +99,9 @@ def plan(
 def execute(
     plan_id: Annotated[str, typer.Option("--plan-id", help="Plan to run.")],
     model: ModelOpt = None,
-    run_id: Annotated[str | None, typer.Option(help="Resume this run instead of a new one.")] = None,
+    run_id: Annotated[
+        str | None, typer.Option(help="Resume this run instead of a new one.")
+    ] = None,
     max_num_seqs: int = 256,
     max_num_batched_tokens: int | None = None,
     kv_cache_gib: Annotated[float, typer.Option(help="CPU build: KV cache GiB.")] = 1.0,
@@ -250,6 +253,9 @@ def _print_ingest(r: Any) -> None:
 
 
 def _print_profile(r: Any) -> None:
+    if r.n_prompts == 0:
+        console.print(f"[bold]profile[/bold] snapshot {r.snapshot} of {r.dataset!r} has no prompts")
+        return
     console.print(
         f"[bold]profile[/bold] {r.n_prompts} prompts, {r.input_tokens:,} tokens; "
         f"length mean {r.mean_tokens:.0f} p50 {r.p50_tokens:.0f} p90 {r.p90_tokens:.0f} "
@@ -286,8 +292,9 @@ def _print_where(store: Store, dataset: str) -> None:
     console.print(f"store:   {store.db_path}\n\ntry:")
     prefix = f"blend query --store {store.root}"
     examples = [
-        "SELECT finish_reason, count(*) AS n, avg(n_output_tokens) AS avg_out FROM results GROUP BY ALL",
-        "SELECT request_id, n_prompt_tokens, n_cached_tokens, error FROM results WHERE error IS NOT NULL",
+        "SELECT finish_reason, count(*) AS n, avg(n_output_tokens) AS avg_out "
+        "FROM results GROUP BY ALL",
+        "SELECT request_id, n_prompt_tokens, error FROM results WHERE error IS NOT NULL",
         "SELECT line_no, reason FROM rejects ORDER BY line_no",
         "SELECT run_id, status, n_requests, output_tokens, wall_s FROM runs ORDER BY started_at",
     ]
@@ -300,4 +307,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

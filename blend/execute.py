@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -119,7 +119,9 @@ def execute_plan(
             flow_run_id=options.flow_run_id,
             git_revision=git_revision(),
         )
-        _record_run_start(store, lineage, directory, resume=bool(done) or run_id_exists(store, run_id))
+        _record_run_start(
+            store, lineage, directory, resume=bool(done) or run_id_exists(store, run_id)
+        )
         writer = _PartWriter(directory, lineage, options, start_index=len(done))
         status = "failed"
         try:
@@ -192,7 +194,9 @@ class _PendingRequests:
         self.meta: dict[str, _RequestMeta] = {}  # requests handed out and not yet finished
 
     def iterate(self) -> Iterator[tuple[EngineRequest, _RequestMeta]]:
-        params = {k: self._header[k] for k in ("plan_id", "dataset", "snapshot", "tokenizer_sha256")}
+        params = {
+            k: self._header[k] for k in ("plan_id", "dataset", "snapshot", "tokenizer_sha256")
+        }
         for seq_start in range(0, self._header["n_requests"], self._chunk_rows):
             with self._store.connect() as con:
                 chunk = fetch_arrow(
@@ -218,7 +222,9 @@ class _PendingRequests:
                 yield request, meta
 
 
-def _pending_requests(store: Store, header: dict, done: set[str], chunk_rows: int) -> _PendingRequests:
+def _pending_requests(
+    store: Store, header: dict, done: set[str], chunk_rows: int
+) -> _PendingRequests:
     return _PendingRequests(store, header, done, chunk_rows)
 
 

@@ -28,7 +28,9 @@ def sha256_files(paths: list[Path], chunk_bytes: int = 1 << 20) -> str:
 
 def model_sha256(model_dir: Path) -> str:
     """Hash of a model folder's weight, config and tokenizer files (top level only)."""
-    files = [p for p in Path(model_dir).iterdir() if p.is_file() and p.suffix in _MODEL_FILE_SUFFIXES]
+    files = [
+        p for p in Path(model_dir).iterdir() if p.is_file() and p.suffix in _MODEL_FILE_SUFFIXES
+    ]
     if not files:
         raise FileNotFoundError(f"no model files in {model_dir}")
     return sha256_files(files)

@@ -110,7 +110,8 @@ def order_sharing_ratio(prompts: Sequence[Sequence[int]], order: Sequence[int]) 
     total = sum(len(p) for p in prompts)
     if total == 0:
         return 0.0
-    shared, previous = 0, ()
+    shared = 0
+    previous: tuple[int, ...] = ()
     for index in order:
         current = tuple(prompts[index])
         shared += _common_prefix_len(previous, current, 0)

@@ -16,7 +16,7 @@ class IngestOptions(StoreOptions):
     dataset: str = Field(description="Dataset name")
 
 
-ingest_task = task(ingest_file, name="ingest")
+ingest_task = task(name="ingest")(ingest_file)
 
 
 @flow(name="blend-ingest")

@@ -11,7 +11,9 @@ from blend.store import Store
 
 
 class StoreOptions(BaseModel):
-    store: str | None = Field(None, description="Store folder (default: $BLEND_STORE or ./blend-store)")
+    store: str | None = Field(
+        None, description="Store folder (default: $BLEND_STORE or ./blend-store)"
+    )
 
     def open_store(self) -> Store:
         return Store.open(self.store)

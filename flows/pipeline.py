@@ -31,7 +31,9 @@ def pipeline_flow(options: PipelineOptions | None = None) -> PipelineReport:
     model_dir = options.model_dir(store)
     ingested = ingest_task(store, input_path, dataset)
     profiled = profile_task(store, dataset, model_dir, snapshot=ingested.snapshot)
-    planned = plan_task(store, dataset, options.planner, snapshot=ingested.snapshot, seed=options.seed)
+    planned = plan_task(
+        store, dataset, options.planner, snapshot=ingested.snapshot, seed=options.seed
+    )
     execute_options = ExecuteFlowOptions(
         store=options.store, model=str(model_dir), plan_id=planned.plan_id, engine=options.engine
     )

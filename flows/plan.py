@@ -16,7 +16,7 @@ class PlanOptions(StoreOptions):
     seed: int = 0
 
 
-plan_task = task(plan_dataset, name="plan")
+plan_task = task(name="plan")(plan_dataset)
 
 
 @flow(name="blend-plan")

@@ -14,7 +14,7 @@ class ProfileOptions(ModelOptions):
     snapshot: int | None = Field(None, description="Snapshot (default: latest)")
 
 
-profile_task = task(profile_dataset, name="profile")
+profile_task = task(name="profile")(profile_dataset)
 
 
 @flow(name="blend-profile")

@@ -84,8 +84,8 @@ def _eval_prompts(rng: random.Random, sentences: list[str], size: DemoSize) -> l
     records = []
     for s in range(size.eval_subjects):
         shots = "\n\n".join(
-            f"Question: Is the following statement about Python accurate?\n{rng.choice(sentences)}\n"
-            f"Answer: {rng.choice(['A', 'B'])}"
+            "Question: Is the following statement about Python accurate?\n"
+            f"{rng.choice(sentences)}\nAnswer: {rng.choice(['A', 'B'])}"
             for _ in range(8)
         )
         prefix = (

@@ -122,8 +122,8 @@ def _write_random_model(out_dir: Path, shape: TinyModelShape) -> None:
         eos_token_id=eos_id,
         pad_token_id=pad_id,
         tie_word_embeddings=False,
-        torch_dtype="bfloat16",
+        dtype="bfloat16",
     )
     torch.manual_seed(shape.seed)
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model = LlamaForCausalLM(config).to(dtype=torch.bfloat16)  # type: ignore[call-arg]
     model.save_pretrained(str(out_dir), safe_serialization=True)

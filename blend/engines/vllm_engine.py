@@ -39,7 +39,7 @@ class VllmEngine:
         from vllm import EngineArgs, LLMEngine
 
         self.version = vllm.__version__
-        args = EngineArgs(
+        engine_kwargs: dict[str, Any] = dict(
             model=str(config.model_dir),
             max_model_len=config.max_model_len,
             max_num_seqs=config.max_num_seqs,
@@ -50,7 +50,7 @@ class VllmEngine:
             gpu_memory_utilization=config.gpu_memory_utilization,
             tensor_parallel_size=config.tensor_parallel_size,
         )
-        self._engine = LLMEngine.from_engine_args(args)
+        self._engine: Any = LLMEngine.from_engine_args(EngineArgs(**engine_kwargs))
         self.max_model_len = int(self._engine.vllm_config.model_config.max_model_len)
         self.start_seconds = time.perf_counter() - started
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import orjson
 
+from blend.ingest.lines import bounded_lines, skip_bom
 from blend.ingest.records import IngestError
 
 # Lines looked at to find the first parseable JSON object when telling OpenAI batch files apart.
@@ -66,15 +67,14 @@ def _first_json_object(path: Path, max_line_bytes: int) -> dict[str, object] | N
     Reads are bounded by max_line_bytes, so a huge first line is never loaded whole.
     """
     with path.open("rb") as f:
-        for _ in range(_PEEK_LINES):
-            line = f.readline(max_line_bytes + 1)
-            if not line:
-                return None
-            if len(line) > max_line_bytes and not line.endswith(b"\n"):
-                f.readline()  # oversize: this peek gives up on the line (the reader rejects it)
-                continue
+        skip_bom(f)
+        for line in bounded_lines(f, max_line_bytes):
+            if line.line_no > _PEEK_LINES:
+                break
+            if line.n_bytes > max_line_bytes:
+                continue  # oversize: the reader rejects it; look at the next line
             try:
-                obj = orjson.loads(line.removeprefix(b"\xef\xbb\xbf"))
+                obj = orjson.loads(line.text)
             except orjson.JSONDecodeError:
                 continue
             if isinstance(obj, dict):

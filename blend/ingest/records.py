@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import orjson
+
 # rejects.raw keeps at most this many bytes of the offending line (schema: "truncated to 4 KiB").
 RAW_LIMIT_BYTES = 4096
 
@@ -20,14 +22,17 @@ class IngestError(Exception):
 class RawRecord(NamedTuple):
     """One record as a reader found it, before validation.
 
-    `data` is the line's bytes for JSONL (line terminator removed) or a column -> value dict
-    for CSV / Parquet. `problem` is set when the reader itself rejects the record (e.g. an
-    oversize line); `data` then holds only the start of the line.
+    `data` is the line's bytes for JSONL (terminator removed) or a column -> value dict for
+    CSV / Parquet. `problem` is set when the reader itself rejects the record (e.g. an
+    oversize line). (offset, length) locate the record's source text so that it can be read
+    back later without keeping it (RawReader).
     """
 
     line_no: int  # 1-based line (JSONL, CSV: where the record starts) or row (Parquet)
     data: bytes | dict[str, Any]
-    raw: bytes  # the source text, at most RAW_LIMIT_BYTES, cut on a UTF-8 character boundary
+    offset: int  # JSONL / CSV: byte offset of the record in the file; Parquet: 0-based row
+    length: int  # JSONL / CSV: bytes of the record, line terminator excluded; Parquet: 0
+    raw: bytes | None  # source text (maybe only its start); None: a Parquet row (render_row)
     problem: str | None = None  # reader-level reject reason, "<category>: <detail>"
 
 
@@ -41,7 +46,8 @@ class PromptRow(NamedTuple):
     messages_json: str | None  # canonical (sorted keys) chat messages; None for raw prompts
     sampling_json: str  # canonical validated sampling parameters, max_tokens included
     max_tokens: int
-    raw: bytes  # source text (RAW_LIMIT_BYTES at most), kept in case the id turns out a duplicate
+    raw_offset: int  # RawRecord.offset: to read the source text back if the id is a duplicate
+    raw_length: int  # RawRecord.length
 
 
 class RejectRow(NamedTuple):
@@ -66,6 +72,13 @@ def cut_raw(data: bytes) -> bytes:
     while end > 0 and (data[end] & 0xC0) == 0x80:
         end -= 1
     return data[:end]
+
+
+def render_row(row: dict[str, Any]) -> bytes:
+    """A Parquet row shown as a JSON object (its non-null columns), for rejects.raw."""
+    return orjson.dumps(
+        {key: value for key, value in row.items() if value is not None}, default=str
+    )
 
 
 def raw_text(data: bytes) -> str:

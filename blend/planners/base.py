@@ -47,7 +47,8 @@ class Plan:
 
 
 class Planner(Protocol):
-    name: PlannerName
+    @property
+    def name(self) -> PlannerName: ...
 
     def plan(self, requests: Sequence[PlanRequest]) -> Plan: ...
 

@@ -1,4 +1,4 @@
--- name: delete_prompt_tokens: drop the token rows of ($dataset, $snapshot, $tokenizer_sha256).
+-- delete_prompt_tokens: drop the token rows of ($dataset, $snapshot, $tokenizer_sha256).
 DELETE FROM prompt_tokens
 WHERE dataset = $dataset
   AND snapshot = $snapshot

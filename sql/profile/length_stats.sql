@@ -1,4 +1,4 @@
--- name: length_stats: prompt length distribution (tokens) of ($dataset, $snapshot, $tokenizer_sha256).
+-- length_stats: prompt length distribution (tokens) of ($dataset, $snapshot, $tokenizer_sha256).
 WITH tokens AS (
     SELECT n_prompt_tokens
     FROM prompt_tokens

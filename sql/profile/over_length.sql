@@ -1,4 +1,6 @@
--- name: over_length: counts and first $max_ids request_ids of prompts that cannot run (n + 1 > $max_model_len) and, disjoint from them, of prompts whose output will be cut (n + max_tokens > $max_model_len).
+-- over_length: how many prompts cannot run or will be cut, and the first $max_ids of each, by request_id.
+-- cannot_run: n_prompt_tokens + 1 > $max_model_len (not even one output token fits).
+-- will_truncate: runnable, but n_prompt_tokens + max_tokens > $max_model_len (disjoint classes).
 WITH tokens AS (
     SELECT t.request_id, t.n_prompt_tokens, p.max_tokens
     FROM prompt_tokens AS t
@@ -29,8 +31,8 @@ ranked AS (
 
 final AS (
     SELECT
-        count_if(cannot_run) AS n_over_length,
-        count_if(will_truncate) AS n_will_truncate,
+        coalesce(count_if(cannot_run), 0) AS n_over_length,
+        coalesce(count_if(will_truncate), 0) AS n_will_truncate,
         coalesce(
             list(request_id ORDER BY request_id) FILTER (WHERE cannot_run AND id_rank <= $max_ids),
             []

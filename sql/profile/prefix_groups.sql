@@ -1,4 +1,4 @@
--- name: prefix_groups: top $top_n groups of lexicographically adjacent prompts sharing >= $min_shared_tokens prefix tokens, by saved tokens.
+-- prefix_groups: top $top_n groups of sorted prompts sharing >= $min_shared_tokens prefix tokens.
 -- Invariant: a group is a maximal run of sorted prompts whose LCP with the predecessor is
 -- >= $min_shared_tokens (a new group starts where it drops below); in sorted order the LCP of the
 -- whole run is the minimum adjacent LCP inside it, so each of its n prompts after the first saves

@@ -1,4 +1,4 @@
--- name: prefix_sharing: DFS prefix-sharing ratio of ($dataset, $snapshot, $tokenizer_sha256) = 1 - trie nodes / prompt tokens.
+-- prefix_sharing: DFS prefix-sharing ratio = 1 - trie nodes / prompt tokens, in O(total tokens).
 -- Invariant: in lexicographic order, a prompt's longest common prefix (LCP) with its predecessor is
 -- its longest common prefix with any earlier prompt, so it adds exactly len - lcp_prev new trie
 -- nodes; summing that over the sorted prompts counts the nodes in O(total tokens) after the sort.

@@ -1,4 +1,4 @@
--- name: snapshots: snapshot numbers known for $dataset (from datasets and prompts), ascending.
+-- snapshots: snapshot numbers known for $dataset (from datasets and prompts), ascending.
 WITH known AS (
     SELECT snapshot FROM datasets WHERE dataset = $dataset
     UNION

@@ -1,4 +1,4 @@
--- name: upsert_profile: store one profile row, replacing the one with the same key.
+-- upsert_profile: store one profile row, replacing the one with the same key.
 INSERT OR REPLACE INTO profiles BY NAME
 SELECT
     $dataset AS dataset,

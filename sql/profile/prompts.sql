@@ -1,17 +1,15 @@
--- name: prompt_page: next $limit prompts of ($dataset, $snapshot) after request_id $after, by request_id.
-WITH page AS (
+-- prompts: the prompts of ($dataset, $snapshot) to tokenize, by request_id.
+WITH snapshot_prompts AS (
     SELECT request_id, prompt, messages_json
     FROM prompts
     WHERE dataset = $dataset
       AND snapshot = $snapshot
-      AND request_id > $after
 ),
 
 final AS (
     SELECT request_id, prompt, messages_json
-    FROM page
+    FROM snapshot_prompts
     ORDER BY request_id
-    LIMIT $limit
 )
 
 SELECT * FROM final

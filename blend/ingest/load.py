@@ -1,0 +1,220 @@
+"""The transactional writer: stage validated rows in TEMP tables, then publish one snapshot.
+
+Invariant: a snapshot's prompts, rejects and `datasets` row become visible together in one
+transaction, or not at all; the staging tables are TEMP, so a crash leaves nothing behind and
+a re-run redoes the whole file. Python never holds more than one batch of rows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import duckdb
+import pyarrow as pa
+
+from blend import sql
+from blend.ingest.records import IngestReport, PromptRow, RejectRow, reason_category
+
+# The reject category of a prompt whose request_id appeared on an earlier line.
+DUPLICATE_ID = "duplicate id"
+
+# Column order of PromptRow / RejectRow and of the staging tables (sql/ingest/create_staged_*).
+_PROMPT_BATCH_SCHEMA = pa.schema(
+    [
+        ("line_no", pa.int64()),
+        ("request_id", pa.string()),
+        ("prompt_sha256", pa.string()),
+        ("prompt", pa.string()),
+        ("messages_json", pa.string()),
+        ("sampling_json", pa.string()),
+        ("max_tokens", pa.int32()),
+        ("raw_offset", pa.int64()),
+        ("raw_length", pa.int64()),
+    ]
+)
+_REJECT_BATCH_SCHEMA = pa.schema(
+    [("line_no", pa.int64()), ("reason", pa.string()), ("raw", pa.string())]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Which file a snapshot comes from."""
+
+    dataset: str
+    source_uri: str  # absolute path
+    source_sha256: str  # hex sha256 of the file's bytes
+    source_format: str  # a SourceFormat value
+
+
+@dataclass(slots=True)
+class StagedCounts:
+    """What has been staged so far; grows with each batch."""
+
+    n_prompts: int = 0  # accepted by validation (duplicate ids included)
+    n_rejects: int = 0
+    reject_reasons: Counter[str] = field(default_factory=Counter)  # category -> count
+    first_reject_line: dict[str, int] = field(default_factory=dict)  # category -> line_no
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The snapshot `publish` wrote."""
+
+    snapshot: int
+    n_rows: int  # prompts written
+    n_rejected: int  # rejects written, duplicate ids included
+
+
+class Duplicate(NamedTuple):
+    """A staged prompt whose request_id appeared on an earlier line."""
+
+    line_no: int
+    reason: str  # "duplicate id: <id> (first seen on line N)"
+    raw_offset: int  # where its source text lies (see RawRecord.offset / length)
+    raw_length: int
+
+
+class Stager:
+    """Appends batches of validated rows to the TEMP staging tables of one connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self.counts = StagedCounts()
+        con.execute(sql.load("ingest/create_staged_prompts"))
+        con.execute(sql.load("ingest/create_staged_rejects"))
+
+    def append(self, prompts: list[PromptRow], rejects: list[RejectRow]) -> None:
+        """Stage one batch (either list may be empty)."""
+        if prompts:
+            self._insert(
+                "ingest_prompt_batch", "ingest/stage_prompts", prompts, _PROMPT_BATCH_SCHEMA
+            )
+            self.counts.n_prompts += len(prompts)
+        if rejects:
+            self._insert(
+                "ingest_reject_batch", "ingest/stage_rejects", rejects, _REJECT_BATCH_SCHEMA
+            )
+            self._count_rejects(rejects)
+
+    def _insert(
+        self, view: str, statement: str, rows: list[PromptRow] | list[RejectRow], schema: pa.Schema
+    ) -> None:
+        columns = zip(*rows, strict=True)  # rows -> columns, in C
+        # pyarrow converts lists markedly faster than the tuples zip gives.
+        arrays = [
+            pa.array(list(column), type=f.type) for column, f in zip(columns, schema, strict=True)
+        ]
+        self._con.register(view, pa.Table.from_arrays(arrays, schema=schema))
+        try:
+            self._con.execute(sql.load(statement))
+        finally:
+            self._con.unregister(view)
+
+    def _count_rejects(self, rejects: list[RejectRow]) -> None:
+        counts = self.counts
+        counts.n_rejects += len(rejects)
+        for reject in rejects:
+            category = reason_category(reject.reason)
+            counts.reject_reasons[category] += 1
+            counts.first_reject_line.setdefault(category, reject.line_no)
+
+
+def assign_ids(con: duckdb.DuckDBPyConnection) -> int:
+    """Give every staged prompt its final request_id; return how many repeat an earlier id.
+
+    Repeated ids are found here, in SQL (the first occurrence is kept), so that no set of all
+    ids is ever held in Python.
+    """
+    con.execute(sql.load("ingest/assign_ids"))
+    return _scalar(con, "ingest/count_duplicates", {})
+
+
+def duplicates(con: duckdb.DuckDBPyConnection, page_rows: int) -> Iterator[list[Duplicate]]:
+    """The duplicate-id prompts (after assign_ids) in line order, page_rows at a time.
+
+    Each page is fetched whole, so the connection is free between pages to stage the rejects.
+    """
+    after_line = 0
+    while True:
+        rows = con.execute(
+            sql.load("ingest/duplicates_page"), {"after_line": after_line, "limit": page_rows}
+        ).fetchall()
+        if not rows:
+            return
+        yield [Duplicate(*row) for row in rows]
+        after_line = rows[-1][0]
+
+
+def publish(con: duckdb.DuckDBPyConnection, source: Source, staged: StagedCounts) -> Published:
+    """Write the staged rows as the next snapshot of source.dataset, in one transaction.
+
+    Expects assign_ids to have run and the duplicate-id prompts to be staged as rejects.
+    """
+    n_duplicates = staged.reject_reasons[DUPLICATE_ID]
+    published_rows = staged.n_prompts - n_duplicates
+    with _transaction(con):
+        snapshot = _scalar(con, "ingest/next_snapshot", {"dataset": source.dataset})
+        where = {"dataset": source.dataset, "snapshot": snapshot}
+        con.execute(sql.load("ingest/insert_prompts"), where)
+        con.execute(sql.load("ingest/insert_rejects"), where)
+        con.execute(
+            sql.load("ingest/insert_dataset"),
+            {
+                **where,
+                "source_uri": source.source_uri,
+                "source_sha256": source.source_sha256,
+                "source_format": source.source_format,
+                "n_rows": published_rows,
+                "n_rejected": staged.n_rejects,
+            },
+        )
+    return Published(snapshot, published_rows, staged.n_rejects)
+
+
+def find_snapshot(
+    con: duckdb.DuckDBPyConnection, dataset: str, source_sha256: str
+) -> IngestReport | None:
+    """The report of the latest snapshot of `dataset` made from this content, if any
+    (reused=True, seconds=0)."""
+    rows = con.execute(
+        sql.load("ingest/find_snapshot"), {"dataset": dataset, "source_sha256": source_sha256}
+    ).fetchall()
+    if not rows:
+        return None
+    snapshot, source_uri, source_format, n_rows, n_rejected = rows[0]
+    reasons = con.execute(
+        sql.load("ingest/reject_counts"), {"dataset": dataset, "snapshot": snapshot}
+    ).fetchall()
+    return IngestReport(
+        dataset=dataset,
+        snapshot=snapshot,
+        source_uri=source_uri,
+        source_sha256=source_sha256,
+        source_format=source_format,
+        n_rows=n_rows,
+        n_rejected=n_rejected,
+        reused=True,
+        reject_reasons=dict(reasons),
+    )
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, statement: str, params: dict[str, object]) -> int:
+    # fetchall drains the result: in DuckDB 2.0 an open result blocks the connection.
+    rows = con.execute(sql.load(statement), params).fetchall()
+    return int(rows[0][0])
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.begin()
+    try:
+        yield
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()

@@ -1,0 +1,54 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from blend.tree import RadixTree, order_sharing_ratio
+
+prompts_strategy = st.lists(st.lists(st.integers(0, 3), min_size=0, max_size=8), max_size=25)
+
+
+def trie_node_count(prompts: list[list[int]]) -> int:
+    """Reference: number of distinct non-empty prefixes (uncompressed trie nodes)."""
+    return len({tuple(p[:k]) for p in prompts for k in range(1, len(p) + 1)})
+
+
+def test_tiny_tree_structure_and_dfs_order() -> None:
+    prompts = [[1, 2, 3, 4], [1, 2, 5], [1, 2, 3, 6], [7], [1, 2, 3, 4]]
+    tree = RadixTree.build(prompts)
+    assert tree.dfs_order() == [0, 4, 2, 1, 3]
+    assert tree.unique_tokens() == 7  # 1, 12, 123, 1234, 1236, 125, 7
+    assert tree.total_tokens == 16
+    assert tree.sharing_ratio() == 1 - 7 / 16
+    (top,) = [n for n in tree.root.children.values() if n.edge[0] == 1]
+    assert top.edge == (1, 2)
+    assert sorted(c.edge for c in top.children.values()) == [(3,), (5,)]
+
+
+def test_prompt_ending_inside_an_edge_splits_it() -> None:
+    tree = RadixTree.build([[5, 6, 7, 8], [5, 6]])
+    (node,) = tree.root.children.values()
+    assert node.edge == (5, 6)
+    assert node.request_ids == [1]
+    assert [c.edge for c in node.children.values()] == [(7, 8)]
+    assert tree.dfs_order() == [1, 0]
+
+
+def test_order_sharing_ratio_penalises_interleaving() -> None:
+    prompts = [[1, 1, 1, 1], [2, 2, 2, 2], [1, 1, 1, 2], [2, 2, 2, 1]]
+    dfs = RadixTree.build(prompts).dfs_order()
+    assert order_sharing_ratio(prompts, dfs) == 6 / 16
+    assert order_sharing_ratio(prompts, [0, 1, 2, 3]) == 0.0
+
+
+@given(prompts_strategy)
+def test_unique_tokens_equal_trie_nodes(prompts: list[list[int]]) -> None:
+    assert RadixTree.build(prompts).unique_tokens() == trie_node_count(prompts)
+
+
+@given(prompts_strategy)
+def test_dfs_order_is_a_permutation_keeping_all_sharing(prompts: list[list[int]]) -> None:
+    tree = RadixTree.build(prompts)
+    order = tree.dfs_order()
+    assert sorted(order) == list(range(len(prompts)))
+    assert abs(order_sharing_ratio(prompts, order) - tree.sharing_ratio()) < 1e-12
+    ordered = [prompts[i] for i in order]
+    assert ordered == sorted(prompts)  # DFS of a token trie = lexicographic order
