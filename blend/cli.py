@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,8 +13,8 @@ from rich.table import Table
 from blend.store import Store, fetch_arrow
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 StoreOpt = Annotated[
     Path | None,
@@ -303,6 +304,8 @@ def _print_where(store: Store, dataset: str) -> None:
 
 
 def main() -> None:
+    # vLLM logs every engine step detail at INFO; the CLI prints its own summary.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     app()
 
 

@@ -34,7 +34,7 @@ class VllmEngine:
     def __init__(self, config: EngineConfig) -> None:
         started = time.perf_counter()
         self.config = config
-        self._prepare_environment(config)
+        on_cpu = self._prepare_environment(config)
         import vllm
         from vllm import EngineArgs, LLMEngine
 
@@ -50,13 +50,18 @@ class VllmEngine:
             gpu_memory_utilization=config.gpu_memory_utilization,
             tensor_parallel_size=config.tensor_parallel_size,
         )
+        if on_cpu:
+            # vLLM 0.32's CPU runner crashes ("CPU Generator does not use offset") when a
+            # request with its own seed is in a partial (chunked) prefill: schedule whole
+            # prompts instead. GPU builds keep chunked prefill.
+            engine_kwargs["enable_chunked_prefill"] = False
         self._engine: Any = LLMEngine.from_engine_args(EngineArgs(**engine_kwargs))
         self.max_model_len = int(self._engine.vllm_config.model_config.max_model_len)
         self.start_seconds = time.perf_counter() - started
 
     @staticmethod
-    def _prepare_environment(config: EngineConfig) -> None:
-        # vLLM reads these when the engine starts; set them here, never at import time.
+    def _prepare_environment(config: EngineConfig) -> bool:
+        """Set the variables vLLM reads at engine start; returns whether this is the CPU build."""
         on_cpu = _is_cpu_build()
         if on_cpu:
             # By default the CPU build reserves most of the node's memory and refuses to start.
@@ -65,6 +70,7 @@ class VllmEngine:
         if multiprocessing is None:
             multiprocessing = not on_cpu  # in-process on CPU: starts in ~4 s instead of ~25 s
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocessing else "0"
+        return on_cpu
 
     def generate(self, requests: Iterable[EngineRequest]) -> Iterator[EngineOutput]:
         from vllm.inputs import TokensPrompt

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -66,26 +67,21 @@ def ingest_file(
     started = time.perf_counter()
     _check_arguments(dataset, max_line_bytes, batch_rows)
     path = _readable_file(Path(input_path))
-    fmt = detect_format(path, max_line_bytes)
+    job = _FileJob(path, detect_format(path, max_line_bytes), max_line_bytes, batch_rows)
     version = _version(path)
     digest = _digest(path)
-    source = Source(dataset, str(path), digest.sha256, fmt.value)
+    source = Source(dataset, str(path), digest.sha256, job.fmt.value)
     with store.connect() as con:
         existing = find_snapshot(con, dataset, digest.sha256)
         if existing is not None:
             return dataclasses.replace(existing, seconds=time.perf_counter() - started)
-        stager = Stager(con)
-        with _gc_paused():
-            _stage_records(stager, path, fmt, digest.n_lines, max_line_bytes, batch_rows, progress)
+        staged = _stage_file(con, job, digest.n_lines, progress)
         if _version(path) != version:
             raise IngestError(
                 f"{path}: the file changed while it was being ingested; nothing was written, "
                 "run the ingest again"
             )
-        _require_accepted(path, stager.counts)
-        if assign_ids(con) > 0:
-            _stage_duplicates(con, stager, path, fmt, batch_rows)
-        published = publish(con, source, stager.counts)
+        published = publish(con, source, staged)
     return IngestReport(
         dataset=dataset,
         snapshot=published.snapshot,
@@ -95,35 +91,52 @@ def ingest_file(
         n_rows=published.n_rows,
         n_rejected=published.n_rejected,
         reused=False,
-        reject_reasons=dict(sorted(stager.counts.reject_reasons.items())),
+        reject_reasons=dict(sorted(staged.reject_reasons.items())),
         seconds=time.perf_counter() - started,
     )
 
 
-def _stage_records(
-    stager: Stager,
-    path: Path,
-    fmt: SourceFormat,
-    n_lines: int,
-    max_line_bytes: int,
-    batch_rows: int,
-    progress: Progress | None,
-) -> None:
-    """Read, validate and stage every record of the file, batch_rows at a time."""
-    validator = Validator(fmt)
-    total = _total_units(path, fmt, n_lines)
-    for batch in _batches(read_records(path, fmt, max_line_bytes), batch_rows):
+@dataclass(frozen=True, slots=True)
+class _FileJob:
+    """One file to stage and how."""
+
+    path: Path  # absolute
+    fmt: SourceFormat
+    max_line_bytes: int
+    batch_rows: int
+
+
+def _stage_file(
+    con: duckdb.DuckDBPyConnection, job: _FileJob, n_lines: int, progress: Progress | None
+) -> StagedCounts:
+    """Stage every record of the file, then its duplicate ids as rejects.
+
+    Raises IngestError when no record was accepted.
+    """
+    stager = Stager(con)
+    with _gc_paused():
+        _stage_records(stager, job, n_lines, progress)
+    _require_accepted(job.path, stager.counts)
+    if assign_ids(con) > 0:
+        _stage_duplicates(con, stager, job)
+    return stager.counts
+
+
+def _stage_records(stager: Stager, job: _FileJob, n_lines: int, progress: Progress | None) -> None:
+    """Read, validate and stage the records, job.batch_rows at a time."""
+    validator = Validator(job.fmt)
+    total = _total_units(job.path, job.fmt, n_lines)
+    records = read_records(job.path, job.fmt, job.max_line_bytes)
+    for batch in _batches(records, job.batch_rows):
         stager.append(*_validate_batch(batch, validator))
         if progress is not None:
             progress(batch[-1].line_no, total)
 
 
-def _stage_duplicates(
-    con: duckdb.DuckDBPyConnection, stager: Stager, path: Path, fmt: SourceFormat, page_rows: int
-) -> None:
+def _stage_duplicates(con: duckdb.DuckDBPyConnection, stager: Stager, job: _FileJob) -> None:
     """Stage the prompts whose id came earlier as rejects, their source text read back."""
-    with RawReader(path, fmt) as reader:
-        for page in duplicates(con, page_rows):
+    with RawReader(job.path, job.fmt) as reader:
+        for page in duplicates(con, job.batch_rows):
             rejects = [
                 RejectRow(d.line_no, d.reason, raw_text(reader.raw_at(d.raw_offset, d.raw_length)))
                 for d in page

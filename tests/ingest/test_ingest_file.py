@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from collections.abc import Callable
@@ -407,3 +408,17 @@ def test_ingest_error_when_nothing_is_readable(
 def test_a_directory_is_an_ingest_error(store: Store, tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="not a regular file"):
         ingest_file(store, tmp_path, "d")
+
+
+def test_a_file_rewritten_during_ingest_is_an_ingest_error(
+    store: Store, query: Query, write_lines: WriteLines
+) -> None:
+    path = write_lines("in.jsonl", ['{"prompt": "a"}', '{"prompt": "b"}'])
+
+    def rewrite(done: int, total: int) -> None:
+        write_lines("in.jsonl", ['{"prompt": "changed"}'])
+
+    with pytest.raises(IngestError, match="the file changed while it was being ingested"):
+        ingest_file(store, path, "d", batch_rows=1, progress=rewrite)
+    assert query("SELECT count(*) FROM prompts") == [(0,)]
+    assert gc.isenabled()  # the collector paused for staging is back on after an error
