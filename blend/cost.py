@@ -1,0 +1,135 @@
+"""Model and hardware specs, and the cost model planners and the simulator share.
+
+Per request (papers.md section 1), for a prompt of p tokens and an output of d tokens:
+    Comp(r) = 2 (p + d) P / F_eff                       seconds of dense compute
+    Mem(r)  = (p d + d^2 / 2) * kv_bytes_per_token / W_eff   seconds of KV reads
+    rho(r)  = Comp / Mem   (> 1 compute-heavy, < 1 memory-heavy)
+Specs are data (blend/specs/*.json), overridable by a JSON file of the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+SPECS_DIR = Path(__file__).with_name("specs")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    name: str
+    n_params: float  # P: parameters
+    n_layers: int  # L
+    hidden_size: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    dtype_bytes: int = 2  # bytes per weight and per KV element
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.n_params * self.dtype_bytes
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """K and V of every layer for one token (bytes): 2 * L * H_kv * dtype_bytes."""
+        return 2 * self.n_layers * self.n_kv_heads * self.head_dim * self.dtype_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareSpec:
+    name: str
+    peak_flops: float  # F: dense bf16 FLOP/s
+    mem_bandwidth_bytes_s: float  # W: memory bandwidth (bytes/s)
+    mem_bytes: float  # device memory (bytes)
+    flops_efficiency: float = 1.0  # achievable share of peak_flops (fitted)
+    bandwidth_efficiency: float = 1.0  # achievable share of bandwidth (fitted)
+    step_overhead_s: float = 0.0  # fixed cost of one engine step (s, fitted)
+    kv_memory_fraction: float = 0.9  # share of memory left after weights that holds KV
+    source: str = ""  # where the numbers come from
+
+    @property
+    def effective_flops(self) -> float:
+        return self.peak_flops * self.flops_efficiency
+
+    @property
+    def effective_bandwidth(self) -> float:
+        return self.mem_bandwidth_bytes_s * self.bandwidth_efficiency
+
+
+def _load(kind: str, name_or_path: str) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file():
+        data = json.loads(path.read_text())
+        return {"name": data.get("name", path.stem), **data}
+    table = json.loads((SPECS_DIR / f"{kind}.json").read_text())
+    if name_or_path not in table:
+        raise ValueError(
+            f"Unknown {kind[:-1] if kind.endswith('s') else kind} spec {name_or_path!r}: "
+            f"known {', '.join(sorted(table))}, or a path to a .json file"
+        )
+    return {"name": name_or_path, **table[name_or_path]}
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__} {data.get('name')!r}: unknown fields {unknown}")
+    return cls(**data)
+
+
+def load_model_spec(name_or_path: str) -> ModelSpec:
+    """A model spec by name (blend/specs/models.json) or from a JSON file."""
+    spec: ModelSpec = _build(ModelSpec, _load("models", name_or_path))
+    return spec
+
+
+def load_hardware(name_or_path: str) -> HardwareSpec:
+    """A hardware spec by name (blend/specs/hardware.json) or from a JSON file."""
+    spec: HardwareSpec = _build(HardwareSpec, _load("hardware", name_or_path))
+    return spec
+
+
+@dataclass(frozen=True, slots=True)
+class CostModel:
+    """Per-request resource costs for one model on one piece of hardware."""
+
+    model: ModelSpec
+    hardware: HardwareSpec
+
+    def comp_s(self, prompt_tokens: float, output_tokens: float) -> float:
+        """Comp(r): dense compute time of a request (s), attention FLOPs left out."""
+        return (
+            2.0
+            * (prompt_tokens + output_tokens)
+            * self.model.n_params
+            / self.hardware.effective_flops
+        )
+
+    def mem_s(self, prompt_tokens: float, output_tokens: float) -> float:
+        """Mem(r): time to read the request's KV cache over all its decode steps (s)."""
+        kv_token_reads = prompt_tokens * output_tokens + output_tokens * output_tokens / 2.0
+        return kv_token_reads * self.model.kv_bytes_per_token / self.hardware.effective_bandwidth
+
+    def density(self, prompt_tokens: float, output_tokens: float) -> float:
+        """rho(r) = Comp / Mem; infinite for a request with no output (pure prefill)."""
+        mem = self.mem_s(prompt_tokens, output_tokens)
+        return float("inf") if mem == 0 else self.comp_s(prompt_tokens, output_tokens) / mem
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        """Tokens of KV cache that fit beside the weights."""
+        free = (
+            self.hardware.mem_bytes - self.model.weight_bytes
+        ) * self.hardware.kv_memory_fraction
+        if free <= 0:
+            raise ValueError(
+                f"{self.model.name} weights ({self.model.weight_bytes / 2**30:.1f} GiB) do not fit "
+                f"in {self.hardware.name} memory ({self.hardware.mem_bytes / 2**30:.1f} GiB)"
+            )
+        return int(free // self.model.kv_bytes_per_token)
