@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from blend.store import Store, fetch_arrow
+
+if TYPE_CHECKING:
+    from blend.engines.base import EngineConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(soft_wrap=True)
@@ -25,6 +29,15 @@ ModelOpt = Annotated[
     typer.Option("--model", help="Model folder (default: the tiny demo model, created once)."),
 ]
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="Dataset name.")]
+PLANNER_HELP = "fcfs | random | dfs | naive-blend | blendserve"
+IncrementalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--incremental/--full",
+        help="Plan only prompts without a result from this model and sampling (--model), "
+        "or all of them.",
+    ),
+]
 
 
 def resolve_model(store: Store, model: Path | None) -> Path:
@@ -75,20 +88,33 @@ def profile(
 @app.command()
 def plan(
     dataset: DatasetOpt,
-    planner: Annotated[str, typer.Option(help="fcfs | random | dfs")] = "dfs",
+    planner: Annotated[str, typer.Option(help=PLANNER_HELP)] = "dfs",
     hardware: Annotated[str | None, typer.Option(help="Hardware profile name.")] = None,
     model_spec: Annotated[str | None, typer.Option(help="Model spec name.")] = None,
     snapshot: Annotated[int | None, typer.Option(help="Snapshot (default: latest).")] = None,
     seed: int = 0,
     batch_size: Annotated[int, typer.Option(help="Requests per checkpoint batch.")] = 256,
+    incremental: IncrementalOpt = True,
+    model: ModelOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Order the requests of a profiled dataset and store the plan."""
+    from blend.lineage import model_sha256
     from blend.plan import PlanError, plan_dataset
 
+    opened = Store.open(store)
+    skip_done = model_sha256(resolve_model(opened, model)) if incremental else None
     try:
         report = plan_dataset(
-            Store.open(store), dataset, planner, snapshot=snapshot, seed=seed, batch_size=batch_size
+            opened,
+            dataset,
+            planner,
+            snapshot=snapshot,
+            seed=seed,
+            batch_size=batch_size,
+            skip_done_model_sha256=skip_done,
+            model_spec=model_spec,
+            hardware=hardware,
         )
     except (PlanError, ValueError) as exc:
         err_console.print(f"[red]plan failed:[/red] {exc}")
@@ -103,29 +129,53 @@ def execute(
     run_id: Annotated[
         str | None, typer.Option(help="Resume this run instead of a new one.")
     ] = None,
-    max_num_seqs: int = 256,
-    max_num_batched_tokens: int | None = None,
+    resume: Annotated[
+        bool, typer.Option(help="Resume the latest unfinished run of this plan, if any.")
+    ] = False,
+    max_num_seqs: Annotated[
+        int | None, typer.Option(help="Running requests per step (default: the plan's or 256).")
+    ] = None,
+    max_num_batched_tokens: Annotated[
+        int | None, typer.Option(help="Tokens per step (default: the plan's or vLLM's).")
+    ] = None,
     kv_cache_gib: Annotated[float, typer.Option(help="CPU build: KV cache GiB.")] = 1.0,
     store: StoreOpt = None,
 ) -> None:
     """Run a plan through vLLM; results go to Parquet with lineage."""
-    from blend.engines.base import EngineConfig
-    from blend.execute import ExecuteError, execute_plan
+    from blend.execute import ExecuteError, ExecuteOptions, execute_plan
 
     opened = Store.open(store)
-    config = EngineConfig(
-        model_dir=resolve_model(opened, model),
-        max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=max_num_batched_tokens,
-        kv_cache_gib=kv_cache_gib,
+    config = _engine_config(
+        resolve_model(opened, model), max_num_seqs, max_num_batched_tokens, kv_cache_gib
     )
+    # Budgets given on the command line win over the ones the planner recommends.
+    explicit = max_num_seqs is not None or max_num_batched_tokens is not None
+    options = ExecuteOptions(resume=resume, plan_budgets=not explicit)
     try:
         with _progress_bar() as progress:
-            report = execute_plan(opened, plan_id, config, run_id=run_id, progress=progress)
+            report = execute_plan(
+                opened, plan_id, config, run_id=run_id, options=options, progress=progress
+            )
     except ExecuteError as exc:
         err_console.print(f"[red]execute failed:[/red] {exc}")
         raise typer.Exit(1) from None
     _print_run(report)
+
+
+def _engine_config(
+    model_dir: Path,
+    max_num_seqs: int | None,
+    max_num_batched_tokens: int | None,
+    kv_cache_gib: float,
+) -> EngineConfig:
+    from blend.engines.base import EngineConfig
+
+    config = EngineConfig(
+        model_dir=model_dir,
+        max_num_batched_tokens=max_num_batched_tokens,
+        kv_cache_gib=kv_cache_gib,
+    )
+    return config if max_num_seqs is None else replace(config, max_num_seqs=max_num_seqs)
 
 
 @app.command()
@@ -134,15 +184,18 @@ def run(
         Path | None, typer.Argument(help="Input file (default: the bundled demo dataset).")
     ] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset name (default: file stem).")] = None,
-    planner: Annotated[str, typer.Option(help="fcfs | random | dfs")] = "dfs",
+    planner: Annotated[str, typer.Option(help=PLANNER_HELP)] = "dfs",
     model: ModelOpt = None,
     seed: int = 0,
-    max_num_seqs: int = 256,
+    incremental: IncrementalOpt = True,
+    max_num_seqs: Annotated[
+        int | None, typer.Option(help="Running requests per step (default: the plan's or 256).")
+    ] = None,
     kv_cache_gib: Annotated[float, typer.Option(help="CPU build: KV cache GiB.")] = 1.0,
     store: StoreOpt = None,
 ) -> None:
     """The whole pipeline: ingest -> profile -> plan -> execute. No arguments: the demo."""
-    from blend.engines.base import EngineConfig
+    from blend.execute import ExecuteOptions
     from blend.pipeline import run_pipeline
 
     opened = Store.open(store)
@@ -154,7 +207,7 @@ def run(
         console.print(f"demo input: {input_path}")
     model_dir = resolve_model(opened, model)
     console.print(f"model: {model_dir}")
-    config = EngineConfig(model_dir=model_dir, max_num_seqs=max_num_seqs, kv_cache_gib=kv_cache_gib)
+    config = _engine_config(model_dir, max_num_seqs, None, kv_cache_gib)
     printers: dict[str, Any] = {
         "ingest": _print_ingest,
         "profile": _print_profile,
@@ -169,12 +222,16 @@ def run(
             config,
             planner=planner,
             seed=seed,
+            incremental=incremental,
+            options=ExecuteOptions(plan_budgets=max_num_seqs is None),
             progress=progress,
             on_stage=lambda name, r: printers[name](r),
         )
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in report.stage_seconds.items())
     console.print(f"\nstage wall time: {timings}")
-    _print_where(opened, report.run.dataset)
+    if report.run is None:
+        console.print("nothing to execute: every prompt already has a result (--full re-runs)")
+    _print_where(opened, report.ingest.dataset)
 
 
 @app.command()
@@ -271,8 +328,9 @@ def _print_profile(r: Any) -> None:
 
 
 def _print_plan(r: Any) -> None:
+    done = f" ({r.n_already_done} already answered, left out)" if r.n_already_done else ""
     console.print(
-        f"[bold]plan[/bold] {r.plan_id}: {r.planner}, {r.n_requests} requests in "
+        f"[bold]plan[/bold] {r.plan_id}: {r.planner}, {r.n_requests} requests{done} in "
         f"{r.n_batches} batches; keeps {r.sharing_ratio:.1%} prefix sharing "
         f"(tree: {r.dfs_sharing_ratio:.1%}); planned in {r.plan_seconds:.2f} s"
     )
@@ -301,6 +359,9 @@ def _print_where(store: Store, dataset: str) -> None:
     ]
     for e in examples:
         console.print(f'  {prefix} "{e}"')
+
+
+app.command("simulate")(__import__("blend.simulate.cli", fromlist=["_"]).simulate_command)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from typing import TypeVar
 from blend.engines.base import EngineConfig
 from blend.execute import ExecuteOptions, ProgressCallback, RunReport, execute_plan
 from blend.ingest import IngestReport, ingest_file
+from blend.lineage import model_sha256
 from blend.plan import PlanReport, plan_dataset
 from blend.profile import ProfileReport, profile_dataset
 from blend.store import Store
@@ -27,7 +28,7 @@ class PipelineReport:
     ingest: IngestReport
     profile: ProfileReport
     plan: PlanReport
-    run: RunReport
+    run: RunReport | None  # None when the plan had nothing left to run (incremental)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage (s)
 
 
@@ -39,11 +40,16 @@ def run_pipeline(
     *,
     planner: str = "dfs",
     seed: int = 0,
+    incremental: bool = True,
     options: ExecuteOptions | None = None,
     progress: ProgressCallback | None = None,
     on_stage: Callable[[str, object], None] | None = None,
 ) -> PipelineReport:
-    """Run every stage on `input_path`; `on_stage(name, report)` is called after each."""
+    """Run every stage on `input_path`; `on_stage(name, report)` is called after each.
+
+    With `incremental`, prompts that already have a result from this model and sampling are
+    not planned again, and when nothing is left the engine is not started at all.
+    """
     seconds: dict[str, float] = {}
 
     def timed(name: str, fn: Callable[[], T]) -> T:
@@ -61,10 +67,20 @@ def run_pipeline(
             store, dataset, engine_config.model_dir, snapshot=ingested.snapshot
         ),
     )
+    done_by_model = model_sha256(engine_config.model_dir) if incremental else None
     planned = timed(
         "plan",
-        lambda: plan_dataset(store, dataset, planner, snapshot=ingested.snapshot, seed=seed),
+        lambda: plan_dataset(
+            store,
+            dataset,
+            planner,
+            snapshot=ingested.snapshot,
+            seed=seed,
+            skip_done_model_sha256=done_by_model,
+        ),
     )
+    if planned.n_requests == 0:
+        return PipelineReport(ingested, profiled, planned, None, seconds)
     run = timed(
         "execute",
         lambda: execute_plan(

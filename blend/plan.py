@@ -31,6 +31,9 @@ class PlanReport:
     sharing_ratio: float  # prefix sharing this order keeps (adjacent-prompt reuse)
     dfs_sharing_ratio: float  # the prefix tree's sharing: the most any order can keep
     plan_seconds: float
+    model_spec: str | None = None  # cost model the planner used (None: it used none)
+    hardware: str | None = None
+    n_already_done: int = 0  # prompts left out: answered earlier (incremental planning)
 
 
 def plan_dataset(
@@ -41,8 +44,18 @@ def plan_dataset(
     snapshot: int | None = None,
     seed: int = 0,
     batch_size: int = 256,
+    skip_done_model_sha256: str | None = None,
+    model_spec: str | None = None,
+    hardware: str | None = None,
 ) -> PlanReport:
-    """Plan the latest profiled snapshot of `dataset` (or `snapshot`) and store the plan."""
+    """Plan the latest profiled snapshot of `dataset` (or `snapshot`) and store the plan.
+
+    With `skip_done_model_sha256` (incremental), a prompt is left out when some earlier run of
+    that model (model_sha256) has a result for the same prompt_sha256 and sampling_json: a
+    completion, or the error row of a prompt longer than the context (it can never run).
+    Other error rows are planned again. None plans every prompt.
+    `model_spec` / `hardware` name the cost model of resource-aware planners (None: defaults).
+    """
     with store.connect() as con:
         profile = fetch_dicts(
             con, sql.load("plan/latest_profile"), {"dataset": dataset, "snapshot": snapshot}
@@ -54,7 +67,15 @@ def plan_dataset(
                 + " has no profile: run `blend profile --dataset NAME` first"
             )
         key = {k: profile[0][k] for k in ("dataset", "snapshot", "tokenizer_sha256")}
-        table = fetch_arrow(con, sql.load("plan/plan_requests"), key)
+        table = fetch_arrow(
+            con,
+            sql.load("plan/plan_requests"),
+            {
+                **key,
+                "done_model_sha256": skip_done_model_sha256,
+                "max_model_len": profile[0]["max_model_len"],
+            },
+        )
     requests = [
         PlanRequest(request_id=rid, prompt_token_ids=ids, max_tokens=mt)
         for rid, ids, mt in zip(
@@ -65,7 +86,9 @@ def plan_dataset(
         )
     ]
     started = time.perf_counter()
-    plan = make_planner(planner, seed=seed, batch_size=batch_size).plan(requests)
+    plan = make_planner(
+        planner, seed=seed, batch_size=batch_size, model_spec=model_spec, hardware=hardware
+    ).plan(requests)
     plan_seconds = time.perf_counter() - started
     prompts = [r.prompt_token_ids for r in requests]
     report = PlanReport(
@@ -79,6 +102,9 @@ def plan_dataset(
         sharing_ratio=order_sharing_ratio(prompts, plan.order),
         dfs_sharing_ratio=RadixTree.build(prompts).sharing_ratio(),
         plan_seconds=plan_seconds,
+        n_already_done=profile[0]["n_prompts"] - len(requests),
+        model_spec=plan.params.get("model_spec", model_spec),
+        hardware=plan.params.get("hardware", hardware),
     )
     _store_plan(store, report, plan, [r.request_id for r in requests])
     return report
@@ -108,8 +134,8 @@ def _store_plan(store: Store, report: PlanReport, plan: Plan, request_ids: list[
         "dataset": report.dataset,
         "snapshot": report.snapshot,
         "planner": report.planner,
-        "model_spec": None,
-        "hardware": None,
+        "model_spec": report.model_spec,
+        "hardware": report.hardware,
         "tokenizer_sha256": report.tokenizer_sha256,
         "params_json": orjson.dumps(plan.params, option=orjson.OPT_SORT_KEYS).decode(),
         "n_requests": report.n_requests,

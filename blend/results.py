@@ -9,12 +9,15 @@ view, resume) only ever see finished parts.
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -83,17 +86,104 @@ def write_part(
 ) -> Path:
     """Write rows as one Parquet part (atomically) with file-level key-value metadata."""
     directory.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist([asdict(r) for r in rows], schema=RESULT_SCHEMA)
+    # column by column: dataclasses.asdict would deep-copy every token list
+    columns = {name: [getattr(r, name) for r in rows] for name in RESULT_SCHEMA.names}
+    table = pa.Table.from_pydict(columns, schema=RESULT_SCHEMA)
     table = table.replace_schema_metadata(metadata)
     final = directory / f"part-{part_index:05d}-{uuid.uuid4().hex[:8]}.parquet"
     temporary = directory / f".tmp-{final.name}"
     pq.write_table(table, temporary, compression="zstd")
     _fsync(temporary)
     os.replace(temporary, final)
+    _fsync(directory)  # the rename itself survives a power loss
     return final
 
 
+class PartWriter:
+    """Buffers result rows and writes them as atomic parts by count or age.
+
+    A part is due every `flush_rows` rows or when the oldest buffered row is `flush_seconds`
+    old (the caller checks `flush_if_due` after every engine step). Parts are written by one
+    background thread (Parquet encoding and fsync release the GIL), in order, so writing
+    overlaps the engine's next steps. Each part's footer: `metadata`, `part_metadata()` (asked
+    at flush time) and `blend.sampling_json`, the distinct sampling parameters of its rows.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        metadata: dict[str, str],
+        *,
+        flush_rows: int,
+        flush_seconds: float,
+        start_index: int,
+        part_metadata: Callable[[], dict[str, str]] | None = None,
+    ) -> None:
+        self._directory = directory
+        self._metadata = metadata
+        self._flush_rows = flush_rows
+        self._flush_seconds = flush_seconds
+        self._part_metadata = part_metadata
+        self._buffer: list[ResultRow] = []
+        self._oldest = 0.0  # monotonic time the oldest buffered row arrived
+        self._next_index = start_index  # part file numbers follow the rows before them
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blend-parts")
+        self._writing: list[Future[Path]] = []
+        self.rows_added = 0
+        self.output_tokens = 0
+
+    def add(self, rows: Iterable[ResultRow]) -> None:
+        if not self._buffer:
+            self._oldest = time.monotonic()
+        for row in rows:
+            self._buffer.append(row)
+            self.rows_added += 1
+            self.output_tokens += row.n_output_tokens
+
+    def flush_if_due(self) -> None:
+        if self._buffer and (
+            len(self._buffer) >= self._flush_rows
+            or time.monotonic() - self._oldest >= self._flush_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the buffered rows to the writer thread as one part."""
+        self._check_written(wait=False)
+        if not self._buffer:
+            return
+        sampling = sorted({r.sampling_json for r in self._buffer})
+        metadata = {
+            **self._metadata,
+            **(self._part_metadata() if self._part_metadata else {}),
+            "blend.sampling_json": orjson.dumps([orjson.loads(s) for s in sampling]).decode(),
+        }
+        self._writing.append(
+            self._pool.submit(write_part, self._directory, self._buffer, metadata, self._next_index)
+        )
+        self._next_index += len(self._buffer)
+        self._buffer = []
+
+    def close(self) -> None:
+        """Flush, then wait until every part is on disk; re-raises a failed write."""
+        try:
+            self.flush()
+        finally:
+            self._pool.shutdown(wait=True)
+        self._check_written(wait=True)
+
+    def _check_written(self, *, wait: bool) -> None:
+        still_writing = []
+        for future in self._writing:
+            if wait or future.done():
+                future.result()  # a failed write raises here, in the caller's thread
+            else:
+                still_writing.append(future)
+        self._writing = still_writing
+
+
 def _fsync(path: Path) -> None:
+    """fsync a file or a folder (a folder's entries: renames into it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

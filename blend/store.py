@@ -56,13 +56,18 @@ class Store:
         return self.root / "models"
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the database (creating tables if needed) and the `results` view."""
+    def connect(self, *, views: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the database (creating tables if needed) and the `results` and user views.
+
+        views=False skips (re)creating the views: for internal work that reads tables only
+        (creating them reads every Parquet footer of the store).
+        """
         con = duckdb.connect(str(self.db_path))
         try:
             for statement in sql.schema_statements():
                 con.execute(statement)
-            refresh_results_view(con, self.results_dir)
+            if views:
+                refresh_results_view(con, self.results_dir)
             yield con
         finally:
             con.close()
@@ -76,15 +81,23 @@ def refresh_results_view(con: duckdb.DuckDBPyConnection, results_dir: Path) -> N
     """(Re)create the `results` view over every finished Parquet part of every run.
 
     Temporary files (`.tmp-*`) are never matched: parts are renamed into place when complete.
-    Without any part yet, the view is an empty relation with the result columns.
+    Without any part yet, the view is an empty relation with the result columns. Also
+    (re)creates `result_files` (the part holding each row) and the user views of sql/views/.
     """
     has_parts = results_dir.is_dir() and any(results_dir.rglob("part-*.parquet"))
     if has_parts:
-        con.execute(
-            sql.load("results/create_view").replace("$glob", _quote(results_glob(results_dir)))
-        )
+        glob = _quote(results_glob(results_dir))
+        con.execute(sql.load("results/create_view").replace("$glob", glob))
+        con.execute(sql.load("results/create_files_view").replace("$glob", glob))
     else:
         con.execute(sql.load("results/create_empty_view"))
+        con.execute(sql.load("results/create_empty_files_view"))
+    for name in USER_VIEWS:
+        con.execute(sql.load(f"views/{name}"))
+
+
+# Views over `results` and the tables, for users (sql/views/<name>.sql).
+USER_VIEWS = ("latest_results", "run_summary", "row_lineage")
 
 
 def _quote(text: str) -> str:

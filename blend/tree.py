@@ -5,12 +5,189 @@ the root spells its whole prompt; the children of a node start with distinct tok
 distinct prefix of any prompt is spelled by exactly one path. Building costs O(total tokens).
 The number of tokens on all edges is the number of distinct prompt prefixes: the tokens a
 prefix cache computes once when requests are run in depth-first order.
+
+Two forms: `CompactTrie` (numpy node arrays, every request its own leaf; what planners use at
+scale) and `RadixTree` (node objects with token-tuple edges; the readable form). Both are built
+from one lexicographic sort of the prompts plus the longest common prefix (LCP) of adjacent
+prompts: the trie of a sorted string list is fully determined by those LCPs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
+
+TokenIds = Sequence[int] | np.ndarray  # one prompt: a list of ids or an integer array
+_MAX_TOKEN = 2**32  # token ids must lie in [0, 2**32): the sort compares big-endian uint32
+_LCP_CHUNK = 8192  # adjacent pairs compared per vectorised block
+_LCP_CELLS = 1 << 22  # max pair x token cells compared at once (memory bound)
+
+
+def _as_array(prompt: TokenIds) -> np.ndarray:
+    """The prompt as a 1-d integer array (no copy for integer arrays)."""
+    if isinstance(prompt, np.ndarray) and prompt.dtype.kind in "iu" and prompt.ndim == 1:
+        return prompt
+    return np.asarray(prompt, dtype=np.int64).reshape(-1)
+
+
+def lexicographic_order(prompts: Sequence[TokenIds]) -> np.ndarray:
+    """Request indices sorted by prompt, lexicographically (a prefix first; ties in input order).
+
+    Sorts big-endian uint32 byte strings, whose byte order is the token order.
+    """
+    keys = [_as_array(p).astype(">u4").tobytes() for p in prompts]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return np.asarray(order, dtype=np.int64)
+
+
+def adjacent_lcp(prompts: Sequence[TokenIds], order: Sequence[int] | np.ndarray) -> np.ndarray:
+    """lcp[k] = common prefix length of prompts[order[k-1]] and prompts[order[k]]; lcp[0] = 0.
+
+    Vectorised over blocks of adjacent pairs; each pair is compared in windows that double,
+    so the work is about twice the shared tokens plus a few tokens per pair.
+    """
+    order = np.asarray(order, dtype=np.int64)
+    n = len(order)
+    lcp = np.zeros(n, dtype=np.int64)
+    for start in range(1, n, _LCP_CHUNK):
+        stop = min(n, start + _LCP_CHUNK)
+        arrays = [_as_array(prompts[i]) for i in order[start - 1 : stop]]
+        lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+        flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+        _check_tokens(flat)
+        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        lcp[start:stop] = _pair_lcp(flat, offsets[:-1], offsets[1:], lengths[:-1], lengths[1:])
+    return lcp
+
+
+def _check_tokens(flat: np.ndarray) -> None:
+    if flat.size and (int(flat.min()) < 0 or int(flat.max()) >= _MAX_TOKEN):
+        bad = int(flat.min()) if int(flat.min()) < 0 else int(flat.max())
+        raise ValueError(f"token id {bad} is outside [0, 2**32): pass tokenizer ids")
+
+
+def _pair_lcp(
+    flat: np.ndarray, s1: np.ndarray, s2: np.ndarray, n1: np.ndarray, n2: np.ndarray
+) -> np.ndarray:
+    """Common prefix lengths of the pairs flat[s1:s1+n1], flat[s2:s2+n2]."""
+    limit = np.minimum(n1, n2)
+    lcp = np.zeros(len(s1), dtype=np.int64)
+    active = np.flatnonzero(limit > 0)
+    width = 16
+    while active.size:
+        w = int(min(width, max(16, _LCP_CELLS // active.size)))
+        pos = lcp[active][:, None] + np.arange(w)[None, :]
+        valid = pos < limit[active][:, None]
+        a = flat[np.where(valid, s1[active][:, None] + pos, 0)]
+        b = flat[np.where(valid, s2[active][:, None] + pos, 0)]
+        equal = (a == b) & valid
+        all_equal = equal.all(axis=1)
+        matched = np.where(all_equal, w, np.argmin(equal, axis=1))
+        lcp[active] += matched
+        active = active[all_equal & (lcp[active] < limit[active])]
+        width = min(width * 2, 4096)
+    return lcp
+
+
+@dataclass(frozen=True, slots=True)
+class CompactTrie:
+    """A radix tree as node arrays; node 0 is the root and every request is its own leaf.
+
+    Invariant: a node's tokens are prompt[rep][depth[parent]:depth[node]] for the request rep
+    at sorted position first_rank[node]; a request whose prompt ends where other prompts go
+    on (or that duplicates another) is a leaf with an empty edge (depth equal to its parent's).
+    Children in ascending first_rank are in ascending token order.
+    """
+
+    parent: np.ndarray  # int64 node id of the parent; -1 for the root
+    depth: np.ndarray  # int64 tokens from the root to the end of the node's edge
+    first_rank: np.ndarray  # int64 sorted position of the first request under the node
+    leaf_request: np.ndarray  # int64 request index of a leaf; -1 for inner nodes
+    sorted_order: np.ndarray  # int64 request indices in lexicographic order
+    lengths: np.ndarray  # int64 prompt length of each request (by request index)
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.parent)
+
+    @property
+    def edge_len(self) -> np.ndarray:
+        """Tokens on each node's edge (0 for the root and for empty-edge leaves)."""
+        parent_depth = np.where(self.parent >= 0, self.depth[np.maximum(self.parent, 0)], 0)
+        return self.depth - parent_depth
+
+    def unique_tokens(self) -> int:
+        return int(self.edge_len.sum())
+
+    def sharing_ratio(self) -> float:
+        total = int(self.lengths.sum())
+        return 0.0 if total == 0 else 1.0 - self.unique_tokens() / total
+
+    def preorder(self) -> np.ndarray:
+        """Node ids depth-first, children in token order (a leaf after its equal-depth parent)."""
+        is_leaf = self.leaf_request >= 0
+        return np.lexsort((is_leaf, self.depth, self.first_rank))
+
+    def representative(self, node: int) -> int:
+        """A request whose prompt spells the node's path."""
+        return int(self.sorted_order[self.first_rank[node]])
+
+
+def build_compact_trie(prompts: Sequence[TokenIds]) -> CompactTrie:
+    """The radix tree of `prompts` as node arrays (see CompactTrie)."""
+    order = lexicographic_order(prompts)
+    lengths = np.fromiter((len(p) for p in prompts), dtype=np.int64, count=len(prompts))
+    lcp = adjacent_lcp(prompts, order)
+    parent, depth, first, leaf = _nodes_from_lcp(lengths[order].tolist(), lcp.tolist(), order)
+    return CompactTrie(
+        parent=np.asarray(parent, dtype=np.int64),
+        depth=np.asarray(depth, dtype=np.int64),
+        first_rank=np.asarray(first, dtype=np.int64),
+        leaf_request=np.asarray(leaf, dtype=np.int64),
+        sorted_order=order,
+        lengths=lengths,
+    )
+
+
+def _nodes_from_lcp(
+    sorted_lengths: list[int], lcp: list[int], order: np.ndarray
+) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Node arrays of the trie of sorted strings, from their lengths and adjacent LCPs.
+
+    Invariant: `stack` is the path from the root to the last leaf added; a new string hangs
+    off that path at depth lcp, splitting an edge where the path has no node at that depth.
+    """
+    parent, depth, first, leaf = [-1], [0], [0], [-1]
+
+    def add(up: int, end: int, rank: int, request: int) -> int:
+        parent.append(up)
+        depth.append(end)
+        first.append(rank)
+        leaf.append(request)
+        return len(parent) - 1
+
+    requests = order.tolist()
+    stack = [0]
+    for k, (length, shared) in enumerate(zip(sorted_lengths, lcp, strict=True)):
+        last = -1
+        while depth[stack[-1]] > shared:
+            last = stack.pop()
+        top = stack[-1]
+        if depth[top] < shared:  # the path passes depth `shared` inside last's edge: split it
+            parent[last] = top = add(top, shared, first[last], -1)
+            stack.append(top)
+        elif leaf[top] >= 0:  # the previous prompt ends exactly here
+            up = parent[top]
+            if depth[up] == shared:  # it is an empty-edge leaf: hang beside it
+                stack.pop()
+                top = up
+            else:  # turn it into an inner node with the leaf as an empty-edge child
+                parent[top] = stack[-1] = add(up, shared, first[top], -1)
+                top = stack[-1]
+        stack.append(add(top, length, k, requests[k]))
+    return parent, depth, first, leaf
 
 
 @dataclass(slots=True, eq=False)
@@ -32,11 +209,31 @@ class RadixTree:
         self.total_tokens = 0
 
     @classmethod
-    def build(cls, prompts: Sequence[Sequence[int]]) -> RadixTree:
+    def build(cls, prompts: Sequence[TokenIds]) -> RadixTree:
+        """The tree of all prompts, built from their sorted order (same tree as inserting)."""
         tree = cls()
-        for prompt in prompts:
-            tree.insert(prompt)
+        tree.num_requests = len(prompts)
+        tree.total_tokens = sum(len(p) for p in prompts)
+        tree._fill_from(build_compact_trie(prompts), prompts)
         return tree
+
+    def _fill_from(self, trie: CompactTrie, prompts: Sequence[TokenIds]) -> None:
+        """Create node objects for the compact trie (mutates the tree, which must be empty)."""
+        objects: dict[int, RadixNode] = {0: self.root}
+        edge_len = trie.edge_len
+        for node in trie.preorder().tolist()[1:]:
+            up = objects[int(trie.parent[node])]
+            request = int(trie.leaf_request[node])
+            if request >= 0 and edge_len[node] == 0:
+                up.request_ids.append(request)
+                continue
+            end = int(trie.depth[node])
+            tokens = prompts[trie.representative(node)][end - int(edge_len[node]) : end]
+            obj = RadixNode(edge=tuple(int(t) for t in tokens), depth=end)
+            if request >= 0:
+                obj.request_ids.append(request)
+            up.children[obj.edge[0]] = obj
+            objects[node] = obj
 
     def insert(self, prompt: Sequence[int]) -> int:
         """Add one prompt (mutates the tree); returns its request index."""
@@ -93,15 +290,21 @@ class RadixTree:
 
 
 def _common_prefix_len(edge: tuple[int, ...], tokens: tuple[int, ...], start: int) -> int:
-    """Length of the common prefix of `edge` and `tokens[start:]`."""
+    """Length of the common prefix of `edge` and `tokens[start:]` (compares whole slices)."""
     limit = min(len(edge), len(tokens) - start)
-    i = 0
-    while i < limit and edge[i] == tokens[start + i]:
-        i += 1
-    return i
+    if edge[:limit] == tokens[start : start + limit]:
+        return limit
+    lo, hi = 0, limit  # edge[:lo] matches, edge[:hi] does not: bisect on slice equality
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if edge[lo:mid] == tokens[start + lo : start + mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
-def order_sharing_ratio(prompts: Sequence[Sequence[int]], order: Sequence[int]) -> float:
+def order_sharing_ratio(prompts: Sequence[TokenIds], order: Sequence[int]) -> float:
     """Prefix sharing kept by running `prompts` in `order` with a one-request-deep cache.
 
     Each prompt reuses its longest common prefix with the prompt run just before it; for a
@@ -110,10 +313,4 @@ def order_sharing_ratio(prompts: Sequence[Sequence[int]], order: Sequence[int]) 
     total = sum(len(p) for p in prompts)
     if total == 0:
         return 0.0
-    shared = 0
-    previous: tuple[int, ...] = ()
-    for index in order:
-        current = tuple(prompts[index])
-        shared += _common_prefix_len(previous, current, 0)
-        previous = current
-    return shared / total
+    return int(adjacent_lcp(prompts, order).sum()) / total

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from blend.ingest import IngestReport, ingest_file
 from flows.options import StoreOptions
+from flows.retry import is_transient
 
 
 class IngestOptions(StoreOptions):
@@ -16,7 +17,9 @@ class IngestOptions(StoreOptions):
     dataset: str = Field(description="Dataset name")
 
 
-ingest_task = task(name="ingest")(ingest_file)
+ingest_task = task(
+    name="ingest", retries=2, retry_delay_seconds=10, retry_condition_fn=is_transient
+)(ingest_file)
 
 
 @flow(name="blend-ingest")

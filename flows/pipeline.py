@@ -1,13 +1,24 @@
-"""Prefect flow: the whole pipeline, each stage its own task."""
+"""Prefect flow: the whole pipeline, each stage its own task (what `blend-pipeline/nightly` runs).
+
+Incremental by default: ingest reuses an unchanged file's snapshot, and the plan leaves out
+every prompt this model already answered with the same sampling, so a nightly run over the
+same input plans nothing and starts no engine. The summary artifact is written either way.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow
 from pydantic import Field
 
-from blend.pipeline import PipelineReport
+from blend.execute import RunReport, new_run_id
+from blend.ingest import IngestReport
+from blend.lineage import model_sha256
+from blend.plan import PlanReport
+from blend.profile import ProfileReport
+from flows.artifacts import publish_summary
 from flows.execute import ExecuteFlowOptions, execute_task
 from flows.ingest import ingest_task
 from flows.options import EngineOptions, ModelOptions
@@ -20,11 +31,29 @@ class PipelineOptions(ModelOptions):
     dataset: str | None = Field(None, description="Dataset name (default: the file's stem)")
     planner: str = Field("dfs", description="fcfs | random | dfs")
     seed: int = 0
+    incremental: bool = Field(
+        True,
+        description="Run only prompts without a result from this model and sampling; "
+        "false: run every prompt again",
+    )
     engine: EngineOptions = Field(default_factory=EngineOptions)
+    gpu_limit: str | None = Field(
+        "gpu",
+        description="Global concurrency limit held by the execute task (one slot per GPU; "
+        "`prefect gcl create gpu --limit 1`); null: none",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineFlowReport:
+    ingest: IngestReport
+    profile: ProfileReport
+    plan: PlanReport
+    run: RunReport | None  # None: nothing to run, every prompt already has a result
 
 
 @flow(name="blend-pipeline")
-def pipeline_flow(options: PipelineOptions | None = None) -> PipelineReport:
+def pipeline_flow(options: PipelineOptions | None = None) -> PipelineFlowReport:
     options = options or PipelineOptions()
     store = options.open_store()
     input_path, dataset = _input(options, store.root)
@@ -32,13 +61,26 @@ def pipeline_flow(options: PipelineOptions | None = None) -> PipelineReport:
     ingested = ingest_task(store, input_path, dataset)
     profiled = profile_task(store, dataset, model_dir, snapshot=ingested.snapshot)
     planned = plan_task(
-        store, dataset, options.planner, snapshot=ingested.snapshot, seed=options.seed
+        store,
+        dataset,
+        options.planner,
+        snapshot=ingested.snapshot,
+        seed=options.seed,
+        skip_done_model_sha256=model_sha256(model_dir) if options.incremental else None,
     )
-    execute_options = ExecuteFlowOptions(
-        store=options.store, model=str(model_dir), plan_id=planned.plan_id, engine=options.engine
-    )
-    run = execute_task(store, planned.plan_id, execute_options)
-    return PipelineReport(ingested, profiled, planned, run)
+    run = None
+    if planned.n_requests:
+        execute_options = ExecuteFlowOptions(
+            store=options.store,
+            model=str(model_dir),
+            plan_id=planned.plan_id,
+            engine=options.engine,
+            gpu_limit=options.gpu_limit,
+        )
+        # The run id is fixed here, so a retried execute task resumes the same run.
+        run = execute_task(store, planned.plan_id, execute_options, new_run_id())
+    publish_summary(planned, profiled, run)
+    return PipelineFlowReport(ingested, profiled, planned, run)
 
 
 def _input(options: PipelineOptions, store_root: Path) -> tuple[Path, str]:
@@ -51,4 +93,5 @@ def _input(options: PipelineOptions, store_root: Path) -> tuple[Path, str]:
 
 
 if __name__ == "__main__":
-    pipeline_flow()
+    # Ephemeral (no server): no global concurrency limit to hold.
+    pipeline_flow(PipelineOptions(gpu_limit=None))

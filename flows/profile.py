@@ -7,6 +7,7 @@ from pydantic import Field
 
 from blend.profile import ProfileReport, profile_dataset
 from flows.options import ModelOptions
+from flows.retry import is_transient
 
 
 class ProfileOptions(ModelOptions):
@@ -14,7 +15,9 @@ class ProfileOptions(ModelOptions):
     snapshot: int | None = Field(None, description="Snapshot (default: latest)")
 
 
-profile_task = task(name="profile")(profile_dataset)
+profile_task = task(
+    name="profile", retries=2, retry_delay_seconds=10, retry_condition_fn=is_transient
+)(profile_dataset)
 
 
 @flow(name="blend-profile")

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from blend.engines.base import EngineConfig
+from blend.engines.supervisor import EngineFailedError, RestartPolicy
 from blend.execute import ExecuteError, ExecuteOptions, execute_plan
 from blend.plan import plan_dataset
 from blend.results import RESULT_SCHEMA, finished_parts, read_metadata
@@ -87,8 +88,8 @@ def test_execute_writes_one_row_per_request_in_plan_order(planned) -> None:
 
 def test_crash_then_resume_gives_exactly_one_row_per_request(planned) -> None:
     store, plan_id, config = planned
-    options = ExecuteOptions(flush_rows=1)
-    with pytest.raises(RuntimeError, match="engine died"):
+    options = ExecuteOptions(flush_rows=1, restart_policy=RestartPolicy(max_restarts=0))
+    with pytest.raises(EngineFailedError, match="engine died"):
         execute_plan(
             store,
             plan_id,
@@ -125,3 +126,192 @@ def test_tokenizer_mismatch_is_refused(store: Store, tiny_model: Path) -> None:
 def test_unknown_plan(store: Store, tiny_model: Path) -> None:
     with pytest.raises(ExecuteError, match="no plan 'nope'"):
         execute_plan(store, "nope", EngineConfig(model_dir=tiny_model), engine_factory=FakeEngine)
+
+
+def _run(planned, factory, **options):
+    store, plan_id, config = planned
+    return execute_plan(
+        store, plan_id, config, engine_factory=factory, options=ExecuteOptions(**options)
+    )
+
+
+def _results(store: Store) -> list[dict]:
+    with store.connect() as con:
+        return fetch_dicts(con, "SELECT request_id, error FROM results ORDER BY seq")
+
+
+def test_engine_crash_is_retried_with_halved_budgets(planned) -> None:
+    configs: list[EngineConfig] = []
+
+    def factory(cfg: EngineConfig) -> FakeEngine:
+        configs.append(cfg)
+        return FakeEngine(cfg, oom_above=3)  # out of memory with more than 3 in flight
+
+    planned = (planned[0], planned[1], EngineConfig(model_dir=planned[2].model_dir, max_num_seqs=4))
+    report = _run(planned, factory, flush_rows=1)
+    assert [(c.max_num_seqs, c.inflight_window) for c in configs] == [(4, 8), (2, 4), (1, 2)]
+    assert (report.status, report.n_requests, report.n_engine_restarts) == ("completed", 5, 2)
+    rows = _results(planned[0])
+    assert [r["request_id"] for r in rows] == ["a", "d", "b", "c", "long"]
+    assert [r["error"] for r in rows][:4] == [None] * 4
+    with planned[0].connect() as con:
+        run = fetch_dicts(con, "SELECT n_engine_restarts, params_json FROM runs")[0]
+    assert run["n_engine_restarts"] == 2
+
+
+def test_request_failing_alone_becomes_error_row_and_run_goes_on(planned) -> None:
+    engines: list[FakeEngine] = []
+
+    def factory(cfg: EngineConfig) -> FakeEngine:
+        engines.append(FakeEngine(cfg, poison=frozenset({"b"})))
+        return engines[-1]
+
+    planned = (planned[0], planned[1], EngineConfig(model_dir=planned[2].model_dir, max_num_seqs=2))
+    report = _run(planned, factory, flush_rows=1)
+    assert report.status == "completed"
+    rows = _results(planned[0])
+    assert [r["request_id"] for r in rows] == ["a", "d", "b", "c", "long"]
+    errors = {r["request_id"]: r["error"] for r in rows if r["error"]}
+    assert set(errors) == {"b", "long"}
+    assert errors["b"] == (
+        "engine failed 2 times with this request alone in flight: RuntimeError: poisoned step"
+    )
+    # windows 4 -> 2 -> 1 isolate "b"; after its error row the budgets are restored
+    assert [e.config.inflight_window for e in engines] == [4, 2, 1, 1, 4]
+    assert report.n_engine_restarts == 4
+
+
+def test_engine_that_keeps_failing_fails_the_run_resumably(planned) -> None:
+    with pytest.raises(EngineFailedError, match="failed 3 times"):
+        _run(
+            planned,
+            lambda c: FakeEngine(c, crash_after=0),
+            restart_policy=RestartPolicy(max_restarts=2),
+        )
+    with planned[0].connect() as con:
+        assert fetch_dicts(con, "SELECT status, n_engine_restarts FROM runs") == [
+            {"status": "failed", "n_engine_restarts": 3}
+        ]
+
+
+def test_rows_are_flushed_on_time_while_the_engine_is_busy(planned) -> None:
+    def factory(cfg: EngineConfig) -> FakeEngine:
+        return FakeEngine(cfg, idle_steps=2, idle_step_s=0.04)
+
+    report = _run(planned, factory, flush_rows=100, flush_seconds=0.05)
+    # each row is written alone, during the idle steps after it, before the next output
+    # (checked only when rows arrive, rows 1+2, 3+4 and 5 would share parts)
+    parts = finished_parts(report.results_dir)
+    assert [pq.ParquetFile(p).metadata.num_rows for p in parts] == [1, 1, 1, 1, 1]
+
+
+def test_plan_budgets_are_used_unless_turned_off(planned) -> None:
+    store, plan_id, _ = planned
+    with store.connect() as con:
+        con.execute(
+            "UPDATE plans SET params_json = ? WHERE plan_id = ?",
+            ['{"batch_size": 2, "max_num_seqs": 3, "max_num_batched_tokens": 512}', plan_id],
+        )
+    seen: list[EngineConfig] = []
+
+    def factory(cfg: EngineConfig) -> FakeEngine:
+        seen.append(cfg)
+        return FakeEngine(cfg)
+
+    _run(planned, factory)
+    _run(planned, factory, plan_budgets=False)
+    assert [(c.max_num_seqs, c.max_num_batched_tokens) for c in seen] == [(3, 512), (256, None)]
+
+
+def test_resume_with_another_plan_is_refused(planned) -> None:
+    store, plan_id, config = planned
+    execute_plan(store, plan_id, config, run_id="run-r", engine_factory=FakeEngine)
+    other = plan_dataset(store, "ds", "fcfs")
+    with pytest.raises(ExecuteError, match=f"run run-r belongs to plan '{plan_id}'"):
+        execute_plan(store, other.plan_id, config, run_id="run-r", engine_factory=FakeEngine)
+
+
+def test_resume_picks_the_latest_unfinished_run(planned) -> None:
+    store, plan_id, config = planned
+    policy = RestartPolicy(max_restarts=0)
+    with pytest.raises(EngineFailedError):
+        execute_plan(
+            store,
+            plan_id,
+            config,
+            run_id="run-1",
+            engine_factory=lambda c: FakeEngine(c, crash_after=2),
+            options=ExecuteOptions(flush_rows=1, restart_policy=policy),
+        )
+    report = execute_plan(
+        store, plan_id, config, engine_factory=FakeEngine, options=ExecuteOptions(resume=True)
+    )
+    assert (report.run_id, report.n_skipped, report.n_requests) == ("run-1", 2, 5)
+    with store.connect() as con:
+        run = fetch_dicts(con, "SELECT status, n_attempts FROM runs")
+    assert run == [{"status": "completed", "n_attempts": 2}]
+    fresh = execute_plan(
+        store, plan_id, config, engine_factory=FakeEngine, options=ExecuteOptions(resume=True)
+    )
+    assert fresh.run_id != "run-1" and fresh.n_skipped == 0
+
+
+def test_a_run_executing_elsewhere_is_refused(planned) -> None:
+    store, plan_id, config = planned
+    lock_dir = store.results_dir / "dataset=ds" / "run_id=run-l"
+    lock_dir.mkdir(parents=True)
+    import fcntl
+
+    with (lock_dir / ".lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ExecuteError, match="being executed by another process"):
+            execute_plan(store, plan_id, config, run_id="run-l", engine_factory=FakeEngine)
+
+
+def test_parts_carry_lineage_metadata(planned) -> None:
+    store, plan_id, config = planned
+    report = execute_plan(
+        store,
+        plan_id,
+        config,
+        engine_factory=FakeEngine,
+        options=ExecuteOptions(flow_run_id="fr-1", deployment_name="nightly"),
+    )
+    meta = read_metadata(finished_parts(report.results_dir)[0])
+    assert meta["blend.deployment_name"] == "nightly"
+    assert meta["blend.flow_run_id"] == "fr-1"
+    assert meta["blend.planner"] == "dfs"
+    assert meta["blend.engine_version"] == "0"
+    assert len(meta["blend.tokenizer_sha256"]) == 64
+    assert meta["blend.sampling_json"] == '[{"max_tokens":3}]'
+    assert '"max_num_seqs":256' in meta["blend.engine_params_json"]
+    assert "blend.git_revision" in meta
+
+
+def test_failed_restart_is_retried_and_leftover_temporary_files_are_removed(planned) -> None:
+    store, plan_id, config = planned
+    calls: list[EngineConfig] = []
+
+    def factory(cfg: EngineConfig) -> FakeEngine:
+        calls.append(cfg)
+        if len(calls) == 1:
+            return FakeEngine(cfg, crash_after=2)
+        if len(calls) == 2:
+            return FakeEngine(cfg, start_error=MemoryError("no room for the KV cache"))
+        return FakeEngine(cfg)
+
+    leftover = store.results_dir / "dataset=ds" / "run_id=run-t" / ".tmp-part-00000-dead.parquet"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a part")
+    report = execute_plan(
+        store,
+        plan_id,
+        config,
+        run_id="run-t",
+        engine_factory=factory,
+        options=ExecuteOptions(flush_rows=1),
+    )
+    assert not leftover.exists()
+    assert [c.max_num_seqs for c in calls] == [256, 128, 64]
+    assert (report.status, report.n_requests, report.n_engine_restarts) == ("completed", 5, 2)
+    assert [r["request_id"] for r in _results(store)] == ["a", "d", "b", "c", "long"]

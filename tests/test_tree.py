@@ -1,7 +1,9 @@
+import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blend.tree import RadixTree, order_sharing_ratio
+from blend.tree import RadixTree, adjacent_lcp, build_compact_trie, order_sharing_ratio
 
 prompts_strategy = st.lists(st.lists(st.integers(0, 3), min_size=0, max_size=8), max_size=25)
 
@@ -52,3 +54,45 @@ def test_dfs_order_is_a_permutation_keeping_all_sharing(prompts: list[list[int]]
     assert abs(order_sharing_ratio(prompts, order) - tree.sharing_ratio()) < 1e-12
     ordered = [prompts[i] for i in order]
     assert ordered == sorted(prompts)  # DFS of a token trie = lexicographic order
+
+
+def reference_tree(prompts: list[list[int]]) -> RadixTree:
+    """The token-by-token insertion trie the fast builder must reproduce."""
+    tree = RadixTree()
+    for p in prompts:
+        tree.insert(p)
+    return tree
+
+
+def shape(tree: RadixTree) -> list[tuple]:
+    return [
+        (n.edge, n.depth, tuple(n.request_ids), tuple(sorted(n.children))) for n in tree.nodes()
+    ]
+
+
+@given(st.lists(st.lists(st.integers(0, 3), max_size=10), max_size=30))
+def test_fast_builder_equals_the_insertion_trie(prompts: list[list[int]]) -> None:
+    fast = RadixTree.build(prompts)
+    assert shape(fast) == shape(reference_tree(prompts))
+    assert (fast.num_requests, fast.total_tokens) == (len(prompts), sum(map(len, prompts)))
+
+
+@given(st.lists(st.lists(st.integers(0, 3), max_size=10), max_size=30))
+def test_compact_trie_matches_the_radix_tree(prompts: list[list[int]]) -> None:
+    trie = build_compact_trie(prompts)
+    assert trie.unique_tokens() == RadixTree.build(prompts).unique_tokens()
+    leaves = trie.leaf_request[trie.preorder()]
+    assert leaves[leaves >= 0].tolist() == RadixTree.build(prompts).dfs_order()
+    assert sorted(trie.leaf_request[trie.leaf_request >= 0].tolist()) == list(range(len(prompts)))
+
+
+def test_lcp_handles_long_shared_prefixes_and_numpy_prompts() -> None:
+    base = np.arange(5000, dtype=np.int32)
+    prompts = [base, np.concatenate((base[:4097], [9])), base[:10], np.array([], np.int32)]
+    assert adjacent_lcp(prompts, [3, 2, 1, 0]).tolist() == [0, 0, 10, 4097]
+    assert order_sharing_ratio(prompts, [0, 1, 2, 3]) == (4097 + 10) / (5000 + 4098 + 10)
+
+
+def test_token_ids_outside_uint32_are_refused() -> None:
+    with pytest.raises(ValueError, match="token id -1"):
+        build_compact_trie([[1, -1], [1, 2]])

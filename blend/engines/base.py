@@ -88,10 +88,13 @@ class Engine(Protocol):
     name: str  # e.g. "vllm"
     version: str
     max_model_len: int  # tokens
-    start_seconds: float  # wall time the engine took to start
+    start_seconds: float  # wall time the engine took to start (s)
+    busy_seconds: float  # wall time spent inside the engine's own calls (add/step) so far (s)
 
-    def generate(self, requests: Iterable[EngineRequest]) -> Iterator[EngineOutput]:
-        """Run requests in the order given; yield each as it finishes (any order)."""
+    def generate(self, requests: Iterable[EngineRequest]) -> Iterator[list[EngineOutput]]:
+        """Run requests in the order given; after every engine step, yield the requests that
+        finished in it (any order, possibly none: an empty list is a heartbeat that lets the
+        caller flush on time while the engine is busy)."""
         ...
 
     def stats(self) -> EngineStats: ...

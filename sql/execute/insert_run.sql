@@ -1,9 +1,10 @@
--- insert_run: record a run as started.
+-- insert_run: record a run as started (its first execution).
 INSERT INTO runs (
-    run_id, plan_id, dataset, snapshot, flow_run_id, engine, engine_version, model,
-    model_sha256, params_json, started_at, status, results_uri
+    run_id, plan_id, dataset, snapshot, flow_run_id, deployment_name, engine, engine_version,
+    model, model_sha256, params_json, started_at, status, results_uri, git_revision, n_attempts
 )
 VALUES (
-    $run_id, $plan_id, $dataset, $snapshot, $flow_run_id, $engine, $engine_version, $model,
-    $model_sha256, $params_json, now(), 'running', $results_uri
+    $run_id, $plan_id, $dataset, $snapshot, $flow_run_id, $deployment_name, $engine,
+    $engine_version, $model, $model_sha256, $params_json, now(), 'running', $results_uri,
+    $git_revision, 1
 );

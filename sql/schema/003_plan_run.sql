@@ -47,5 +47,19 @@ CREATE TABLE IF NOT EXISTS runs (
     cached_tokens   BIGINT,
     engine_start_s  DOUBLE,
     wall_s          DOUBLE,
-    results_uri     VARCHAR
+    results_uri     VARCHAR,
+    deployment_name VARCHAR,           -- Prefect deployment that started the flow run
+    git_revision    VARCHAR,           -- code revision of the first execution ("-dirty" if modified)
+    n_attempts      INTEGER,           -- executions of this run id (1 + resumes)
+    engine_busy_s   DOUBLE,            -- time inside engine add_request/step, summed (s)
+    n_engine_restarts INTEGER,         -- engine failures survived by a restart, summed
+    prefix_cache_hit_rate DOUBLE       -- engine counter of the last execution (hits / queries)
 );
+
+-- Columns added after the first release: stores created earlier get them here.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS deployment_name VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS git_revision VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_attempts INTEGER;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS engine_busy_s DOUBLE;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_engine_restarts INTEGER;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS prefix_cache_hit_rate DOUBLE;

@@ -1,0 +1,296 @@
+"""Fault injection: SIGKILL the execute stage at random points, resume, count lost/duplicated.
+
+The execute stage runs for real (vLLM CPU engine, the tiny local model) in a child process.
+The parent kills it at random points (during engine start, while it generates, while it
+writes parts), re-runs it with the same run id until it completes, and checks in DuckDB that
+the run's Parquet parts hold exactly one row per plan item.
+
+    python bench/fault_injection.py --kills 10 --seed 1          # prints lost/duplicated
+    python bench/fault_injection.py child --store S --plan-id P --run-id R --model M
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from blend.store import Store, fetch_dicts  # noqa: E402
+
+CHILD_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    n_planned: int
+    n_rows: int
+    lost: int  # plan items without a row
+    duplicated: int  # rows beyond the first for a request
+    n_kills: int
+    n_executions: int  # children started (kills + the completing one)
+    run_status: str
+    n_attempts: int  # executions the runs table counted
+    leftover_temporary: int  # .tmp-* files left in the run folder
+    wall_s: float
+
+
+def write_prompts(path: Path, n_requests: int, seed: int) -> Path:
+    """Prompts with shared prefixes, mixed lengths and sampling (greedy and seeded)."""
+    rng = random.Random(seed)
+    words = ["alpha", "beta", "gamma", "delta", "lambda", "class", "yield", "import", "await"]
+    prefixes = [" ".join(rng.choices(words, k=rng.randint(20, 160))) for _ in range(4)]
+    with path.open("w") as f:
+        for i in range(n_requests):
+            record: dict = {
+                "custom_id": f"req-{i:05d}",
+                "prompt": f"{rng.choice(prefixes)} question {i}: "
+                + " ".join(rng.choices(words, k=rng.randint(1, 40))),
+                "max_tokens": rng.randint(4, 24),
+            }
+            if i % 2:
+                record |= {"temperature": 0.8, "seed": i}
+            f.write(json.dumps(record) + "\n")
+    return path
+
+
+def prepare(store_dir: Path, model_dir: Path, n_requests: int, seed: int) -> str:
+    """Ingest, profile and plan a generated dataset; returns the plan id."""
+    from blend.ingest import ingest_file
+    from blend.plan import plan_dataset
+    from blend.profile import profile_dataset
+
+    store = Store.open(store_dir)
+    source = write_prompts(store.root / "prompts.jsonl", n_requests, seed)
+    ingest_file(store, source, "faults")
+    profile_dataset(store, "faults", model_dir)
+    return plan_dataset(store, "faults", "dfs", batch_size=32).plan_id
+
+
+def child_main(args: argparse.Namespace) -> int:
+    """Execute (or resume) the run; prints `started` and `progress DONE` lines."""
+    from blend.engines.base import EngineConfig
+    from blend.execute import ExecuteOptions, execute_plan
+
+    print("started", flush=True)
+
+    def progress(done: int, total: int, output_tokens: int) -> None:
+        print(f"progress {done}", flush=True)
+
+    config = EngineConfig(
+        model_dir=Path(args.model), max_num_seqs=args.max_num_seqs, kv_cache_gib=1
+    )
+    options = ExecuteOptions(flush_rows=args.flush_rows, flush_seconds=0.5, progress_interval_s=0.0)
+    report = execute_plan(
+        Store.open(args.store),
+        args.plan_id,
+        config,
+        run_id=args.run_id,
+        options=options,
+        progress=progress,
+    )
+    print(f"done {report.status} {report.n_requests}", flush=True)
+    return 0 if report.status == "completed" else 1
+
+
+def _child_command(store: Path, plan_id: str, run_id: str, model: Path) -> list[str]:
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "child",
+        "--store",
+        str(store),
+        "--plan-id",
+        plan_id,
+        "--run-id",
+        run_id,
+        "--model",
+        str(model),
+    ]
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    env.setdefault("VLLM_CONFIGURE_LOGGING", "0")
+    return env
+
+
+def run_once(command: list[str], kill_at: tuple[str, float] | None, rng: random.Random) -> bool:
+    """Run one child; kill it at `kill_at` (("time", s after start) or ("rows", n done)).
+
+    Returns whether it was killed (False: it exited on its own, which must be success).
+    """
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_child_env(),
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    deadline = threading.Timer(CHILD_TIMEOUT_S, proc.kill)
+    deadline.start()
+    killed = False
+    try:
+        for line in proc.stdout:
+            if line.startswith("started"):
+                if kill_at is not None and kill_at[0] == "time":
+                    threading.Timer(kill_at[1], _kill, (proc,)).start()
+            elif (
+                line.startswith("progress")
+                and kill_at is not None
+                and kill_at[0] == "rows"
+                and int(line.split()[1]) >= kill_at[1]
+            ):
+                time.sleep(rng.uniform(0.0, 0.05))  # land anywhere, part writes included
+                _kill(proc)
+        code = proc.wait()
+        killed = code == -signal.SIGKILL
+        if not killed and code != 0:
+            raise RuntimeError(f"child exited with {code}: {' '.join(command)}")
+    finally:
+        deadline.cancel()
+    return killed
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+
+
+def rows_done(store: Store, dataset: str, run_id: str) -> int:
+    """Rows in the run's finished parts (what a resume would skip)."""
+    from blend.results import rows_in, run_dir
+
+    return rows_in(sorted(run_dir(store.results_dir, dataset, run_id).glob("part-*.parquet")))
+
+
+def run_with_kills(
+    store_dir: Path, plan_id: str, model_dir: Path, n_kills: int, seed: int
+) -> Outcome:
+    """Kill the run `n_kills` times at random points, then let it complete; count rows."""
+    rng = random.Random(seed)
+    store = Store.open(store_dir)
+    run_id = f"run-faults-{seed}"
+    command = _child_command(store.root, plan_id, run_id, model_dir)
+    with store.connect() as con:
+        n_planned = fetch_dicts(
+            con, "SELECT n_requests FROM plans WHERE plan_id = $p", {"p": plan_id}
+        )[0]["n_requests"]
+    started = time.perf_counter()
+    kills = executions = 0
+    while kills < n_kills:
+        remaining = n_planned - rows_done(store, "faults", run_id)
+        if rng.random() < 0.2 or remaining <= 1:
+            kill_at: tuple[str, float] = ("time", rng.uniform(0.0, 4.0))  # imports, start
+        else:
+            done_now = n_planned - remaining
+            kill_at = ("rows", done_now + rng.randrange(0, remaining))
+        executions += 1
+        if run_once(command, kill_at, rng):
+            kills += 1
+        else:
+            break  # it completed before the kill point
+    if kills == n_kills or executions == 0:
+        executions += 1
+        if run_once(command, None, rng):
+            raise RuntimeError("the completing run was killed")
+    return check(store, plan_id, run_id, n_planned, kills, executions, started)
+
+
+def check(
+    store: Store,
+    plan_id: str,
+    run_id: str,
+    n_planned: int,
+    kills: int,
+    executions: int,
+    started: float,
+) -> Outcome:
+    from blend.results import run_dir
+
+    directory = run_dir(store.results_dir, "faults", run_id)
+    glob = str(directory / "part-*.parquet")
+    with store.connect() as con:
+        counts = fetch_dicts(
+            con,
+            "WITH r AS (SELECT request_id FROM read_parquet($glob)), "
+            "items AS (SELECT request_id FROM plan_items WHERE plan_id = $plan) "
+            "SELECT (SELECT count(*) FROM r) AS n_rows, "
+            "(SELECT count(*) FROM items ANTI JOIN r USING (request_id)) AS lost, "
+            "(SELECT count(*) - count(DISTINCT request_id) FROM r) AS duplicated",
+            {"glob": glob, "plan": plan_id},
+        )[0]
+        run = fetch_dicts(
+            con, "SELECT status, n_attempts FROM runs WHERE run_id = $r", {"r": run_id}
+        )[0]
+    return Outcome(
+        n_planned=n_planned,
+        n_rows=counts["n_rows"],
+        lost=counts["lost"],
+        duplicated=counts["duplicated"],
+        n_kills=kills,
+        n_executions=executions,
+        run_status=run["status"],
+        n_attempts=run["n_attempts"],
+        leftover_temporary=len(list(directory.glob(".tmp-*"))),
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["child"]:
+        parser = argparse.ArgumentParser(prog="fault_injection.py child")
+        parser.add_argument("--store", required=True)
+        parser.add_argument("--plan-id", required=True)
+        parser.add_argument("--run-id", required=True)
+        parser.add_argument("--model", required=True)
+        parser.add_argument("--flush-rows", type=int, default=16)
+        parser.add_argument("--max-num-seqs", type=int, default=8)
+        return child_main(parser.parse_args(argv[1:]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=10, help="kill points per seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--requests", type=int, default=240)
+    parser.add_argument("--store", type=Path, help="work folder (default: a temporary one)")
+    args = parser.parse_args(argv)
+    from blend.demo.model import ensure_tiny_model
+
+    work = args.store or Path(tempfile.mkdtemp(prefix="blend-faults-"))
+    model = ensure_tiny_model(work / "models")
+    total_lost = total_duplicated = 0
+    for seed in args.seeds:
+        store_dir = work / f"store-{seed}"
+        plan_id = prepare(store_dir, model, args.requests, seed)
+        outcome = run_with_kills(store_dir, plan_id, model, args.kills, seed)
+        total_lost += outcome.lost
+        total_duplicated += outcome.duplicated
+        print(
+            f"seed {seed}: {outcome.n_kills} kills, {outcome.n_executions} executions, "
+            f"{outcome.n_planned} planned, {outcome.n_rows} rows: lost {outcome.lost}, "
+            f"duplicated {outcome.duplicated}; run {outcome.run_status} after "
+            f"{outcome.n_attempts} attempts; {outcome.leftover_temporary} temporary files; "
+            f"{outcome.wall_s:.0f} s",
+            flush=True,
+        )
+    print(f"total: lost {total_lost}, duplicated {total_duplicated}")
+    return 0 if total_lost == total_duplicated == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

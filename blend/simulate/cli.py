@@ -1,0 +1,108 @@
+"""`blend simulate`: plan a workload file and simulate the plan (CONTRACT: ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from blend.cost import CostModel, load_hardware, load_model_spec
+from blend.simulate.io import WorkloadError, load_workload, write_order
+from blend.simulate.run import SimulationReport, plan_and_simulate
+from blend.simulate.types import SimConfig
+
+CPU_BLOCK_SIZE = 128  # vLLM's CPU build uses 128-token KV blocks; GPU builds 16
+
+
+def simulate_command(
+    requests: Annotated[
+        Path,
+        typer.Option(
+            "--requests",
+            help="Parquet or JSONL: request_id, prompt_token_ids or prompt, output_len "
+            "[, max_tokens]. Text prompts count one token per UTF-8 byte.",
+        ),
+    ],
+    planner: Annotated[str, typer.Option(help="Planner name (fcfs, random, dfs, ...).")],
+    model_spec: Annotated[str, typer.Option("--model-spec", help="Model spec name or JSON file.")],
+    hardware: Annotated[str, typer.Option(help="Hardware profile name or JSON file.")],
+    seed: Annotated[int, typer.Option(help="Seed for randomised planners.")] = 0,
+    plan_out: Annotated[
+        Path | None,
+        typer.Option("--plan-out", help="Write the planned order here (.parquet or .csv)."),
+    ] = None,
+    oracle_lengths: Annotated[
+        bool,
+        typer.Option("--oracle-lengths", help="Let the planner see the true output lengths."),
+    ] = False,
+    default_max_tokens: Annotated[
+        int,
+        typer.Option(
+            "--default-max-tokens",
+            help="Output estimate planners see when the file has no max_tokens column.",
+        ),
+    ] = 512,
+    max_num_batched_tokens: Annotated[
+        int, typer.Option("--max-num-batched-tokens", help="Token budget per step.")
+    ] = 8192,
+    max_num_seqs: Annotated[
+        int, typer.Option("--max-num-seqs", help="Running requests at most.")
+    ] = 256,
+    block_size: Annotated[
+        int | None,
+        typer.Option(help="KV block size in tokens (default 128 on cpu-local, else 16)."),
+    ] = None,
+    kv_capacity_tokens: Annotated[
+        int | None,
+        typer.Option(help="KV cache size in tokens (default: from the cost model)."),
+    ] = None,
+    chunked_prefill: Annotated[
+        bool, typer.Option(help="Split long prompts across steps (vLLM default).")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Plan a workload and simulate the engine on it; compare with the optimum T_opt."""
+    try:
+        workload = load_workload(requests)
+        cost = CostModel(load_model_spec(model_spec), load_hardware(hardware))
+        config = SimConfig(
+            max_num_batched_tokens=max_num_batched_tokens,
+            max_num_seqs=max_num_seqs,
+            kv_capacity_tokens=kv_capacity_tokens,
+            block_size=block_size or (CPU_BLOCK_SIZE if hardware == "cpu-local" else 16),
+            chunked_prefill=chunked_prefill,
+        )
+        report = plan_and_simulate(
+            workload,
+            planner,
+            cost,
+            config,
+            seed=seed,
+            oracle_lengths=oracle_lengths,
+            default_max_tokens=default_max_tokens,
+            model_spec=model_spec,
+            hardware=hardware,
+        )
+        if plan_out is not None:
+            write_order(plan_out, [workload.requests[i].request_id for i in report.plan.order])
+    except (WorkloadError, ValueError) as exc:
+        typer.echo(f"simulate failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_json()))
+    else:
+        _print_summary(report)
+
+
+def _print_summary(report: SimulationReport) -> None:
+    data = report.to_json()
+    typer.echo(
+        f"{data['planner']}: {data['n_requests']} requests, makespan {data['makespan_s']:.1f} s "
+        f"({data['throughput_tok_s']:,.0f} tok/s), {data['fraction_of_optimal']:.1%} of optimal "
+        f"(T_opt {data['optimal_makespan_s']:.1f} s); prefix sharing "
+        f"{data['prefix_sharing_ratio']:.1%} of {data['dfs_prefix_sharing_ratio']:.1%} (DFS); "
+        f"{data['n_preemptions']} preemptions; planned in {data['plan_seconds']:.2f} s, "
+        f"simulated in {data['simulate_seconds']:.2f} s"
+    )

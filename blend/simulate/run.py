@@ -1,0 +1,143 @@
+"""Plan a workload with a planner and simulate the plan: what `blend simulate` reports."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from blend.cost import CostModel
+from blend.planners import Plan, Planner, PlanRequest, make_planner
+from blend.simulate.engine import simulate
+from blend.simulate.io import Workload
+from blend.simulate.optimal import dfs_sharing_ratio, optimal_makespan_s
+from blend.simulate.types import SimConfig, SimResult
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationReport:
+    planner: str
+    plan: Plan
+    result: SimResult
+    optimal_makespan_s: float  # T_opt (s)
+    dfs_sharing_ratio: float  # prefix sharing of the prompt trie
+    plan_seconds: float  # wall time the planner took (s)
+    simulate_seconds: float  # wall time the simulator took (s)
+    oracle_lengths: bool  # whether the planner saw the true output lengths
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "planner": self.planner,
+            "n_requests": len(self.plan.order),
+            "input_tokens": r.input_tokens,
+            "output_tokens": r.output_tokens,
+            "makespan_s": r.makespan_s,
+            "throughput_tok_s": r.throughput_tok_s,
+            "optimal_makespan_s": self.optimal_makespan_s,
+            "fraction_of_optimal": (
+                self.optimal_makespan_s / r.makespan_s if r.makespan_s > 0 else 0.0
+            ),
+            "prefix_sharing_ratio": (
+                r.prefix_cache_hit_tokens / r.input_tokens if r.input_tokens else 0.0
+            ),
+            "dfs_prefix_sharing_ratio": self.dfs_sharing_ratio,
+            "plan_seconds": self.plan_seconds,
+            "simulate_seconds": self.simulate_seconds,
+            "oracle_lengths": self.oracle_lengths,
+            "n_steps": r.n_steps,
+            "prefix_cache_hit_tokens": r.prefix_cache_hit_tokens,
+            **r.breakdown(),
+        }
+
+
+def plan_requests(
+    workload: Workload, *, oracle_lengths: bool, default_max_tokens: int
+) -> list[PlanRequest]:
+    """What planners may see: the true lengths only with oracle_lengths (as max_tokens and,
+    where PlanRequest has it, output_len), else the file's max_tokens, else
+    default_max_tokens."""
+    has_output_len = "output_len" in {f.name for f in fields(PlanRequest)}
+    out = []
+    for request, limit in zip(workload.requests, workload.max_tokens, strict=True):
+        tokens = np.asarray(request.prompt_token_ids).tolist()
+        extra: dict[str, Any] = {}
+        if oracle_lengths:
+            max_tokens = request.output_len
+            if has_output_len:
+                extra["output_len"] = request.output_len
+        else:
+            max_tokens = default_max_tokens if limit is None else limit
+        out.append(PlanRequest(request.request_id, tokens, max_tokens, **extra))
+    return out
+
+
+def build_planner(
+    name: str,
+    *,
+    seed: int,
+    cost: CostModel,
+    config: SimConfig,
+    model_spec: str | None = None,
+    hardware: str | None = None,
+) -> Planner:
+    """make_planner(name), handing it the specs, cost model and engine limits it takes."""
+    accepted = inspect.signature(make_planner).parameters
+    offered: dict[str, Any] = {
+        "seed": seed,
+        "model_spec": model_spec,
+        "hardware": hardware,
+        "cost": cost,
+        "cost_model": cost,
+        "kv_capacity_tokens": config.kv_capacity_tokens or cost.kv_capacity_tokens,
+        "max_num_seqs": config.max_num_seqs,
+        "max_num_batched_tokens": config.max_num_batched_tokens,
+    }
+    return make_planner(
+        name, **{k: v for k, v in offered.items() if k in accepted and v is not None}
+    )
+
+
+def plan_and_simulate(
+    workload: Workload,
+    planner_name: str,
+    cost: CostModel,
+    config: SimConfig,
+    *,
+    seed: int = 0,
+    oracle_lengths: bool = False,
+    default_max_tokens: int = 512,
+    model_spec: str | None = None,
+    hardware: str | None = None,
+) -> SimulationReport:
+    """Order the workload with the planner, then simulate that order.
+
+    model_spec and hardware (names or JSON paths) are what `cost` was built from; planners
+    that cost requests themselves are handed them.
+    """
+    planner = build_planner(
+        planner_name, seed=seed, cost=cost, config=config, model_spec=model_spec, hardware=hardware
+    )
+    visible = plan_requests(
+        workload, oracle_lengths=oracle_lengths, default_max_tokens=default_max_tokens
+    )
+    started = time.perf_counter()
+    plan = planner.plan(visible)
+    plan_seconds = time.perf_counter() - started
+    sharing = dfs_sharing_ratio(workload.requests)
+    started = time.perf_counter()
+    result = simulate(workload.requests, plan.order, cost, config)
+    simulate_seconds = time.perf_counter() - started
+    return SimulationReport(
+        planner=str(plan.planner),
+        plan=plan,
+        result=result,
+        optimal_makespan_s=optimal_makespan_s(workload.requests, cost, sharing),
+        dfs_sharing_ratio=sharing,
+        plan_seconds=plan_seconds,
+        simulate_seconds=simulate_seconds,
+        oracle_lengths=oracle_lengths,
+    )

@@ -1,0 +1,129 @@
+"""Roofline time of one engine step, and of a run of identical decode-only steps.
+
+One step (iteration) of a continuous-batching engine feeds a batch of tokens through the
+model once:
+    step_s    = step_overhead_s + max(compute_s, memory_s)
+    compute_s = (2 P * tokens + prefill attention FLOPs) / F_eff          (s)
+    memory_s  = (weight bytes + KV bytes read and written) / W_eff         (s)
+tokens = prefill-chunk tokens + one token per decoding request. Prefill attention FLOPs of a
+chunk of g tokens after c computed ones: 4 * g * (c + (g + 1) / 2) * hidden * L (each token
+attends to the tokens before it and itself; our reconstruction of the paper's dropped term).
+KV traffic of a scheduled request that computes g tokens after c: it reads the KV of all
+c + g tokens it attends to and writes the KV of its g new tokens. F_eff and W_eff are the
+constants the cost model uses for Comp and Mem, so T_opt and the simulator agree (see
+blend/simulate/optimal.py for why this makes T_opt a lower bound of the simulated makespan).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from blend.cost import CostModel
+
+
+@dataclass(frozen=True, slots=True)
+class StepCost:
+    """Time of one step (or the sum over a run of steps), split by cause. Seconds."""
+
+    total_s: float  # overhead + max(compute, memory), summed
+    compute_bound_s: float  # max(compute, memory) summed over compute-bound steps
+    memory_bound_s: float  # max(compute, memory) summed over memory-bound steps
+    n_compute_bound_steps: int
+    overhead_s: float
+    weight_read_s: float  # weight bytes / W_eff, summed over the steps
+
+
+def prefill_attention_flops(cost: CostModel, chunk_tokens: int, context_tokens: int) -> float:
+    """FLOPs of attention for a prefill chunk of `chunk_tokens` after `context_tokens`."""
+    model = cost.model
+    mean_attended = context_tokens + (chunk_tokens + 1) / 2.0
+    return 4.0 * chunk_tokens * mean_attended * model.hidden_size * model.n_layers
+
+
+def step_cost(
+    cost: CostModel,
+    n_prefill_tokens: int,
+    n_decode_seqs: int,
+    decode_kv_tokens: float,
+    prefill_attention_flops: float = 0.0,
+    prefill_kv_tokens: float = 0.0,
+) -> StepCost:
+    """Cost of one step.
+
+    n_prefill_tokens: prompt (or recomputed) tokens in prefill chunks this step.
+    n_decode_seqs: requests decoding one token each.
+    decode_kv_tokens: token-KV entries the decodes read plus write (context + 2 per decode).
+    prefill_attention_flops: attention FLOPs of the prefill chunks.
+    prefill_kv_tokens: token-KV entries the prefill chunks read plus write.
+    """
+    hw, model = cost.hardware, cost.model
+    tokens = n_prefill_tokens + n_decode_seqs
+    compute_s = (2.0 * model.n_params * tokens + prefill_attention_flops) / hw.effective_flops
+    weight_s = model.weight_bytes / hw.effective_bandwidth
+    kv_s = (decode_kv_tokens + prefill_kv_tokens) * model.kv_bytes_per_token
+    memory_s = weight_s + kv_s / hw.effective_bandwidth
+    bound = max(compute_s, memory_s)
+    compute_bound = compute_s >= memory_s
+    return StepCost(
+        total_s=hw.step_overhead_s + bound,
+        compute_bound_s=bound if compute_bound else 0.0,
+        memory_bound_s=0.0 if compute_bound else bound,
+        n_compute_bound_steps=int(compute_bound),
+        overhead_s=hw.step_overhead_s,
+        weight_read_s=weight_s,
+    )
+
+
+def step_time_s(
+    cost: CostModel,
+    n_prefill_tokens: int,
+    n_decode_seqs: int,
+    decode_kv_tokens: float,
+    prefill_attention_flops: float = 0.0,
+    prefill_kv_tokens: float = 0.0,
+) -> float:
+    """Seconds of one step (see step_cost for the arguments)."""
+    return step_cost(
+        cost,
+        n_prefill_tokens,
+        n_decode_seqs,
+        decode_kv_tokens,
+        prefill_attention_flops,
+        prefill_kv_tokens,
+    ).total_s
+
+
+def decode_run_cost(cost: CostModel, n_seqs: int, first_kv_tokens: float, n_steps: int) -> StepCost:
+    """Summed cost of `n_steps` identical decode-only steps of `n_seqs` requests, in closed form.
+
+    Step j (0-based) moves first_kv_tokens + n_seqs * j token-KV entries (every context grows
+    by one token a step); compute is the same every step. Equal to summing step_cost over the
+    steps one by one, up to float rounding.
+    """
+    if n_steps <= 0:
+        return StepCost(0.0, 0.0, 0.0, 0, 0.0, 0.0)
+    hw, model = cost.hardware, cost.model
+    compute_s = 2.0 * model.n_params * n_seqs / hw.effective_flops
+    weight_s = model.weight_bytes / hw.effective_bandwidth
+    per_token_s = model.kv_bytes_per_token / hw.effective_bandwidth
+    memory_0 = weight_s + first_kv_tokens * per_token_s  # memory time of step 0
+    slope = n_seqs * per_token_s  # growth of the memory time per step
+    # Steps j < n_cb are compute-bound (compute_s >= memory_0 + slope * j).
+    if compute_s < memory_0:
+        n_cb = 0
+    elif slope == 0:
+        n_cb = n_steps
+    else:
+        n_cb = min(n_steps, int((compute_s - memory_0) // slope) + 1)
+    n_mb = n_steps - n_cb
+    # Sum of memory_0 + slope * j for j in [n_cb, n_steps).
+    memory_sum = n_mb * memory_0 + slope * (n_cb + n_steps - 1) * n_mb / 2.0
+    compute_sum = n_cb * compute_s
+    return StepCost(
+        total_s=n_steps * hw.step_overhead_s + compute_sum + memory_sum,
+        compute_bound_s=compute_sum,
+        memory_bound_s=memory_sum,
+        n_compute_bound_steps=n_cb,
+        overhead_s=n_steps * hw.step_overhead_s,
+        weight_read_s=n_steps * weight_s,
+    )

@@ -1,0 +1,110 @@
+"""Artifact builders and the throttled progress artifact, without a Prefect server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from blend.execute import RunReport
+from blend.plan import PlanReport
+from flows import artifacts
+from flows.artifacts import ProgressArtifact, artifact_key, run_table, summary_markdown
+
+PLAN = PlanReport(
+    plan_id="nightly-s2-dfs-0a1b2c3d",
+    dataset="nightly",
+    snapshot=2,
+    planner="dfs",
+    tokenizer_sha256="t" * 64,
+    n_requests=3,
+    n_batches=1,
+    sharing_ratio=0.25,
+    dfs_sharing_ratio=0.5,
+    plan_seconds=0.0123,
+    n_already_done=32,
+)
+
+
+def make_run(**changes: object) -> RunReport:
+    fields: dict = dict(
+        run_id="run-1",
+        plan_id=PLAN.plan_id,
+        dataset="nightly",
+        status="completed",
+        n_requests=3,
+        n_errors=1,
+        input_tokens=300,
+        output_tokens=100,
+        cached_tokens=120,
+        prefix_cache_hit_rate=0.4,
+        engine_start_s=4.0,
+        wall_s=8.0,
+        results_dir=Path("/store/results/dataset=nightly/run_id=run-1"),
+        n_skipped=0,
+    )
+    fields.update(changes)
+    return RunReport(**fields)
+
+
+def test_artifact_keys_are_lowercase_letters_digits_and_dashes() -> None:
+    assert artifact_key("run", "Nightly_EU v2") == "blend-run-nightly-eu-v2"
+    assert artifact_key("progress", "nightly-s1-dfs-08b49c12") == (
+        "blend-progress-nightly-s1-dfs-08b49c12"
+    )
+
+
+def test_run_table_has_throughput_tokens_errors_and_hit_rate() -> None:
+    [row] = run_table(make_run())
+    assert {k: row[k] for k in ("requests", "errors", "prefix_cache_hit_rate")} == {
+        "requests": 3,
+        "errors": 1,
+        "prefix_cache_hit_rate": 0.4,
+    }
+    assert (row["tokens_per_s"], row["output_tokens_per_s"]) == (50.0, 12.5)
+    assert run_table(make_run(prefix_cache_hit_rate=None))[0]["prefix_cache_hit_rate"] is None
+
+
+def test_summary_names_the_plan_and_says_when_nothing_ran() -> None:
+    text = summary_markdown(PLAN, None, None)
+    for line in (
+        "| planner | dfs |",
+        "| requests | 3 |",
+        "| already answered (left out) | 32 |",
+        "| batches | 1 |",
+        "| prefix sharing kept | 25.0% (prefix tree: 50.0%) |",
+    ):
+        assert line in text
+    assert "Nothing to run: all 32 prompts already have a result" in text
+    assert "| prefix_cache_hit_rate | 0.4 |" in summary_markdown(PLAN, None, make_run())
+
+
+def test_progress_updates_at_most_every_interval_and_on_the_last_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, float, str | None]] = []
+    monkeypatch.setattr(
+        artifacts,
+        "create_progress_artifact",
+        lambda progress, key=None, description=None: calls.append(("create", progress, key)),
+    )
+    monkeypatch.setattr(
+        artifacts,
+        "update_progress_artifact",
+        lambda artifact_id, progress, description=None: calls.append(
+            ("update", progress, description)
+        ),
+    )
+    now = [0.0]
+    progress = ProgressArtifact("plan-1", min_interval_s=2.0, clock=lambda: now[0])
+    for done, t in [(1, 0.5), (2, 1.0), (3, 2.4), (4, 3.0), (5, 3.1)]:  # updates at 0.5, 3.0, last
+        now[0] = t
+        progress(done, 5, 10 * done)
+    assert [(c[0], c[1]) for c in calls] == [
+        ("create", 0.0),
+        ("update", 20.0),
+        ("update", 80.0),
+        ("update", 100.0),
+    ]
+    assert calls[0][2] == "blend-progress-plan-1"
+    assert calls[-1][2] == "5/5 requests, 50 output tokens, 16 output tok/s"

@@ -1,0 +1,173 @@
+"""End to end as users run it: `prefect server start`, deployments/local-up.sh (work pool,
+`gpu` limit, `prefect deploy --prefect-file deployments/prefect.yaml`, a process worker),
+`prefect deployment run 'blend-pipeline/nightly'`, results in DuckDB, artifacts in the API and
+in the UI (headless Chromium)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.objects import Artifact
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from blend.demo.dataset import DemoSize, write_demo_dataset
+from blend.store import Store, fetch_dicts
+from tests.flows.conftest import REPO, LocalPrefect, trigger, wait_final
+
+pytestmark = [pytest.mark.prefect, pytest.mark.engine]
+
+DEPLOYMENT = "blend-pipeline/nightly"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@dataclass(frozen=True, slots=True)
+class NightlyRun:
+    flow_run_id: str
+    store: Path
+    params_json: str
+    seconds: float  # `prefect deployment run` to COMPLETED
+
+
+@pytest.fixture(scope="module")
+def nightly_run(
+    local_prefect: LocalPrefect, tmp_path_factory: pytest.TempPathFactory, tiny_model: Path
+) -> NightlyRun:
+    """One deployment run on the small demo input, a tmp store and the tiny model."""
+    root = tmp_path_factory.mktemp("nightly")
+    input_path = write_demo_dataset(root / "nightly.jsonl", DemoSize.small(), seed=3)
+    options = {
+        "input_path": str(input_path),
+        "store": str(root / "store"),
+        "model": str(tiny_model),
+    }
+    params_json = json.dumps({"options": options})
+    started = time.monotonic()
+    flow_run_id = trigger(local_prefect, DEPLOYMENT, params_json)
+    state = wait_final(local_prefect, flow_run_id)
+    seconds = time.monotonic() - started
+    assert state == "COMPLETED", local_prefect.logs()
+    return NightlyRun(flow_run_id, root / "store", params_json, seconds)
+
+
+def flow_run_artifacts(local: LocalPrefect, flow_run_id: str) -> list[Artifact]:
+    """The artifacts of one flow run (its tasks' included), through the API."""
+    only_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)]))
+    with (
+        temporary_settings({PREFECT_API_URL: local.api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        return client.read_artifacts(artifact_filter=only_run)
+
+
+def test_deployment_is_nightly_with_a_parameter_form(local_prefect: LocalPrefect) -> None:
+    with (
+        temporary_settings({PREFECT_API_URL: local_prefect.api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        deployment = client.read_deployment_by_name(DEPLOYMENT)
+    [schedule] = deployment.schedules
+    assert schedule.active
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 2 * * *", "UTC")
+    assert deployment.work_pool_name == "blend-process"
+    assert deployment.pull_steps == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
+    ]
+    form = deployment.parameter_openapi_schema["definitions"]["PipelineOptions"]["properties"]
+    assert {"input_path", "planner", "incremental", "engine", "gpu_limit"} <= set(form)
+
+
+def test_deployment_run_writes_results_and_artifacts(
+    local_prefect: LocalPrefect, nightly_run: NightlyRun
+) -> None:
+    print(f"\ndeployment run, trigger to COMPLETED: {nightly_run.seconds:.1f} s")
+    with Store.open(nightly_run.store).connect() as con:
+        per_request = fetch_dicts(
+            con,
+            "SELECT count(*) AS n, count(DISTINCT request_id) AS d, "
+            "count(*) FILTER (WHERE error IS NOT NULL) AS errors FROM results",
+        )[0]
+        runs = fetch_dicts(con, "SELECT status, flow_run_id FROM runs")
+    assert per_request == {"n": 34, "d": 34, "errors": 1}
+    assert runs == [{"status": "completed", "flow_run_id": nightly_run.flow_run_id}]
+
+    artifacts = flow_run_artifacts(local_prefect, nightly_run.flow_run_id)
+    by_type = {a.type: a for a in artifacts}
+    assert set(by_type) == {"progress", "table", "markdown"}
+    assert by_type["progress"].data == 100.0
+    assert by_type["table"].key == "blend-run-nightly"
+    table = json.loads(str(by_type["table"].data))
+    assert table[0]["status"] == "completed"
+    assert table[0]["requests"] == 34 and table[0]["errors"] == 1
+    assert table[0]["prefix_cache_hit_rate"] > 0
+    assert by_type["markdown"].key == "blend-summary-nightly"
+    summary = str(by_type["markdown"].data)
+    for text in ("| planner | dfs |", "| requests | 34 |", "prefix sharing kept", "## Profile"):
+        assert text in summary
+
+    # The nightly again over the same input: nothing new, so nothing planned, no engine start.
+    started = time.monotonic()
+    again = trigger(local_prefect, DEPLOYMENT, nightly_run.params_json)
+    assert wait_final(local_prefect, again) == "COMPLETED", local_prefect.logs()
+    print(f"second deployment run (0 requests planned): {time.monotonic() - started:.1f} s")
+    with Store.open(nightly_run.store).connect() as con:
+        plans = fetch_dicts(con, "SELECT n_requests FROM plans ORDER BY created_at")
+        n_runs = fetch_dicts(con, "SELECT count(*) AS n FROM runs")[0]["n"]
+        n_results = fetch_dicts(con, "SELECT count(*) AS n FROM results")[0]["n"]
+    assert [p["n_requests"] for p in plans] == [34, 0]
+    assert (n_runs, n_results) == (1, 34)
+
+
+@pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None,
+    reason=f"{CHROMIUM} is not installed (apt-get install -y chromium chromium-driver)",
+)
+def test_ui_shows_the_artifacts(
+    local_prefect: LocalPrefect, nightly_run: NightlyRun, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    artifacts = flow_run_artifacts(local_prefect, nightly_run.flow_run_id)
+    table_id = next(a.id for a in artifacts if a.type == "table")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium"),  # a fresh --user-data-dir
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            # The flow run's page, Artifacts tab: the summary card; open it, rendered Markdown.
+            page.goto(f"{local_prefect.url}/runs/flow-run/{nightly_run.flow_run_id}")
+            page.get_by_text("Artifacts", exact=True).click()
+            page.get_by_text("blend-summary-nightly").last.click()
+            page.get_by_text("prefix sharing kept").wait_for()
+            summary = page.inner_text("body")
+            # The run table (created by the execute task) on its own page.
+            page.goto(f"{local_prefect.url}/artifacts/artifact/{table_id}")
+            page.get_by_text("prefix_cache_hit_rate").first.wait_for()
+            table = page.inner_text("body")
+            page.screenshot(path=str(tmp_path / "run-table.png"), full_page=True)
+        finally:
+            context.close()
+    for text in ("Plan", "Profile", "planner\tdfs", "requests\t34", "prefix_cache_hit_rate"):
+        assert text in summary
+    for text in ("tokens_per_s", "completed"):
+        assert text in table

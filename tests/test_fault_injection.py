@@ -1,0 +1,39 @@
+"""Fault injection on the real stack: SIGKILL the execute stage, resume, exactly one row each.
+
+The execute stage runs in a child process on the vLLM CPU engine with the tiny local model;
+bench/fault_injection.py (the same code, with >= 10 kill points) prints lost/duplicated counts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytestmark = pytest.mark.engine
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "fault_injection.py"
+
+
+def load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fault_injection", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_killed_runs_resume_without_loss_or_duplicates(tmp_path: Path, tiny_model: Path) -> None:
+    bench = load_bench()
+    store_dir = tmp_path / "store"
+    plan_id = bench.prepare(store_dir, tiny_model, n_requests=48, seed=7)
+    outcome = bench.run_with_kills(store_dir, plan_id, tiny_model, n_kills=3, seed=7)
+    assert outcome.n_kills == 3
+    assert (outcome.n_planned, outcome.n_rows) == (48, 48)
+    assert (outcome.lost, outcome.duplicated) == (0, 0)
+    assert outcome.run_status == "completed"
+    assert outcome.leftover_temporary == 0
