@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +41,10 @@ from calibrate import (
 
 from blend.cost import CostModel, load_hardware
 from blend.demo.model import ensure_tiny_model
+from blend.planners import make_planner
 from blend.simulate import SimConfig, SimRequest, optimal_makespan_s, simulate
 from blend.simulate.io import Workload
-from blend.simulate.run import build_planner, plan_requests
+from blend.simulate.run import plan_requests
 
 
 def make_workload(
@@ -67,19 +66,10 @@ def planned_order(
     name: str, requests: list[SimRequest], cost: CostModel, config: SimConfig, hardware: str
 ) -> list[int] | None:
     """The planner's order (it sees the true output lengths); None if it does not exist here."""
-    spec_path = Path(tempfile.mkdtemp(prefix="blend-fidelity-")) / "bench-model.json"
-    spec_path.write_text(json.dumps(asdict(cost.model)))
     workload = Workload(requests=requests, max_tokens=[None] * len(requests))
-    visible = plan_requests(workload, oracle_lengths=True, default_max_tokens=0)
+    visible = plan_requests(workload, oracle_lengths=True, default_max_tokens=0, seed=0)
     try:
-        planner = build_planner(
-            name,
-            seed=0,
-            cost=cost,
-            config=config,
-            model_spec=str(spec_path),
-            hardware=hardware,
-        )
+        planner = make_planner(name, seed=0, cost=cost)
     except ValueError as exc:
         print(f"planner {name!r}: {exc}")
         return None

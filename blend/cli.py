@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from blend.simulate.cli import simulate_command
 from blend.store import Store, fetch_arrow
 
 if TYPE_CHECKING:
@@ -361,7 +362,7 @@ def _print_where(store: Store, dataset: str) -> None:
         console.print(f'  {prefix} "{e}"')
 
 
-app.command("simulate")(__import__("blend.simulate.cli", fromlist=["_"]).simulate_command)
+app.command("simulate")(simulate_command)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from blend import sql
 from blend.planners import Plan, PlanRequest, make_planner
-from blend.store import Store, fetch_arrow, fetch_dicts
+from blend.store import Store, fetch_arrow, fetch_dicts, transaction
 from blend.tree import RadixTree, order_sharing_ratio
 
 
@@ -145,10 +145,8 @@ def _store_plan(store: Store, report: PlanReport, plan: Plan, request_ids: list[
         "predicted_makespan_s": None,
         "optimal_makespan_s": None,
     }
-    with store.connect() as con:
-        con.execute("BEGIN TRANSACTION")
+    with store.connect() as con, transaction(con):
         con.execute(sql.load("plan/insert_plan"), header)
         con.register("new_plan_items", items)
         con.execute(sql.load("plan/insert_plan_items"))
         con.unregister("new_plan_items")
-        con.execute("COMMIT")

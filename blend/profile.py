@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ import pyarrow as pa
 from transformers import PreTrainedTokenizerFast
 
 from blend import sql
-from blend.store import Store, fetch_dicts
+from blend.store import Store, fetch_dicts, transaction
 from blend.tokenize import encode_batch, load_tokenizer, model_max_len, tokenizer_sha256
 
 MAX_LISTED_IDS = 20  # request_ids listed per over-length class in a report
@@ -131,7 +130,7 @@ def profile_dataset(
     tokenizer = load_tokenizer(model_path)
     max_len = model_max_len(model_path)
     sha = tokenizer_sha256(model_path)
-    with store.connect() as con, _transaction(con):
+    with store.connect() as con, transaction(con):
         key = ProfileKey(dataset, resolve_snapshot(con, dataset, snapshot), sha)
         started = time.perf_counter()
         store_prompt_tokens(con, key, tokenizer, batch_size, progress)
@@ -221,18 +220,6 @@ def save_profile(con: duckdb.DuckDBPyConnection, report: ProfileReport) -> None:
             "sql_s": report.sql_s,
         },
     )
-
-
-@contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Commit what the block wrote, or roll all of it back if the block raises."""
-    con.begin()
-    try:
-        yield
-    except BaseException:
-        con.rollback()
-        raise
-    con.commit()
 
 
 def _check_options(batch_size: int, top_groups: int, min_shared_tokens: int) -> None:

@@ -115,3 +115,15 @@ def fetch_dicts(
 ) -> list[dict[str, Any]]:
     """Run a query and return its rows as dicts (small results only)."""
     return fetch_arrow(con, query, params).to_pylist()
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Commit what the block wrote, or roll all of it back if the block raises."""
+    con.begin()
+    try:
+        yield
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()

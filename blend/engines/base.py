@@ -8,21 +8,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-# Sampling fields accepted at ingest and passed to the engine as they are.
-SAMPLING_FIELDS = (
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "seed",
-    "stop",
-    "presence_penalty",
-    "frequency_penalty",
-    "repetition_penalty",
-    "min_tokens",
-    "n",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
@@ -50,7 +35,7 @@ class EngineConfig:
 class EngineRequest:
     request_id: str
     prompt_token_ids: list[int]
-    sampling: dict[str, Any]  # validated sampling fields (see SAMPLING_FIELDS)
+    sampling: dict[str, Any]  # validated sampling fields (see blend.sampling)
 
 
 @dataclass(frozen=True, slots=True)

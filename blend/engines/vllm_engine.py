@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from blend.engines.base import (
-    SAMPLING_FIELDS,
     EngineConfig,
     EngineOutput,
     EngineRequest,
     EngineStats,
 )
+from blend.sampling import SAMPLING_FIELDS
 
 
 def _now() -> datetime:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -18,6 +17,7 @@ import pyarrow as pa
 
 from blend import sql
 from blend.ingest.records import IngestReport, PromptRow, RejectRow, reason_category
+from blend.store import transaction
 
 # The reject category of a prompt whose request_id appeared on an earlier line.
 DUPLICATE_ID = "duplicate id"
@@ -157,7 +157,7 @@ def publish(con: duckdb.DuckDBPyConnection, source: Source, staged: StagedCounts
     """
     n_duplicates = staged.reject_reasons[DUPLICATE_ID]
     published_rows = staged.n_prompts - n_duplicates
-    with _transaction(con):
+    with transaction(con):
         snapshot = _scalar(con, "ingest/next_snapshot", {"dataset": source.dataset})
         where = {"dataset": source.dataset, "snapshot": snapshot}
         con.execute(sql.load("ingest/insert_prompts"), where)
@@ -207,14 +207,3 @@ def _scalar(con: duckdb.DuckDBPyConnection, statement: str, params: dict[str, ob
     # fetchall drains the result: in DuckDB 2.0 an open result blocks the connection.
     rows = con.execute(sql.load(statement), params).fetchall()
     return int(rows[0][0])
-
-
-@contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.begin()
-    try:
-        yield
-    except BaseException:
-        con.rollback()
-        raise
-    con.commit()

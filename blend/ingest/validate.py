@@ -31,25 +31,11 @@ from pydantic_core import PydanticCustomError
 
 from blend.ingest.formats import SourceFormat
 from blend.ingest.records import PromptRow, RawRecord, RejectRow, raw_text, render_row
+from blend.sampling import SAMPLING_FIELDS
 
 DEFAULT_MAX_TOKENS = 256
 
 ID_FIELDS = ("custom_id", "id")  # custom_id wins when both are given
-SAMPLING_FIELDS = frozenset(
-    {
-        "max_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "seed",
-        "stop",
-        "presence_penalty",
-        "frequency_penalty",
-        "repetition_penalty",
-        "min_tokens",
-        "n",
-    }
-)
 # Every column a CSV / Parquet input may use; others are ignored.
 INPUT_COLUMNS = frozenset({*ID_FIELDS, "prompt", "messages", "sampling", *SAMPLING_FIELDS})
 ROLES = frozenset({"system", "user", "assistant"})

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import inspect
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from blend.cost import CostModel
-from blend.planners import Plan, Planner, PlanRequest, make_planner
+from blend.planners import Plan, PlanRequest, make_planner
+from blend.planners.blendserve import reveal_warmup
 from blend.simulate.engine import simulate
 from blend.simulate.io import Workload
 from blend.simulate.optimal import dfs_sharing_ratio, optimal_makespan_s
 from blend.simulate.types import SimConfig, SimResult
+
+WARMUP_FRACTION = 0.01  # share of requests whose lengths a non-oracle planner learns first
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,50 +57,29 @@ class SimulationReport:
 
 
 def plan_requests(
-    workload: Workload, *, oracle_lengths: bool, default_max_tokens: int
+    workload: Workload, *, oracle_lengths: bool, default_max_tokens: int, seed: int
 ) -> list[PlanRequest]:
-    """What planners may see: the true lengths only with oracle_lengths (as max_tokens and,
-    where PlanRequest has it, output_len), else the file's max_tokens, else
-    default_max_tokens."""
-    has_output_len = "output_len" in {f.name for f in fields(PlanRequest)}
-    out = []
+    """What planners may see of the workload.
+
+    With oracle_lengths every true output length (as output_len and max_tokens). Otherwise
+    the file's max_tokens (else default_max_tokens), and the true lengths of the warm-up
+    sample only: resource-aware planners run that sample first, so in a real run its lengths
+    are measured before the rest is ordered; the simulation reveals them up front.
+    """
+    visible = []
     for request, limit in zip(workload.requests, workload.max_tokens, strict=True):
         tokens = np.asarray(request.prompt_token_ids).tolist()
-        extra: dict[str, Any] = {}
         if oracle_lengths:
-            max_tokens = request.output_len
-            if has_output_len:
-                extra["output_len"] = request.output_len
+            visible.append(
+                PlanRequest(request.request_id, tokens, request.output_len, request.output_len)
+            )
         else:
             max_tokens = default_max_tokens if limit is None else limit
-        out.append(PlanRequest(request.request_id, tokens, max_tokens, **extra))
-    return out
-
-
-def build_planner(
-    name: str,
-    *,
-    seed: int,
-    cost: CostModel,
-    config: SimConfig,
-    model_spec: str | None = None,
-    hardware: str | None = None,
-) -> Planner:
-    """make_planner(name), handing it the specs, cost model and engine limits it takes."""
-    accepted = inspect.signature(make_planner).parameters
-    offered: dict[str, Any] = {
-        "seed": seed,
-        "model_spec": model_spec,
-        "hardware": hardware,
-        "cost": cost,
-        "cost_model": cost,
-        "kv_capacity_tokens": config.kv_capacity_tokens or cost.kv_capacity_tokens,
-        "max_num_seqs": config.max_num_seqs,
-        "max_num_batched_tokens": config.max_num_batched_tokens,
-    }
-    return make_planner(
-        name, **{k: v for k, v in offered.items() if k in accepted and v is not None}
-    )
+            visible.append(PlanRequest(request.request_id, tokens, max_tokens))
+    if oracle_lengths:
+        return visible
+    true_lens = [r.output_len for r in workload.requests]
+    return reveal_warmup(visible, true_lens, warmup_fraction=WARMUP_FRACTION, seed=seed)
 
 
 def plan_and_simulate(
@@ -118,11 +99,14 @@ def plan_and_simulate(
     model_spec and hardware (names or JSON paths) are what `cost` was built from; planners
     that cost requests themselves are handed them.
     """
-    planner = build_planner(
-        planner_name, seed=seed, cost=cost, config=config, model_spec=model_spec, hardware=hardware
+    planner = make_planner(
+        planner_name, seed=seed, model_spec=model_spec, hardware=hardware, cost=cost
     )
     visible = plan_requests(
-        workload, oracle_lengths=oracle_lengths, default_max_tokens=default_max_tokens
+        workload,
+        oracle_lengths=oracle_lengths,
+        default_max_tokens=default_max_tokens,
+        seed=seed,
     )
     started = time.perf_counter()
     plan = planner.plan(visible)
