@@ -75,7 +75,7 @@ def run_mix(name: str, requests: list[SimRequest], planners: tuple[str, ...]) ->
         (p, plan, default, s) for p, (plan, s) in plans.items()
     ]
     if "blendserve" in plans:
-        budget = int(plans["blendserve"][0].params["engine_max_num_batched_tokens"])
+        budget = int(plans["blendserve"][0].params["max_num_batched_tokens"])
         tuned = SimConfig(max_num_batched_tokens=max(256, budget))
         for p in ("dfs", "blendserve"):
             if p in plans:

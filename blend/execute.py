@@ -27,6 +27,7 @@ from blend import sql
 from blend.engines.base import Engine, EngineConfig, EngineOutput, EngineRequest
 from blend.engines.supervisor import RestartPolicy, SupervisedEngine
 from blend.lineage import LineageEvents, RunLineage, git_revision, model_sha256
+from blend.planners import StepBudgets
 from blend.results import (
     PartWriter,
     ResultRow,
@@ -259,17 +260,11 @@ def latest_unfinished_run(store: Store, plan_id: str) -> str | None:
 
 def with_plan_budgets(config: EngineConfig, params_json: str | None) -> EngineConfig:
     """`config` with the per-step budgets a planner stored in the plan's params, if any."""
-    params = orjson.loads(params_json) if params_json else {}
-
-    def budget(name: str) -> int | None:
-        value = params.get(name)
-        return value if isinstance(value, int) and value > 0 else None
-
-    seqs, tokens = budget("max_num_seqs"), budget("max_num_batched_tokens")
+    budgets = StepBudgets.from_params(orjson.loads(params_json) if params_json else {})
     return dataclasses.replace(
         config,
-        max_num_seqs=seqs or config.max_num_seqs,
-        max_num_batched_tokens=tokens or config.max_num_batched_tokens,
+        max_num_seqs=budgets.max_num_seqs or config.max_num_seqs,
+        max_num_batched_tokens=budgets.max_num_batched_tokens or config.max_num_batched_tokens,
     )
 
 

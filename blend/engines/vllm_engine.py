@@ -21,6 +21,7 @@ from blend.engines.base import (
     EngineStats,
 )
 from blend.sampling import SAMPLING_FIELDS
+from blend.tokenize import model_max_len
 
 
 def _now() -> datetime:
@@ -57,6 +58,13 @@ class VllmEngine:
             # request with its own seed is in a partial (chunked) prefill: schedule whole
             # prompts instead. GPU builds keep chunked prefill.
             engine_kwargs["enable_chunked_prefill"] = False
+            # Without chunked prefill a step must fit a whole prompt: a smaller budget (e.g.
+            # one a planner recommends for another machine) is raised to max_model_len.
+            if config.max_num_batched_tokens is not None:
+                context = config.max_model_len or model_max_len(config.model_dir)
+                engine_kwargs["max_num_batched_tokens"] = max(
+                    config.max_num_batched_tokens, context
+                )
         self._engine: Any = LLMEngine.from_engine_args(EngineArgs(**engine_kwargs))
         self.max_model_len = int(self._engine.vllm_config.model_config.max_model_len)
         self.start_seconds = time.perf_counter() - started

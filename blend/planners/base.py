@@ -54,6 +54,22 @@ class Plan:
             raise ValueError(f"{self.planner} plan: order, batches and sides differ in length")
 
 
+@dataclass(frozen=True, slots=True)
+class StepBudgets:
+    """Per-step engine budgets a planner recommends (None: no recommendation)."""
+
+    max_num_seqs: int | None = None  # running requests
+    max_num_batched_tokens: int | None = None  # tokens per step
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> StepBudgets:
+        def positive_int(name: str) -> int | None:
+            value = params.get(name)
+            return value if isinstance(value, int) and value > 0 else None
+
+        return cls(positive_int("max_num_seqs"), positive_int("max_num_batched_tokens"))
+
+
 class Planner(Protocol):
     @property
     def name(self) -> PlannerName: ...

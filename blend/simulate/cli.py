@@ -11,7 +11,7 @@ import typer
 from blend.cost import CostModel, load_hardware, load_model_spec
 from blend.simulate.io import WorkloadError, load_workload, write_order
 from blend.simulate.run import SimulationReport, plan_and_simulate
-from blend.simulate.types import SimConfig
+from blend.simulate.types import DEFAULT_MAX_NUM_BATCHED_TOKENS, SimConfig
 
 CPU_BLOCK_SIZE = 128  # vLLM's CPU build uses 128-token KV blocks; GPU builds 16
 
@@ -45,8 +45,12 @@ def simulate_command(
         ),
     ] = 512,
     max_num_batched_tokens: Annotated[
-        int, typer.Option("--max-num-batched-tokens", help="Token budget per step.")
-    ] = 8192,
+        int | None,
+        typer.Option(
+            "--max-num-batched-tokens",
+            help="Token budget per step (default: the plan's, as the executor uses it, else 8192).",
+        ),
+    ] = None,
     max_num_seqs: Annotated[
         int, typer.Option("--max-num-seqs", help="Running requests at most.")
     ] = 256,
@@ -68,7 +72,7 @@ def simulate_command(
         workload = load_workload(requests)
         cost = CostModel(load_model_spec(model_spec), load_hardware(hardware))
         config = SimConfig(
-            max_num_batched_tokens=max_num_batched_tokens,
+            max_num_batched_tokens=max_num_batched_tokens or DEFAULT_MAX_NUM_BATCHED_TOKENS,
             max_num_seqs=max_num_seqs,
             kv_capacity_tokens=kv_capacity_tokens,
             block_size=block_size or (CPU_BLOCK_SIZE if hardware == "cpu-local" else 16),
@@ -82,6 +86,7 @@ def simulate_command(
             seed=seed,
             oracle_lengths=oracle_lengths,
             default_max_tokens=default_max_tokens,
+            plan_budgets=max_num_batched_tokens is None,
             model_spec=model_spec,
             hardware=hardware,
         )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from blend.cost import CostModel
-from blend.planners import Plan, PlanRequest, make_planner
+from blend.planners import Plan, PlanRequest, StepBudgets, make_planner
 from blend.planners.blendserve import reveal_warmup
 from blend.simulate.engine import simulate
 from blend.simulate.io import Workload
@@ -29,6 +29,7 @@ class SimulationReport:
     plan_seconds: float  # wall time the planner took (s)
     simulate_seconds: float  # wall time the simulator took (s)
     oracle_lengths: bool  # whether the planner saw the true output lengths
+    config: SimConfig  # the engine that was simulated (the plan's budgets applied)
 
     def to_json(self) -> dict[str, Any]:
         r = self.result
@@ -50,6 +51,8 @@ class SimulationReport:
             "plan_seconds": self.plan_seconds,
             "simulate_seconds": self.simulate_seconds,
             "oracle_lengths": self.oracle_lengths,
+            "max_num_batched_tokens": self.config.max_num_batched_tokens,
+            "max_num_seqs": self.config.max_num_seqs,
             "n_steps": r.n_steps,
             "prefix_cache_hit_tokens": r.prefix_cache_hit_tokens,
             **r.breakdown(),
@@ -91,6 +94,7 @@ def plan_and_simulate(
     seed: int = 0,
     oracle_lengths: bool = False,
     default_max_tokens: int = 512,
+    plan_budgets: bool = True,
     model_spec: str | None = None,
     hardware: str | None = None,
 ) -> SimulationReport:
@@ -112,6 +116,8 @@ def plan_and_simulate(
     plan = planner.plan(visible)
     plan_seconds = time.perf_counter() - started
     sharing = dfs_sharing_ratio(workload.requests)
+    if plan_budgets:  # replay the plan as the executor runs it: with the budgets it names
+        config = with_step_budgets(config, StepBudgets.from_params(plan.params))
     started = time.perf_counter()
     result = simulate(workload.requests, plan.order, cost, config)
     simulate_seconds = time.perf_counter() - started
@@ -124,4 +130,14 @@ def plan_and_simulate(
         plan_seconds=plan_seconds,
         simulate_seconds=simulate_seconds,
         oracle_lengths=oracle_lengths,
+        config=config,
+    )
+
+
+def with_step_budgets(config: SimConfig, budgets: StepBudgets) -> SimConfig:
+    """`config` with the budgets a plan recommends, where it recommends any."""
+    return replace(
+        config,
+        max_num_seqs=budgets.max_num_seqs or config.max_num_seqs,
+        max_num_batched_tokens=budgets.max_num_batched_tokens or config.max_num_batched_tokens,
     )

@@ -25,11 +25,15 @@ class SimRequest:
             )
 
 
+DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
+
+
 @dataclass(frozen=True, slots=True)
 class SimConfig:
     """The engine being simulated (vLLM v1 names)."""
 
-    max_num_batched_tokens: int = 8192  # token budget per step (decodes + prefill chunks)
+    # token budget per step (decodes + prefill chunks)
+    max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS
     max_num_seqs: int = 256  # running requests at most
     kv_capacity_tokens: int | None = None  # KV cache size (tokens); None: CostModel's
     block_size: int = 16  # tokens per KV block (vLLM GPU 16; the CPU build uses 128)

@@ -127,7 +127,7 @@ def test_blendserve_plan_records_the_split_and_budgets() -> None:
     assert params["rho_L"] > params["rho_rt"] > params["rho_R"]
     assert params["n_left"] + params["n_right"] == 40
     assert plan.sides[0] == "L" and "R" in plan.sides  # dense first, sparse blended in
-    assert params["engine_max_num_batched_tokens"] > 0
+    assert params["max_num_batched_tokens"] > 0
 
 
 def test_make_planner_names_bad_specs() -> None:

@@ -80,6 +80,24 @@ def test_random_planner_and_engine_limits(workload: Path) -> None:
         "--oracle-lengths",
     )
     assert data["planner"] == "random" and data["oracle_lengths"] is True
+    assert (data["max_num_seqs"], data["max_num_batched_tokens"]) == (2, 64)
+
+
+def test_blendserve_plan_is_replayed_with_its_step_budget(workload: Path) -> None:
+    from blend.planners import StepBudgets, make_planner
+    from blend.simulate.io import load_workload
+    from blend.simulate.run import plan_requests
+
+    visible = plan_requests(
+        load_workload(workload), oracle_lengths=False, default_max_tokens=512, seed=0
+    )
+    planned = StepBudgets.from_params(make_planner("blendserve").plan(visible).params)
+    assert planned.max_num_batched_tokens is not None
+    replayed = _simulate(workload, "--planner", "blendserve")
+    assert replayed["max_num_batched_tokens"] == planned.max_num_batched_tokens
+    overridden = _simulate(workload, "--planner", "blendserve", "--max-num-batched-tokens", "999")
+    assert overridden["max_num_batched_tokens"] == 999
+    assert _simulate(workload, "--planner", "dfs")["max_num_batched_tokens"] == 8192
 
 
 def test_bad_planner_and_bad_file(workload: Path, tmp_path: Path) -> None:

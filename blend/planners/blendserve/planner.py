@@ -123,8 +123,9 @@ class BlendServePlanner:
             **scan.first_left.as_params("L"),
             **scan.first_right.as_params("R"),
             "n_resplits": scan.num_resplits,
-            # the engine budget the blend assumes: set max_num_batched_tokens to it
-            "engine_max_num_batched_tokens": scan.engine_tokens_per_step(),
+            # the per-step token budget the blend assumes; the executor and the simulator
+            # run the engine with it unless the user sets one
+            "max_num_batched_tokens": scan.engine_tokens_per_step(),
             "n_left": scan.meet,
             "n_right": len(sequence) - scan.meet,
         }
