@@ -98,6 +98,10 @@ class ProfileReport:
     def prompts_per_s(self) -> float:
         return self.n_prompts / self.tokenize_s if self.tokenize_s > 0 else 0.0
 
+    @property
+    def key(self) -> ProfileKey:
+        return ProfileKey(self.dataset, self.snapshot, self.tokenizer_sha256)
+
 
 @dataclass(frozen=True, slots=True)
 class _Measures:
@@ -147,6 +151,24 @@ def profile_dataset(
         )
         save_profile(con, report)
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class LengthBin:
+    lo_tokens: int  # prompts with lo_tokens <= length < hi_tokens
+    hi_tokens: int
+    n_prompts: int
+
+
+def length_histogram(store: Store, key: ProfileKey, bin_tokens: int) -> list[LengthBin]:
+    """Prompt-length histogram of a profiled snapshot; empty bins are left out."""
+    if bin_tokens < 1:
+        raise ProfileError(f"bin_tokens must be >= 1, got {bin_tokens}")
+    with store.connect() as con:
+        rows = fetch_dicts(
+            con, sql.load("profile/length_histogram"), {**key.params(), "bin_tokens": bin_tokens}
+        )
+    return [LengthBin(**row) for row in rows]
 
 
 def resolve_snapshot(con: duckdb.DuckDBPyConnection, dataset: str, snapshot: int | None) -> int:

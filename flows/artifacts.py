@@ -23,7 +23,8 @@ from prefect.artifacts import (
 
 from blend.execute import RunReport
 from blend.plan import PlanReport
-from blend.profile import ProfileReport
+from blend.profile import LengthBin, ProfileReport, length_histogram
+from blend.store import Store
 
 
 def artifact_key(kind: str, name: str) -> str:
@@ -93,12 +94,20 @@ def run_table(run: RunReport) -> list[dict[str, object]]:
     ]
 
 
-def summary_markdown(plan: PlanReport, profile: ProfileReport | None, run: RunReport | None) -> str:
-    """The plan summary, the profile summary and the run's outcome as Markdown."""
+def summary_markdown(
+    plan: PlanReport,
+    profile: ProfileReport | None,
+    run: RunReport | None,
+    histogram: list[LengthBin] | None = None,
+) -> str:
+    """The plan summary, the profile summary (with a prompt-length chart) and the run's
+    outcome as Markdown."""
     lines = [f"# blend: dataset `{plan.dataset}` snapshot {plan.snapshot}", ""]
     lines += _plan_lines(plan)
     if profile is not None:
         lines += _profile_lines(profile)
+    if histogram:
+        lines += _histogram_lines(histogram)
     lines += ["## Run", ""]
     if run is None:
         lines.append(
@@ -162,6 +171,24 @@ def _profile_lines(profile: ProfileReport) -> list[str]:
     return [*lines, ""] if profile.top_groups else lines
 
 
+def histogram_bin_tokens(profile: ProfileReport, n_bins: int = 16) -> int:
+    """A round bin width (tokens) giving about n_bins bins up to the longest prompt."""
+    longest = profile.max_tokens or 1
+    raw = max(1, -(-longest // n_bins))
+    step = 10 ** (len(str(raw)) - 1)
+    return -(-raw // step) * step
+
+
+def _histogram_lines(histogram: list[LengthBin], width: int = 40) -> list[str]:
+    """A text bar chart: it renders in the Prefect UI without any image hosting."""
+    most = max(b.n_prompts for b in histogram)
+    lines = ["## Prompt lengths (tokens)", "", "```"]
+    for b in histogram:
+        bar = "█" * max(1, round(width * b.n_prompts / most))
+        lines.append(f"{b.lo_tokens:>7} - {b.hi_tokens:<7} {bar} {b.n_prompts}")
+    return [*lines, "```", ""]
+
+
 def publish_run_table(run: RunReport) -> None:
     create_table_artifact(
         run_table(run),
@@ -170,9 +197,14 @@ def publish_run_table(run: RunReport) -> None:
     )
 
 
-def publish_summary(plan: PlanReport, profile: ProfileReport | None, run: RunReport | None) -> None:
+def publish_summary(
+    store: Store, plan: PlanReport, profile: ProfileReport | None, run: RunReport | None
+) -> None:
+    histogram = None
+    if profile is not None and profile.n_prompts:
+        histogram = length_histogram(store, profile.key, histogram_bin_tokens(profile))
     create_markdown_artifact(
-        summary_markdown(plan, profile, run),
+        summary_markdown(plan, profile, run, histogram),
         key=artifact_key("summary", plan.dataset),
         description=f"plan and profile of {plan.dataset} snapshot {plan.snapshot}",
     )

@@ -79,7 +79,7 @@ def pipeline_flow(options: PipelineOptions | None = None) -> PipelineFlowReport:
         )
         # The run id is fixed here, so a retried execute task resumes the same run.
         run = execute_task(store, planned.plan_id, execute_options, new_run_id())
-    publish_summary(planned, profiled, run)
+    publish_summary(store, planned, profiled, run)
     return PipelineFlowReport(ingested, profiled, planned, run)
 
 

@@ -108,3 +108,16 @@ def test_progress_updates_at_most_every_interval_and_on_the_last_request(
     ]
     assert calls[0][2] == "blend-progress-plan-1"
     assert calls[-1][2] == "5/5 requests, 50 output tokens, 16 output tok/s"
+
+
+def test_summary_draws_the_prompt_length_chart() -> None:
+    from blend.profile import LengthBin
+
+    bins = [LengthBin(0, 100, 4), LengthBin(100, 200, 1), LengthBin(300, 400, 2)]
+    text = summary_markdown(PLAN, None, None, bins)
+    chart = text.split("## Prompt lengths (tokens)")[1].split("```")[1].strip("\n").splitlines()
+    assert chart == [
+        "      0 - 100     " + "█" * 40 + " 4",
+        "    100 - 200     " + "█" * 10 + " 1",
+        "    300 - 400     " + "█" * 20 + " 2",
+    ]

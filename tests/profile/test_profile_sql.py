@@ -15,6 +15,11 @@ def test_length_stats(db, con):
     assert db.query(con, "length_stats") == [(6, 15, 2.5, 3.0, 4.0, 4.0, 4)]
 
 
+def test_length_histogram_bins(db, con):
+    db.insert(con, TOKENS)  # lengths 4, 4, 2, 1, 4, 0
+    assert db.query(con, "length_histogram", bin_tokens=2) == [(0, 2, 2), (2, 4, 1), (4, 6, 3)]
+
+
 def test_prefix_sharing_counts_trie_nodes(db, con):
     db.insert(con, TOKENS)
     # trie nodes: 1, 2, 3, 4, 5 (second leaf under 3), 7; the duplicate r4 adds none
