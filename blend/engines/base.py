@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +51,24 @@ class EngineOutput:
     error: str | None
     started_at: datetime  # when the request was handed to the engine (UTC)
     finished_at: datetime
+
+    @classmethod
+    def failed(
+        cls, request: EngineRequest, reason: str, started_at: datetime | None = None
+    ) -> EngineOutput:
+        """The error row of a request that could not run (`reason` says why)."""
+        now = datetime.now(UTC)
+        return cls(
+            request_id=request.request_id,
+            output_text=None,
+            output_token_ids=None,
+            finish_reason="error",
+            n_prompt_tokens=len(request.prompt_token_ids),
+            n_cached_tokens=0,
+            error=reason,
+            started_at=started_at or now,
+            finished_at=now,
+        )
 
     @property
     def n_output_tokens(self) -> int:

@@ -20,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from blend.engines.base import Engine, EngineConfig, EngineOutput, EngineRequest, EngineStats
 
@@ -177,7 +176,7 @@ class SupervisedEngine:
             return None
         inflight.pop(request.request_id)
         self._config = self._initial_config  # the failures are explained: full budgets again
-        return _failed_output(
+        return EngineOutput.failed(
             request, f"engine failed {strikes} times with this request alone in flight: {error}"
         )
 
@@ -243,18 +242,3 @@ class SupervisedEngine:
 
     def close(self) -> None:
         self._stop()
-
-
-def _failed_output(request: EngineRequest, reason: str) -> EngineOutput:
-    now = datetime.now(UTC)
-    return EngineOutput(
-        request_id=request.request_id,
-        output_text=None,
-        output_token_ids=None,
-        finish_reason="error",
-        n_prompt_tokens=len(request.prompt_token_ids),
-        n_cached_tokens=0,
-        error=reason,
-        started_at=now,
-        finished_at=now,
-    )

@@ -98,7 +98,7 @@ class VllmEngine:
                 started_at = _now()
                 refusal = self._add(request)
                 if refusal is not None:
-                    finished.append(_error_output(request, refusal, started_at))
+                    finished.append(EngineOutput.failed(request, refusal, started_at))
                 else:
                     inflight[request.request_id] = (request, started_at)
             if not inflight and exhausted:
@@ -191,20 +191,6 @@ def _to_output(output: Any, request: EngineRequest, started_at: datetime) -> Eng
         n_prompt_tokens=len(request.prompt_token_ids),
         n_cached_tokens=int(output.num_cached_tokens or 0),
         error=None,
-        started_at=started_at,
-        finished_at=_now(),
-    )
-
-
-def _error_output(request: EngineRequest, reason: str, started_at: datetime) -> EngineOutput:
-    return EngineOutput(
-        request_id=request.request_id,
-        output_text=None,
-        output_token_ids=None,
-        finish_reason="error",
-        n_prompt_tokens=len(request.prompt_token_ids),
-        n_cached_tokens=0,
-        error=reason,
         started_at=started_at,
         finished_at=_now(),
     )
