@@ -27,12 +27,15 @@ def load_bench() -> ModuleType:
     return module
 
 
-def test_killed_runs_resume_without_loss_or_duplicates(tmp_path: Path, tiny_model: Path) -> None:
+@pytest.mark.parametrize("seed", [7, 11])
+def test_killed_runs_resume_without_loss_or_duplicates(
+    tmp_path: Path, tiny_model: Path, seed: int
+) -> None:
     bench = load_bench()
     store_dir = tmp_path / "store"
-    plan_id = bench.prepare(store_dir, tiny_model, n_requests=48, seed=7)
-    outcome = bench.run_with_kills(store_dir, plan_id, tiny_model, n_kills=3, seed=7)
-    assert outcome.n_kills == 3
+    plan_id = bench.prepare(store_dir, tiny_model, n_requests=48, seed=seed)
+    outcome = bench.run_with_kills(store_dir, plan_id, tiny_model, n_kills=2, seed=seed)
+    assert outcome.n_kills == 2
     assert (outcome.n_planned, outcome.n_rows) == (48, 48)
     assert (outcome.lost, outcome.duplicated) == (0, 0)
     assert outcome.run_status == "completed"
