@@ -1,18 +1,22 @@
 """Fit the cpu-local hardware profile from real step times of the local vLLM CPU engine.
 
     python bench/calibrate.py [--out FILE] [--clock wall|cpu] [--pick median|min]
+                              [--step-model additive|overlap]
                               [--repeats 4] [--samples-out FILE] [--from-samples FILE]
 
 Starts vLLM in process (VLLM_ENABLE_V1_MULTIPROCESSING=0, VLLM_CPU_KVCACHE_SPACE=1) on a
 locally built random-weight Llama (4 layers, hidden 512, 8 heads and 8 KV heads of 64,
 max_position 2048), times LLMEngine.step() over a grid of pure-prefill steps (prompt tokens
 per step) and pure-decode steps (decoding requests x context length), and fits the
-simulator's step model  t = overhead + max(compute / F, memory / W)  (blend/simulate/
-step_time.py) by least squares on one repeat per grid point (--pick median, or min on a
-busy machine), in wall time (--clock wall) or process CPU time (--clock cpu): points are
-assigned to the compute or memory side by the current fit and the piecewise-linear problem
-is re-solved until the assignment is stable.
-Writes peak_flops = F, mem_bandwidth_bytes_s = W (efficiencies 1.0) and step_overhead_s into
+simulator's step model (blend/simulate/step_time.py) by least squares on one repeat per grid
+point (--pick median, or min on a busy machine), in wall time (--clock wall) or process CPU
+time (--clock cpu). --step-model overlap (default) fits  t = overhead + max(compute / F,
+memory / W): points are assigned to the compute or memory side by the current fit and the
+piecewise-linear problem is re-solved until the assignment is stable; additive fits
+t = overhead + compute / F + memory / W  linearly. The other model's fit error is printed
+beside it.
+Writes peak_flops = F, mem_bandwidth_bytes_s = W (efficiencies 1.0), step_overhead_s and
+overlap_compute_memory into
 the "cpu-local" entry of blend/specs/hardware.json (or --out), with a "source" line.
 """
 
@@ -264,6 +268,12 @@ class Fit:
     rel_max: float  # largest |predicted - measured| / measured
     n_compute_bound: int
     n_samples: int
+    overlap: bool = True  # step = o + max(compute, memory); False: o + compute + memory
+
+    def predict(self, flops: np.ndarray, mem: np.ndarray) -> np.ndarray:
+        compute, memory = flops / self.flops, mem / self.bandwidth
+        busy = np.maximum(compute, memory) if self.overlap else compute + memory
+        return self.step_overhead_s + busy
 
 
 def _features(samples: list[Sample], model: ModelSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -278,9 +288,14 @@ def _features(samples: list[Sample], model: ModelSpec) -> tuple[np.ndarray, np.n
     return flops, mem, np.array([s.seconds for s in samples])
 
 
-def fit_step_model(samples: list[Sample], model: ModelSpec, max_iter: int = 50) -> Fit:
-    """Least squares (relative error) of t = o + max(a * FLOPs, b * bytes); F = 1/a, W = 1/b."""
+def fit_step_model(
+    samples: list[Sample], model: ModelSpec, max_iter: int = 50, overlap: bool = True
+) -> Fit:
+    """Least squares (relative error) of t = o + max(a * FLOPs, b * bytes), or with
+    overlap=False of t = o + a * FLOPs + b * bytes; F = 1/a, W = 1/b."""
     flops, mem, t = _features(samples, model)
+    if not overlap:
+        return _fit_additive(flops, mem, t, len(samples))
     weights: np.ndarray = 1.0 / t  # relative error: small steps count as much as large ones
     compute_side = flops / flops.max() >= mem / mem.max()  # start: the dominant raw term
     params: np.ndarray = np.zeros(3)
@@ -306,6 +321,25 @@ def fit_step_model(samples: list[Sample], model: ModelSpec, max_iter: int = 50) 
     )
 
 
+def _fit_additive(flops: np.ndarray, mem: np.ndarray, t: np.ndarray, n_samples: int) -> Fit:
+    weights: np.ndarray = 1.0 / t  # relative error, as in the overlapping fit
+    design = np.column_stack([np.ones_like(t), flops, mem])
+    params, *_ = np.linalg.lstsq(design * weights[:, None], t * weights, rcond=None)
+    overhead, a, b = np.maximum(params, [0.0, 1e-30, 1e-30])
+    fit = Fit(
+        step_overhead_s=float(overhead),
+        flops=float(1.0 / a),
+        bandwidth=float(1.0 / b),
+        rel_rms=0.0,
+        rel_max=0.0,
+        n_compute_bound=int((a * flops >= b * mem).sum()),
+        n_samples=n_samples,
+        overlap=False,
+    )
+    rel = (fit.predict(flops, mem) - t) / t
+    return replace(fit, rel_rms=float(np.sqrt(np.mean(rel**2))), rel_max=float(np.abs(rel).max()))
+
+
 def write_profile(path: Path, fit: Fit, source: str) -> None:
     """Set the "cpu-local" entry of a hardware table, atomically; the rest of the file's text
     stays as it is (a new file holds only this entry)."""
@@ -318,6 +352,7 @@ def write_profile(path: Path, fit: Fit, source: str) -> None:
         flops_efficiency=1.0,
         bandwidth_efficiency=1.0,
         step_overhead_s=fit.step_overhead_s,
+        overlap_compute_memory=fit.overlap,
         source=source,
     )
     block = _format_entry("cpu-local", entry)
@@ -344,6 +379,7 @@ def write_flat_profile(path: Path, fit: Fit, source: str, name: str) -> None:
         "flops_efficiency": 1.0,
         "bandwidth_efficiency": 1.0,
         "step_overhead_s": fit.step_overhead_s,
+        "overlap_compute_memory": fit.overlap,
         "source": source,
     }
     path.write_text(json.dumps(entry, indent=2) + "\n")
@@ -411,6 +447,14 @@ def main() -> None:
     parser.add_argument(
         "--other-out", type=Path, help="also write the fit of the other pick (flat JSON)"
     )
+    parser.add_argument(
+        "--step-model",
+        choices=["overlap", "additive"],
+        default="overlap",
+        help="overlap: overhead + max(FLOPs/F, bytes/W) (roofline; predicts whole runs on the "
+        "CPU build better, see docs/measurements.md); additive: overhead + FLOPs/F + bytes/W "
+        "(fits single CPU steps better)",
+    )
     args = parser.parse_args()
 
     spec = model_spec(BENCH_SHAPE)
@@ -431,11 +475,19 @@ def main() -> None:
     other = "min" if args.pick == "median" else "median"
     for pick, path in ((args.pick, args.out), (other, args.other_out)):
         points = per_point(samples, pick)
-        fit = fit_step_model(points, spec)
+        fit = fit_step_model(points, spec, overlap=args.step_model == "overlap")
+        other_model = fit_step_model(points, spec, overlap=args.step_model != "overlap")
+        print(
+            f"the other step model ({'additive' if fit.overlap else 'overlap'}) fits with "
+            f"relative error rms {other_model.rel_rms:.1%}, max {other_model.rel_max:.1%}"
+        )
         print(f"fit to the {pick} of each grid point: {json.dumps(asdict(fit))}")
         _print_table(points, spec, fit)
         if path is None:
             continue
+        formula = (
+            "overhead + max(FLOPs/F, bytes/W)" if fit.overlap else "overhead + FLOPs/F + bytes/W"
+        )
         source = (
             f"bench/calibrate.py, {when}: vLLM {_vllm_version()} CPU build in process on this "
             f"{os.cpu_count()}-core machine (load average {load:.1f} when measured), "
@@ -443,8 +495,7 @@ def main() -> None:
             f"LLMEngine.step() calls timed in {args.clock} time, the {pick} of each of "
             f"{fit.n_samples} grid points "
             f"(prefill 32-4096 tokens, decode 1-32 requests x 128-1024 context); least-squares "
-            f"fit of overhead + max(FLOPs/F, bytes/W): relative error rms {fit.rel_rms:.1%}, "
-            f"max {fit.rel_max:.1%}"
+            f"fit of {formula}: relative error rms {fit.rel_rms:.1%}, max {fit.rel_max:.1%}"
         )
         if path == args.out:
             write_profile(path, fit, source)
@@ -455,7 +506,7 @@ def main() -> None:
 
 def _print_table(samples: list[Sample], model: ModelSpec, fit: Fit) -> None:
     flops, mem, _ = _features(samples, model)
-    predicted = fit.step_overhead_s + np.maximum(flops / fit.flops, mem / fit.bandwidth)
+    predicted = fit.predict(flops, mem)
     groups: dict[tuple[str, int, int], list[tuple[float, float]]] = {}
     for s, p in zip(samples, predicted, strict=True):
         context = s.context if s.kind == "prefill" else s.context // 64 * 64

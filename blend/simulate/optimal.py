@@ -5,7 +5,8 @@ s is the prefix-sharing ratio of the prompt trie (what depth-first order reaches
 
 Why the simulated makespan is never below T_opt (the step model in step_time.py uses the same
 F_eff and W_eff as Comp and Mem):
-- Every step costs overhead + max(compute_s, memory_s) >= each of compute_s and memory_s, so
+- Every step costs overhead + max(compute_s, memory_s) (or their sum, on hardware that does
+  not overlap them) >= each of compute_s and memory_s, so
   the makespan is at least the sum of either over all steps.
 - Compute: a request's prompt token at position i can be skipped only if a block holding the
   same prefix was computed earlier (chained hashes), so the prompt tokens computed number at

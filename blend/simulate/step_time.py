@@ -2,7 +2,8 @@
 
 One step (iteration) of a continuous-batching engine feeds a batch of tokens through the
 model once:
-    step_s    = step_overhead_s + max(compute_s, memory_s)
+    step_s    = step_overhead_s + max(compute_s, memory_s)      (hardware that overlaps them)
+    step_s    = step_overhead_s + compute_s + memory_s         (hardware that does not: CPUs)
     compute_s = (2 P * tokens + prefill attention FLOPs) / F_eff          (s)
     memory_s  = (weight bytes + KV bytes read and written) / W_eff         (s)
 tokens = prefill-chunk tokens + one token per decoding request. Prefill attention FLOPs of a
@@ -25,9 +26,9 @@ from blend.cost import CostModel
 class StepCost:
     """Time of one step (or the sum over a run of steps), split by cause. Seconds."""
 
-    total_s: float  # overhead + max(compute, memory), summed
-    compute_bound_s: float  # max(compute, memory) summed over compute-bound steps
-    memory_bound_s: float  # max(compute, memory) summed over memory-bound steps
+    total_s: float  # overhead + busy time (see combine), summed
+    compute_bound_s: float  # busy time summed over compute-bound steps
+    memory_bound_s: float  # busy time summed over memory-bound steps
     n_compute_bound_steps: int
     overhead_s: float
     weight_read_s: float  # weight bytes / W_eff, summed over the steps
@@ -62,7 +63,7 @@ def step_cost(
     weight_s = model.weight_bytes / hw.effective_bandwidth
     kv_s = (decode_kv_tokens + prefill_kv_tokens) * model.kv_bytes_per_token
     memory_s = weight_s + kv_s / hw.effective_bandwidth
-    bound = max(compute_s, memory_s)
+    bound = combine(cost, compute_s, memory_s)
     compute_bound = compute_s >= memory_s
     return StepCost(
         total_s=hw.step_overhead_s + bound,
@@ -72,6 +73,13 @@ def step_cost(
         overhead_s=hw.step_overhead_s,
         weight_read_s=weight_s,
     )
+
+
+def combine(cost: CostModel, compute_s: float, memory_s: float) -> float:
+    """Busy time of a step (s) from its compute and memory times, per the hardware."""
+    if cost.hardware.overlap_compute_memory:
+        return max(compute_s, memory_s)
+    return compute_s + memory_s
 
 
 def step_time_s(
@@ -116,6 +124,18 @@ def decode_run_cost(cost: CostModel, n_seqs: int, first_kv_tokens: float, n_step
     else:
         n_cb = min(n_steps, int((compute_s - memory_0) // slope) + 1)
     n_mb = n_steps - n_cb
+    if not hw.overlap_compute_memory:  # every step costs compute_s + memory_0 + slope * j
+        busy = n_steps * (compute_s + memory_0) + slope * n_steps * (n_steps - 1) / 2.0
+        # the busy time of the first n_cb steps, the compute-bound ones
+        compute_part = n_cb * (compute_s + memory_0) + slope * n_cb * (n_cb - 1) / 2.0
+        return StepCost(
+            total_s=n_steps * hw.step_overhead_s + busy,
+            compute_bound_s=compute_part,
+            memory_bound_s=busy - compute_part,
+            n_compute_bound_steps=n_cb,
+            overhead_s=n_steps * hw.step_overhead_s,
+            weight_read_s=n_steps * weight_s,
+        )
     # Sum of memory_0 + slope * j for j in [n_cb, n_steps).
     memory_sum = n_mb * memory_0 + slope * (n_cb + n_steps - 1) * n_mb / 2.0
     compute_sum = n_cb * compute_s

@@ -21,13 +21,16 @@ TOY_MODEL = ModelSpec(
 )
 
 
-def toy_cost(flops: float = 2.0, bandwidth: float = 1.0, overhead: float = 0.0) -> CostModel:
+def toy_cost(
+    flops: float = 2.0, bandwidth: float = 1.0, overhead: float = 0.0, overlap: bool = True
+) -> CostModel:
     hardware = HardwareSpec(
         name="toy-hw",
         peak_flops=flops,
         mem_bandwidth_bytes_s=bandwidth,
         mem_bytes=1e9,
         step_overhead_s=overhead,
+        overlap_compute_memory=overlap,
     )
     return CostModel(TOY_MODEL, hardware)
 

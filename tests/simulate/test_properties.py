@@ -36,7 +36,11 @@ def workloads(draw: st.DrawFn) -> tuple[list[SimRequest], list[int], SimConfig]:
     return requests, list(order), config
 
 
-HARDWARE = st.sampled_from([(1e15, 1.0, 0.0), (0.5, 1e3, 0.0), (2.0, 3.0, 0.1), (40.0, 1.0, 0.0)])
+# (FLOP/s, bytes/s, step overhead s, overlap compute with memory)
+HARDWARE = st.tuples(
+    st.sampled_from([(1e15, 1.0, 0.0), (0.5, 1e3, 0.0), (2.0, 3.0, 0.1), (40.0, 1.0, 0.0)]),
+    st.booleans(),
+).map(lambda pair: (*pair[0], pair[1]))
 
 
 @settings(max_examples=150, deadline=None)

@@ -22,10 +22,19 @@ def test_compute_bound_step() -> None:
     assert step_cost(cost, 20, 0, 0).n_compute_bound_steps == 1
 
 
+def test_step_without_overlap_adds_compute_and_memory() -> None:
+    # the memory-bound step above: compute 7 s + memory 21 s + overhead 0.5 s
+    cost = toy_cost(flops=2.0, bandwidth=1.0, overhead=0.5, overlap=False)
+    step = step_cost(cost, 3, 2, decode_kv_tokens=10, prefill_attention_flops=4)
+    assert step.total_s == 28.5
+    assert (step.compute_bound_s, step.memory_bound_s, step.n_compute_bound_steps) == (0, 28, 0)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
 @pytest.mark.parametrize("n_steps", [1, 2, 7, 40])
-def test_decode_run_equals_step_by_step(n_steps: int) -> None:
+def test_decode_run_equals_step_by_step(n_steps: int, overlap: bool) -> None:
     # 4 decodes: compute 2*4/0.5 = 16 s, memory 1 + 2 * (3 + 4 j) s: crosses over at j = 2
-    cost = toy_cost(flops=0.5, bandwidth=1.0, overhead=0.25)
+    cost = toy_cost(flops=0.5, bandwidth=1.0, overhead=0.25, overlap=overlap)
     run = decode_run_cost(cost, 4, first_kv_tokens=3, n_steps=n_steps)
     steps = [step_cost(cost, 0, 4, decode_kv_tokens=3 + 4 * j) for j in range(n_steps)]
     assert run.total_s == pytest.approx(sum(s.total_s for s in steps))
