@@ -81,3 +81,8 @@ def test_run_whole_pipeline_on_the_real_engine(tmp_path: Path, tiny_model: Path)
     assert all(r["error"] is None for r in rows)
     assert {r["n_output_tokens"] for r in rows if r["request_id"] != "chat"} <= set(range(1, 7))
     assert sum(r["n_cached_tokens"] for r in rows) >= 5 * 128  # shared prefix blocks reused
+    again = runner.invoke(
+        app, ["run", str(src), "--store", str(store_dir), "--model", str(tiny_model)]
+    )
+    assert again.exit_code == 0, again.output
+    assert "nothing to execute" in again.output  # incremental: every prompt has its result
