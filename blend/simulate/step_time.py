@@ -63,12 +63,12 @@ def step_cost(
     weight_s = model.weight_bytes / hw.effective_bandwidth
     kv_s = (decode_kv_tokens + prefill_kv_tokens) * model.kv_bytes_per_token
     memory_s = weight_s + kv_s / hw.effective_bandwidth
-    bound = combine(cost, compute_s, memory_s)
+    busy = combine(cost, compute_s, memory_s)
     compute_bound = compute_s >= memory_s
     return StepCost(
-        total_s=hw.step_overhead_s + bound,
-        compute_bound_s=bound if compute_bound else 0.0,
-        memory_bound_s=0.0 if compute_bound else bound,
+        total_s=hw.step_overhead_s + busy,
+        compute_bound_s=busy if compute_bound else 0.0,
+        memory_bound_s=0.0 if compute_bound else busy,
         n_compute_bound_steps=int(compute_bound),
         overhead_s=hw.step_overhead_s,
         weight_read_s=weight_s,

@@ -67,3 +67,17 @@ def test_write_profile_touches_only_cpu_local(tmp_path: Path) -> None:
     assert original.split('"cpu-local"')[0] == path.read_text().split('"cpu-local"')[0]
     assert written["cpu-local"]["peak_flops"] == 2e11
     assert written["cpu-local"]["source"] == "test fit"
+
+
+def test_the_tiny_model_spec_matches_the_model_blend_builds() -> None:
+    from dataclasses import asdict
+
+    from blend.cost import load_model_spec
+    from blend.demo.model import TinyModelShape
+
+    derived = asdict(calibrate.model_spec(TinyModelShape()))
+    stored = asdict(load_model_spec("blend-tiny-llama"))
+    assert {k: v for k, v in stored.items() if k != "name"} == {
+        k: v for k, v in derived.items() if k != "name"
+    }
+    assert derived["n_params"] == 893_568  # parameters of the saved safetensors, counted
