@@ -10,6 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import pytest
@@ -21,6 +22,9 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from blend.demo.dataset import DemoSize, write_demo_dataset
 from blend.store import Store, fetch_dicts
 from tests.flows.conftest import REPO, LocalPrefect, trigger, wait_final
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.prefect, pytest.mark.engine]
 
@@ -65,6 +69,21 @@ def flow_run_artifacts(local: LocalPrefect, flow_run_id: str) -> list[Artifact]:
         get_client(sync_client=True) as client,
     ):
         return client.read_artifacts(artifact_filter=only_run)
+
+
+def open_tab(page: Page, tab: str, shows: str, attempts: int = 4) -> None:
+    """Click `tab` until `shows` (text only that tab renders) is visible."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    for _ in range(attempts - 1):
+        page.get_by_text(tab, exact=True).first.click()
+        try:
+            page.get_by_text(shows).first.wait_for(timeout=15_000)
+            return
+        except PlaywrightTimeoutError:
+            continue
+    page.get_by_text(tab, exact=True).first.click()
+    page.get_by_text(shows).first.wait_for()
 
 
 def test_deployment_is_nightly_with_a_parameter_form(local_prefect: LocalPrefect) -> None:
@@ -135,12 +154,13 @@ def test_ui_shows_the_artifacts(
     from playwright.sync_api import sync_playwright
 
     artifacts = flow_run_artifacts(local_prefect, nightly_run.flow_run_id)
-    table_id = next(a.id for a in artifacts if a.type == "table")
+    by_type = {a.type: a.id for a in artifacts}
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path / "chromium"),  # a fresh --user-data-dir
             executable_path=CHROMIUM,
             headless=True,
+            viewport={"width": 1600, "height": 1000},
             args=[
                 "--no-sandbox",
                 "--disable-gpu",
@@ -151,22 +171,29 @@ def test_ui_shows_the_artifacts(
                 "--disable-sync",
             ],
         )
+        page = context.new_page()
+        page.set_default_timeout(60_000)  # the UI's first load on a busy 2-core CI machine
         try:
-            page = context.new_page()
-            page.set_default_timeout(30_000)
-            # The flow run's page, Artifacts tab: the summary card; open it, rendered Markdown.
+            # The flow run's page, its Artifacts tab. On a busy CI machine a click could land
+            # before the page had hydrated and switch nothing, so click until the tab shows.
             page.goto(f"{local_prefect.url}/runs/flow-run/{nightly_run.flow_run_id}")
-            page.get_by_text("Artifacts", exact=True).click()
-            page.get_by_text("blend-summary-nightly").last.click()
-            page.get_by_text("prefix sharing kept").wait_for()
+            page.wait_for_load_state("networkidle")
+            open_tab(page, "Artifacts", shows="blend-summary-nightly")
+            page.get_by_text("blend-run-nightly").first.wait_for()
+            run_page = page.inner_text("body")
+            # Each artifact on its own page (ids from the API), rendered.
+            page.goto(f"{local_prefect.url}/artifacts/artifact/{by_type['markdown']}")
+            page.get_by_text("prefix sharing kept").first.wait_for()
             summary = page.inner_text("body")
-            # The run table (created by the execute task) on its own page.
-            page.goto(f"{local_prefect.url}/artifacts/artifact/{table_id}")
+            page.goto(f"{local_prefect.url}/artifacts/artifact/{by_type['table']}")
             page.get_by_text("prefix_cache_hit_rate").first.wait_for()
             table = page.inner_text("body")
-            page.screenshot(path=str(tmp_path / "run-table.png"), full_page=True)
         finally:
+            # Kept in pytest's tmp dir: what the page showed, also when a wait timed out.
+            page.screenshot(path=str(tmp_path / "last-page.png"), full_page=True)
             context.close()
+    for key in ("blend-summary-nightly", "blend-run-nightly"):  # listed on the run's page
+        assert key in run_page
     for text in ("Plan", "Profile", "planner\tdfs", "requests\t34", "prefix_cache_hit_rate"):
         assert text in summary
     for text in ("tokens_per_s", "completed"):
