@@ -39,6 +39,7 @@ import numpy as np
 
 from blend.cost import CostModel, HardwareSpec, ModelSpec
 from blend.demo.model import TinyModelShape, ensure_tiny_model
+from blend.engines.vllm_compat import shield_llvmlite_from_kernel_scan
 from blend.simulate.step_time import prefill_attention_flops
 
 HARDWARE_JSON = Path(__file__).resolve().parents[1] / "blend" / "specs" / "hardware.json"
@@ -91,6 +92,7 @@ def start_engine(
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    shield_llvmlite_from_kernel_scan()
     from vllm import EngineArgs, LLMEngine
 
     args = EngineArgs(

@@ -15,7 +15,11 @@ out time other processes take on a shared machine, but counts every engine threa
 printed. The prefix cache hit rate comes from vLLM's counters
 (vllm:prefix_cache_hits / vllm:prefix_cache_queries).
 Predicted: blend.simulate with the calibrated cpu-local profile (bench/calibrate.py) and the
-engine's own limits. Prints a table and, with --out, writes it as JSON.
+engine's own limits. With --calibrate, the step model is also fitted on this engine right
+before the orders run (bench/calibrate.py's grid, shrunk to fit the small KV cache), so that
+calibration and measurement see the same machine state; predictions with that fit are printed
+beside the committed profile's. --repeats runs the orders round-robin that many times and
+takes each order's median. Prints a table and, with --out, writes it as JSON.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +38,17 @@ from calibrate import (
     CPU_BLOCK_SIZE,
     MAX_BATCHED_TOKENS,
     add_prompts,
+    decode_samples,
     default_models_dir,
     engine_num_blocks,
+    fit_step_model,
     model_spec,
+    per_point,
+    prefill_samples,
     start_engine,
 )
 
-from blend.cost import CostModel, load_hardware
+from blend.cost import CostModel, HardwareSpec, load_hardware
 from blend.demo.model import ensure_tiny_model
 from blend.planners import make_planner
 from blend.simulate import SimConfig, SimRequest, optimal_makespan_s, simulate
@@ -74,6 +83,41 @@ def planned_order(
         print(f"planner {name!r}: {exc}")
         return None
     return planner.plan(visible).order
+
+
+def calibrate_here(engine: Any, cost: CostModel, num_blocks: int, clock: str) -> HardwareSpec:
+    """Fit the step model on this engine now (median of 3 repeats per grid point)."""
+    rng = np.random.default_rng(1)
+    samples = prefill_samples(engine, cost, rng, repeats=3)
+    # Decode points whose KV (with 8 decode steps of growth) fits in the cache.
+    grid = [
+        (n, c)
+        for n in (1, 8, 16, 32)
+        for c in (128, 1024)
+        if n * -(-(c + 16) // CPU_BLOCK_SIZE) <= num_blocks
+    ]
+    for _ in range(3):
+        samples += decode_samples(engine, rng, 8, grid)
+    if clock == "wall":
+        samples = [replace(s, seconds=s.wall_seconds) for s in samples]
+    fit = fit_step_model(
+        per_point(samples, "median"), cost.model, overlap=cost.hardware.overlap_compute_memory
+    )
+    print(
+        f"calibrated here: overhead {fit.step_overhead_s * 1e3:.2f} ms, "
+        f"{fit.flops / 1e9:.0f} GFLOP/s, {fit.bandwidth / 1e9:.1f} GB/s "
+        f"(rel. rms {fit.rel_rms:.1%})"
+    )
+    return HardwareSpec(
+        name="cpu-local-here",
+        peak_flops=fit.flops,
+        mem_bandwidth_bytes_s=fit.bandwidth,
+        mem_bytes=cost.hardware.mem_bytes,
+        step_overhead_s=fit.step_overhead_s,
+        kv_memory_fraction=cost.hardware.kv_memory_fraction,
+        overlap_compute_memory=fit.overlap,
+        source="bench/fidelity.py --calibrate",
+    )
 
 
 def counters(engine: Any) -> dict[str, float]:
@@ -132,6 +176,10 @@ def main() -> None:
         help="the measured makespan: wall time (a quiet machine) or the engine process's CPU "
         "time (a shared one); use the clock the profile was calibrated with",
     )
+    parser.add_argument(
+        "--calibrate", action="store_true", help="also fit the step model here, right before"
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="round-robin runs per order")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models-dir", type=Path, default=default_models_dir())
     parser.add_argument("--out", type=Path)
@@ -164,16 +212,25 @@ def main() -> None:
     add_prompts(engine, [prompts[0][:64]], 2)  # warm-up
     while engine.has_unfinished_requests():
         engine.step()
+    if args.calibrate:
+        here = CostModel(cost.model, calibrate_here(engine, cost, num_blocks, args.clock))
+        extra_costs["calibrated-here"] = here
     t_opt = optimal_makespan_s(requests, cost)
+    runs: dict[str, list[dict]] = {name: [] for name in orders}
+    for _ in range(args.repeats):  # round-robin: each order sees the same machine drift
+        for name, order in orders.items():
+            runs[name].append(run_engine(engine, prompts, outputs, order))
     rows = []
     for name, order in orders.items():
-        measured = run_engine(engine, prompts, outputs, order)
-        measured["makespan_s"] = measured["wall_s" if args.clock == "wall" else "cpu_s"]
+        clock_key = "wall_s" if args.clock == "wall" else "cpu_s"
+        measured = sorted(runs[name], key=lambda m: m[clock_key])[(len(runs[name]) - 1) // 2]
+        measured["makespan_s"] = measured[clock_key]
         predicted = simulate(requests, order, cost, config)
         rows.append(
             {
                 "order": name,
                 "measured_makespan_s": measured["makespan_s"],
+                "measured_makespan_s_all": [m[clock_key] for m in runs[name]],
                 "predicted_makespan_s": predicted.makespan_s,
                 "makespan_error": predicted.makespan_s / measured["makespan_s"] - 1,
                 "measured_hit_rate": measured["hit_rate"],

@@ -3,6 +3,7 @@
     python bench/planners.py [--scale 1.0] [--mixes rho1.4-s35,...] [--seed 0]
                              [--markdown docs/planners.md] [--plot docs/planners.png]
     python bench/planners.py --scale-1m      # planning time and peak memory at 1M requests
+    python bench/planners.py --grid [--markdown docs/planners.md] [--grid-plot FILE]
 
 Per mix (blend/workloads.py): T_opt, then for every planner the simulated throughput, its
 ratio to DFS, the fraction of optimal (T_opt / makespan), the prefix sharing its order keeps
@@ -10,7 +11,12 @@ relative to DFS, the prefix-cache hit tokens relative to DFS, and the planning s
 Planners see only the warm-up sample's true output lengths (reveal_warmup). Every planner
 runs on the default engine (SimConfig()); BlendServe's plan also names the per-step token
 budget its blend is planned for (C_L + C_R + N_L + N_R), so it is run a second time on an
-engine configured with it ("+budget"), and DFS on that same engine for a fair comparison.
+engine configured with it ("+budget"), and DFS and naive-blend on that same engine for a fair
+comparison.
+--grid runs dfs, naive-blend and blendserve over the rho x sharing grid of
+blend/workloads.py (grid_mixes) and tabulates, per cell, BlendServe with its budget over DFS
+on the default engine, the order alone (both at BlendServe's budget), naive-blend over DFS,
+and BlendServe's fraction of T_opt.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ import numpy as np
 from blend.planners import Plan, PlanRequest, make_planner
 from blend.planners.blendserve import reveal_warmup
 from blend.simulate import SimConfig, SimRequest, optimal_makespan_s, simulate
+from blend.simulate.gap import GapBreakdown, gap_breakdown
 from blend.tree import build_compact_trie, order_sharing_ratio
-from blend.workloads import MAIN_MIXES, blend_mix, default_cost
+from blend.workloads import MAIN_MIXES, blend_mix, default_cost, grid_mixes
 
 PLANNERS = ("fcfs", "random", "dfs", "naive-blend", "blendserve")
+GRID_PLANNERS = ("dfs", "naive-blend", "blendserve")
 MAX_TOKENS = 32768  # the output limit the planners see (an upper bound, never the estimate)
 
 
@@ -44,6 +52,7 @@ class Row:
     sharing_kept: float  # order's prefix sharing (each scanner's stream) / DFS sharing
     hits_vs_dfs: float  # prefix-cache hit tokens / DFS's on the default engine
     plan_s: float
+    gap: GapBreakdown  # where the makespan goes beyond T_opt
 
 
 def stream_sharing(prompts: list[np.ndarray], plan: Plan) -> float:
@@ -77,7 +86,7 @@ def run_mix(name: str, requests: list[SimRequest], planners: tuple[str, ...]) ->
     if "blendserve" in plans:
         budget = int(plans["blendserve"][0].params["max_num_batched_tokens"])
         tuned = SimConfig(max_num_batched_tokens=max(256, budget))
-        for p in ("dfs", "blendserve"):
+        for p in ("dfs", "naive-blend", "blendserve"):
             if p in plans:
                 runs.append((f"{p}+budget", plans[p][0], tuned, plans[p][1]))
     results = {
@@ -98,6 +107,7 @@ def run_mix(name: str, requests: list[SimRequest], planners: tuple[str, ...]) ->
                 sharing_kept=stream_sharing(prompts, plan) / dfs_sharing if dfs_sharing else 1.0,
                 hits_vs_dfs=res.prefix_cache_hit_tokens / max(1, base.prefix_cache_hit_tokens),
                 plan_s=seconds,
+                gap=gap_breakdown(res, requests, cost, dfs_sharing, t_opt),
             )
         )
         print(_line(rows[-1]), flush=True)
@@ -119,20 +129,129 @@ HEADER = (
 )
 
 
-MARK_BEGIN, MARK_END = "<!-- bench/planners.py table -->", "<!-- end of table -->"
+GAP_HEADER = (
+    "| mix | planner | T_opt s | + bound's decode sharing | + extra work | + weight reads | "
+    "+ other side | + overhead | = makespan s | drain s | KV discarded (tokens) |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
+)
+GAP_PLANNERS = ("dfs", "blendserve", "blendserve+budget")
 
 
-def write_markdown(path: Path, table: str) -> None:
-    """Put the table between the markers of `path` (or write a new file with just it)."""
-    block = f"{MARK_BEGIN}\n{table}\n{MARK_END}"
-    text = (
-        path.read_text() if path.exists() else f"# Planner benchmark\n\n{MARK_BEGIN}\n{MARK_END}\n"
+def _gap_line(r: Row) -> str:
+    g = r.gap
+
+    def part(seconds: float) -> str:
+        return f"{seconds:,.0f} ({seconds / g.makespan_s:.0%})"
+
+    return (
+        f"| {r.mix} | {r.planner} | {part(g.optimal_s)} | {part(g.bound_decode_sharing_s)} | "
+        f"{part(g.extra_work_s)} | {part(g.weight_reads_s)} | {part(g.other_side_s)} | "
+        f"{part(g.overhead_s)} | {g.makespan_s:,.0f} | {g.drain_s:,.0f} | "
+        f"{g.kv_discarded_tokens:,} |"
     )
-    if MARK_BEGIN not in text or MARK_END not in text:
-        text = text.rstrip() + f"\n\n{MARK_BEGIN}\n{MARK_END}\n"
-    head, rest = text.split(MARK_BEGIN, 1)
-    tail = rest.split(MARK_END, 1)[1]
+
+
+MARK_BEGIN, MARK_END = "<!-- bench/planners.py table -->", "<!-- end of table -->"
+GAP_BEGIN, GAP_END = "<!-- bench/planners.py gap -->", "<!-- end of gap -->"
+GRID_BEGIN, GRID_END = "<!-- bench/planners.py grid -->", "<!-- end of grid -->"
+
+
+def write_markdown(path: Path, table: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
+    """Put the table between the markers of `path` (or write a new file with just it)."""
+    block = f"{begin}\n{table}\n{end}"
+    text = path.read_text() if path.exists() else f"# Planner benchmark\n\n{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        text = text.rstrip() + f"\n\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
     path.write_text(head + block + tail)
+
+
+@dataclass(frozen=True, slots=True)
+class GridCell:
+    rho: float
+    sharing: float
+    blendserve_vs_dfs: float  # blendserve+budget throughput / dfs on the default engine
+    order_alone: float  # blendserve+budget / dfs+budget (same engine)
+    naive_vs_dfs: float  # naive-blend / dfs, both on the default engine
+    fraction_of_optimal: float  # blendserve+budget
+    sharing_kept: float  # blendserve's order
+
+
+def grid_cell(rho: float, sharing: float, rows: list[Row]) -> GridCell:
+    by = {r.planner: r for r in rows}
+    return GridCell(
+        rho=rho,
+        sharing=sharing,
+        blendserve_vs_dfs=by["blendserve+budget"].vs_dfs,
+        order_alone=by["blendserve+budget"].throughput_tok_s / by["dfs+budget"].throughput_tok_s,
+        naive_vs_dfs=by["naive-blend"].vs_dfs,
+        fraction_of_optimal=by["blendserve+budget"].fraction_of_optimal,
+        sharing_kept=by["blendserve"].sharing_kept,
+    )
+
+
+def grid_table(cells: list[GridCell]) -> str:
+    """rho down, sharing across; each cell: with budget / order alone / naive (of T_opt)."""
+    sharings = sorted({c.sharing for c in cells})
+    rhos = sorted({c.rho for c in cells})
+    lines = [
+        "| rho \\ sharing | " + " | ".join(f"{s:.0%}" for s in sharings) + " |",
+        "|---|" + "---|" * len(sharings),
+    ]
+    at = {(c.rho, c.sharing): c for c in cells}
+    for rho in rhos:
+        row = []
+        for s in sharings:
+            c = at[(rho, s)]
+            row.append(
+                f"{c.blendserve_vs_dfs:.2f}x / {c.order_alone:.2f}x / {c.naive_vs_dfs:.2f}x "
+                f"({c.fraction_of_optimal:.0%})"
+            )
+        lines.append(f"| {rho:.1f} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def write_grid_plot(cells: list[GridCell], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sharings = sorted({c.sharing for c in cells})
+    rhos = sorted({c.rho for c in cells})
+    at = {(c.rho, c.sharing): c for c in cells}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, field, title in (
+        (axes[0], "blendserve_vs_dfs", "BlendServe (its budget) / DFS (default engine)"),
+        (axes[1], "order_alone", "order alone: BlendServe / DFS, same budget"),
+    ):
+        grid = np.array([[getattr(at[(r, s)], field) for s in sharings] for r in rhos])
+        image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+        for i, j in np.ndindex(grid.shape):
+            ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color="white", fontsize=9)
+        ax.set_xticks(range(len(sharings)), [f"{s:.0%}" for s in sharings])
+        ax.set_yticks(range(len(rhos)), [f"{r:.1f}" for r in rhos])
+        ax.set_xlabel("prefix sharing")
+        ax.set_ylabel("rho (compute / memory)")
+        ax.set_title(title, fontsize=10)
+        fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def run_grid(scale: float, seed: int, markdown: Path | None, plot: Path | None) -> None:
+    cells = []
+    for (rho, sharing), requests in grid_mixes(scale=scale, seed=seed).items():
+        rows = run_mix(f"rho{rho}-s{round(sharing * 100):02d}", requests, GRID_PLANNERS)
+        cells.append(grid_cell(rho, sharing, rows))
+    table = grid_table(cells)
+    print(table)
+    if markdown:
+        write_markdown(markdown, table, GRID_BEGIN, GRID_END)
+    if plot:
+        write_grid_plot(cells, plot)
 
 
 def write_plot(rows: list[Row], path: Path) -> None:
@@ -202,9 +321,14 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG here")
     parser.add_argument("--scale-1m", action="store_true", help="time planning 1M requests")
+    parser.add_argument("--grid", action="store_true", help="the rho x sharing grid")
+    parser.add_argument("--grid-plot", type=Path, default=None, help="grid heatmaps (PNG)")
     args = parser.parse_args()
     if args.scale_1m:
         plan_1m()
+        return
+    if args.grid:
+        run_grid(args.scale, args.seed, args.markdown, args.grid_plot)
         return
     print(HEADER)
     rows: list[Row] = []
@@ -212,8 +336,13 @@ def main() -> None:
         rho, sharing = MAIN_MIXES[name]
         requests = blend_mix(rho, sharing, round(40_000 * args.scale), args.seed)
         rows += run_mix(name, requests, tuple(args.planners.split(",")))
+    gap_table = (
+        GAP_HEADER + "\n" + "\n".join(_gap_line(r) for r in rows if r.planner in GAP_PLANNERS)
+    )
+    print(gap_table)
     if args.markdown:
         write_markdown(args.markdown, HEADER + "\n" + "\n".join(_line(r) for r in rows))
+        write_markdown(args.markdown, gap_table, GAP_BEGIN, GAP_END)
     if args.plot:
         write_plot(rows, args.plot)
 

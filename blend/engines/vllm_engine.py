@@ -20,6 +20,7 @@ from blend.engines.base import (
     EngineRequest,
     EngineStats,
 )
+from blend.engines.vllm_compat import shield_llvmlite_from_kernel_scan
 from blend.sampling import SAMPLING_FIELDS
 from blend.tokenize import model_max_len
 
@@ -38,6 +39,7 @@ class VllmEngine:
         self.config = config
         self.busy_seconds = 0.0
         on_cpu = self._prepare_environment(config)
+        shield_llvmlite_from_kernel_scan()
         import vllm
         from vllm import EngineArgs, LLMEngine
 

@@ -111,3 +111,9 @@ def _print_summary(report: SimulationReport) -> None:
         f"{data['n_preemptions']} preemptions; planned in {data['plan_seconds']:.2f} s, "
         f"simulated in {data['simulate_seconds']:.2f} s"
     )
+    gap = report.gap
+    parts = ", ".join(
+        f"{name.removesuffix('_s').replace('_', ' ')} {seconds:.1f} s"
+        for name, seconds in gap.terms.items()
+    )
+    typer.echo(f"makespan = {parts} (bound side: {gap.bound_side}; drain {gap.drain_s:.1f} s)")

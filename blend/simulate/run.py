@@ -12,6 +12,7 @@ from blend.cost import CostModel
 from blend.planners import Plan, PlanRequest, StepBudgets, make_planner
 from blend.planners.blendserve import reveal_warmup
 from blend.simulate.engine import simulate
+from blend.simulate.gap import GapBreakdown, gap_breakdown
 from blend.simulate.io import Workload
 from blend.simulate.optimal import dfs_sharing_ratio, optimal_makespan_s
 from blend.simulate.types import SimConfig, SimResult
@@ -30,6 +31,7 @@ class SimulationReport:
     simulate_seconds: float  # wall time the simulator took (s)
     oracle_lengths: bool  # whether the planner saw the true output lengths
     config: SimConfig  # the engine that was simulated (the plan's budgets applied)
+    gap: GapBreakdown  # the makespan as T_opt plus the causes of the gap
 
     def to_json(self) -> dict[str, Any]:
         r = self.result
@@ -56,6 +58,7 @@ class SimulationReport:
             "n_steps": r.n_steps,
             "prefix_cache_hit_tokens": r.prefix_cache_hit_tokens,
             **r.breakdown(),
+            "gap": self.gap.to_json(),
         }
 
 
@@ -121,16 +124,18 @@ def plan_and_simulate(
     started = time.perf_counter()
     result = simulate(workload.requests, plan.order, cost, config)
     simulate_seconds = time.perf_counter() - started
+    optimal_s = optimal_makespan_s(workload.requests, cost, sharing)
     return SimulationReport(
         planner=str(plan.planner),
         plan=plan,
         result=result,
-        optimal_makespan_s=optimal_makespan_s(workload.requests, cost, sharing),
+        optimal_makespan_s=optimal_s,
         dfs_sharing_ratio=sharing,
         plan_seconds=plan_seconds,
         simulate_seconds=simulate_seconds,
         oracle_lengths=oracle_lengths,
         config=config,
+        gap=gap_breakdown(result, workload.requests, cost, sharing, optimal_s),
     )
 
 

@@ -74,6 +74,13 @@ class SimResult:
     #                       and hidden under compute in compute-bound steps)
     mean_batch_size: float  # requests scheduled per step, mean over steps
     mean_tokens_per_step: float  # tokens scheduled per step, mean over steps
+    busy_without_weights_s: float  # busy time (overhead excluded) summed over steps as if no
+    #                                step read the weights: combine(compute, memory - weights)
+    drain_s: float  # time (overhead included) of the steps after the last admission: the tail
+    #                 where the engine only finishes the requests it has
+    compute_s: float  # compute time (FLOPs / F_eff) summed over steps
+    kv_s: float  # KV-cache traffic time (bytes / W_eff, weights excluded) summed over steps
+    kv_discarded_tokens: int  # KV tokens preemptions threw away (computed again later)
 
     def breakdown(self) -> dict[str, float | int]:
         """The fields that explain the gap to the optimum, as a flat dict (for JSON)."""
@@ -90,4 +97,9 @@ class SimResult:
             "peak_kv_blocks_used": self.peak_kv_blocks_used,
             "kv_capacity_blocks": self.kv_capacity_blocks,
             "prefix_cache_hit_rate": self.prefix_cache_hit_rate,
+            "busy_without_weights_s": self.busy_without_weights_s,
+            "drain_s": self.drain_s,
+            "compute_s": self.compute_s,
+            "kv_s": self.kv_s,
+            "kv_discarded_tokens": self.kv_discarded_tokens,
         }

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from blend.cost import CostModel
 from blend.simulate import SimConfig, SimRequest, simulate
-from blend.simulate.kv_cache import KVBlockPool, prompt_block_hashes
+from blend.simulate import kv_cache as kv
 
 CONFIG = SimConfig(block_size=4, kv_capacity_tokens=400)
 SHARED = [1, 2, 3, 4, 5, 6, 7, 8]  # two full blocks
@@ -58,18 +60,40 @@ def test_lru_eviction_under_a_tiny_cache(memory_bound_cost: CostModel) -> None:
 
 
 def test_pool_accounting() -> None:
-    pool = KVBlockPool(4)
-    hashes = prompt_block_hashes([1, 2, 3, 4, 5, 6, 7, 8, 9], 4)
-    assert len(hashes) == 2
-    pool.allocate(3)
-    assert pool.register(hashes[0]) and pool.register(hashes[1])
-    assert not pool.register(hashes[0])  # an equal block is cached: the copy stays private
-    pool.free(hashes, 1)
-    assert pool.num_free == 4
-    assert pool.longest_hit(hashes, 5) == 2
-    assert pool.num_evictable(hashes) == 2
-    pool.touch(hashes[:1])
-    assert pool.num_free == 3
-    pool.allocate(3)  # the never-used block, the private one, then hashes[1] (evicted)
-    assert pool.longest_hit(hashes, 5) == 1
-    assert pool.num_free == 0
+    pool = kv.new_pool(4, n_ids=2)
+    blocks = np.array([0, 1])  # block ids of one prompt's two full blocks
+    kv.allocate(pool, 3)
+    assert kv.register(pool, 0) and kv.register(pool, 1)
+    assert not kv.register(pool, 0)  # an equal block is cached: the copy stays private
+    held = np.array([True, True])
+    kv.free(pool, blocks, held, 1)
+    assert kv.num_free(pool) == 4 and not held.any()
+    assert kv.longest_hit(pool, blocks, 5) == 2
+    assert kv.num_evictable(pool, blocks) == 2
+    kv.touch(pool, blocks[:1])
+    assert kv.num_free(pool) == 3
+    kv.allocate(pool, 3)  # the never-used block, the private one, then block 1 (evicted)
+    assert kv.longest_hit(pool, blocks, 5) == 1
+    assert kv.num_free(pool) == 0
+
+
+def test_queue_compaction_keeps_the_lru_order() -> None:
+    # A cached block freed and hit again 100 times leaves 99 stale queue entries, more than
+    # the ring holds (4 * 2 ids + 8): pushing compacts it, and the LRU order survives.
+    pool = kv.new_pool(3, n_ids=2)
+    blocks = np.array([0, 1])
+    kv.allocate(pool, 2)
+    assert kv.register(pool, 0) and kv.register(pool, 1)
+    held = np.array([True, False])
+    for _ in range(100):
+        kv.free(pool, blocks, held, 0)  # block 0 joins the tail
+        kv.touch(pool, blocks[:1])  # and is taken again: its entry goes stale
+        held[0] = True
+    assert kv.num_free(pool) == 1
+    kv.free(pool, blocks[1:], np.array([True]), 0)  # block 1, then block 0, join the tail
+    kv.free(pool, blocks, held, 0)
+    assert kv.num_free(pool) == 3
+    kv.allocate(pool, 2)  # the never-used block, then block 1
+    assert kv.longest_hit(pool, blocks[1:], 1) == 0
+    assert kv.longest_hit(pool, blocks, 1) == 1
+    assert len(pool.queue_key) == 16

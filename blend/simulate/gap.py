@@ -1,0 +1,99 @@
+"""Where a simulated run loses time against T_opt: an exact, additive breakdown of the gap.
+
+    makespan = T_opt                                     (papers.md: max((1 - s) Comp, Mem))
+             + bound_decode_sharing_s   the formula applies (1 - s) to decode tokens too, which
+                                        no engine can share: max(C_tight, Mem) - T_opt
+             + extra_work_s             work of the bound's side beyond the tight bound: prompt
+                                        tokens whose prefix was computed before (sharing lost),
+                                        recomputation after preemption, prefill attention FLOPs
+                                        (compute side); re-read KV of recomputed requests
+                                        (memory side)
+             + weight_reads_s           the weights read once per step, where that read is not
+                                        hidden under the step's compute
+             + other_side_s             steps whose other resource took longer than the bound's
+                                        side (compute-bound ones in a memory-bound run and vice
+                                        versa): batches that KV capacity or max_num_seqs kept
+                                        small, blend imbalance, the drain tail
+             + overhead_s               the fixed per-step overhead
+C_tight = ((1 - s) sum p + sum (d - 1)) 2P / F, the compute that cannot be avoided (see
+optimal.py); the bound's side is compute when C_tight >= Mem, else memory. Every term is >= 0
+and they add up to the makespan exactly, from sums the simulator keeps per step
+(SimResult.compute_s, kv_s, busy_without_weights_s). drain_s (the time after the last
+admission) and kv_discarded_tokens (KV thrown away by preemptions) are reported beside it:
+they overlap the terms above rather than add to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from blend.cost import CostModel
+from blend.simulate.types import SimRequest, SimResult
+
+
+@dataclass(frozen=True, slots=True)
+class GapBreakdown:
+    """The makespan as T_opt plus the causes of the gap (seconds; see the module docstring)."""
+
+    optimal_s: float
+    bound_decode_sharing_s: float
+    extra_work_s: float
+    weight_reads_s: float
+    other_side_s: float
+    overhead_s: float
+    makespan_s: float
+    bound_side: str  # "compute" or "memory": the larger of C_tight and Mem
+    drain_s: float  # time after the last admission (part of the terms above)
+    kv_discarded_tokens: int  # KV tokens thrown away by preemptions (recomputed later)
+
+    @property
+    def terms(self) -> dict[str, float]:
+        """The additive terms, in waterfall order (they sum to makespan_s)."""
+        return {
+            "optimal_s": self.optimal_s,
+            "bound_decode_sharing_s": self.bound_decode_sharing_s,
+            "extra_work_s": self.extra_work_s,
+            "weight_reads_s": self.weight_reads_s,
+            "other_side_s": self.other_side_s,
+            "overhead_s": self.overhead_s,
+        }
+
+    def to_json(self) -> dict[str, float | int | str]:
+        return asdict(self)
+
+
+def tight_compute_s(requests: Sequence[SimRequest], cost: CostModel, sharing_ratio: float) -> float:
+    """Compute no engine avoids: distinct prompt tokens plus every fed-back output token (s)."""
+    prompt = sum(len(r.prompt_token_ids) for r in requests)
+    fed_back = sum(r.output_len - 1 for r in requests)
+    tokens = (1.0 - sharing_ratio) * prompt + fed_back
+    return 2.0 * cost.model.n_params * tokens / cost.hardware.effective_flops
+
+
+def gap_breakdown(
+    result: SimResult,
+    requests: Sequence[SimRequest],
+    cost: CostModel,
+    sharing_ratio: float,
+    optimal_s: float,
+) -> GapBreakdown:
+    """Split result.makespan_s - optimal_s into its causes (see the module docstring)."""
+    memory_bound = sum(cost.mem_s(len(r.prompt_token_ids), r.output_len) for r in requests)
+    compute_bound = tight_compute_s(requests, cost, sharing_ratio)
+    bound_side = "compute" if compute_bound >= memory_bound else "memory"
+    side_actual_s = result.compute_s if bound_side == "compute" else result.kv_s
+    tight = max(compute_bound, memory_bound)
+    busy = result.makespan_s - result.overhead_s
+    return GapBreakdown(
+        optimal_s=optimal_s,
+        bound_decode_sharing_s=tight - optimal_s,
+        extra_work_s=side_actual_s - tight,
+        weight_reads_s=busy - result.busy_without_weights_s,
+        other_side_s=result.busy_without_weights_s - side_actual_s,
+        overhead_s=result.overhead_s,
+        makespan_s=result.makespan_s,
+        bound_side=bound_side,
+        drain_s=result.drain_s,
+        kv_discarded_tokens=result.kv_discarded_tokens,
+    )
