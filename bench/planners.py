@@ -34,7 +34,7 @@ from blend.planners.blendserve import reveal_warmup
 from blend.simulate import SimConfig, SimRequest, optimal_makespan_s, simulate
 from blend.simulate.gap import GapBreakdown, gap_breakdown
 from blend.tree import build_compact_trie, order_sharing_ratio
-from blend.workloads import MAIN_MIXES, blend_mix, default_cost, grid_mixes
+from blend.workloads import MAIN_MIXES, blend_mix, default_cost, few_shot_prompts, grid_mixes
 
 PLANNERS = ("fcfs", "random", "dfs", "naive-blend", "blendserve")
 GRID_PLANNERS = ("dfs", "naive-blend", "blendserve")
@@ -281,23 +281,11 @@ def write_plot(rows: list[Row], path: Path) -> None:
 
 def plan_1m(n: int = 1_000_000, mean_tokens: int = 500, seed: int = 0) -> None:
     """Plan n requests of ~mean_tokens tokens (25% under 200 shared few-shot prefixes)."""
-    rng = np.random.default_rng(seed)
-    lengths = np.clip(rng.lognormal(np.log(mean_tokens) - 0.08, 0.4, n), 16, 4096).astype(np.int64)
-    flat = rng.integers(1000, 128000, int(lengths.sum()), dtype=np.int32)
-    offsets = np.concatenate(([0], np.cumsum(lengths)))
-    prefixes = rng.integers(1000, 128000, (200, 300), dtype=np.int32)
-    shared = np.flatnonzero(rng.random(n) < 0.25)
-    for i in shared[lengths[shared] > 320].tolist():
-        flat[offsets[i] : offsets[i] + 300] = prefixes[i % 200]
+    prompts, rng = few_shot_prompts(n, mean_tokens, seed)
     outputs = rng.integers(1, 2000, n)
     requests = [
-        PlanRequest(
-            f"r{i}",
-            flat[offsets[i] : offsets[i + 1]],
-            4096,
-            int(outputs[i]) if i % 100 == 0 else None,
-        )
-        for i in range(n)
+        PlanRequest(f"r{i}", prompt, 4096, int(outputs[i]) if i % 100 == 0 else None)
+        for i, prompt in enumerate(prompts)
     ]
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -305,7 +293,8 @@ def plan_1m(n: int = 1_000_000, mean_tokens: int = 500, seed: int = 0) -> None:
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(
-        f"blendserve planned {n:,} requests ({int(lengths.sum()):,} tokens) in {seconds:.1f} s "
+        f"blendserve planned {n:,} requests ({sum(len(p) for p in prompts):,} tokens) in "
+        f"{seconds:.1f} s "
         f"({cpu_seconds:.1f} s CPU); "
         f"peak RSS {rss:.2f} GiB (inputs alone {rss_before:.2f} GiB); "
         f"n_split {plan.params['n_split']}"

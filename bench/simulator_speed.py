@@ -37,19 +37,11 @@ WORKLOADS = ("openvid", "mix", "short")
 def short_requests(n: int, mean_tokens: int = 500, seed: int = 0) -> list:
     """n prompts of ~mean_tokens tokens as plan_1m makes them; outputs ~32 tokens."""
     from blend.simulate import SimRequest
+    from blend.workloads import few_shot_prompts
 
-    rng = np.random.default_rng(seed)
-    lengths = np.clip(rng.lognormal(np.log(mean_tokens) - 0.08, 0.4, n), 16, 4096).astype(np.int64)
-    flat = rng.integers(1000, 128000, int(lengths.sum()), dtype=np.int32)
-    offsets = np.concatenate(([0], np.cumsum(lengths)))
-    prefixes = rng.integers(1000, 128000, (200, 300), dtype=np.int32)
-    shared = np.flatnonzero(rng.random(n) < 0.25)
-    for i in shared[lengths[shared] > 320].tolist():
-        flat[offsets[i] : offsets[i] + 300] = prefixes[i % 200]
+    prompts, rng = few_shot_prompts(n, mean_tokens, seed)
     outputs = np.clip(np.rint(rng.lognormal(np.log(32) - 0.32, 0.8, n)), 1, 512).astype(int)
-    return [
-        SimRequest(f"s{i}", flat[offsets[i] : offsets[i + 1]], int(outputs[i])) for i in range(n)
-    ]
+    return [SimRequest(f"s{i}", prompt, int(outputs[i])) for i, prompt in enumerate(prompts)]
 
 
 def make_workload(name: str, scale: float) -> list:

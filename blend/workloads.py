@@ -279,6 +279,25 @@ def main_mixes(scale: float = 1.0, seed: int = 0) -> dict[str, list[SimRequest]]
     return {name: blend_mix(r, s, n, seed) for name, (r, s) in MAIN_MIXES.items()}
 
 
+def few_shot_prompts(
+    n: int, mean_tokens: int = 500, seed: int = 0
+) -> tuple[list[np.ndarray], np.random.Generator]:
+    """n prompts of ~mean_tokens tokens (lognormal, 16-4096), 25% of those over 320 tokens
+    starting with one of 200 shared 300-token few-shot prefixes; int32 views of one array.
+
+    Returns the prompts and the generator, for drawing outputs from the same seed.
+    """
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.lognormal(np.log(mean_tokens) - 0.08, 0.4, n), 16, 4096).astype(np.int64)
+    flat = rng.integers(1000, 128000, int(lengths.sum()), dtype=np.int32)
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    prefixes = rng.integers(1000, 128000, (200, 300), dtype=np.int32)
+    shared = np.flatnonzero(rng.random(n) < 0.25)
+    for i in shared[lengths[shared] > 320].tolist():
+        flat[offsets[i] : offsets[i] + 300] = prefixes[i % 200]
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(n)], rng
+
+
 def grid_mixes(
     rhos: Sequence[float] = (0.8, 1.0, 1.2, 1.4),
     sharings: Sequence[float] = (0.05, 0.15, 0.25, 0.35, 0.45),

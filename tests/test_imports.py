@@ -10,6 +10,12 @@ import subprocess
 import sys
 
 
+def _python(code: str) -> str:
+    """What a fresh interpreter prints for `code`."""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return run.stdout.strip()
+
+
 def test_the_cli_and_flows_do_not_import_numba() -> None:
     code = (
         "import sys\n"
@@ -17,10 +23,7 @@ def test_the_cli_and_flows_do_not_import_numba() -> None:
         "import flows.pipeline\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'llvmlite')))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert _python(code) == "[]"
 
 
 def test_simulating_imports_numba() -> None:
@@ -32,7 +35,4 @@ def test_simulating_imports_numba() -> None:
         "simulate([SimRequest('a', [1, 2, 3], 2)], [0], default_cost())\n"
         "print('numba' in sys.modules)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "True"
+    assert _python(code) == "True"
