@@ -1,11 +1,13 @@
 """Fault injection: SIGKILL the execute stage at random points, resume, count lost/duplicated.
 
-The execute stage runs for real (vLLM CPU engine, the tiny local model) in a child process.
-The parent kills it at random points (during engine start, while it generates, while it
-writes parts), re-runs it with the same run id until it completes, and checks in DuckDB that
-the run's Parquet parts hold exactly one row per plan item.
+The execute stage runs for real (vLLM CPU engine, the tiny local model) in a child process,
+on a BlendServe plan (warm-up sample, re-plan after it, online dual-scan admission). The
+parent kills it at chosen points: while it starts, during the warm-up, right after the
+re-plan is stored, at random rows (also while parts are written); it re-runs it with the
+same run id until it completes, and checks in DuckDB that the run's Parquet parts hold
+exactly one row per plan item and that the run re-planned exactly once.
 
-    python bench/fault_injection.py --kills 10 --seed 1          # prints lost/duplicated
+    python bench/fault_injection.py --kills 10 --seeds 1 2       # prints lost/duplicated
     python bench/fault_injection.py child --store S --plan-id P --run-id R --model M
 """
 
@@ -45,6 +47,8 @@ class Outcome:
     n_attempts: int  # executions the runs table counted
     leftover_temporary: int  # .tmp-* files left in the run folder
     wall_s: float
+    kinds: tuple[str, ...]  # where each kill landed: time, warmup, replan, rows
+    n_revisions: int  # re-planned orders stored for the run (exactly one)
 
 
 def write_prompts(path: Path, n_requests: int, seed: int) -> Path:
@@ -69,14 +73,15 @@ def write_prompts(path: Path, n_requests: int, seed: int) -> Path:
 def prepare(store_dir: Path, model_dir: Path, n_requests: int, seed: int) -> str:
     """Ingest, profile and plan a generated dataset; returns the plan id."""
     from blend.ingest import ingest_file
-    from blend.plan import plan_dataset
+    from blend.plan import PlanOptions, plan_dataset
     from blend.profile import profile_dataset
 
     store = Store.open(store_dir)
     source = write_prompts(store.root / "prompts.jsonl", n_requests, seed)
     ingest_file(store, source, "faults")
     profile_dataset(store, "faults", model_dir)
-    return plan_dataset(store, "faults", "dfs", batch_size=32).plan_id
+    options = PlanOptions(planner="blendserve", batch_size=32, warmup_fraction=0.05, seed=seed)
+    return plan_dataset(store, "faults", options, model_dir=model_dir).plan_id
 
 
 def child_main(args: argparse.Namespace) -> int:
@@ -92,7 +97,13 @@ def child_main(args: argparse.Namespace) -> int:
     config = EngineConfig(
         model_dir=Path(args.model), max_num_seqs=args.max_num_seqs, kv_cache_gib=1
     )
-    options = ExecuteOptions(flush_rows=args.flush_rows, flush_seconds=0.5, progress_interval_s=0.0)
+    options = ExecuteOptions(
+        flush_rows=args.flush_rows,
+        flush_seconds=0.5,
+        progress_interval_s=0.0,
+        plan_budgets=False,  # --max-num-seqs keeps several requests in flight on two cores
+        on_replan=lambda report: print("replanned", flush=True),
+    )
     report = execute_plan(
         Store.open(args.store),
         args.plan_id,
@@ -129,7 +140,8 @@ def _child_env() -> dict[str, str]:
 
 
 def run_once(command: list[str], kill_at: tuple[str, float] | None, rng: random.Random) -> bool:
-    """Run one child; kill it at `kill_at` (("time", s after start) or ("rows", n done)).
+    """Run one child; kill it at `kill_at`: ("time", s after start), ("rows", n done) or
+    ("replan", 0) (as soon as the re-plan is stored).
 
     Returns whether it was killed (False: it exited on its own, which must be success).
     """
@@ -150,6 +162,8 @@ def run_once(command: list[str], kill_at: tuple[str, float] | None, rng: random.
             if line.startswith("started"):
                 if kill_at is not None and kill_at[0] == "time":
                     threading.Timer(kill_at[1], _kill, (proc,)).start()
+            elif line.startswith("replanned") and kill_at is not None and kill_at[0] == "replan":
+                _kill(proc)
             elif (
                 line.startswith("progress")
                 and kill_at is not None
@@ -179,37 +193,64 @@ def rows_done(store: Store, dataset: str, run_id: str) -> int:
     return rows_in(sorted(run_dir(store.results_dir, dataset, run_id).glob("part-*.parquet")))
 
 
+KILL_KINDS = ("warmup", "replan", "rows", "time")
+
+
 def run_with_kills(
-    store_dir: Path, plan_id: str, model_dir: Path, n_kills: int, seed: int
+    store_dir: Path,
+    plan_id: str,
+    model_dir: Path,
+    n_kills: int,
+    seed: int,
+    kinds: tuple[str, ...] = KILL_KINDS,
 ) -> Outcome:
-    """Kill the run `n_kills` times at random points, then let it complete; count rows."""
+    """Kill the run `n_kills` times, cycling through `kinds` of kill point, then let it
+    complete; count rows. A kind that no longer applies (the warm-up or the re-plan is past)
+    becomes a random row."""
     rng = random.Random(seed)
     store = Store.open(store_dir)
     run_id = f"run-faults-{seed}"
     command = _child_command(store.root, plan_id, run_id, model_dir)
     with store.connect() as con:
-        n_planned = fetch_dicts(
-            con, "SELECT n_requests FROM plans WHERE plan_id = $p", {"p": plan_id}
-        )[0]["n_requests"]
+        plan = fetch_dicts(
+            con, "SELECT n_requests, n_warmup FROM plans WHERE plan_id = $p", {"p": plan_id}
+        )[0]
+    n_planned, n_warmup = plan["n_requests"], plan["n_warmup"]
     started = time.perf_counter()
     kills = executions = 0
+    landed: list[str] = []
     while kills < n_kills:
-        remaining = n_planned - rows_done(store, "faults", run_id)
-        if rng.random() < 0.2 or remaining <= 1:
-            kill_at: tuple[str, float] = ("time", rng.uniform(0.0, 4.0))  # imports, start
-        else:
-            done_now = n_planned - remaining
-            kill_at = ("rows", done_now + rng.randrange(0, remaining))
+        done_now = rows_done(store, "faults", run_id)
+        kind = kinds[kills % len(kinds)]
+        if kind == "warmup" and done_now + 1 >= n_warmup:
+            kind = "rows"
+        if kind == "replan" and _replanned(store, run_id):
+            kind = "rows"
+        if kind == "rows" and n_planned - done_now <= 1:
+            kind = "time"
+        kill_at: tuple[str, float] = {
+            "time": ("time", rng.uniform(0.0, 4.0)),  # imports, engine start
+            "warmup": ("rows", done_now + rng.randrange(0, max(1, n_warmup - done_now - 1))),
+            "replan": ("replan", 0.0),
+            "rows": ("rows", done_now + rng.randrange(0, max(1, n_planned - done_now))),
+        }[kind]
         executions += 1
         if run_once(command, kill_at, rng):
             kills += 1
+            landed.append(kind)
         else:
             break  # it completed before the kill point
     if kills == n_kills or executions == 0:
         executions += 1
         if run_once(command, None, rng):
             raise RuntimeError("the completing run was killed")
-    return check(store, plan_id, run_id, n_planned, kills, executions, started)
+    return check(store, plan_id, run_id, n_planned, kills, executions, started, tuple(landed))
+
+
+def _replanned(store: Store, run_id: str) -> bool:
+    with store.connect(views=False) as con:
+        rows = fetch_dicts(con, "SELECT replan_json FROM runs WHERE run_id = $r", {"r": run_id})
+    return bool(rows) and rows[0]["replan_json"] is not None
 
 
 def check(
@@ -220,6 +261,7 @@ def check(
     kills: int,
     executions: int,
     started: float,
+    kinds: tuple[str, ...] = (),
 ) -> Outcome:
     from blend.results import run_dir
 
@@ -238,6 +280,12 @@ def check(
         run = fetch_dicts(
             con, "SELECT status, n_attempts FROM runs WHERE run_id = $r", {"r": run_id}
         )[0]
+        revisions = fetch_dicts(
+            con,
+            "SELECT count(DISTINCT run_id) AS n, count(*) AS items "
+            "FROM run_orders WHERE run_id = $r",
+            {"r": run_id},
+        )[0]
     return Outcome(
         n_planned=n_planned,
         n_rows=counts["n_rows"],
@@ -249,6 +297,8 @@ def check(
         n_attempts=run["n_attempts"],
         leftover_temporary=len(list(directory.glob(".tmp-*"))),
         wall_s=time.perf_counter() - started,
+        kinds=kinds,
+        n_revisions=revisions["n"],
     )
 
 
@@ -285,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{outcome.n_planned} planned, {outcome.n_rows} rows: lost {outcome.lost}, "
             f"duplicated {outcome.duplicated}; run {outcome.run_status} after "
             f"{outcome.n_attempts} attempts; {outcome.leftover_temporary} temporary files; "
+            f"kills at {', '.join(outcome.kinds)}; re-planned {outcome.n_revisions} time(s); "
             f"{outcome.wall_s:.0f} s",
             flush=True,
         )

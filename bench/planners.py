@@ -1,282 +1,278 @@
-"""Benchmark the planners side by side in the engine simulator (llama-3.1-8b on a100-80g).
+"""Benchmark the planners side by side in the engine simulator, on equal footing.
 
-    python bench/planners.py [--scale 1.0] [--mixes rho1.4-s35,...] [--seed 0]
-                             [--markdown docs/planners.md] [--plot docs/planners.png]
-    python bench/planners.py --scale-1m      # planning time and peak memory at 1M requests
-    python bench/planners.py --grid [--markdown docs/planners.md] [--grid-plot FILE]
+    python bench/planners.py [--n 40000] [--family-n 20000] [--instances 2] [--workers 2]
+                             [--markdown docs/planners.md] [--json bench/results/planners.json]
+    python bench/planners.py --quick          # 10k requests, one instance per family
+    python bench/planners.py --scale-1m       # planning time and peak memory at 1M requests
 
-Per mix (blend/workloads.py): T_opt, then for every planner the simulated throughput, its
-ratio to DFS, the fraction of optimal (T_opt / makespan), the prefix sharing its order keeps
-relative to DFS, the prefix-cache hit tokens relative to DFS, and the planning seconds.
-Planners see only the warm-up sample's true output lengths (reveal_warmup). Every planner
-runs on the default engine (SimConfig()); BlendServe's plan also names the per-step token
-budget its blend is planned for (C_L + C_R + N_L + N_R), so it is run a second time on an
-engine configured with it ("+budget"), and DFS and naive-blend on that same engine for a fair
-comparison.
---grid runs dfs, naive-blend and blendserve over the rho x sharing grid of
-blend/workloads.py (grid_mixes) and tabulates, per cell, BlendServe with its budget over DFS
-on the default engine, the order alone (both at BlendServe's budget), naive-blend over DFS,
-and BlendServe's fraction of T_opt.
+Workloads: the paper's four main mixes (BurstGPT + MMLU + OpenVid at fixed rho and sharing,
+`--n` requests) and `--instances` draws of every family of blend/workload_families.py
+(`--family-n` requests; each draw has its own shape). Every planner runs the pipeline as it
+runs for real (blend/simulate/pipeline.py: a warm-up sample first, then the rest re-planned
+from the lengths it measured; planners never see true lengths), for llama-3.1-8b on
+a100-80g, under three engine settings:
+  default    vLLM's offline defaults for the hardware (what a user gets without a search)
+  best       each planner's own best candidate in hindsight (every candidate simulated with
+             the true lengths; the same candidates for every planner)
+  pipeline   the candidate the pipeline's search picks after the warm-up, from estimated
+             lengths only (what `blend run` does; the engine restart it may cost is not
+             counted)
+plus, for BlendServe, an oracle row (all true lengths known when planning) and an ablation
+(its order fed in order instead of by the online dual scan), both at its best row's settings.
+Per run: throughput, the fraction of T_opt at effective and at peak rates, the prefix sharing
+of the order the engine really saw over DFS's, preemptions, settings and the gap breakdown.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from blend.planners import Plan, PlanRequest, make_planner
-from blend.planners.blendserve import reveal_warmup
-from blend.simulate import SimConfig, SimRequest, optimal_makespan_s, simulate
-from blend.simulate.gap import GapBreakdown, gap_breakdown
-from blend.tree import build_compact_trie, order_sharing_ratio
-from blend.workloads import MAIN_MIXES, blend_mix, default_cost, few_shot_prompts, grid_mixes
+from blend.cost import CostModel
+from blend.engine_settings import (
+    EngineSettings,
+    candidate_settings,
+    memory_centric_seqs,
+    vllm_default_settings,
+)
+from blend.planners import PlanRequest, make_planner
+from blend.planners.blendserve import BlendServePlanner
+from blend.simulate.gap import gap_breakdown
+from blend.simulate.io import Workload
+from blend.simulate.optimal import dfs_sharing_ratio, optimal_makespan_s
+from blend.simulate.pipeline import PipelineRun, PipelineSimulator, SimulatedEngine
+from blend.simulate.run import search_after_warmup
+from blend.simulate.types import SimRequest
+from blend.tree import order_sharing_ratio
+from blend.workload_families import FAMILIES, draw_instance
+from blend.workloads import MAIN_MIXES, blend_mix, default_cost, few_shot_prompts
 
-PLANNERS = ("fcfs", "random", "dfs", "naive-blend", "blendserve")
-GRID_PLANNERS = ("dfs", "naive-blend", "blendserve")
-MAX_TOKENS = 32768  # the output limit the planners see (an upper bound, never the estimate)
+PLANNERS = ("fcfs", "random", "dfs", "naive-blend", "batchllm", "blendserve")
+MAX_MODEL_LEN = 65536  # the context candidate settings are validated against (tokens)
+MIX_MAX_TOKENS = {"mmlu": 16, "burstgpt": 1024, "openvid": 32768}  # output limits per source
+MAIN_MIX = "main-mix (paper)"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One planner on one workload."""
+
+    workload: str  # a main mix name, or "<family>#<seed>"
+    family: str
+    planner: str
+    n: int
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    mix: str
-    planner: str
-    engine_budget: int  # max_num_batched_tokens of the simulated engine
+    workload: str
+    family: str
+    planner: str  # a planner name, or blendserve-oracle / blendserve-in-order
+    mode: str  # default | best | pipeline
+    max_num_batched_tokens: int
+    max_num_seqs: int
     throughput_tok_s: float
-    vs_dfs: float  # throughput / DFS throughput on the default engine
-    fraction_of_optimal: float  # T_opt / makespan
-    sharing_kept: float  # order's prefix sharing (each scanner's stream) / DFS sharing
-    hits_vs_dfs: float  # prefix-cache hit tokens / DFS's on the default engine
-    plan_s: float
-    gap: GapBreakdown  # where the makespan goes beyond T_opt
+    makespan_s: float
+    fraction_of_optimal: float  # T_opt (effective rates) / makespan
+    fraction_of_peak_optimal: float  # T_opt (peak rates) / makespan
+    merged_sharing: float  # prefix sharing of the order the engine saw / DFS sharing
+    n_preemptions: int
+    gap: dict  # the gap breakdown (blend/simulate/gap.py)
+    simulate_s: float  # wall time of this row's simulations (s)
 
 
-def stream_sharing(prompts: list[np.ndarray], plan: Plan) -> float:
-    """Sharing of the order with each side's stream read on its own (W, L, R, or all)."""
-    streams: dict[str | None, list[int]] = {}
-    for index, side in zip(plan.order, plan.sides, strict=True):
-        streams.setdefault(side, []).append(index)
-    order = [i for stream in streams.values() for i in stream]
-    return order_sharing_ratio(prompts, order)
+def load_workload(job: Job) -> Workload:
+    if job.family == MAIN_MIX:
+        rho, sharing = MAIN_MIXES[job.workload]
+        requests = blend_mix(rho, sharing, job.n, 0)
+        limits: list[int | None] = [MIX_MAX_TOKENS[r.request_id.split("-")[0]] for r in requests]
+        return Workload(requests, limits)
+    family, seed = job.workload.split("#")
+    return draw_instance(family, job.n, int(seed)).workload
 
 
-def run_mix(name: str, requests: list[SimRequest], planners: tuple[str, ...]) -> list[Row]:
-    cost = default_cost()
-    prompts = [np.asarray(r.prompt_token_ids) for r in requests]
-    dfs_sharing = build_compact_trie(prompts).sharing_ratio()
-    t_opt = optimal_makespan_s(requests, cost, sharing_ratio=dfs_sharing)
-    plan_requests = reveal_warmup(
-        [PlanRequest(r.request_id, r.prompt_token_ids, MAX_TOKENS) for r in requests],
-        [r.output_len for r in requests],
-        warmup_fraction=0.01,
-        seed=0,
-    )
-    plans: dict[str, tuple[Plan, float]] = {}
-    for planner in planners:
-        started = time.perf_counter()
-        plans[planner] = (make_planner(planner).plan(plan_requests), time.perf_counter() - started)
-    default = SimConfig()
-    runs: list[tuple[str, Plan, SimConfig, float]] = [
-        (p, plan, default, s) for p, (plan, s) in plans.items()
-    ]
-    if "blendserve" in plans:
-        budget = int(plans["blendserve"][0].params["max_num_batched_tokens"])
-        tuned = SimConfig(max_num_batched_tokens=max(256, budget))
-        for p in ("dfs", "naive-blend", "blendserve"):
-            if p in plans:
-                runs.append((f"{p}+budget", plans[p][0], tuned, plans[p][1]))
-    results = {
-        label: (plan, cfg, s, simulate(requests, plan.order, cost, cfg))
-        for label, plan, cfg, s in runs
-    }
-    base = results["dfs"][3] if "dfs" in results else next(iter(results.values()))[3]
-    rows = []
-    for label, (plan, cfg, seconds, res) in results.items():
-        rows.append(
+def jobs(n: int, family_n: int, instances: int, planners: Sequence[str]) -> Iterator[Job]:
+    for name in MAIN_MIXES:
+        for planner in planners:
+            yield Job(name, MAIN_MIX, planner, n)
+    for family in FAMILIES:
+        if family == "main-mix":
+            continue  # the paper's four mixes stand for it
+        for seed in range(instances):
+            for planner in planners:
+                yield Job(f"{family}#{seed}", family, planner, family_n)
+
+
+class _Recorder:
+    """Turns pipeline runs of one workload into Rows."""
+
+    def __init__(self, job: Job, requests: Sequence[SimRequest], cost: CostModel) -> None:
+        self.job, self.requests, self.cost = job, requests, cost
+        self.prompts = [r.prompt_token_ids for r in requests]
+        self.sharing = dfs_sharing_ratio(requests)
+        self.t_opt = optimal_makespan_s(requests, cost, self.sharing)
+        self.t_opt_peak = optimal_makespan_s(requests, cost, self.sharing, peak=True)
+        self.rows: list[Row] = []
+
+    def add(self, label: str, mode: str, run: PipelineRun, seconds: float) -> None:
+        result = run.result
+        merged = order_sharing_ratio(self.prompts, result.admission_order.tolist())
+        gap = gap_breakdown(result, self.requests, self.cost, self.sharing, self.t_opt)
+        self.rows.append(
             Row(
-                mix=name,
+                workload=self.job.workload,
+                family=self.job.family,
                 planner=label,
-                engine_budget=cfg.max_num_batched_tokens,
-                throughput_tok_s=res.throughput_tok_s,
-                vs_dfs=res.throughput_tok_s / base.throughput_tok_s,
-                fraction_of_optimal=t_opt / res.makespan_s,
-                sharing_kept=stream_sharing(prompts, plan) / dfs_sharing if dfs_sharing else 1.0,
-                hits_vs_dfs=res.prefix_cache_hit_tokens / max(1, base.prefix_cache_hit_tokens),
-                plan_s=seconds,
-                gap=gap_breakdown(res, requests, cost, dfs_sharing, t_opt),
+                mode=mode,
+                max_num_batched_tokens=run.settings.max_num_batched_tokens,
+                max_num_seqs=run.settings.max_num_seqs,
+                throughput_tok_s=result.throughput_tok_s,
+                makespan_s=result.makespan_s,
+                fraction_of_optimal=self.t_opt / result.makespan_s,
+                fraction_of_peak_optimal=self.t_opt_peak / result.makespan_s,
+                merged_sharing=merged / self.sharing if self.sharing > 0 else 1.0,
+                n_preemptions=result.n_preemptions,
+                gap=gap.to_json(),
+                simulate_s=seconds,
             )
         )
-        print(_line(rows[-1]), flush=True)
-    return rows
 
 
-def _line(r: Row) -> str:
-    return (
-        f"| {r.mix} | {r.planner} | {r.engine_budget} | {r.throughput_tok_s:,.0f} | "
-        f"{r.vs_dfs:.2f}x | {r.fraction_of_optimal:.1%} | {r.sharing_kept:.1%} | "
-        f"{r.hits_vs_dfs:.1%} | {r.plan_s:.2f} |"
-    )
+def run_job(job: Job) -> list[Row]:
+    """Every settings mode of one planner on one workload (in a worker process)."""
+    workload = load_workload(job)
+    cost = default_cost()
+    recorder = _Recorder(job, workload.requests, cost)
+    default = vllm_default_settings(cost.hardware, MAX_MODEL_LEN)
+    planner = make_planner(job.planner, cost=cost)
+    simulator = PipelineSimulator(workload, planner, cost, engine=SimulatedEngine(default))
+
+    started = time.perf_counter()
+    first = simulator.run(default)
+    recorder.add(job.planner, "default", first, time.perf_counter() - started)
+    started = time.perf_counter()
+    candidates = candidates_for(default, first, workload.requests, cost)
+    runs = [simulator.run(c) for c in candidates]
+    best = min(runs, key=lambda r: r.result.makespan_s)
+    recorder.add(job.planner, "best", best, time.perf_counter() - started)
+    started = time.perf_counter()
+    chosen = search_after_warmup(simulator, first, cost).best
+    pipeline = next((r for r in runs if r.settings == chosen), None) or simulator.run(chosen)
+    recorder.add(job.planner, "pipeline", pipeline, time.perf_counter() - started)
+    if job.planner == "blendserve":
+        started = time.perf_counter()
+        oracle = PipelineSimulator(workload, planner, cost, oracle=True).run(best.settings)
+        recorder.add("blendserve-oracle", "best", oracle, time.perf_counter() - started)
+        started = time.perf_counter()
+        static = BlendServePlanner(cost, online=False)
+        in_order = PipelineSimulator(workload, static, cost).run(best.settings)
+        recorder.add("blendserve-in-order", "best", in_order, time.perf_counter() - started)
+    return recorder.rows
 
 
-HEADER = (
-    "| mix (rho, sharing) | planner | engine tokens/step | throughput tok/s | vs DFS | "
-    "of optimal | sharing kept vs DFS | cache hits vs DFS | plan s |\n"
-    "|---|---|---|---|---|---|---|---|---|"
-)
+def candidates_for(
+    default: EngineSettings, run: PipelineRun, requests: Sequence[SimRequest], cost: CostModel
+) -> list[EngineSettings]:
+    """The candidates every planner's best is taken among: the pipeline's search list."""
+    prompts = np.mean([len(r.prompt_token_ids) for r in requests])
+    footprint = float(prompts + run.planned.estimates.tokens.mean() / 2.0)
+    centric = memory_centric_seqs(cost.kv_capacity_tokens, footprint)
+    return candidate_settings(default, MAX_MODEL_LEN, centric)
 
 
-GAP_HEADER = (
-    "| mix | planner | T_opt s | + bound's decode sharing | + extra work | + weight reads | "
-    "+ other side | + overhead | = makespan s | drain s | KV discarded (tokens) |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|"
-)
-GAP_PLANNERS = ("dfs", "blendserve", "blendserve+budget")
+# -- reporting ---------------------------------------------------------------------------------
 
 
-def _gap_line(r: Row) -> str:
-    g = r.gap
+def ratio_table(rows: Sequence[Row]) -> str:
+    """Per workload and planner: throughput over DFS's in each settings mode."""
+    by = {(r.workload, r.planner, r.mode): r for r in rows}
+    workloads = list(dict.fromkeys(r.workload for r in rows))
+    labels = list(dict.fromkeys(r.planner for r in rows))
+    lines = [
+        "| workload | planner | vs DFS: default | best | pipeline | best settings (tokens x seqs)"
+        " | of T_opt (eff. / peak) | sharing kept | preemptions |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for w in workloads:
+        for label in labels:
+            cells = []
+            for mode in ("default", "best", "pipeline"):
+                row, dfs = by.get((w, label, mode)), by.get((w, "dfs", mode))
+                cells.append(
+                    f"{row.throughput_tok_s / dfs.throughput_tok_s:.2f}x" if row and dfs else ""
+                )
+            best = by.get((w, label, "best"))
+            if best is None:
+                continue
+            lines.append(
+                f"| {w} | {label} | {' | '.join(cells)} | "
+                f"{best.max_num_batched_tokens} x {best.max_num_seqs} | "
+                f"{best.fraction_of_optimal:.0%} / {best.fraction_of_peak_optimal:.0%} | "
+                f"{best.merged_sharing:.1%} | {best.n_preemptions} |"
+            )
+    return "\n".join(lines)
 
-    def part(seconds: float) -> str:
-        return f"{seconds:,.0f} ({seconds / g.makespan_s:.0%})"
 
-    return (
-        f"| {r.mix} | {r.planner} | {part(g.optimal_s)} | {part(g.bound_decode_sharing_s)} | "
-        f"{part(g.extra_work_s)} | {part(g.weight_reads_s)} | {part(g.other_side_s)} | "
-        f"{part(g.overhead_s)} | {g.makespan_s:,.0f} | {g.drain_s:,.0f} | "
-        f"{g.kv_discarded_tokens:,} |"
-    )
+def family_summary(rows: Sequence[Row]) -> str:
+    """Per family, at each planner's best settings: BlendServe against each peer (mean and
+    worst instance), the warm-up plan against the oracle, and the sharing kept."""
+    by = {(r.workload, r.planner, r.mode): r for r in rows}
+    per_family: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        if r.planner == "blendserve" and r.mode == "best":
+            per_family[r.family].append(r.workload)
+    lines = [
+        "| family | instances | BlendServe vs DFS (mean, worst) | vs naive-blend | vs BatchLLM "
+        "| vs DFS, all at the default engine | vs DFS as the pipeline chooses "
+        "| warm-up plan / oracle plan | sharing kept (worst) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def ratios(workloads: list[str], peer: str, mode: str = "best") -> list[float]:
+        return [
+            by[(w, "blendserve", mode)].throughput_tok_s / by[(w, peer, mode)].throughput_tok_s
+            for w in workloads
+            if (w, peer, mode) in by
+        ]
+
+    def cell(values: list[float]) -> str:
+        return f"{np.mean(values):.2f}x ({min(values):.2f}x)" if values else "-"
+
+    for family, workloads in per_family.items():
+        oracle = [
+            by[(w, "blendserve", "best")].throughput_tok_s
+            / by[(w, "blendserve-oracle", "best")].throughput_tok_s
+            for w in workloads
+        ]
+        sharing = min(by[(w, "blendserve", "best")].merged_sharing for w in workloads)
+        lines.append(
+            f"| {family} | {len(workloads)} | {cell(ratios(workloads, 'dfs'))} | "
+            f"{cell(ratios(workloads, 'naive-blend'))} | {cell(ratios(workloads, 'batchllm'))} | "
+            f"{cell(ratios(workloads, 'dfs', 'default'))} | "
+            f"{cell(ratios(workloads, 'dfs', 'pipeline'))} | "
+            f"{cell(oracle)} | {sharing:.1%} |"
+        )
+    return "\n".join(lines)
 
 
-MARK_BEGIN, MARK_END = "<!-- bench/planners.py table -->", "<!-- end of table -->"
-GAP_BEGIN, GAP_END = "<!-- bench/planners.py gap -->", "<!-- end of gap -->"
-GRID_BEGIN, GRID_END = "<!-- bench/planners.py grid -->", "<!-- end of grid -->"
-
-
-def write_markdown(path: Path, table: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
-    """Put the table between the markers of `path` (or write a new file with just it)."""
+def write_markdown(path: Path, table: str, begin: str, end: str) -> None:
+    """Put the table between the markers of `path` (or append the markers and the table)."""
     block = f"{begin}\n{table}\n{end}"
-    text = path.read_text() if path.exists() else f"# Planner benchmark\n\n{begin}\n{end}\n"
+    text = path.read_text() if path.exists() else "# Planner benchmark\n"
     if begin not in text or end not in text:
         text = text.rstrip() + f"\n\n{begin}\n{end}\n"
     head, rest = text.split(begin, 1)
     tail = rest.split(end, 1)[1]
     path.write_text(head + block + tail)
-
-
-@dataclass(frozen=True, slots=True)
-class GridCell:
-    rho: float
-    sharing: float
-    blendserve_vs_dfs: float  # blendserve+budget throughput / dfs on the default engine
-    order_alone: float  # blendserve+budget / dfs+budget (same engine)
-    naive_vs_dfs: float  # naive-blend / dfs, both on the default engine
-    fraction_of_optimal: float  # blendserve+budget
-    sharing_kept: float  # blendserve's order
-
-
-def grid_cell(rho: float, sharing: float, rows: list[Row]) -> GridCell:
-    by = {r.planner: r for r in rows}
-    return GridCell(
-        rho=rho,
-        sharing=sharing,
-        blendserve_vs_dfs=by["blendserve+budget"].vs_dfs,
-        order_alone=by["blendserve+budget"].throughput_tok_s / by["dfs+budget"].throughput_tok_s,
-        naive_vs_dfs=by["naive-blend"].vs_dfs,
-        fraction_of_optimal=by["blendserve+budget"].fraction_of_optimal,
-        sharing_kept=by["blendserve"].sharing_kept,
-    )
-
-
-def grid_table(cells: list[GridCell]) -> str:
-    """rho down, sharing across; each cell: with budget / order alone / naive (of T_opt)."""
-    sharings = sorted({c.sharing for c in cells})
-    rhos = sorted({c.rho for c in cells})
-    lines = [
-        "| rho \\ sharing | " + " | ".join(f"{s:.0%}" for s in sharings) + " |",
-        "|---|" + "---|" * len(sharings),
-    ]
-    at = {(c.rho, c.sharing): c for c in cells}
-    for rho in rhos:
-        row = []
-        for s in sharings:
-            c = at[(rho, s)]
-            row.append(
-                f"{c.blendserve_vs_dfs:.2f}x / {c.order_alone:.2f}x / {c.naive_vs_dfs:.2f}x "
-                f"({c.fraction_of_optimal:.0%})"
-            )
-        lines.append(f"| {rho:.1f} | " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def write_grid_plot(cells: list[GridCell], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sharings = sorted({c.sharing for c in cells})
-    rhos = sorted({c.rho for c in cells})
-    at = {(c.rho, c.sharing): c for c in cells}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, field, title in (
-        (axes[0], "blendserve_vs_dfs", "BlendServe (its budget) / DFS (default engine)"),
-        (axes[1], "order_alone", "order alone: BlendServe / DFS, same budget"),
-    ):
-        grid = np.array([[getattr(at[(r, s)], field) for s in sharings] for r in rhos])
-        image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
-        for i, j in np.ndindex(grid.shape):
-            ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color="white", fontsize=9)
-        ax.set_xticks(range(len(sharings)), [f"{s:.0%}" for s in sharings])
-        ax.set_yticks(range(len(rhos)), [f"{r:.1f}" for r in rhos])
-        ax.set_xlabel("prefix sharing")
-        ax.set_ylabel("rho (compute / memory)")
-        ax.set_title(title, fontsize=10)
-        fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-
-
-def run_grid(scale: float, seed: int, markdown: Path | None, plot: Path | None) -> None:
-    cells = []
-    for (rho, sharing), requests in grid_mixes(scale=scale, seed=seed).items():
-        rows = run_mix(f"rho{rho}-s{round(sharing * 100):02d}", requests, GRID_PLANNERS)
-        cells.append(grid_cell(rho, sharing, rows))
-    table = grid_table(cells)
-    print(table)
-    if markdown:
-        write_markdown(markdown, table, GRID_BEGIN, GRID_END)
-    if plot:
-        write_grid_plot(cells, plot)
-
-
-def write_plot(rows: list[Row], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    mixes = list(dict.fromkeys(r.mix for r in rows))
-    labels = list(dict.fromkeys(r.planner for r in rows))
-    width = 0.8 / len(labels)
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for k, label in enumerate(labels):
-        values = [
-            next((r.vs_dfs for r in rows if r.mix == m and r.planner == label), 0.0) for m in mixes
-        ]
-        ax.bar(np.arange(len(mixes)) + k * width, values, width, label=label)
-    ax.axhline(1.0, color="gray", lw=0.8)
-    ax.set_xticks(np.arange(len(mixes)) + 0.4 - width / 2, mixes)
-    ax.set_ylabel("throughput vs DFS (default engine)")
-    ax.set_title("Planners in the simulator: llama-3.1-8b on a100-80g")
-    ax.legend(fontsize=8, ncol=3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
 
 
 def plan_1m(n: int = 1_000_000, mean_tokens: int = 500, seed: int = 0) -> None:
@@ -294,46 +290,49 @@ def plan_1m(n: int = 1_000_000, mean_tokens: int = 500, seed: int = 0) -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(
         f"blendserve planned {n:,} requests ({sum(len(p) for p in prompts):,} tokens) in "
-        f"{seconds:.1f} s "
-        f"({cpu_seconds:.1f} s CPU); "
-        f"peak RSS {rss:.2f} GiB (inputs alone {rss_before:.2f} GiB); "
-        f"n_split {plan.params['n_split']}"
+        f"{seconds:.1f} s ({cpu_seconds:.1f} s CPU); peak RSS {rss:.2f} GiB (inputs alone "
+        f"{rss_before:.2f} GiB); n_split {plan.params['n_split']}"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="mix size x 40k requests")
-    parser.add_argument("--mixes", default=",".join(MAIN_MIXES))
+    parser.add_argument("--n", type=int, default=40_000, help="requests per main mix")
+    parser.add_argument("--family-n", type=int, default=20_000, help="requests per family draw")
+    parser.add_argument("--instances", type=int, default=2, help="draws per family")
     parser.add_argument("--planners", default=",".join(PLANNERS))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
-    parser.add_argument("--plot", type=Path, default=None, help="write a PNG here")
+    parser.add_argument("--workers", type=int, default=2, help="processes")
+    parser.add_argument("--quick", action="store_true", help="10k requests, one draw per family")
+    parser.add_argument("--json", type=Path, default=None, help="write every row here")
+    parser.add_argument("--markdown", type=Path, default=None, help="fill this file's tables")
     parser.add_argument("--scale-1m", action="store_true", help="time planning 1M requests")
-    parser.add_argument("--grid", action="store_true", help="the rho x sharing grid")
-    parser.add_argument("--grid-plot", type=Path, default=None, help="grid heatmaps (PNG)")
     args = parser.parse_args()
     if args.scale_1m:
         plan_1m()
         return
-    if args.grid:
-        run_grid(args.scale, args.seed, args.markdown, args.grid_plot)
-        return
-    print(HEADER)
+    if args.quick:
+        args.n, args.family_n, args.instances = 10_000, 10_000, 1
+    todo = list(jobs(args.n, args.family_n, args.instances, args.planners.split(",")))
+    started = time.perf_counter()
     rows: list[Row] = []
-    for name in args.mixes.split(","):
-        rho, sharing = MAIN_MIXES[name]
-        requests = blend_mix(rho, sharing, round(40_000 * args.scale), args.seed)
-        rows += run_mix(name, requests, tuple(args.planners.split(",")))
-    gap_table = (
-        GAP_HEADER + "\n" + "\n".join(_gap_line(r) for r in rows if r.planner in GAP_PLANNERS)
-    )
-    print(gap_table)
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        for done in pool.map(run_job, todo):
+            rows += done
+            r = done[0]
+            print(
+                f"{r.workload} {r.planner}: {r.throughput_tok_s:,.0f} tok/s (default)", flush=True
+            )
+    print(f"\n{len(todo)} jobs in {time.perf_counter() - started:.0f} s\n")
+    table, summary = ratio_table(rows), family_summary(rows)
+    print(table, "\n\n", summary, sep="")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     if args.markdown:
-        write_markdown(args.markdown, HEADER + "\n" + "\n".join(_line(r) for r in rows))
-        write_markdown(args.markdown, gap_table, GAP_BEGIN, GAP_END)
-    if args.plot:
-        write_plot(rows, args.plot)
+        write_markdown(args.markdown, table, "<!-- planners: rows -->", "<!-- end rows -->")
+        write_markdown(
+            args.markdown, summary, "<!-- planners: families -->", "<!-- end families -->"
+        )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
-"""The `blend` command line (CONTRACT: see ARCHITECTURE.md)."""
+"""The `blend` command line: each stage of the pipeline, the whole of it, queries, simulation."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,11 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from blend.planners import PlannerName
 from blend.simulate.cli import simulate_command
 from blend.store import Store, fetch_arrow
 
 if TYPE_CHECKING:
     from blend.engines.base import EngineConfig
+    from blend.plan import PlanOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(soft_wrap=True)
@@ -30,7 +31,52 @@ ModelOpt = Annotated[
     typer.Option("--model", help="Model folder (default: the tiny demo model, created once)."),
 ]
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="Dataset name.")]
-PLANNER_HELP = "fcfs | random | dfs | naive-blend | blendserve"
+PlannerOpt = Annotated[PlannerName, typer.Option(help="How to order the requests.")]
+ModelSpecOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model-spec",
+        help="Cost model of the model (a spec name or JSON file; default: the model "
+        "folder's config.json).",
+    ),
+]
+HardwareOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Hardware the plan is for (a100-80g, h100-80g, h200, cpu-local or a JSON file; "
+        "default: this machine's)."
+    ),
+]
+WarmupOpt = Annotated[
+    float,
+    typer.Option(
+        "--warmup-fraction",
+        help="Share of the requests without a measured length that run first, to measure "
+        "output lengths (0: no warm-up).",
+    ),
+]
+SearchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--search-settings/--no-search-settings",
+        help="After the warm-up, choose the engine's token budget and running-request limit "
+        "by simulating the plan (restarting the engine when the gain is worth it).",
+    ),
+]
+TokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-num-batched-tokens",
+        help="Tokens per engine step (default: vLLM's offline default, then the search's).",
+    ),
+]
+SeqsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-num-seqs",
+        help="Running requests at most (default: vLLM's offline default, then the search's).",
+    ),
+]
 IncrementalOpt = Annotated[
     bool,
     typer.Option(
@@ -86,15 +132,53 @@ def profile(
     _print_profile(report)
 
 
+def _plan_options(
+    planner: PlannerName,
+    seed: int,
+    model_spec: str | None,
+    hardware: str | None,
+    warmup_fraction: float,
+    search_settings: bool,
+    max_num_batched_tokens: int | None,
+    max_num_seqs: int | None,
+    batch_size: int = 256,
+) -> PlanOptions:
+    from blend.engine_settings import EngineSettings, SettingsSource
+    from blend.plan import PlanOptions
+
+    engine = None
+    if max_num_batched_tokens is not None or max_num_seqs is not None:
+        if max_num_batched_tokens is None or max_num_seqs is None:
+            raise typer.BadParameter(
+                "give both --max-num-batched-tokens and --max-num-seqs, or neither",
+                param_hint="--max-num-batched-tokens",
+            )
+        engine = EngineSettings(max_num_batched_tokens, max_num_seqs, True, SettingsSource.EXPLICIT)
+    return PlanOptions(
+        planner=planner,
+        seed=seed,
+        batch_size=batch_size,
+        model_spec=model_spec,
+        hardware=hardware,
+        warmup_fraction=warmup_fraction,
+        engine=engine,
+        search_settings=search_settings,
+    )
+
+
 @app.command()
 def plan(
     dataset: DatasetOpt,
-    planner: Annotated[str, typer.Option(help=PLANNER_HELP)] = "dfs",
-    hardware: Annotated[str | None, typer.Option(help="Hardware profile name.")] = None,
-    model_spec: Annotated[str | None, typer.Option(help="Model spec name.")] = None,
+    planner: PlannerOpt = PlannerName.DFS,
+    hardware: HardwareOpt = None,
+    model_spec: ModelSpecOpt = None,
     snapshot: Annotated[int | None, typer.Option(help="Snapshot (default: latest).")] = None,
     seed: int = 0,
     batch_size: Annotated[int, typer.Option(help="Requests per checkpoint batch.")] = 256,
+    warmup_fraction: WarmupOpt = 0.01,
+    search_settings: SearchOpt = True,
+    max_num_batched_tokens: TokensOpt = None,
+    max_num_seqs: SeqsOpt = None,
     incremental: IncrementalOpt = True,
     model: ModelOpt = None,
     store: StoreOpt = None,
@@ -104,18 +188,27 @@ def plan(
     from blend.plan import PlanError, plan_dataset
 
     opened = Store.open(store)
-    skip_done = model_sha256(resolve_model(opened, model)) if incremental else None
+    model_dir = resolve_model(opened, model)
     try:
+        options = _plan_options(
+            planner,
+            seed,
+            model_spec,
+            hardware,
+            warmup_fraction,
+            search_settings,
+            max_num_batched_tokens,
+            max_num_seqs,
+            batch_size,
+        )
         report = plan_dataset(
             opened,
             dataset,
-            planner,
+            options,
             snapshot=snapshot,
-            seed=seed,
-            batch_size=batch_size,
-            skip_done_model_sha256=skip_done,
-            model_spec=model_spec,
-            hardware=hardware,
+            model_sha256=model_sha256(model_dir),
+            incremental=incremental,
+            model_dir=model_dir,
         )
     except (PlanError, ValueError) as exc:
         err_console.print(f"[red]plan failed:[/red] {exc}")
@@ -134,10 +227,10 @@ def execute(
         bool, typer.Option(help="Resume the latest unfinished run of this plan, if any.")
     ] = False,
     max_num_seqs: Annotated[
-        int | None, typer.Option(help="Running requests per step (default: the plan's or 256).")
+        int | None, typer.Option(help="Running requests per step (default: the plan's).")
     ] = None,
     max_num_batched_tokens: Annotated[
-        int | None, typer.Option(help="Tokens per step (default: the plan's or vLLM's).")
+        int | None, typer.Option(help="Tokens per step (default: the plan's).")
     ] = None,
     kv_cache_gib: Annotated[float, typer.Option(help="CPU build: KV cache GiB.")] = 1.0,
     store: StoreOpt = None,
@@ -171,12 +264,12 @@ def _engine_config(
 ) -> EngineConfig:
     from blend.engines.base import EngineConfig
 
-    config = EngineConfig(
+    return EngineConfig(
         model_dir=model_dir,
+        max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens,
         kv_cache_gib=kv_cache_gib,
     )
-    return config if max_num_seqs is None else replace(config, max_num_seqs=max_num_seqs)
 
 
 @app.command()
@@ -185,18 +278,20 @@ def run(
         Path | None, typer.Argument(help="Input file (default: the bundled demo dataset).")
     ] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset name (default: file stem).")] = None,
-    planner: Annotated[str, typer.Option(help=PLANNER_HELP)] = "dfs",
+    planner: PlannerOpt = PlannerName.DFS,
     model: ModelOpt = None,
+    model_spec: ModelSpecOpt = None,
+    hardware: HardwareOpt = None,
     seed: int = 0,
     incremental: IncrementalOpt = True,
-    max_num_seqs: Annotated[
-        int | None, typer.Option(help="Running requests per step (default: the plan's or 256).")
-    ] = None,
+    warmup_fraction: WarmupOpt = 0.01,
+    search_settings: SearchOpt = True,
+    max_num_batched_tokens: TokensOpt = None,
+    max_num_seqs: SeqsOpt = None,
     kv_cache_gib: Annotated[float, typer.Option(help="CPU build: KV cache GiB.")] = 1.0,
     store: StoreOpt = None,
 ) -> None:
     """The whole pipeline: ingest -> profile -> plan -> execute. No arguments: the demo."""
-    from blend.execute import ExecuteOptions
     from blend.pipeline import run_pipeline
 
     opened = Store.open(store)
@@ -208,7 +303,16 @@ def run(
         console.print(f"demo input: {input_path}")
     model_dir = resolve_model(opened, model)
     console.print(f"model: {model_dir}")
-    config = _engine_config(model_dir, max_num_seqs, None, kv_cache_gib)
+    options = _plan_options(
+        planner,
+        seed,
+        model_spec,
+        hardware,
+        warmup_fraction,
+        search_settings,
+        max_num_batched_tokens,
+        max_num_seqs,
+    )
     printers: dict[str, Any] = {
         "ingest": _print_ingest,
         "profile": _print_profile,
@@ -220,11 +324,9 @@ def run(
             opened,
             input_path,
             dataset or input_path.stem,
-            config,
-            planner=planner,
-            seed=seed,
+            _engine_config(model_dir, None, None, kv_cache_gib),
+            plan_options=options,
             incremental=incremental,
-            options=ExecuteOptions(plan_budgets=max_num_seqs is None),
             progress=progress,
             on_stage=lambda name, r: printers[name](r),
         )
@@ -330,11 +432,17 @@ def _print_profile(r: Any) -> None:
 
 def _print_plan(r: Any) -> None:
     done = f" ({r.n_already_done} already answered, left out)" if r.n_already_done else ""
+    sources = ", ".join(f"{n} {k}" for k, n in sorted(r.estimate_sources.items()))
     console.print(
-        f"[bold]plan[/bold] {r.plan_id}: {r.planner}, {r.n_requests} requests{done} in "
-        f"{r.n_batches} batches; keeps {r.sharing_ratio:.1%} prefix sharing "
-        f"(tree: {r.dfs_sharing_ratio:.1%}); planned in {r.plan_seconds:.2f} s"
+        f"[bold]plan[/bold] {r.plan_id}: {r.planner} ({r.admission} admission), "
+        f"{r.n_requests} requests{done}, {r.n_warmup} of them first as a warm-up; keeps "
+        f"{r.sharing_ratio:.1%} prefix sharing (tree: {r.dfs_sharing_ratio:.1%}); planned in "
+        f"{r.plan_seconds:.2f} s for {r.model_spec} on {r.hardware}"
     )
+    if r.engine is not None:
+        console.print(
+            f"  engine: {r.engine.label()} ({r.engine.source}); output estimates: {sources}"
+        )
 
 
 def _print_run(r: Any) -> None:
@@ -345,6 +453,25 @@ def _print_run(r: Any) -> None:
         f"{r.cached_tokens:,} cached (hit rate {hit}); engine start {r.engine_start_s:.1f} s, "
         f"wall {r.wall_s:.1f} s, {r.tokens_per_second:,.0f} tok/s"
     )
+    if r.replan:
+        search = r.replan.get("settings_search") or {}
+        restart = r.replan.get("restart_settings")
+        console.print(
+            f"  re-planned after the warm-up ({r.replan['warmup_finished']} measured, "
+            f"{r.replan['warmup_running']} still running): {r.replan['n_replanned']} requests, "
+            f"{r.replan['admission']} admission; settings search: "
+            + (
+                "kept the engine's"
+                if not restart
+                else f"restarted with {restart['max_num_batched_tokens']} tokens x "
+                f"{restart['max_num_seqs']} seqs"
+            )
+            + (
+                f" (predicted gain {search['predicted_gain_s']:.1f} s)"
+                if "predicted_gain_s" in search
+                else ""
+            )
+        )
 
 
 def _print_where(store: Store, dataset: str) -> None:

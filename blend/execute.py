@@ -6,6 +6,12 @@ oldest buffered row is `flush_seconds` old (checked after every engine step, so 
 engine is busy); a re-run with the same run_id skips request ids already in finished parts,
 so a crash at any point loses at most the unflushed rows' work and never duplicates a row.
 One process at a time may execute a run (a lock file in the run folder).
+
+Which request enters the engine next is an admission policy's choice (blend/admission), made
+after every step from the engine's state: the plan's warm-up sample first; then, for plans
+that ask for it, the rest re-planned with the lengths the warm-up measured (blend/replan.py,
+stored before anything of it runs); then the plan's order fed in order, or BlendServe's
+online dual scan.
 """
 
 from __future__ import annotations
@@ -14,20 +20,32 @@ import dataclasses
 import fcntl
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import orjson
 
-from blend import sql
-from blend.engines.base import Engine, EngineConfig, EngineOutput, EngineRequest
+from blend.admission.base import AdmissionKind, AdmissionPolicy
+from blend.admission.dual_scan import ScanSequence
+from blend.admission.factory import admission_policy
+from blend.admission.warmup import WarmupOutcome, WarmupThenReplan
+from blend.admission_feed import AdmissionFeed
+from blend.cost import CostModel, resolve_cost
+from blend.engine_settings import EngineSettings
+from blend.engines.base import Engine, EngineConfig, EngineOutput, RestartEngine
 from blend.engines.supervisor import RestartPolicy, SupervisedEngine
 from blend.lineage import LineageEvents, RunLineage, git_revision, model_sha256
-from blend.planners import StepBudgets
+from blend.plan_items import PlanHeader, PlanItems, RequestLoader, shared_across_gaps
+from blend.replan import (
+    ReplanContext,
+    Revision,
+    load_revision,
+    replan_after_warmup,
+    stored_settings,
+)
 from blend.results import (
     PartWriter,
     ResultRow,
@@ -35,11 +53,28 @@ from blend.results import (
     remove_temporary_parts,
     run_dir,
 )
-from blend.store import Store, fetch_arrow, fetch_dicts
+from blend.run_records import (
+    RunRecordError,
+    check_resumable,
+    latest_unfinished_run,
+    new_run_id,
+    record_run_finish,
+    record_run_start,
+)
+from blend.store import Store, fetch_dicts
 from blend.tokenize import tokenizer_sha256
 
 ProgressCallback = Callable[[int, int, int], None]  # (rows done, rows total, output tokens)
 EngineFactory = Callable[[EngineConfig], Engine]
+
+__all__ = [
+    "ExecuteError",
+    "ExecuteOptions",
+    "RunReport",
+    "execute_plan",
+    "latest_unfinished_run",
+    "new_run_id",
+]
 
 
 class ExecuteError(Exception):
@@ -64,6 +99,8 @@ class RunReport:
     n_skipped: int  # rows already done by an earlier attempt of the same run
     engine_busy_s: float = 0.0  # time inside the engine's add_request / step calls
     n_engine_restarts: int = 0  # engine failures survived by restarting (this execution)
+    settings: EngineSettings | None = None  # what the engine ran with (its last start)
+    replan: dict | None = None  # what the re-plan after the warm-up measured and chose
 
     @property
     def tokens_per_second(self) -> float:
@@ -88,15 +125,13 @@ class ExecuteOptions:
     chunk_rows: int = 4096  # plan items read from DuckDB at a time
     flow_run_id: str | None = None  # Prefect flow run that executes this (lineage only)
     deployment_name: str | None = None  # Prefect deployment that started it (lineage only)
-    plan_budgets: bool = True  # take max_num_seqs / max_num_batched_tokens from the plan
+    plan_budgets: bool = True  # run the engine with the plan's settings (else the config's)
     resume: bool = False  # without run_id: resume the latest unfinished run of the plan
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     openlineage: str = "file"  # file: <store>/lineage/<run_id>.jsonl | client | off
     progress_interval_s: float = 0.2  # least time between progress callbacks (s)
-
-
-def new_run_id() -> str:
-    return f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    warmup_done_fraction: float = 0.9  # re-plan once this share of the warm-up finished
+    on_replan: Callable[[dict], None] | None = None  # told the re-plan's report once stored
 
 
 def default_engine_factory(config: EngineConfig) -> Engine:
@@ -122,7 +157,8 @@ def execute_plan(
     with _run_lock(run.directory, run.run_id):
         remove_temporary_parts(run.directory)
         done = done_request_ids(run.directory)
-        engine = SupervisedEngine(engine_factory, run.engine_config, options.restart_policy)
+        config = _with_stored_settings(store, run)
+        engine = SupervisedEngine(engine_factory, config, options.restart_policy)
         try:
             return _execute(store, run, engine, done, options, progress, started)
         finally:
@@ -134,8 +170,8 @@ class _RunSetup:
     """What an execution is about to run, checked before the engine starts."""
 
     run_id: str
-    header: dict
-    engine_config: EngineConfig  # with the plan's budgets when it gives them
+    header: PlanHeader
+    engine_config: EngineConfig  # with the plan's settings when it names them
     tokenizer_sha256: str
     model_sha256: str
     resume: bool  # the run id exists (an earlier execution recorded it)
@@ -151,26 +187,52 @@ def _prepare(
 ) -> _RunSetup:
     header = _plan_header(store, plan_id)
     tokenizer_hash = tokenizer_sha256(engine_config.model_dir)
-    if tokenizer_hash != header["tokenizer_sha256"]:
+    if tokenizer_hash != header.tokenizer_sha256:
         raise ExecuteError(
-            f"plan {plan_id} was tokenized with tokenizer {header['tokenizer_sha256'][:12]}, "
+            f"plan {plan_id} was tokenized with tokenizer {header.tokenizer_sha256[:12]}, "
             f"but {engine_config.model_dir} has {tokenizer_hash[:12]}: profile and plan the "
             "dataset with this model first"
         )
     if options.plan_budgets:
-        engine_config = with_plan_budgets(engine_config, header["params_json"])
+        engine_config = with_plan_settings(engine_config, header)
     model_hash = model_sha256(engine_config.model_dir)
     if run_id is None and options.resume:
         run_id = latest_unfinished_run(store, plan_id)
     run_id = run_id or new_run_id()
+    try:
+        resume = check_resumable(store, run_id, plan_id, model_hash)
+    except RunRecordError as exc:
+        raise ExecuteError(str(exc)) from None
     return _RunSetup(
         run_id=run_id,
         header=header,
         engine_config=engine_config,
         tokenizer_sha256=tokenizer_hash,
         model_sha256=model_hash,
-        resume=_check_resumable(store, run_id, plan_id, model_hash),
-        directory=run_dir(store.results_dir, header["dataset"], run_id),
+        resume=resume,
+        directory=run_dir(store.results_dir, header.dataset, run_id),
+    )
+
+
+def with_plan_settings(config: EngineConfig, header: PlanHeader) -> EngineConfig:
+    """`config` with the engine settings the plan names (plans made before settings were a
+    part of plans name none)."""
+    return dataclasses.replace(
+        config,
+        max_num_seqs=header.max_num_seqs or config.max_num_seqs,
+        max_num_batched_tokens=header.max_num_batched_tokens or config.max_num_batched_tokens,
+    )
+
+
+def _with_stored_settings(store: Store, run: _RunSetup) -> EngineConfig:
+    """A resumed run that restarted its engine with searched settings starts with them."""
+    chosen = stored_settings(store, run.run_id) if run.resume else None
+    if chosen is None:
+        return run.engine_config
+    return dataclasses.replace(
+        run.engine_config,
+        max_num_batched_tokens=chosen.max_num_batched_tokens,
+        max_num_seqs=chosen.max_num_seqs,
     )
 
 
@@ -185,7 +247,7 @@ def _execute(
 ) -> RunReport:
     """Run the pending plan items; records the run's start and end, emits lineage events."""
     lineage = _lineage(run, engine, options)
-    _record_run_start(store, lineage, run.directory, resume=run.resume)
+    record_run_start(store, lineage, run.directory, resume=run.resume)
     events = LineageEvents(options.openlineage, store.root, lineage, run.directory)
     events.start()
     loop = _RunLoop(store, run, done, lineage, engine, options, progress)
@@ -208,7 +270,7 @@ def _execute(
             "n_engine_restarts": len(engine.failures),
             "prefix_cache_hit_rate": stats.prefix_cache_hit_rate,
         }
-        totals = _finish_run(store, run.run_id, run.directory, execution)
+        totals = record_run_finish(store, run.run_id, run.directory, execution)
         events.finish(status, totals["n_requests"], error)
     return RunReport(
         run_id=run.run_id,
@@ -222,6 +284,8 @@ def _execute(
         n_skipped=len(done),
         engine_busy_s=engine.busy_seconds,
         n_engine_restarts=len(engine.failures),
+        settings=engine.settings,
+        replan=loop.revision.report if loop.revision is not None else None,
         **totals,
     )
 
@@ -230,71 +294,30 @@ def _lineage(run: _RunSetup, engine: SupervisedEngine, options: ExecuteOptions) 
     header = run.header
     return RunLineage(
         run_id=run.run_id,
-        plan_id=header["plan_id"],
-        dataset=header["dataset"],
-        snapshot=header["snapshot"],
-        planner=header["planner"],
+        plan_id=header.plan_id,
+        dataset=header.dataset,
+        snapshot=header.snapshot,
+        planner=header.planner,
         model=run.engine_config.model_dir.name,
         model_sha256=run.model_sha256,
         tokenizer_sha256=run.tokenizer_sha256,
         engine=engine.name,
         engine_version=engine.version,
-        engine_params_json=_engine_params_json(run.engine_config, engine.max_model_len),
+        engine_params_json=_engine_params_json(engine),
         flow_run_id=options.flow_run_id,
         deployment_name=options.deployment_name,
         git_revision=git_revision(),
     )
 
 
-def run_id_exists(store: Store, run_id: str) -> bool:
-    with store.connect(views=False) as con:
-        return bool(fetch_dicts(con, sql.load("execute/run_by_id"), {"run_id": run_id}))
+def _plan_header(store: Store, plan_id: str) -> PlanHeader:
+    from blend import sql
 
-
-def latest_unfinished_run(store: Store, plan_id: str) -> str | None:
-    """The most recently started run of `plan_id` that did not complete, if any."""
-    with store.connect(views=False) as con:
-        rows = fetch_dicts(con, sql.load("execute/latest_unfinished_run"), {"plan_id": plan_id})
-    return rows[0]["run_id"] if rows else None
-
-
-def with_plan_budgets(config: EngineConfig, params_json: str | None) -> EngineConfig:
-    """`config` with the per-step budgets a planner stored in the plan's params, if any."""
-    budgets = StepBudgets.from_params(orjson.loads(params_json) if params_json else {})
-    return dataclasses.replace(
-        config,
-        max_num_seqs=budgets.max_num_seqs or config.max_num_seqs,
-        max_num_batched_tokens=budgets.max_num_batched_tokens or config.max_num_batched_tokens,
-    )
-
-
-def _plan_header(store: Store, plan_id: str) -> dict:
     with store.connect(views=False) as con:
         rows = fetch_dicts(con, sql.load("execute/plan_header"), {"plan_id": plan_id})
     if not rows:
         raise ExecuteError(f"no plan {plan_id!r} in {store.db_path}: run `blend plan` first")
-    return rows[0]
-
-
-def _check_resumable(store: Store, run_id: str, plan_id: str, model_hash: str) -> bool:
-    """Whether `run_id` exists; refuses to resume it with another plan or model."""
-    with store.connect(views=False) as con:
-        rows = fetch_dicts(con, sql.load("execute/run_by_id"), {"run_id": run_id})
-    if not rows:
-        return False
-    run = rows[0]
-    if run["plan_id"] != plan_id:
-        raise ExecuteError(
-            f"run {run_id} belongs to plan {run['plan_id']!r}, not {plan_id!r}: resume it with "
-            f"--plan-id {run['plan_id']}, or leave out the run id to start a new run"
-        )
-    if run["model_sha256"] != model_hash:
-        raise ExecuteError(
-            f"run {run_id} was started with model {run['model']!r} "
-            f"(sha256 {run['model_sha256'][:12]}), but this model's files hash to "
-            f"{model_hash[:12]}: resume it with the same model, or start a new run"
-        )
-    return True
+    return PlanHeader.from_row(rows[0])
 
 
 @contextmanager
@@ -316,55 +339,20 @@ def _run_lock(directory: Path, run_id: str) -> Iterator[None]:
         os.close(fd)  # closing releases the lock; a killed process releases it too
 
 
-def _engine_params_json(config: EngineConfig, max_model_len: int) -> str:
+def _engine_params_json(engine: SupervisedEngine) -> str:
+    config = engine.config
     params = {
         k: (str(v) if isinstance(v, Path) else v)
         for k, v in {
             f: getattr(config, f) for f in config.__dataclass_fields__ if f != "model_dir"
         }.items()
     }
-    params["max_model_len"] = max_model_len
+    # what the engine runs with (vLLM's defaults filled in)
+    params["max_model_len"] = engine.max_model_len
+    params["max_num_seqs"] = engine.settings.max_num_seqs
+    params["max_num_batched_tokens"] = engine.settings.max_num_batched_tokens
+    params["chunked_prefill"] = engine.settings.chunked_prefill
     return orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode()
-
-
-@dataclass(frozen=True, slots=True)
-class _RequestMeta:
-    seq: int
-    prompt_sha256: str
-    sampling_json: str
-
-
-class _PendingRequests:
-    """Plan items not yet done, read from DuckDB chunk by chunk in plan order."""
-
-    def __init__(self, store: Store, header: dict, done: set[str], chunk_rows: int) -> None:
-        self._store, self._header, self._done, self._chunk_rows = store, header, done, chunk_rows
-        self.meta: dict[str, _RequestMeta] = {}  # requests handed out and not yet finished
-
-    def iterate(self) -> Iterator[EngineRequest]:
-        params = {
-            k: self._header[k] for k in ("plan_id", "dataset", "snapshot", "tokenizer_sha256")
-        }
-        for seq_start in range(0, self._header["n_requests"], self._chunk_rows):
-            with self._store.connect(views=False) as con:
-                chunk = fetch_arrow(
-                    con,
-                    sql.load("execute/plan_chunk"),
-                    {**params, "seq_start": seq_start, "seq_end": seq_start + self._chunk_rows},
-                ).to_pylist()
-            for row in chunk:
-                if row["request_id"] in self._done:
-                    continue
-                self.meta[row["request_id"]] = _RequestMeta(
-                    seq=row["seq"],
-                    prompt_sha256=row["prompt_sha256"],
-                    sampling_json=row["sampling_json"],
-                )
-                yield EngineRequest(
-                    request_id=row["request_id"],
-                    prompt_token_ids=row["token_ids"],
-                    sampling=orjson.loads(row["sampling_json"]),
-                )
 
 
 class _RunLoop:
@@ -380,26 +368,32 @@ class _RunLoop:
         options: ExecuteOptions,
         progress: ProgressCallback | None,
     ) -> None:
-        header = run.header
-        self._requests = _PendingRequests(store, header, done, options.chunk_rows)
+        self._store, self._run = store, run
+        self._items = PlanItems.load(store, run.header.plan_id)
+        self._loader = RequestLoader(store, run.header, options.chunk_rows)
+        self._pending = np.ones(len(self._items), dtype=bool)
+        self._pending[self._items.seqs_of(done)] = False
         self._lineage = lineage
         self._engine = engine
         self._options = options
         self._progress = progress
         self._n_done_before = len(done)
-        self._total = int(header["n_requests"])
+        self._total = int(run.header.n_requests)
+        self.revision: Revision | None = None
+        self._restart_asked = False
         self.writer = PartWriter(
             run.directory,
             lineage.as_metadata(),
             flush_rows=options.flush_rows,
             flush_seconds=options.flush_seconds,
             start_index=len(done),
-            part_metadata=self._engine_params,
+            part_metadata=lambda: {"blend.engine_params_json": _engine_params_json(engine)},
         )
 
     def run(self) -> None:
         last_report = 0.0
-        for finished in self._engine.generate(self._requests.iterate()):
+        feed = AdmissionFeed(self._policy(), self._loader)
+        for finished in self._engine.generate(feed):
             if finished:
                 self.writer.add(self._row(output) for output in finished)
                 now = time.monotonic()
@@ -409,13 +403,110 @@ class _RunLoop:
             self.writer.flush_if_due()
         self._report()
 
+    # -- admission ---------------------------------------------------------------------------
+
+    def _policy(self) -> AdmissionPolicy:
+        """The warm-up, then the revised order (or the stored one), else the plan order."""
+        header, items = self._run.header, self._items
+        warmup = np.flatnonzero(self._pending & items.is_warmup)
+        rest = np.flatnonzero(self._pending & ~items.is_warmup)
+        self.revision = load_revision(self._replan_context())
+        if self.revision is not None:
+            after = self._revision_policy(self.revision)
+            return self._warmup_then(warmup, len(rest), lambda _: after, done_fraction=0.0)
+        if header.n_warmup and (header.replan_after_warmup or header.search_settings):
+            return self._warmup_then(warmup, len(rest), self._replan)
+        order = np.flatnonzero(self._pending)
+        return self._order_policy(AdmissionKind(header.admission), order)
+
+    def _warmup_then(
+        self,
+        warmup: np.ndarray,
+        n_rest: int,
+        replan: Callable[[WarmupOutcome], AdmissionPolicy],
+        done_fraction: float | None = None,
+    ) -> AdmissionPolicy:
+        return WarmupThenReplan(
+            warmup.tolist(),
+            replan,
+            n_rest=n_rest,
+            window=2 * self._engine.settings.max_num_seqs,
+            done_fraction=(
+                self._options.warmup_done_fraction if done_fraction is None else done_fraction
+            ),
+        )
+
+    def _replan(self, outcome: WarmupOutcome) -> AdmissionPolicy:
+        """Called once the warm-up has run: re-plan and store, maybe restart the engine."""
+        if self.revision is None:
+            self.writer.sync()  # the warm-up's rows are read back from the parts
+            pending = self._pending.copy()
+            pending[self._items.seqs_of(set(self._loader.meta))] = False  # still running
+            self.revision = replan_after_warmup(self._replan_context(), pending, outcome.running)
+            if self._options.on_replan is not None:
+                self._options.on_replan(self.revision.report)
+        settings = self.revision.settings
+        if settings is not None and not self._restart_asked:
+            self._restart_asked = True
+            config = dataclasses.replace(
+                self._engine.config,
+                max_num_batched_tokens=settings.max_num_batched_tokens,
+                max_num_seqs=settings.max_num_seqs,
+            )
+            raise RestartEngine(config, f"settings searched after the warm-up: {settings.label()}")
+        return self._revision_policy(self.revision)
+
+    def _revision_policy(self, revision: Revision) -> AdmissionPolicy:
+        kept = np.flatnonzero(self._pending[revision.seqs])  # done in an earlier attempt: out
+        seqs = revision.seqs[kept]
+        sequence = ScanSequence(
+            index=seqs,
+            prompt_tokens=self._items.prompt_tokens[seqs],
+            shared_prev=shared_across_gaps(revision.shared_prev, kept),
+            output_tokens=revision.est_output_tokens[kept],
+        )
+        return admission_policy(revision.admission, sequence, self._cost(), self._engine.settings)
+
+    def _order_policy(self, kind: AdmissionKind, seqs: np.ndarray) -> AdmissionPolicy:
+        items = self._items
+        sequence = ScanSequence(
+            index=seqs,
+            prompt_tokens=items.prompt_tokens[seqs],
+            shared_prev=items.filtered_shared_prev(seqs),
+            output_tokens=items.est_output_tokens[seqs],
+        )
+        return admission_policy(kind, sequence, self._cost(), self._engine.settings)
+
+    def _cost(self) -> CostModel:
+        header = self._run.header
+        return resolve_cost(header.model_spec, header.hardware, self._run.engine_config.model_dir)
+
+    def _replan_context(self) -> ReplanContext:
+        state = self._engine.state()
+        return ReplanContext(
+            store=self._store,
+            header=self._run.header,
+            items=self._items,
+            run_id=self._run.run_id,
+            parts_glob=str(self._run.directory / "part-*.parquet"),
+            model_sha256=self._run.model_sha256,
+            model_dir=self._run.engine_config.model_dir,
+            running=self._engine.settings,
+            kv_capacity_tokens=state.kv_blocks_total * state.block_size,
+            block_size=state.block_size,
+            engine_start_s=self._engine.start_seconds,
+        )
+
+    # -- results -----------------------------------------------------------------------------
+
     def _report(self) -> None:
         if self._progress is not None:
             done = self._n_done_before + self.writer.rows_added
             self._progress(done, self._total, self.writer.output_tokens)
 
     def _row(self, output: EngineOutput) -> ResultRow:
-        meta = self._requests.meta.pop(output.request_id)
+        meta = self._loader.finish(output.request_id)
+        self._pending[meta.seq] = False
         lineage = self._lineage
         return ResultRow(
             dataset=lineage.dataset,
@@ -441,61 +532,3 @@ class _RunLoop:
             started_at=output.started_at,
             finished_at=output.finished_at,
         )
-
-    def _engine_params(self) -> dict[str, str]:
-        """Per-part metadata: the budgets now (they shrink after engine failures)."""
-        params = _engine_params_json(self._engine.config, self._engine.max_model_len)
-        return {"blend.engine_params_json": params}
-
-
-def _record_run_start(store: Store, lineage: RunLineage, directory: Path, *, resume: bool) -> None:
-    with store.connect(views=False) as con:
-        if resume:
-            con.execute(
-                sql.load("execute/resume_run"),
-                {
-                    "run_id": lineage.run_id,
-                    "flow_run_id": lineage.flow_run_id,
-                    "deployment_name": lineage.deployment_name,
-                },
-            )
-            return
-        con.execute(
-            sql.load("execute/insert_run"),
-            {
-                "run_id": lineage.run_id,
-                "plan_id": lineage.plan_id,
-                "dataset": lineage.dataset,
-                "snapshot": lineage.snapshot,
-                "flow_run_id": lineage.flow_run_id,
-                "deployment_name": lineage.deployment_name,
-                "engine": lineage.engine,
-                "engine_version": lineage.engine_version,
-                "model": lineage.model,
-                "model_sha256": lineage.model_sha256,
-                "params_json": lineage.engine_params_json,
-                "results_uri": str(directory),
-                "git_revision": lineage.git_revision,
-            },
-        )
-
-
-def _finish_run(
-    store: Store, run_id: str, directory: Path, execution: dict[str, object]
-) -> dict[str, int]:
-    """Record the end of this execution and the run's totals (read from its parts)."""
-    totals = {
-        "n_requests": 0,
-        "n_errors": 0,
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "cached_tokens": 0,
-    }
-    with store.connect(views=False) as con:
-        if any(directory.glob("part-*.parquet")):
-            row = fetch_dicts(
-                con, sql.load("results/run_totals"), {"glob": str(directory / "part-*.parquet")}
-            )[0]
-            totals = {k: int(row[k]) for k in totals}
-        con.execute(sql.load("execute/finish_run"), {"run_id": run_id, **execution, **totals})
-    return totals

@@ -16,7 +16,7 @@ from blend.engines.base import EngineConfig
 from blend.execute import ExecuteOptions, ProgressCallback, RunReport, execute_plan
 from blend.ingest import IngestReport, ingest_file
 from blend.lineage import model_sha256
-from blend.plan import PlanReport, plan_dataset
+from blend.plan import PlanOptions, PlanReport, plan_dataset
 from blend.profile import ProfileReport, profile_dataset
 from blend.store import Store
 
@@ -38,8 +38,7 @@ def run_pipeline(
     dataset: str,
     engine_config: EngineConfig,
     *,
-    planner: str = "dfs",
-    seed: int = 0,
+    plan_options: PlanOptions | None = None,
     incremental: bool = True,
     options: ExecuteOptions | None = None,
     progress: ProgressCallback | None = None,
@@ -67,16 +66,16 @@ def run_pipeline(
             store, dataset, engine_config.model_dir, snapshot=ingested.snapshot
         ),
     )
-    done_by_model = model_sha256(engine_config.model_dir) if incremental else None
     planned = timed(
         "plan",
         lambda: plan_dataset(
             store,
             dataset,
-            planner,
+            plan_options,
             snapshot=ingested.snapshot,
-            seed=seed,
-            skip_done_model_sha256=done_by_model,
+            model_sha256=model_sha256(engine_config.model_dir),
+            incremental=incremental,
+            model_dir=engine_config.model_dir,
         ),
     )
     if planned.n_requests == 0:

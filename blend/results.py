@@ -164,6 +164,11 @@ class PartWriter:
         self._next_index += len(self._buffer)
         self._buffer = []
 
+    def sync(self) -> None:
+        """Flush, then wait until every part is on disk (the writer stays open)."""
+        self.flush()
+        self._check_written(wait=True)
+
     def close(self) -> None:
         """Flush, then wait until every part is on disk; re-raises a failed write."""
         try:

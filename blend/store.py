@@ -97,7 +97,7 @@ def refresh_results_view(con: duckdb.DuckDBPyConnection, results_dir: Path) -> N
 
 
 # Views over `results` and the tables, for users (sql/views/<name>.sql).
-USER_VIEWS = ("latest_results", "run_summary", "row_lineage")
+USER_VIEWS = ("latest_results", "run_summary", "row_lineage", "estimate_accuracy")
 
 
 def _quote(text: str) -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from blend.engines.base import EngineConfig
+from blend.plan import PlanOptions
+from blend.planners import PlannerName
 from blend.store import Store
 
 
@@ -31,10 +33,52 @@ class ModelOptions(StoreOptions):
 
 
 class EngineOptions(BaseModel):
-    max_num_seqs: int = Field(256, ge=1, description="Running requests per engine step")
-    max_num_batched_tokens: int | None = Field(None, ge=1, description="Tokens per engine step")
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="Running requests per engine step (default: the plan's)"
+    )
+    max_num_batched_tokens: int | None = Field(
+        None, ge=1, description="Tokens per engine step (default: the plan's)"
+    )
     kv_cache_gib: float = Field(1.0, gt=0, description="CPU build only: KV cache size (GiB)")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="GPU only")
 
     def engine_config(self, model_dir: Path) -> EngineConfig:
         return EngineConfig(model_dir=model_dir, **self.model_dump())
+
+
+class PlanningOptions(BaseModel):
+    """How to plan: the planner, the cost model it plans for, the warm-up and the search."""
+
+    planner: PlannerName = Field(PlannerName.DFS, description="How to order the requests")
+    model_spec: str | None = Field(
+        None,
+        description="Cost model (llama-3.1-8b, llama-3.1-70b, qwen2.5-7b, or a JSON file); "
+        "default: the model folder's config.json",
+    )
+    hardware: str | None = Field(
+        None,
+        description="Hardware the plan is for (a100-80g, h100-80g, h200, cpu-local, or a JSON "
+        "file); default: the worker machine's",
+    )
+    seed: int = 0
+    warmup_fraction: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Share of the requests without a measured length run first to measure "
+        "output lengths (0: no warm-up)",
+    )
+    search_settings: bool = Field(
+        True,
+        description="After the warm-up, choose the engine's budgets by simulating the plan",
+    )
+
+    def plan_options(self) -> PlanOptions:
+        return PlanOptions(
+            planner=self.planner,
+            seed=self.seed,
+            model_spec=self.model_spec,
+            hardware=self.hardware,
+            warmup_fraction=self.warmup_fraction,
+            search_settings=self.search_settings,
+        )

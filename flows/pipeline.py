@@ -21,7 +21,7 @@ from blend.profile import ProfileReport
 from flows.artifacts import publish_summary
 from flows.execute import ExecuteFlowOptions, execute_task
 from flows.ingest import ingest_task
-from flows.options import EngineOptions, ModelOptions
+from flows.options import EngineOptions, ModelOptions, PlanningOptions
 from flows.plan import plan_task
 from flows.profile import profile_task
 
@@ -29,8 +29,7 @@ from flows.profile import profile_task
 class PipelineOptions(ModelOptions):
     input_path: str | None = Field(None, description="Input file (default: the demo dataset)")
     dataset: str | None = Field(None, description="Dataset name (default: the file's stem)")
-    planner: str = Field("dfs", description="fcfs | random | dfs")
-    seed: int = 0
+    planning: PlanningOptions = Field(default_factory=PlanningOptions)
     incremental: bool = Field(
         True,
         description="Run only prompts without a result from this model and sampling; "
@@ -63,10 +62,11 @@ def pipeline_flow(options: PipelineOptions | None = None) -> PipelineFlowReport:
     planned = plan_task(
         store,
         dataset,
-        options.planner,
+        options.planning.plan_options(),
         snapshot=ingested.snapshot,
-        seed=options.seed,
-        skip_done_model_sha256=model_sha256(model_dir) if options.incremental else None,
+        model_sha256=model_sha256(model_dir),
+        incremental=options.incremental,
+        model_dir=model_dir,
     )
     run = None
     if planned.n_requests:

@@ -7,15 +7,14 @@ from pydantic import Field
 
 from blend.lineage import model_sha256
 from blend.plan import PlanReport, plan_dataset
-from flows.options import ModelOptions
+from flows.options import ModelOptions, PlanningOptions
 from flows.retry import is_transient
 
 
-class PlanOptions(ModelOptions):
+class PlanFlowOptions(ModelOptions):
     dataset: str = Field(description="Dataset name")
-    planner: str = Field("dfs", description="fcfs | random | dfs")
+    planning: PlanningOptions = Field(default_factory=PlanningOptions)
     snapshot: int | None = Field(None, description="Snapshot (default: latest)")
-    seed: int = 0
     incremental: bool = Field(
         True, description="Leave out prompts the model already answered with the same sampling"
     )
@@ -27,15 +26,15 @@ plan_task = task(name="plan", retries=2, retry_delay_seconds=10, retry_condition
 
 
 @flow(name="blend-plan")
-def plan_flow(options: PlanOptions) -> PlanReport:
+def plan_flow(options: PlanFlowOptions) -> PlanReport:
     store = options.open_store()
+    model_dir = options.model_dir(store)
     return plan_task(
         store,
         options.dataset,
-        options.planner,
+        options.planning.plan_options(),
         snapshot=options.snapshot,
-        seed=options.seed,
-        skip_done_model_sha256=model_sha256(options.model_dir(store))
-        if options.incremental
-        else None,
+        model_sha256=model_sha256(model_dir),
+        incremental=options.incremental,
+        model_dir=model_dir,
     )

@@ -10,7 +10,7 @@ import pytest
 from blend.engines.base import EngineConfig
 from blend.engines.supervisor import EngineFailedError, RestartPolicy
 from blend.execute import ExecuteError, ExecuteOptions, execute_plan
-from blend.plan import plan_dataset
+from blend.plan import PlanOptions, plan_dataset
 from blend.results import RESULT_SCHEMA, finished_parts, read_metadata
 from blend.store import Store, fetch_dicts
 from blend.tokenize import tokenizer_sha256
@@ -48,7 +48,8 @@ def seed_store(store: Store, tokenizer_hash: str) -> None:
 @pytest.fixture
 def planned(store: Store, tiny_model: Path) -> tuple[Store, str, EngineConfig]:
     seed_store(store, tokenizer_sha256(tiny_model))
-    plan = plan_dataset(store, "ds", "dfs", batch_size=2)
+    options = PlanOptions(planner="dfs", batch_size=2, warmup_fraction=0.0)
+    plan = plan_dataset(store, "ds", options, model_dir=tiny_model)
     return store, plan.plan_id, EngineConfig(model_dir=tiny_model)
 
 
@@ -116,7 +117,7 @@ def test_crash_then_resume_gives_exactly_one_row_per_request(planned) -> None:
 
 def test_tokenizer_mismatch_is_refused(store: Store, tiny_model: Path) -> None:
     seed_store(store, "0" * 64)
-    plan = plan_dataset(store, "ds", "fcfs")
+    plan = plan_dataset(store, "ds", PlanOptions(planner="fcfs"), model_dir=tiny_model)
     with pytest.raises(ExecuteError, match="profile and plan the dataset with this model"):
         execute_plan(
             store, plan.plan_id, EngineConfig(model_dir=tiny_model), engine_factory=FakeEngine
@@ -148,15 +149,16 @@ def test_engine_crash_is_retried_with_halved_budgets(planned) -> None:
         return FakeEngine(cfg, oom_above=3)  # out of memory with more than 3 in flight
 
     planned = (planned[0], planned[1], EngineConfig(model_dir=planned[2].model_dir, max_num_seqs=4))
-    report = _run(planned, factory, flush_rows=1)
-    assert [(c.max_num_seqs, c.inflight_window) for c in configs] == [(4, 8), (2, 4), (1, 2)]
-    assert (report.status, report.n_requests, report.n_engine_restarts) == ("completed", 5, 2)
+    report = _run(planned, factory, flush_rows=1, plan_budgets=False)
+    # 5 in flight (2 x 4 seqs ahead) did not fit: half the budgets, half the 5 in flight
+    assert [c.max_num_seqs for c in configs] == [4, 2]
+    assert (report.status, report.n_requests, report.n_engine_restarts) == ("completed", 5, 1)
     rows = _results(planned[0])
     assert [r["request_id"] for r in rows] == ["a", "d", "b", "c", "long"]
     assert [r["error"] for r in rows][:4] == [None] * 4
     with planned[0].connect() as con:
         run = fetch_dicts(con, "SELECT n_engine_restarts, params_json FROM runs")[0]
-    assert run["n_engine_restarts"] == 2
+    assert run["n_engine_restarts"] == 1
 
 
 def test_request_failing_alone_becomes_error_row_and_run_goes_on(planned) -> None:
@@ -167,7 +169,7 @@ def test_request_failing_alone_becomes_error_row_and_run_goes_on(planned) -> Non
         return engines[-1]
 
     planned = (planned[0], planned[1], EngineConfig(model_dir=planned[2].model_dir, max_num_seqs=2))
-    report = _run(planned, factory, flush_rows=1)
+    report = _run(planned, factory, flush_rows=1, plan_budgets=False)
     assert report.status == "completed"
     rows = _results(planned[0])
     assert [r["request_id"] for r in rows] == ["a", "d", "b", "c", "long"]
@@ -176,8 +178,8 @@ def test_request_failing_alone_becomes_error_row_and_run_goes_on(planned) -> Non
     assert errors["b"] == (
         "engine failed 2 times with this request alone in flight: RuntimeError: poisoned step"
     )
-    # windows 4 -> 2 -> 1 isolate "b"; after its error row the budgets are restored
-    assert [e.config.inflight_window for e in engines] == [4, 2, 1, 1, 4]
+    # 4 in flight -> 2 -> 1 isolate "b"; after its error row the budgets are restored
+    assert [e.config.max_num_seqs for e in engines] == [2, 1, 1, 1, 2]
     assert report.n_engine_restarts == 4
 
 
@@ -205,12 +207,12 @@ def test_rows_are_flushed_on_time_while_the_engine_is_busy(planned) -> None:
     assert [pq.ParquetFile(p).metadata.num_rows for p in parts] == [1, 1, 1, 1, 1]
 
 
-def test_plan_budgets_are_used_unless_turned_off(planned) -> None:
+def test_plan_settings_are_used_unless_turned_off(planned) -> None:
     store, plan_id, _ = planned
     with store.connect() as con:
         con.execute(
-            "UPDATE plans SET params_json = ? WHERE plan_id = ?",
-            ['{"batch_size": 2, "max_num_seqs": 3, "max_num_batched_tokens": 512}', plan_id],
+            "UPDATE plans SET max_num_seqs = 3, max_num_batched_tokens = 512 WHERE plan_id = ?",
+            [plan_id],
         )
     seen: list[EngineConfig] = []
 
@@ -220,13 +222,13 @@ def test_plan_budgets_are_used_unless_turned_off(planned) -> None:
 
     _run(planned, factory)
     _run(planned, factory, plan_budgets=False)
-    assert [(c.max_num_seqs, c.max_num_batched_tokens) for c in seen] == [(3, 512), (256, None)]
+    assert [(c.max_num_seqs, c.max_num_batched_tokens) for c in seen] == [(3, 512), (None, None)]
 
 
 def test_resume_with_another_plan_is_refused(planned) -> None:
     store, plan_id, config = planned
     execute_plan(store, plan_id, config, run_id="run-r", engine_factory=FakeEngine)
-    other = plan_dataset(store, "ds", "fcfs")
+    other = plan_dataset(store, "ds", PlanOptions(planner="fcfs"), model_dir=config.model_dir)
     with pytest.raises(ExecuteError, match=f"run run-r belongs to plan '{plan_id}'"):
         execute_plan(store, other.plan_id, config, run_id="run-r", engine_factory=FakeEngine)
 

@@ -1,7 +1,8 @@
 """Fault injection on the real stack: SIGKILL the execute stage, resume, exactly one row each.
 
-The execute stage runs in a child process on the vLLM CPU engine with the tiny local model;
-bench/fault_injection.py (the same code, with >= 10 kill points) prints lost/duplicated counts.
+The execute stage runs in a child process on the vLLM CPU engine with the tiny local model, on
+a BlendServe plan: killed during its warm-up, right after its re-plan is stored, and at a
+random row; bench/fault_injection.py (the same code, more kill points) prints lost/duplicated.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ def test_killed_runs_resume_without_loss_or_duplicates(
     bench = load_bench()
     store_dir = tmp_path / "store"
     plan_id = bench.prepare(store_dir, tiny_model, n_requests=48, seed=seed)
-    outcome = bench.run_with_kills(store_dir, plan_id, tiny_model, n_kills=2, seed=seed)
-    assert outcome.n_kills == 2
+    kinds = ("warmup", "replan", "rows")
+    outcome = bench.run_with_kills(store_dir, plan_id, tiny_model, 3, seed, kinds)
+    assert outcome.kinds == kinds  # killed during the warm-up, after the re-plan, anywhere
     assert (outcome.n_planned, outcome.n_rows) == (48, 48)
     assert (outcome.lost, outcome.duplicated) == (0, 0)
     assert outcome.run_status == "completed"
     assert outcome.leftover_temporary == 0
+    assert outcome.n_revisions == 1  # re-planned once, the resumes read it back

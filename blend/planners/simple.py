@@ -1,4 +1,7 @@
-"""The baseline planners: input order, seeded random order, prefix-tree depth-first order."""
+"""The baseline planners: input order, seeded random order, prefix-tree depth-first order.
+
+None of them reads output-length estimates, so none is re-planned after the warm-up.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from blend.planners.base import Plan, PlannerName, PlanRequest, fixed_size_batches
+from blend.admission.base import AdmissionKind
+from blend.planners.base import Plan, PlannerName, fixed_size_batches
+from blend.planners.estimates import OutputEstimates
+from blend.planners.request import PlanRequest
 from blend.tree import lexicographic_order
 
 
@@ -24,8 +30,12 @@ def _plan(name: PlannerName, order: list[int], batch_size: int, **params: object
 class FcfsPlanner:
     batch_size: int = 256
     name: PlannerName = PlannerName.FCFS
+    uses_lengths: bool = False
+    admission: AdmissionKind = AdmissionKind.IN_ORDER
 
-    def plan(self, requests: Sequence[PlanRequest]) -> Plan:
+    def plan(
+        self, requests: Sequence[PlanRequest], estimates: OutputEstimates | None = None
+    ) -> Plan:
         return _plan(self.name, list(range(len(requests))), self.batch_size)
 
 
@@ -34,8 +44,12 @@ class RandomPlanner:
     batch_size: int = 256
     seed: int = 0
     name: PlannerName = PlannerName.RANDOM
+    uses_lengths: bool = False
+    admission: AdmissionKind = AdmissionKind.IN_ORDER
 
-    def plan(self, requests: Sequence[PlanRequest]) -> Plan:
+    def plan(
+        self, requests: Sequence[PlanRequest], estimates: OutputEstimates | None = None
+    ) -> Plan:
         order = list(range(len(requests)))
         random.Random(self.seed).shuffle(order)
         return _plan(self.name, order, self.batch_size, seed=self.seed)
@@ -45,8 +59,12 @@ class RandomPlanner:
 class DfsPlanner:
     batch_size: int = 256
     name: PlannerName = PlannerName.DFS
+    uses_lengths: bool = False
+    admission: AdmissionKind = AdmissionKind.IN_ORDER
 
-    def plan(self, requests: Sequence[PlanRequest]) -> Plan:
+    def plan(
+        self, requests: Sequence[PlanRequest], estimates: OutputEstimates | None = None
+    ) -> Plan:
         # depth-first order of the prompt trie = lexicographic order (ties in input order)
         order = lexicographic_order([r.prompt_token_ids for r in requests])
         return _plan(self.name, order.tolist(), self.batch_size)

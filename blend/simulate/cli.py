@@ -1,4 +1,4 @@
-"""`blend simulate`: plan a workload file and simulate the plan (CONTRACT: ARCHITECTURE.md)."""
+"""`blend simulate`: plan a workload file and simulate it the way the pipeline runs it."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from typing import Annotated
 import typer
 
 from blend.cost import CostModel, load_hardware, load_model_spec
+from blend.engine_settings import EngineSettings, SettingsSource
+from blend.planners import PlannerName
 from blend.simulate.io import WorkloadError, load_workload, write_order
-from blend.simulate.run import SimulationReport, plan_and_simulate
-from blend.simulate.types import DEFAULT_MAX_NUM_BATCHED_TOKENS, SimConfig
+from blend.simulate.pipeline import DEFAULT_MAX_TOKENS, SimulatedEngine
+from blend.simulate.run import SimulationReport, default_settings, plan_and_simulate
 
 CPU_BLOCK_SIZE = 128  # vLLM's CPU build uses 128-token KV blocks; GPU builds 16
 
@@ -25,13 +27,15 @@ def simulate_command(
             "[, max_tokens]. Text prompts count one token per UTF-8 byte.",
         ),
     ],
-    planner: Annotated[str, typer.Option(help="Planner name (fcfs, random, dfs, ...).")],
+    planner: Annotated[PlannerName, typer.Option(help="The planner.")],
     model_spec: Annotated[str, typer.Option("--model-spec", help="Model spec name or JSON file.")],
     hardware: Annotated[str, typer.Option(help="Hardware profile name or JSON file.")],
-    seed: Annotated[int, typer.Option(help="Seed for randomised planners.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for randomised planners and the warm-up.")] = 0,
     plan_out: Annotated[
         Path | None,
-        typer.Option("--plan-out", help="Write the planned order here (.parquet or .csv)."),
+        typer.Option(
+            "--plan-out", help="Write the order the engine was fed here (.parquet or .csv)."
+        ),
     ] = None,
     oracle_lengths: Annotated[
         bool,
@@ -41,19 +45,31 @@ def simulate_command(
         int,
         typer.Option(
             "--default-max-tokens",
-            help="Output estimate planners see when the file has no max_tokens column.",
+            help="Output limit of requests when the file has no max_tokens column.",
         ),
-    ] = 512,
+    ] = DEFAULT_MAX_TOKENS,
     max_num_batched_tokens: Annotated[
         int | None,
         typer.Option(
             "--max-num-batched-tokens",
-            help="Token budget per step (default: the plan's, as the executor uses it, else 8192).",
+            help="Tokens per step (default: vLLM's offline default for the hardware).",
         ),
     ] = None,
     max_num_seqs: Annotated[
-        int, typer.Option("--max-num-seqs", help="Running requests at most.")
-    ] = 256,
+        int | None,
+        typer.Option(
+            "--max-num-seqs",
+            help="Running requests at most (default: vLLM's offline default for the hardware).",
+        ),
+    ] = None,
+    search_settings: Annotated[
+        bool,
+        typer.Option(
+            "--search-settings",
+            help="Choose the engine settings as the pipeline does after the warm-up "
+            "(simulating candidates at the estimated lengths).",
+        ),
+    ] = False,
     block_size: Annotated[
         int | None,
         typer.Option(help="KV block size in tokens (default 128 on cpu-local, else 16)."),
@@ -71,27 +87,32 @@ def simulate_command(
     try:
         workload = load_workload(requests)
         cost = CostModel(load_model_spec(model_spec), load_hardware(hardware))
-        config = SimConfig(
-            max_num_batched_tokens=max_num_batched_tokens or DEFAULT_MAX_NUM_BATCHED_TOKENS,
-            max_num_seqs=max_num_seqs,
-            kv_capacity_tokens=kv_capacity_tokens,
+        settings = default_settings(workload, cost, chunked_prefill)
+        if max_num_batched_tokens is not None or max_num_seqs is not None:
+            settings = EngineSettings(
+                max_num_batched_tokens or settings.max_num_batched_tokens,
+                max_num_seqs or settings.max_num_seqs,
+                chunked_prefill,
+                SettingsSource.EXPLICIT,
+            )
+        engine = SimulatedEngine(
+            settings,
             block_size=block_size or (CPU_BLOCK_SIZE if hardware == "cpu-local" else 16),
-            chunked_prefill=chunked_prefill,
+            kv_capacity_tokens=kv_capacity_tokens,
         )
         report = plan_and_simulate(
             workload,
             planner,
             cost,
-            config,
+            engine,
             seed=seed,
             oracle_lengths=oracle_lengths,
+            search=search_settings and settings.source is not SettingsSource.EXPLICIT,
             default_max_tokens=default_max_tokens,
-            plan_budgets=max_num_batched_tokens is None,
-            model_spec=model_spec,
-            hardware=hardware,
         )
         if plan_out is not None:
-            write_order(plan_out, [workload.requests[i].request_id for i in report.plan.order])
+            order = report.run.result.admission_order.tolist()
+            write_order(plan_out, [workload.requests[i].request_id for i in order])
     except (WorkloadError, ValueError) as exc:
         typer.echo(f"simulate failed: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -105,11 +126,13 @@ def _print_summary(report: SimulationReport) -> None:
     data = report.to_json()
     typer.echo(
         f"{data['planner']}: {data['n_requests']} requests, makespan {data['makespan_s']:.1f} s "
-        f"({data['throughput_tok_s']:,.0f} tok/s), {data['fraction_of_optimal']:.1%} of optimal "
-        f"(T_opt {data['optimal_makespan_s']:.1f} s); prefix sharing "
-        f"{data['prefix_sharing_ratio']:.1%} of {data['dfs_prefix_sharing_ratio']:.1%} (DFS); "
-        f"{data['n_preemptions']} preemptions; planned in {data['plan_seconds']:.2f} s, "
-        f"simulated in {data['simulate_seconds']:.2f} s"
+        f"({data['throughput_tok_s']:,.0f} tok/s) on {data['max_num_batched_tokens']} tokens x "
+        f"{data['max_num_seqs']} seqs ({data['settings_source']}), {data['admission']} "
+        f"admission; {data['fraction_of_optimal']:.1%} of optimal (T_opt "
+        f"{data['optimal_makespan_s']:.1f} s; {data['fraction_of_peak_optimal']:.1%} of the "
+        f"peak-rate bound); prefix sharing {data['prefix_sharing_ratio']:.1%} of "
+        f"{data['dfs_prefix_sharing_ratio']:.1%} (DFS); {data['n_preemptions']} preemptions; "
+        f"planned in {data['plan_seconds']:.2f} s, simulated in {data['simulate_seconds']:.2f} s"
     )
     gap = report.gap
     parts = ", ".join(

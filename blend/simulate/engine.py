@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from blend.admission.base import AdmissionPolicy
 from blend.cost import CostModel
 from blend.simulate.types import SimConfig, SimRequest, SimResult
 
@@ -60,22 +61,160 @@ def simulate(
 
     skip_ahead=False steps one by one (same result; for checking the fast path).
     """
-    from blend.simulate import kv_cache as kv
     from blend.simulate import scheduler as sch
-    from blend.simulate.block_hashes import prompt_block_ids
-    from blend.simulate.step_kernel import cost_constants
 
     config = config or SimConfig()
     n = len(requests)
     if sorted(order) != list(range(n)):
         raise ValueError(f"order is not a permutation of the {n} requests")
+    state = _new_state(requests, np.asarray(order, dtype=_I64), cost, config, skip_ahead, False)
+    status = sch.run(state)
+    if status != sch.OK:
+        _raise(status, state, requests, config)
+    return _result(state)
+
+
+def simulate_online(
+    requests: Sequence[SimRequest],
+    policy: AdmissionPolicy,
+    cost: CostModel,
+    config: SimConfig | None = None,
+    *,
+    skip_ahead: bool = True,
+) -> SimResult:
+    """Simulate an engine fed by an admission policy, asked after every step that finished
+    requests (and whenever the engine is idle), as the executor asks it (admission/base.py).
+
+    The policy must hand over every request exactly once.
+    """
+    from blend.simulate import scheduler as sch
+
+    config = config or SimConfig()
+    n = len(requests)
+    state = _new_state(requests, np.zeros(0, dtype=_I64), cost, config, skip_ahead, True)
+    view = SimEngineView(state)
+    seen = np.zeros(n, dtype=np.bool_)
+    while True:
+        admitted = policy.admit(view)
+        view.finished = []
+        idle = state.queues.meta[sch.RUN_LEN] == 0 and sch.waiting_count(state) == 0
+        if admitted:
+            _append_order(state, admitted, seen)
+            if policy.num_remaining == 0 and state.config.pause_on_finish:
+                # nothing left to admit: run to the end without stopping at every finish
+                state = state._replace(config=state.config._replace(pause_on_finish=False))
+                view.rebind(state)
+        elif idle:
+            if policy.num_remaining > 0:
+                raise RuntimeError(
+                    f"admission policy left the engine idle with {policy.num_remaining} "
+                    "requests not admitted"
+                )
+            break
+        status = sch.run(state)
+        if status not in (sch.OK, sch.PAUSED):
+            _raise(status, state, requests, config)
+        view.take_finished()
+    if not seen.all():
+        raise RuntimeError(f"admission policy never admitted {int((~seen).sum())} requests")
+    return _result(state)
+
+
+def _append_order(state: sch.Sim, admitted: list[int], seen: np.ndarray) -> None:
+    from blend.simulate import scheduler as sch
+
+    batch = np.asarray(admitted, dtype=_I64)
+    if batch.min() < 0 or batch.max() >= len(seen) or seen[batch].any():
+        raise ValueError(f"admission policy admitted an unknown or repeated request: {admitted}")
+    if len(np.unique(batch)) != len(batch):
+        raise ValueError(f"admission policy admitted a request twice in one call: {admitted}")
+    seen[batch] = True
+    meta = state.queues.meta
+    start = int(meta[sch.ORDER_LEN])
+    state.queues.order[start : start + len(batch)] = batch
+    meta[sch.ORDER_LEN] = start + len(batch)
+
+
+class SimEngineView:
+    """The simulated engine as an admission policy sees it (admission.base.EngineView)."""
+
+    def __init__(self, state: sch.Sim) -> None:
+        self._state = state
+        self.finished: list[tuple[int, int]] = []
+
+    def rebind(self, state: sch.Sim) -> None:
+        """Read from `state` from now on (the same arrays, other settings)."""
+        self._state = state
+
+    def take_finished(self) -> None:
+        """Move the requests the last run() finished into `finished` (and clear them there)."""
+        from blend.simulate import scheduler as sch
+
+        q, rq = self._state.queues, self._state.requests
+        count = int(q.meta[sch.FINISHED_LEN])
+        done = q.finished[:count]
+        self.finished = list(zip(done.tolist(), rq.generated[done].tolist(), strict=True))
+        q.meta[sch.FINISHED_LEN] = 0
+
+    @property
+    def step(self) -> int:
+        from blend.simulate import scheduler as sch
+
+        return int(self._state.totals.counts[sch.N_STEPS])
+
+    @property
+    def num_running(self) -> int:
+        from blend.simulate import scheduler as sch
+
+        return int(self._state.queues.meta[sch.RUN_LEN])
+
+    @property
+    def num_waiting(self) -> int:
+        from blend.simulate import scheduler as sch
+
+        return int(sch.waiting_count(self._state))
+
+    @property
+    def kv_blocks_used(self) -> int:
+        from blend.simulate import kv_cache as kv
+
+        return int(kv.num_used(self._state.pool))
+
+    @property
+    def kv_blocks_total(self) -> int:
+        from blend.simulate import kv_cache as kv
+
+        return int(kv.capacity(self._state.pool))
+
+    @property
+    def block_size(self) -> int:
+        return int(self._state.config.block_size)
+
+    def generated_of(self, indices: np.ndarray) -> np.ndarray:
+        return self._state.requests.generated[indices]
+
+
+def _new_state(
+    requests: Sequence[SimRequest],
+    order: np.ndarray,
+    cost: CostModel,
+    config: SimConfig,
+    skip_ahead: bool,
+    online: bool,
+) -> sch.Sim:
+    """The simulator's state with `order` waiting (online: room to append the rest)."""
+    from blend.simulate import kv_cache as kv
+    from blend.simulate import scheduler as sch
+    from blend.simulate.block_hashes import prompt_block_ids
+    from blend.simulate.step_kernel import cost_constants
+
+    n = len(requests)
     capacity_tokens = config.kv_capacity_tokens
     if capacity_tokens is None:
         capacity_tokens = cost.kv_capacity_tokens
     bs = config.block_size
     block_ids, offsets, n_ids = prompt_block_ids([r.prompt_token_ids for r in requests], bs)
-    pool = kv.new_pool(capacity_tokens // bs, n_ids)
-    state = sch.Sim(
+    return sch.Sim(
         config=sch.Config(
             block_size=bs,
             max_num_batched_tokens=config.max_num_batched_tokens,
@@ -83,19 +222,14 @@ def simulate(
             chunked_prefill=config.chunked_prefill,
             enable_prefix_caching=config.enable_prefix_caching,
             skip_ahead=skip_ahead,
+            pause_on_finish=online,
         ),
         cost=cost_constants(cost),
         requests=_request_state(requests, block_ids, offsets, bs),
-        pool=pool,
-        queues=sch.new_queues(
-            np.asarray(order, dtype=_I64).reshape(-1), min(n, config.max_num_seqs)
-        ),
+        pool=kv.new_pool(capacity_tokens // bs, n_ids),
+        queues=sch.new_queues(order.reshape(-1), min(n, config.max_num_seqs), n),
         totals=sch.new_totals(),
     )
-    status = sch.run(state)
-    if status != sch.OK:
-        _raise(status, state, requests, config, kv.capacity(pool))
-    return _result(state, kv.capacity(pool))
 
 
 def _request_state(
@@ -121,15 +255,11 @@ def _request_state(
     )
 
 
-def _raise(
-    status: int,
-    state: sch.Sim,
-    requests: Sequence[SimRequest],
-    config: SimConfig,
-    capacity: int,
-) -> None:
+def _raise(status: int, state: sch.Sim, requests: Sequence[SimRequest], config: SimConfig) -> None:
+    from blend.simulate import kv_cache as kv
     from blend.simulate import scheduler as sch
 
+    capacity = int(kv.capacity(state.pool))
     r = int(state.queues.meta[sch.ERROR_REQUEST])
     name = requests[r].request_id
     bs = config.block_size
@@ -146,9 +276,11 @@ def _raise(
     )
 
 
-def _result(state: sch.Sim, capacity: int) -> SimResult:
+def _result(state: sch.Sim) -> SimResult:
+    from blend.simulate import kv_cache as kv
     from blend.simulate import scheduler as sch
 
+    capacity = int(kv.capacity(state.pool))
     rq, seconds = state.requests, state.totals.seconds
     counts = [int(c) for c in state.totals.counts]
     if not np.array_equal(rq.generated, rq.out_len):
@@ -184,4 +316,5 @@ def _result(state: sch.Sim, capacity: int) -> SimResult:
         compute_s=float(seconds[sch.COMPUTE]),
         kv_s=float(seconds[sch.KV_TRAFFIC]),
         kv_discarded_tokens=counts[sch.KV_DISCARDED],
+        admission_order=state.queues.admitted[: int(state.queues.meta[sch.ADMITTED_LEN])].copy(),
     )

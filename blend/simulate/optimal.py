@@ -23,6 +23,7 @@ Preemption and recomputation only add work, so the bound holds for every order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from blend.cost import CostModel
 from blend.simulate.types import SimRequest
@@ -37,10 +38,21 @@ def dfs_sharing_ratio(requests: Sequence[SimRequest]) -> float:
 
 
 def optimal_makespan_s(
-    requests: Sequence[SimRequest], cost: CostModel, sharing_ratio: float | None = None
+    requests: Sequence[SimRequest],
+    cost: CostModel,
+    sharing_ratio: float | None = None,
+    *,
+    peak: bool = False,
 ) -> float:
-    """T_opt in seconds; `sharing_ratio` saves rebuilding the tree when it is known."""
+    """T_opt in seconds; `sharing_ratio` saves rebuilding the tree when it is known.
+
+    peak=True takes the datasheet's peak FLOP/s and bandwidth (BlendServe's bound) instead of
+    the effective rates the simulator's steps run at (a tighter bound, always the larger).
+    """
     s = dfs_sharing_ratio(requests) if sharing_ratio is None else sharing_ratio
+    if peak:
+        hw = replace(cost.hardware, flops_efficiency=1.0, bandwidth_efficiency=1.0)
+        cost = CostModel(cost.model, hw)
     comp = sum(cost.comp_s(len(r.prompt_token_ids), r.output_len - 1) for r in requests)
     mem = sum(cost.mem_s(len(r.prompt_token_ids), r.output_len) for r in requests)
     return max((1.0 - s) * comp, mem)

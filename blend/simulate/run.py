@@ -1,148 +1,159 @@
-"""Plan a workload with a planner and simulate the plan: what `blend simulate` reports."""
+"""Plan a workload and simulate it the way the pipeline runs it: what `blend simulate` reports.
+
+The engine runs with the settings the executor would use: explicit ones, else vLLM's offline
+defaults for the hardware, else (with `search`) the best candidate the pipeline's own search
+picks after the warm-up, from estimated lengths only.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from blend.cost import CostModel
-from blend.planners import Plan, PlanRequest, StepBudgets, make_planner
-from blend.planners.blendserve import reveal_warmup
-from blend.simulate.engine import simulate
+from blend.engine_settings import (
+    EngineSettings,
+    candidate_settings,
+    memory_centric_seqs,
+    vllm_default_settings,
+)
+from blend.planners import make_planner
 from blend.simulate.gap import GapBreakdown, gap_breakdown
 from blend.simulate.io import Workload
 from blend.simulate.optimal import dfs_sharing_ratio, optimal_makespan_s
-from blend.simulate.types import SimConfig, SimResult
-
-WARMUP_FRACTION = 0.01  # share of requests whose lengths a non-oracle planner learns first
+from blend.simulate.pipeline import (
+    DEFAULT_MAX_TOKENS,
+    PipelineRun,
+    PipelineSimulator,
+    SimulatedEngine,
+)
+from blend.simulate.settings_search import SettingsSearch
+from blend.tree import order_sharing_ratio
 
 
 @dataclass(frozen=True, slots=True)
 class SimulationReport:
     planner: str
-    plan: Plan
-    result: SimResult
-    optimal_makespan_s: float  # T_opt (s)
+    run: PipelineRun
+    optimal_makespan_s: float  # T_opt at the effective rates the cost model uses (s)
+    peak_optimal_makespan_s: float  # T_opt at the datasheet's peak rates (s)
     dfs_sharing_ratio: float  # prefix sharing of the prompt trie
-    plan_seconds: float  # wall time the planner took (s)
-    simulate_seconds: float  # wall time the simulator took (s)
+    merged_sharing_ratio: float  # prefix sharing of the order the engine really saw
+    simulate_seconds: float  # wall time of the whole simulation (s)
     oracle_lengths: bool  # whether the planner saw the true output lengths
-    config: SimConfig  # the engine that was simulated (the plan's budgets applied)
     gap: GapBreakdown  # the makespan as T_opt plus the causes of the gap
+    search: SettingsSearch | None  # the settings search, when one chose the settings
 
     def to_json(self) -> dict[str, Any]:
-        r = self.result
+        r, settings = self.run.result, self.run.settings
         return {
             "planner": self.planner,
-            "n_requests": len(self.plan.order),
+            "n_requests": r.admission_order.size,
             "input_tokens": r.input_tokens,
             "output_tokens": r.output_tokens,
             "makespan_s": r.makespan_s,
             "throughput_tok_s": r.throughput_tok_s,
             "optimal_makespan_s": self.optimal_makespan_s,
-            "fraction_of_optimal": (
-                self.optimal_makespan_s / r.makespan_s if r.makespan_s > 0 else 0.0
-            ),
+            "fraction_of_optimal": _fraction(self.optimal_makespan_s, r.makespan_s),
+            "peak_optimal_makespan_s": self.peak_optimal_makespan_s,
+            "fraction_of_peak_optimal": _fraction(self.peak_optimal_makespan_s, r.makespan_s),
             "prefix_sharing_ratio": (
                 r.prefix_cache_hit_tokens / r.input_tokens if r.input_tokens else 0.0
             ),
             "dfs_prefix_sharing_ratio": self.dfs_sharing_ratio,
-            "plan_seconds": self.plan_seconds,
+            "merged_order_sharing_ratio": self.merged_sharing_ratio,
+            "plan_seconds": self.run.planned.plan_seconds,
             "simulate_seconds": self.simulate_seconds,
             "oracle_lengths": self.oracle_lengths,
-            "max_num_batched_tokens": self.config.max_num_batched_tokens,
-            "max_num_seqs": self.config.max_num_seqs,
+            "max_num_batched_tokens": settings.max_num_batched_tokens,
+            "max_num_seqs": settings.max_num_seqs,
+            "settings_source": settings.source.value,
+            "admission": self.run.plan.admission.value,
+            "n_warmup": int(self.run.warmup.size),
+            "estimate_sources": self.run.planned.estimates.source_counts(),
             "n_steps": r.n_steps,
             "prefix_cache_hit_tokens": r.prefix_cache_hit_tokens,
             **r.breakdown(),
             "gap": self.gap.to_json(),
+            "settings_search": None if self.search is None else self.search.to_json(),
         }
 
 
-def plan_requests(
-    workload: Workload, *, oracle_lengths: bool, default_max_tokens: int, seed: int
-) -> list[PlanRequest]:
-    """What planners may see of the workload.
+def _fraction(bound_s: float, makespan_s: float) -> float:
+    return bound_s / makespan_s if makespan_s > 0 else 0.0
 
-    With oracle_lengths every true output length (as output_len and max_tokens). Otherwise
-    the file's max_tokens (else default_max_tokens), and the true lengths of the warm-up
-    sample only: resource-aware planners run that sample first, so in a real run its lengths
-    are measured before the rest is ordered; the simulation reveals them up front.
-    """
-    visible = []
-    for request, limit in zip(workload.requests, workload.max_tokens, strict=True):
-        tokens = np.asarray(request.prompt_token_ids).tolist()
-        if oracle_lengths:
-            visible.append(
-                PlanRequest(request.request_id, tokens, request.output_len, request.output_len)
-            )
-        else:
-            max_tokens = default_max_tokens if limit is None else limit
-            visible.append(PlanRequest(request.request_id, tokens, max_tokens))
-    if oracle_lengths:
-        return visible
-    true_lens = [r.output_len for r in workload.requests]
-    return reveal_warmup(visible, true_lens, warmup_fraction=WARMUP_FRACTION, seed=seed)
+
+def default_settings(workload: Workload, cost: CostModel, chunked_prefill: bool) -> EngineSettings:
+    """vLLM's offline defaults for this hardware (what the executor runs without a search)."""
+    longest = max(len(r.prompt_token_ids) + r.output_len for r in workload.requests)
+    settings = vllm_default_settings(cost.hardware, max_model_len=longest)
+    return EngineSettings(
+        settings.max_num_batched_tokens, settings.max_num_seqs, chunked_prefill
+    ).validated(longest)
 
 
 def plan_and_simulate(
     workload: Workload,
     planner_name: str,
     cost: CostModel,
-    config: SimConfig,
+    engine: SimulatedEngine,
     *,
     seed: int = 0,
     oracle_lengths: bool = False,
-    default_max_tokens: int = 512,
-    plan_budgets: bool = True,
-    model_spec: str | None = None,
-    hardware: str | None = None,
+    search: bool = False,
+    default_max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> SimulationReport:
-    """Order the workload with the planner, then simulate that order.
-
-    model_spec and hardware (names or JSON paths) are what `cost` was built from; planners
-    that cost requests themselves are handed them.
-    """
-    planner = make_planner(
-        planner_name, seed=seed, model_spec=model_spec, hardware=hardware, cost=cost
-    )
-    visible = plan_requests(
+    """Warm-up, re-plan and run the workload with `planner_name` on `engine` (with `search`:
+    on the settings the pipeline's search picks after the warm-up)."""
+    started = time.perf_counter()
+    planner = make_planner(planner_name, seed=seed, cost=cost)
+    simulator = PipelineSimulator(
         workload,
-        oracle_lengths=oracle_lengths,
-        default_max_tokens=default_max_tokens,
+        planner,
+        cost,
         seed=seed,
+        oracle=oracle_lengths,
+        engine=engine,
+        default_max_tokens=default_max_tokens,
     )
-    started = time.perf_counter()
-    plan = planner.plan(visible)
-    plan_seconds = time.perf_counter() - started
-    sharing = dfs_sharing_ratio(workload.requests)
-    if plan_budgets:  # replay the plan as the executor runs it: with the budgets it names
-        config = with_step_budgets(config, StepBudgets.from_params(plan.params))
-    started = time.perf_counter()
-    result = simulate(workload.requests, plan.order, cost, config)
-    simulate_seconds = time.perf_counter() - started
-    optimal_s = optimal_makespan_s(workload.requests, cost, sharing)
+    run = simulator.run(engine.settings)
+    settings_search = None
+    if search:
+        settings_search = search_after_warmup(simulator, run, cost)
+        if settings_search.best != engine.settings:
+            run = simulator.run(settings_search.best)
+    requests = workload.requests
+    sharing = dfs_sharing_ratio(requests)
+    optimal_s = optimal_makespan_s(requests, cost, sharing)
     return SimulationReport(
-        planner=str(plan.planner),
-        plan=plan,
-        result=result,
+        planner=str(planner.name),
+        run=run,
         optimal_makespan_s=optimal_s,
+        peak_optimal_makespan_s=optimal_makespan_s(requests, cost, sharing, peak=True),
         dfs_sharing_ratio=sharing,
-        plan_seconds=plan_seconds,
-        simulate_seconds=simulate_seconds,
+        merged_sharing_ratio=order_sharing_ratio(
+            [r.prompt_token_ids for r in requests], run.result.admission_order.tolist()
+        ),
+        simulate_seconds=time.perf_counter() - started,
         oracle_lengths=oracle_lengths,
-        config=config,
-        gap=gap_breakdown(result, workload.requests, cost, sharing, optimal_s),
+        gap=gap_breakdown(run.result, requests, cost, sharing, optimal_s),
+        search=settings_search,
     )
 
 
-def with_step_budgets(config: SimConfig, budgets: StepBudgets) -> SimConfig:
-    """`config` with the budgets a plan recommends, where it recommends any."""
-    return replace(
-        config,
-        max_num_seqs=budgets.max_num_seqs or config.max_num_seqs,
-        max_num_batched_tokens=budgets.max_num_batched_tokens or config.max_num_batched_tokens,
+def search_after_warmup(
+    simulator: PipelineSimulator, run: PipelineRun, cost: CostModel
+) -> SettingsSearch:
+    """The pipeline's search: candidates around the running settings, each simulated on the
+    re-planned requests at their estimated lengths."""
+    planned = run.planned
+    prompts = [simulator.workload.requests[i].prompt_token_ids for i in planned.ordered]
+    footprint = float(np.mean([len(p) for p in prompts]) + planned.estimates.tokens.mean() / 2)
+    longest = max(len(p) for p in prompts) + int(planned.estimates.tokens.max()) + 1
+    candidates = candidate_settings(
+        run.settings, longest, memory_centric_seqs(cost.kv_capacity_tokens, footprint)
     )
+    return simulator.search(planned, candidates)

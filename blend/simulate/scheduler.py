@@ -26,9 +26,12 @@ from blend.simulate import step_kernel as sk
 
 _jit = numba.njit(_nrt=False)  # not cached on its own: see _make_run
 
-OK, TOO_BIG, STUCK = 0, 1, 2  # run()'s result: done; a request alone exceeds the cache; stuck
+# run()'s result: done (nothing running or waiting); a request alone exceeds the cache; stuck;
+# paused after a step that finished requests (Config.pause_on_finish: the caller may add more)
+OK, TOO_BIG, STUCK, PAUSED = 0, 1, 2, 3
 # Queues.meta fields
 RUN_LEN, STACK_LEN, ORDER_POS, SHORT_OF_BLOCKS, ERROR_REQUEST = range(5)
+ORDER_LEN, FINISHED_LEN, ADMITTED_LEN = 5, 6, 7  # valid entries of order, finished, admitted
 # Totals.seconds fields (sums over steps, s)
 TIME, COMPUTE_BOUND, MEMORY_BOUND, OVERHEAD, WEIGHT_READ, BUSY_NO_WEIGHTS, DRAIN = range(7)
 COMPUTE, KV_TRAFFIC = 7, 8  # compute and KV-traffic times (s), summed
@@ -46,6 +49,7 @@ class Config(NamedTuple):
     chunked_prefill: bool
     enable_prefix_caching: bool
     skip_ahead: bool
+    pause_on_finish: bool  # return PAUSED after each step that finished requests
 
 
 class Requests(NamedTuple):
@@ -68,12 +72,16 @@ class Requests(NamedTuple):
 class Queues(NamedTuple):
     """Waiting and running requests, and per-step scratch."""
 
-    order: np.ndarray  # the order requests arrive in; order[meta[ORDER_POS]:] never started
+    # the order requests arrive in: order[meta[ORDER_POS]:meta[ORDER_LEN]] wait, never started;
+    # an online caller appends to it between run() calls
+    order: np.ndarray
     stack: np.ndarray  # preempted requests waiting; the last one heads the waiting queue
     run: np.ndarray  # running requests in admission order (this step's admissions appended)
     grant: np.ndarray  # tokens scheduled this step, parallel to run
     scratch: np.ndarray  # int64, as long as run
-    meta: np.ndarray  # int64, fields RUN_LEN ... ERROR_REQUEST
+    finished: np.ndarray  # requests in the order they finished: [:meta[FINISHED_LEN]]
+    admitted: np.ndarray  # requests in the order they were first scheduled: [:meta[ADMITTED_LEN]]
+    meta: np.ndarray  # int64, fields RUN_LEN ... ADMITTED_LEN
 
 
 class Totals(NamedTuple):
@@ -81,15 +89,26 @@ class Totals(NamedTuple):
     counts: np.ndarray  # int64, fields N_COMPUTE_BOUND ... KV_DISCARDED
 
 
-def new_queues(order: np.ndarray, max_running: int) -> Queues:
-    """Every request waiting in `order` (int64), room for max_running running ones."""
+def new_queues(order: np.ndarray, max_running: int, n_requests: int | None = None) -> Queues:
+    """Every request of `order` (int64) waiting, room for max_running running ones.
+
+    n_requests (default len(order)) sizes the queues for an online caller that starts with a
+    partial order and appends the rest (into queues.order, growing meta[ORDER_LEN]).
+    """
+    n = len(order) if n_requests is None else n_requests
+    meta = np.zeros(ADMITTED_LEN + 1, dtype=np.int64)
+    meta[ORDER_LEN] = len(order)
+    full_order = np.zeros(n, dtype=np.int64)
+    full_order[: len(order)] = order
     return Queues(
-        order=order,
-        stack=np.zeros(len(order), dtype=np.int64),
+        order=full_order,
+        stack=np.zeros(n, dtype=np.int64),
         run=np.zeros(max_running, dtype=np.int64),
         grant=np.zeros(max_running, dtype=np.int64),
         scratch=np.zeros(max_running, dtype=np.int64),
-        meta=np.zeros(ERROR_REQUEST + 1, dtype=np.int64),
+        finished=np.zeros(n, dtype=np.int64),
+        admitted=np.zeros(n, dtype=np.int64),
+        meta=meta,
     )
 
 
@@ -117,7 +136,7 @@ def _make_run(fingerprint: int) -> Callable[[Sim], int]:
 
     @numba.njit(cache=True, _nrt=False)
     def run(s: Sim) -> int:
-        """Simulate to the end (mutates s); OK or an error code."""
+        """Simulate until nothing runs or waits (mutates s): OK, PAUSED or an error code."""
         _ = fingerprint
         meta = s.queues.meta
         while meta[RUN_LEN] > 0 or _n_waiting(s) > 0:
@@ -126,6 +145,8 @@ def _make_run(fingerprint: int) -> Callable[[Sim], int]:
                 status = _step(s)
                 if status != OK:
                     return status
+            if s.config.pause_on_finish and meta[FINISHED_LEN] > 0:
+                return PAUSED
         return OK
 
     return run  # type: ignore[no-any-return]
@@ -142,10 +163,16 @@ def _sources_fingerprint() -> int:
 # -- the waiting queue: preempted requests (a stack) in front of the arrival order -----------
 
 
+def waiting_count(s: Sim) -> int:
+    """Requests waiting (preempted or never started), from Python."""
+    q = s.queues
+    return int(q.meta[STACK_LEN] + q.meta[ORDER_LEN] - q.meta[ORDER_POS])
+
+
 @_jit
 def _n_waiting(s: Sim) -> int:
     q = s.queues
-    return q.meta[STACK_LEN] + len(q.order) - q.meta[ORDER_POS]
+    return q.meta[STACK_LEN] + q.meta[ORDER_LEN] - q.meta[ORDER_POS]
 
 
 @_jit
@@ -158,10 +185,13 @@ def _head(s: Sim) -> int:
 
 @_jit
 def _pop_head(s: Sim) -> None:
+    """Take the head off the waiting queue (a first admission is noted in q.admitted)."""
     q = s.queues
     if q.meta[STACK_LEN] > 0:
         q.meta[STACK_LEN] -= 1
     else:
+        q.admitted[q.meta[ADMITTED_LEN]] = q.order[q.meta[ORDER_POS]]
+        q.meta[ADMITTED_LEN] += 1
         q.meta[ORDER_POS] += 1
 
 
@@ -400,6 +430,8 @@ def _retire(s: Sim, n_batch: int) -> None:
         r = q.run[k]
         if rq.generated[r] >= rq.out_len[r]:
             _free_blocks(s, r)
+            q.finished[q.meta[FINISHED_LEN]] = r
+            q.meta[FINISHED_LEN] += 1
         else:
             q.run[kept] = r
             kept += 1

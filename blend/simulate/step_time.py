@@ -1,32 +1,39 @@
 """Roofline time of one engine step, and of a run of identical decode-only steps.
 
 One step (iteration) of a continuous-batching engine feeds a batch of tokens through the
-model once:
-    step_s    = step_overhead_s + max(compute_s, memory_s)      (hardware that overlaps them)
-    step_s    = step_overhead_s + compute_s + memory_s         (hardware that does not: CPUs)
-    compute_s = (2 P * tokens + prefill attention FLOPs) / F_eff          (s)
-    memory_s  = (weight bytes + KV bytes read and written) / W_eff         (s)
-tokens = prefill-chunk tokens + one token per decoding request. Prefill attention FLOPs of a
-chunk of g tokens after c computed ones: 4 * g * (c + (g + 1) / 2) * hidden * L (each token
-attends to the tokens before it and itself; our reconstruction of the paper's dropped term).
-KV traffic of a scheduled request that computes g tokens after c: it reads the KV of all
-c + g tokens it attends to and writes the KV of its g new tokens. F_eff and W_eff are the
-constants the cost model uses for Comp and Mem, so T_opt and the simulator agree (see
-blend/simulate/optimal.py for why this makes T_opt a lower bound of the simulated makespan).
+model once. With
+    gemm_s    = 2 P * tokens / F_eff                     dense (GEMM) compute
+    attn_s    = prefill attention FLOPs / F_attn_eff     attention compute of prefill chunks
+    weight_s  = weight bytes / W_eff                      reading the weights once
+    kv_s      = KV bytes read and written / W_eff         attention's KV traffic
+the step takes step_overhead_s plus, by the hardware's step model,
+    attention after GEMMs (vLLM on GPUs):  smax(gemm_s, weight_s) + kv_s + attn_s
+    everything overlaps (NanoFlow-like):   max(gemm_s + attn_s, weight_s + kv_s)
+    nothing overlaps (CPUs):               gemm_s + attn_s + weight_s + kv_s
+where smax(a, b) = (a^k + b^k)^(1/k) is the GEMM roofline's soft knee (k = roofline_sharpness;
+the hard max when 0). tokens = prefill-chunk tokens + one token per decoding request. Prefill
+attention FLOPs of a chunk of g tokens after c computed ones: 4 * g * (c + (g + 1) / 2) *
+hidden * L (each token attends to the tokens before it and itself). KV traffic of a scheduled
+request that computes g tokens after c: it reads the KV of all c + g tokens it attends to and
+writes the KV of its g new tokens. F_eff and W_eff are the constants the cost model uses for
+Comp and Mem, and every form is >= max(gemm_s + attn_s, weight_s + kv_s), so T_opt stays a
+lower bound of the simulated makespan (blend/simulate/optimal.py).
+A step counts as compute-bound when gemm_s + attn_s >= weight_s + kv_s.
+step_kernel.py is the same model compiled for the simulator's loop, bit for bit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blend.cost import CostModel
+from blend.cost import CostModel, HardwareSpec
 
 
 @dataclass(frozen=True, slots=True)
 class StepCost:
     """Time of one step (or the sum over a run of steps), split by cause. Seconds."""
 
-    total_s: float  # overhead + busy time (see combine), summed
+    total_s: float  # overhead + busy time (see the module docstring), summed
     compute_bound_s: float  # busy time summed over compute-bound steps
     memory_bound_s: float  # busy time summed over memory-bound steps
     n_compute_bound_steps: int
@@ -39,6 +46,25 @@ def prefill_attention_flops(cost: CostModel, chunk_tokens: int, context_tokens: 
     model = cost.model
     mean_attended = context_tokens + (chunk_tokens + 1) / 2.0
     return 4.0 * chunk_tokens * mean_attended * model.hidden_size * model.n_layers
+
+
+def soft_max(a: float, b: float, sharpness: float) -> float:
+    """(a^k + b^k)^(1/k) for a, b >= 0, the plain max when k is 0 (k = sharpness)."""
+    high, low = (a, b) if a >= b else (b, a)
+    if sharpness <= 0.0 or high <= 0.0:
+        return high
+    return float(high * (1.0 + (low / high) ** sharpness) ** (1.0 / sharpness))
+
+
+def busy_time(
+    hw: HardwareSpec, gemm_s: float, attn_s: float, weight_s: float, kv_s: float
+) -> float:
+    """Busy time of a step (s) from its four parts, by the hardware's step model."""
+    if not hw.overlap_compute_memory:
+        return gemm_s + attn_s + weight_s + kv_s
+    if hw.attention_after_gemm:
+        return soft_max(gemm_s, weight_s, hw.roofline_sharpness) + kv_s + attn_s
+    return max(gemm_s + attn_s, weight_s + kv_s)
 
 
 def step_cost(
@@ -59,12 +85,14 @@ def step_cost(
     """
     hw, model = cost.hardware, cost.model
     tokens = n_prefill_tokens + n_decode_seqs
-    compute_s = (2.0 * model.n_params * tokens + prefill_attention_flops) / hw.effective_flops
+    gemm_s = 2.0 * model.n_params * tokens / hw.effective_flops
+    attn_s = prefill_attention_flops / hw.effective_attention_flops
     weight_s = model.weight_bytes / hw.effective_bandwidth
-    kv_s = (decode_kv_tokens + prefill_kv_tokens) * model.kv_bytes_per_token
-    memory_s = weight_s + kv_s / hw.effective_bandwidth
-    busy = combine(cost, compute_s, memory_s)
-    compute_bound = compute_s >= memory_s
+    kv_s = (
+        (decode_kv_tokens + prefill_kv_tokens) * model.kv_bytes_per_token / hw.effective_bandwidth
+    )
+    busy = busy_time(hw, gemm_s, attn_s, weight_s, kv_s)
+    compute_bound = gemm_s + attn_s >= weight_s + kv_s
     return StepCost(
         total_s=hw.step_overhead_s + busy,
         compute_bound_s=busy if compute_bound else 0.0,
@@ -73,13 +101,6 @@ def step_cost(
         overhead_s=hw.step_overhead_s,
         weight_read_s=weight_s,
     )
-
-
-def combine(cost: CostModel, compute_s: float, memory_s: float) -> float:
-    """Busy time of a step (s) from its compute and memory times, per the hardware."""
-    if cost.hardware.overlap_compute_memory:
-        return max(compute_s, memory_s)
-    return compute_s + memory_s
 
 
 def step_time_s(
@@ -111,23 +132,29 @@ def decode_run_cost(cost: CostModel, n_seqs: int, first_kv_tokens: float, n_step
     if n_steps <= 0:
         return StepCost(0.0, 0.0, 0.0, 0, 0.0, 0.0)
     hw, model = cost.hardware, cost.model
-    compute_s = 2.0 * model.n_params * n_seqs / hw.effective_flops
+    gemm_s = 2.0 * model.n_params * n_seqs / hw.effective_flops
     weight_s = model.weight_bytes / hw.effective_bandwidth
     per_token_s = model.kv_bytes_per_token / hw.effective_bandwidth
-    memory_0 = weight_s + first_kv_tokens * per_token_s  # memory time of step 0
-    slope = n_seqs * per_token_s  # growth of the memory time per step
-    # Steps j < n_cb are compute-bound (compute_s >= memory_0 + slope * j).
-    if compute_s < memory_0:
+    kv_0 = first_kv_tokens * per_token_s  # KV time of step 0
+    slope = n_seqs * per_token_s  # growth of the KV time per step
+    memory_0 = weight_s + kv_0  # memory time of step 0
+    # Steps j < n_cb are compute-bound (gemm_s >= memory_0 + slope * j).
+    if gemm_s < memory_0:
         n_cb = 0
     elif slope == 0:
         n_cb = n_steps
     else:
-        n_cb = min(n_steps, int((compute_s - memory_0) // slope) + 1)
-    n_mb = n_steps - n_cb
-    if not hw.overlap_compute_memory:  # every step costs compute_s + memory_0 + slope * j
-        busy = n_steps * (compute_s + memory_0) + slope * n_steps * (n_steps - 1) / 2.0
-        # the busy time of the first n_cb steps, the compute-bound ones
-        compute_part = n_cb * (compute_s + memory_0) + slope * n_cb * (n_cb - 1) / 2.0
+        n_cb = min(n_steps, int((gemm_s - memory_0) // slope) + 1)
+    kv_sum = n_steps * kv_0 + slope * n_steps * (n_steps - 1) / 2.0
+    kv_cb = n_cb * kv_0 + slope * n_cb * (n_cb - 1) / 2.0  # KV time of the compute-bound ones
+    if not hw.overlap_compute_memory or hw.attention_after_gemm:
+        # every step costs fixed_s + kv_0 + slope * j
+        if hw.overlap_compute_memory:
+            fixed_s = soft_max(gemm_s, weight_s, hw.roofline_sharpness)
+        else:
+            fixed_s = gemm_s + weight_s
+        busy = n_steps * fixed_s + kv_sum
+        compute_part = n_cb * fixed_s + kv_cb
         return StepCost(
             total_s=n_steps * hw.step_overhead_s + busy,
             compute_bound_s=compute_part,
@@ -136,9 +163,10 @@ def decode_run_cost(cost: CostModel, n_seqs: int, first_kv_tokens: float, n_step
             overhead_s=n_steps * hw.step_overhead_s,
             weight_read_s=n_steps * weight_s,
         )
+    n_mb = n_steps - n_cb
     # Sum of memory_0 + slope * j for j in [n_cb, n_steps).
     memory_sum = n_mb * memory_0 + slope * (n_cb + n_steps - 1) * n_mb / 2.0
-    compute_sum = n_cb * compute_s
+    compute_sum = n_cb * gemm_s
     return StepCost(
         total_s=n_steps * hw.step_overhead_s + compute_sum + memory_sum,
         compute_bound_s=compute_sum,

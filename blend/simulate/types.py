@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -81,6 +81,10 @@ class SimResult:
     compute_s: float  # compute time (FLOPs / F_eff) summed over steps
     kv_s: float  # KV-cache traffic time (bytes / W_eff, weights excluded) summed over steps
     kv_discarded_tokens: int  # KV tokens preemptions threw away (computed again later)
+    # request indices in the order they were first scheduled: the order the engine really saw
+    admission_order: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False, compare=False
+    )
 
     def breakdown(self) -> dict[str, float | int]:
         """The fields that explain the gap to the optimum, as a flat dict (for JSON)."""

@@ -2,10 +2,12 @@
 INSERT INTO plans (
     plan_id, dataset, snapshot, planner, model_spec, hardware, tokenizer_sha256, created_at,
     params_json, n_requests, n_batches, sharing_ratio, plan_seconds,
-    predicted_makespan_s, optimal_makespan_s
+    predicted_makespan_s, optimal_makespan_s, admission, max_num_batched_tokens, max_num_seqs,
+    settings_source, n_warmup, replan_after_warmup, search_settings
 )
 VALUES (
     $plan_id, $dataset, $snapshot, $planner, $model_spec, $hardware, $tokenizer_sha256, now(),
     $params_json, $n_requests, $n_batches, $sharing_ratio, $plan_seconds,
-    $predicted_makespan_s, $optimal_makespan_s
+    $predicted_makespan_s, $optimal_makespan_s, $admission, $max_num_batched_tokens,
+    $max_num_seqs, $settings_source, $n_warmup, $replan_after_warmup, $search_settings
 );

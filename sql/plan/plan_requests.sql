@@ -14,7 +14,7 @@ answered AS (
     GROUP BY prompt_sha256, sampling_json
 ),
 final AS (
-    SELECT p.request_id, t.token_ids, p.max_tokens
+    SELECT p.request_id, t.token_ids, p.max_tokens, p.prompt_sha256, p.sampling_json
     FROM prompts AS p
     JOIN tokens AS t USING (request_id)
     LEFT JOIN answered AS a

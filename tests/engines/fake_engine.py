@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from blend.engines.base import EngineConfig, EngineOutput, EngineRequest, EngineStats
+from blend.engine_settings import EngineSettings
+from blend.engines.base import (
+    EngineConfig,
+    EngineOutput,
+    EngineRequest,
+    EngineState,
+    EngineStats,
+    Feed,
+)
 
 
 class FakeEngine:
-    """Echoes the last prompt token `max_tokens` times, one request finished per step.
+    """Echoes the last prompt token `max_tokens` times, one request finished per step, in the
+    order requests were handed over.
 
-    Holds up to `config.inflight_window` requests. Failure injection: `crash_after` raises
-    after that many outputs; `poison` request ids make every step raise while one of them is
-    in flight; `oom_above` raises MemoryError on a step when more than that many requests are
-    in flight; `start_error` makes the constructor raise.
+    Settings: the config's, else 4096 tokens x 256 sequences (like vLLM's CPU defaults).
+    Failure injection: `crash_after` raises after that many outputs; `poison` request ids make
+    every step raise while one of them is in flight; `oom_above` raises MemoryError on a step
+    when more than that many requests are in flight; `start_error` makes the constructor raise.
     """
 
     name = "fake"
     version = "0"
     start_seconds = 0.0
+    KV_BLOCKS = 1000
+    BLOCK_SIZE = 16
 
     def __init__(
         self,
@@ -37,6 +48,9 @@ class FakeEngine:
             raise start_error
         self.config = config
         self.max_model_len = max_model_len
+        self.settings = EngineSettings(
+            config.max_num_batched_tokens or 4096, config.max_num_seqs or 256
+        )
         self.crash_after = crash_after
         self.poison = poison
         self.oom_above = oom_above
@@ -46,33 +60,51 @@ class FakeEngine:
         self.closed = False
         self.busy_seconds = 0.0
         self.n_outputs = 0
+        self._inflight: list[EngineRequest] = []
+        self._steps = 0
 
-    def generate(self, requests: Iterable[EngineRequest]) -> Iterator[list[EngineOutput]]:
-        pending = iter(requests)
-        inflight: list[EngineRequest] = []
+    def state(self) -> EngineState:
+        running = min(len(self._inflight), self.settings.max_num_seqs)
+        return EngineState(
+            step=self._steps,
+            num_running=running,
+            num_waiting=len(self._inflight) - running,
+            kv_blocks_used=0,
+            kv_blocks_total=self.KV_BLOCKS,
+            block_size=self.BLOCK_SIZE,
+            max_num_seqs=self.settings.max_num_seqs,
+            max_num_batched_tokens=self.settings.max_num_batched_tokens,
+            generated={r.request_id: 0 for r in self._inflight},
+        )
+
+    def generate(self, feed: Feed) -> Iterator[list[EngineOutput]]:
+        finished: list[EngineOutput] = []
         while True:
-            while len(inflight) < self.config.inflight_window:
-                request = next(pending, None)
-                if request is None:
-                    break
+            for request in feed.take(self.state(), finished):
                 self.seen.append(request.request_id)
-                inflight.append(request)
-            if not inflight:
-                return
-            self._check_failures(inflight)
+                self._inflight.append(request)
+            if not self._inflight:
+                if feed.exhausted:
+                    return
+                raise RuntimeError("the feed handed nothing to an idle engine")
+            self._check_failures()
             for _ in range(self.idle_steps):
                 time.sleep(self.idle_step_s)
-                yield []
-            yield [self._output(inflight.pop(0))]
+                self._steps += 1
+                finished = []
+                yield finished
+            self._steps += 1
+            finished = [self._output(self._inflight.pop(0))]
             self.n_outputs += 1
+            yield finished
 
-    def _check_failures(self, inflight: list[EngineRequest]) -> None:
+    def _check_failures(self) -> None:
         if self.crash_after is not None and self.n_outputs >= self.crash_after:
             raise RuntimeError("engine died")
-        if any(r.request_id in self.poison for r in inflight):
+        if any(r.request_id in self.poison for r in self._inflight):
             raise RuntimeError("poisoned step")
-        if self.oom_above is not None and len(inflight) > self.oom_above:
-            raise MemoryError(f"{len(inflight)} requests do not fit")
+        if self.oom_above is not None and len(self._inflight) > self.oom_above:
+            raise MemoryError(f"{len(self._inflight)} requests do not fit")
 
     def _output(self, request: EngineRequest) -> EngineOutput:
         now = datetime.now(UTC)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from blend.engines.base import EngineConfig, EngineOutput, EngineRequest
+from blend.engines.feeds import OrderedFeed
 
 pytestmark = pytest.mark.engine
 
@@ -18,7 +19,7 @@ def request(rid: str, **sampling: object) -> EngineRequest:
 
 
 def run(engine, requests: list[EngineRequest]) -> dict[str, EngineOutput]:
-    return {o.request_id: o for step in engine.generate(requests) for o in step}
+    return {o.request_id: o for step in engine.generate(OrderedFeed(requests)) for o in step}
 
 
 def test_seeds_and_budgets_are_honoured(tiny_model: Path) -> None:

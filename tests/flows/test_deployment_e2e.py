@@ -20,6 +20,7 @@ from prefect.client.schemas.objects import Artifact
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blend.demo.dataset import DemoSize, write_demo_dataset
+from blend.planners import PlannerName
 from blend.store import Store, fetch_dicts
 from tests.flows.conftest import REPO, LocalPrefect, trigger, wait_final
 
@@ -99,8 +100,13 @@ def test_deployment_is_nightly_with_a_parameter_form(local_prefect: LocalPrefect
     assert deployment.pull_steps == [
         {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
     ]
-    form = deployment.parameter_openapi_schema["definitions"]["PipelineOptions"]["properties"]
-    assert {"input_path", "planner", "incremental", "engine", "gpu_limit"} <= set(form)
+    definitions = deployment.parameter_openapi_schema["definitions"]
+    form = definitions["PipelineOptions"]["properties"]
+    assert {"input_path", "planning", "incremental", "engine", "gpu_limit"} <= set(form)
+    planning = definitions["PlanningOptions"]["properties"]
+    assert {"planner", "model_spec", "hardware", "search_settings"} <= set(planning)
+    # the planner is one choice among the known names (a select box in the form)
+    assert set(definitions["PlannerName"]["enum"]) == {p.value for p in PlannerName}
 
 
 def test_deployment_run_writes_results_and_artifacts(

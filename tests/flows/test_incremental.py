@@ -19,7 +19,7 @@ from blend.engines.base import EngineConfig, EngineOutput, EngineRequest
 from blend.execute import execute_plan
 from blend.ingest import ingest_file
 from blend.lineage import model_sha256
-from blend.plan import PlanReport, plan_dataset
+from blend.plan import PlanOptions, PlanReport, plan_dataset
 from blend.profile import profile_dataset
 from blend.store import Store
 from tests.engines.fake_engine import FakeEngine
@@ -54,9 +54,11 @@ class Nightly:
         plan = plan_dataset(
             self.store,
             "nightly",
-            "dfs",
+            PlanOptions(planner="dfs"),
             snapshot=ingested.snapshot,
-            skip_done_model_sha256=model_sha256(self.model) if incremental else None,
+            model_sha256=model_sha256(self.model),
+            incremental=incremental,
+            model_dir=self.model,
         )
         if plan.n_requests:
             FlakyEngine.fail_ids = self.fail_ids
@@ -126,6 +128,13 @@ def test_error_rows_are_retried_unless_the_prompt_can_never_run(
 def test_other_models_results_do_not_count(nightly: Nightly, tmp_path: Path) -> None:
     path = write_demo_dataset(tmp_path / "nightly.jsonl", DemoSize.small(), seed=3)
     nightly.run(path)
-    other = plan_dataset(nightly.store, "nightly", "fcfs", skip_done_model_sha256="0" * 64)
+    other = plan_dataset(
+        nightly.store,
+        "nightly",
+        PlanOptions(planner="fcfs"),
+        model_sha256="0" * 64,
+        incremental=True,
+        model_dir=nightly.model,
+    )
     assert (other.n_requests, other.n_already_done) == (34, 0)
     assert OVER_LENGTH_ID in planned_ids(nightly.store, other.plan_id)

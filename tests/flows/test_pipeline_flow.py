@@ -11,7 +11,7 @@ from blend.demo.dataset import DemoSize, write_demo_dataset
 from blend.results import finished_parts, read_metadata
 from blend.store import Store, fetch_dicts
 from flows.ingest import IngestOptions, ingest_flow
-from flows.options import EngineOptions
+from flows.options import EngineOptions, PlanningOptions
 from flows.pipeline import PipelineOptions, pipeline_flow
 
 pytestmark = [pytest.mark.engine, pytest.mark.prefect]
@@ -40,7 +40,7 @@ def test_pipeline_flow_end_to_end(prefect_harness, tmp_path: Path, tiny_model: P
             input_path=str(input_path),
             store=str(store_dir),
             model=str(tiny_model),
-            planner="dfs",
+            planning=PlanningOptions(planner="dfs"),
             engine=EngineOptions(max_num_seqs=16),
         )
     )

@@ -8,8 +8,8 @@ import pytest
 from blend.planners import PlanRequest, make_planner
 from blend.planners.blendserve import BlendServePlanner, split_memory
 from blend.planners.blendserve.density import ResourceTree
-from blend.planners.blendserve.estimates import estimate_output_lens, warmup_indices
 from blend.planners.blendserve.split import conditional_split
+from blend.planners.estimates import EstimateSource, LengthHint, estimate_outputs, select_warmup
 from blend.tree import build_compact_trie
 
 from .conftest import toy_cost
@@ -87,39 +87,61 @@ def test_split_memory_halves_when_sides_are_equally_dense() -> None:
     assert split_memory(100.0, 1.0, 2.0, 1.5) == (50.0, 50.0)
 
 
-def test_estimates_borrow_the_nearest_sampled_ancestor() -> None:
+def test_estimates_borrow_the_nearest_measured_ancestor() -> None:
     prompts = [[1, 2, 3], [1, 2, 4], [1, 5], [6]]
-    requests = [
-        PlanRequest("a", prompts[0], 99, 10),
-        PlanRequest("b", prompts[1], 99, None),
-        PlanRequest("c", prompts[2], 99, 30),
-        PlanRequest("d", prompts[3], 99, None),
+    requests = [PlanRequest(r, p, 99) for r, p in zip("abcd", prompts, strict=True)]
+    hints = [LengthHint([1, 2, 3, 7], 10, EstimateSource.WARMUP)]  # a's group measured
+    hints.append(LengthHint([1, 5, 8], 30, EstimateSource.HISTORY))
+    estimates = estimate_outputs(requests, hints)
+    # a and b borrow the [1, 2] subtree (10); c the [1, 5] one (30); d only the root (20)
+    assert estimates.tokens.tolist() == [10.0, 10.0, 30.0, 20.0]
+    assert estimates.source == [
+        EstimateSource.WARMUP,
+        EstimateSource.WARMUP,
+        EstimateSource.HISTORY,
+        EstimateSource.WARMUP,
     ]
-    estimates = estimate_output_lens(build_compact_trie(prompts), requests)
-    # b borrows its [1, 2] subtree's mean (a: 10); d's only sampled ancestor is the root (20)
-    assert estimates.tolist() == [10.0, 10.0, 30.0, 20.0]
-    unknown = [PlanRequest(r.request_id, r.prompt_token_ids, 99) for r in requests]
-    assert estimate_output_lens(build_compact_trie(prompts), unknown).tolist() == [99.0] * 4
+    assert estimates.grouped.tolist() == [True, True, True, False]
+    # own lengths win; nothing measured: max_tokens
+    own = [PlanRequest("a", prompts[0], 99, 7, EstimateSource.OWN), *requests[1:]]
+    assert estimate_outputs(own).tokens.tolist() == [7.0, 7.0, 7.0, 7.0]
+    assert estimate_outputs(requests).tokens.tolist() == [99.0] * 4
+    assert estimate_outputs(requests).source == [EstimateSource.MAX_TOKENS] * 4
 
 
-def test_warmup_sample_covers_large_prefix_groups_and_runs_first() -> None:
+def test_censored_warmup_lengths() -> None:
+    prompts = [[1, 2, 3], [1, 2, 4], [5, 6]]
+    requests = [PlanRequest(r, p, 1000) for r, p in zip("abc", prompts, strict=True)]
+    hints = [
+        LengthHint([1, 2, 9], 40, EstimateSource.WARMUP),  # finished in a's group
+        LengthHint([1, 2, 8], 25, EstimateSource.WARMUP, censored=True, max_tokens=1000),
+        LengthHint([5, 7], 100, EstimateSource.WARMUP, censored=True, max_tokens=1000),
+    ]
+    estimates = estimate_outputs(requests, hints).tokens.tolist()
+    # a group with a finished length: a lower bound counts at least as its mean (40, 40)
+    assert estimates[:2] == [40.0, 40.0]
+    # a group where nothing finished: the midpoint of what is possible, (100 + 1000) / 2
+    assert estimates[2] == 550.0
+
+
+def test_warmup_covers_large_prefix_groups_and_skips_measured_ones() -> None:
     prompts = [[5, 5, i] for i in range(40)] + [[8, i] for i in range(360)]
     trie = build_compact_trie(prompts)
-    sample = warmup_indices(trie, 0.01, seed=3)
+    nothing = np.zeros(400, dtype=bool)
+    sample = select_warmup(trie, nothing, 0.01, seed=3)
     assert len(set(sample.tolist())) == len(sample) >= 4
     assert (sample < 40).any()  # the small group got one even if the uniform draw missed it
-    requests = [PlanRequest(str(i), p, 8) for i, p in enumerate(prompts)]
-    plan = BlendServePlanner(toy_cost(), warmup_fraction=0.01, seed=3).plan(requests)
-    assert plan.order[: len(sample)] == sample.tolist()
-    assert plan.sides[: len(sample)] == ["W"] * len(sample)
-    assert set(plan.sides[len(sample) :]) <= {"L", "R"}
+    measured = nothing.copy()
+    measured[40:] = True  # the big group is measured (history): only the small one is sampled
+    sample = select_warmup(trie, measured, 0.01, seed=3)
+    assert (sample < 40).all() and len(sample) == 4
 
 
 def test_blendserve_plan_records_the_split_and_budgets() -> None:
     prompts = [[1, k] for k in range(20)] + [[2, k] for k in range(20)]
     outputs = [1] * 20 + [500] * 20
     requests = [PlanRequest(str(i), p, 8, outputs[i]) for i, p in enumerate(prompts)]
-    plan = BlendServePlanner(toy_cost(), warmup_fraction=0.0, scan_window=8).plan(requests)
+    plan = BlendServePlanner(toy_cost(), scan_window=8, online=False).plan(requests)
     params = plan.params
     assert params["m_L_tokens"] + params["m_R_tokens"] == pytest.approx(
         toy_cost().kv_capacity_tokens
@@ -127,7 +149,9 @@ def test_blendserve_plan_records_the_split_and_budgets() -> None:
     assert params["rho_L"] > params["rho_rt"] > params["rho_R"]
     assert params["n_left"] + params["n_right"] == 40
     assert plan.sides[0] == "L" and "R" in plan.sides  # dense first, sparse blended in
-    assert params["max_num_batched_tokens"] > 0
+    online = BlendServePlanner(toy_cost(), scan_window=8).plan(requests)
+    assert online.admission == "dual-scan" and online.sides == [None] * 40
+    assert online.order == list(range(40))  # the density-sorted sequence: dense group first
 
 
 def test_make_planner_names_bad_specs() -> None:
@@ -145,6 +169,6 @@ def test_naive_blend_alternates_groups_from_both_ends() -> None:
     )
     outputs = [1] * 3 + [100] * 3 + [10] * 3  # densest group 1, then 3, sparsest 2
     requests = [PlanRequest(str(i), p, 8, outputs[i]) for i, p in enumerate(prompts)]
-    plan = make_planner("naive-blend", warmup_fraction=0.0).plan(requests)
+    plan = make_planner("naive-blend").plan(requests)
     assert plan.order == [0, 1, 2, 3, 4, 5, 6, 7, 8]
     assert plan.sides == ["L"] * 3 + ["R"] * 3 + ["L"] * 3

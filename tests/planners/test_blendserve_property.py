@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blend.planners import Plan, PlanRequest
+from blend.planners.batchllm import BatchLlmPlanner
 from blend.planners.blendserve import BlendServePlanner, NaiveBlendPlanner
 from blend.tree import RadixTree, order_sharing_ratio
 
@@ -16,31 +17,25 @@ output = st.integers(1, 300)
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.lists(st.tuples(prompt, output, st.booleans()), max_size=40),
-    st.floats(0.0, 1.0),
-    st.integers(0, 3),
-)
-def test_plans_are_permutations(items, warmup_fraction, seed) -> None:
+@given(st.lists(st.tuples(prompt, output, st.booleans()), max_size=40), st.booleans())
+def test_plans_are_permutations(items, online) -> None:
     requests = [
         PlanRequest(str(i), p, 50, d if known else None) for i, (p, d, known) in enumerate(items)
     ]
     for planner in (
-        BlendServePlanner(toy_cost(), warmup_fraction=warmup_fraction, seed=seed, scan_window=4),
-        NaiveBlendPlanner(toy_cost(), warmup_fraction=warmup_fraction, seed=seed),
+        BlendServePlanner(toy_cost(), scan_window=4, online=online),
+        NaiveBlendPlanner(toy_cost()),
+        BatchLlmPlanner(),
     ):
         plan = planner.plan(requests)
         assert sorted(plan.order) == list(range(len(requests)))
-        assert set(plan.sides) <= {"W", "L", "R"}
+        assert set(plan.sides) <= {"L", "R", None}
 
 
 def stream_order(plan: Plan) -> list[int]:
-    """The order as each scanner walks it: warm-up, left stream, right stream."""
+    """The order as each scanner walks it: left stream, right stream."""
     return [
-        i
-        for side in ("W", "L", "R")
-        for i, s in zip(plan.order, plan.sides, strict=True)
-        if s == side
+        i for side in ("L", "R") for i, s in zip(plan.order, plan.sides, strict=True) if s == side
     ]
 
 
@@ -58,12 +53,10 @@ def grouped_workload(draw) -> list[tuple[list[int], int]]:
 
 
 @settings(max_examples=15, deadline=None)
-@given(grouped_workload(), st.integers(0, 5))
-def test_blendserve_keeps_97_percent_of_dfs_sharing(items, seed) -> None:
+@given(grouped_workload())
+def test_blendserve_keeps_97_percent_of_dfs_sharing(items) -> None:
     prompts = [p for p, _ in items]
     requests = [PlanRequest(str(i), p, 2000, d) for i, (p, d) in enumerate(items)]
-    plan = BlendServePlanner(toy_cost(1e5), warmup_fraction=0.0, seed=seed, scan_window=16).plan(
-        requests
-    )
+    plan = BlendServePlanner(toy_cost(1e5), scan_window=16, online=False).plan(requests)
     dfs_sharing = RadixTree.build(prompts).sharing_ratio()
     assert order_sharing_ratio(prompts, stream_order(plan)) >= 0.97 * dfs_sharing

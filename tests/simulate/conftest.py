@@ -22,7 +22,12 @@ TOY_MODEL = ModelSpec(
 
 
 def toy_cost(
-    flops: float = 2.0, bandwidth: float = 1.0, overhead: float = 0.0, overlap: bool = True
+    flops: float = 2.0,
+    bandwidth: float = 1.0,
+    overhead: float = 0.0,
+    overlap: bool = True,
+    attention_after_gemm: bool = False,
+    roofline_sharpness: float = 0.0,
 ) -> CostModel:
     hardware = HardwareSpec(
         name="toy-hw",
@@ -31,6 +36,9 @@ def toy_cost(
         mem_bytes=1e9,
         step_overhead_s=overhead,
         overlap_compute_memory=overlap,
+        attention_after_gemm=attention_after_gemm,
+        roofline_sharpness=roofline_sharpness,
+        attention_flops_efficiency=0.5 if attention_after_gemm else 0.0,
     )
     return CostModel(TOY_MODEL, hardware)
 

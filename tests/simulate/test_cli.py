@@ -24,6 +24,10 @@ KEYS = {
     "prefix_sharing_ratio",
     "dfs_prefix_sharing_ratio",
     "plan_seconds",
+    "max_num_batched_tokens",
+    "max_num_seqs",
+    "fraction_of_peak_optimal",
+    "merged_order_sharing_ratio",
     "compute_bound_s",
     "memory_bound_s",
     "overhead_s",
@@ -83,28 +87,32 @@ def test_random_planner_and_engine_limits(workload: Path) -> None:
     assert (data["max_num_seqs"], data["max_num_batched_tokens"]) == (2, 64)
 
 
-def test_blendserve_plan_is_replayed_with_its_step_budget(workload: Path) -> None:
-    from blend.planners import StepBudgets, make_planner
-    from blend.simulate.io import load_workload
-    from blend.simulate.run import plan_requests
-
-    visible = plan_requests(
-        load_workload(workload), oracle_lengths=False, default_max_tokens=512, seed=0
+def test_engine_settings_default_to_vllms_and_can_be_searched(workload: Path) -> None:
+    # what the executor runs: vLLM's offline defaults on an A100, for every planner
+    for planner in ("dfs", "blendserve"):
+        data = _simulate(workload, "--planner", planner)
+        assert (data["max_num_batched_tokens"], data["max_num_seqs"]) == (8192, 256)
+        assert data["settings_source"] == "vllm-default"
+    searched = _simulate(workload, "--planner", "blendserve", "--search-settings")
+    assert searched["admission"] == "dual-scan"
+    trials = searched["settings_search"]
+    assert len(trials) >= 6
+    best = min(trials, key=lambda t: t["makespan_s"])
+    chosen = (searched["max_num_batched_tokens"], searched["max_num_seqs"])
+    assert chosen == (best["max_num_batched_tokens"], best["max_num_seqs"])
+    assert all(t["max_num_batched_tokens"] >= t["max_num_seqs"] for t in trials)  # vLLM starts
+    overridden = _simulate(workload, "--planner", "dfs", "--max-num-batched-tokens", "999")
+    assert (overridden["max_num_batched_tokens"], overridden["settings_source"]) == (
+        999,
+        "explicit",
     )
-    planned = StepBudgets.from_params(make_planner("blendserve").plan(visible).params)
-    assert planned.max_num_batched_tokens is not None
-    replayed = _simulate(workload, "--planner", "blendserve")
-    assert replayed["max_num_batched_tokens"] == planned.max_num_batched_tokens
-    overridden = _simulate(workload, "--planner", "blendserve", "--max-num-batched-tokens", "999")
-    assert overridden["max_num_batched_tokens"] == 999
-    assert _simulate(workload, "--planner", "dfs")["max_num_batched_tokens"] == 8192
 
 
 def test_bad_planner_and_bad_file(workload: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     base = ["simulate", "--model-spec", "llama-3.1-8b", "--hardware", "a100-80g", "--json"]
     result = runner.invoke(app, [*base, "--requests", str(workload), "--planner", "nope"])
-    assert result.exit_code == 1 and "Unknown planner" in result.output
+    assert result.exit_code == 2 and "'nope' is not one of" in result.output
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"request_id": "x", "prompt_token_ids": [1, 2]}\n')
     result = runner.invoke(app, [*base, "--requests", str(bad), "--planner", "fcfs"])

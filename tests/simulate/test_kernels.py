@@ -13,10 +13,18 @@ from blend.simulate.step_time import StepCost, decode_run_cost, step_cost
 from blend.workloads import default_cost
 from tests.simulate.conftest import toy_cost
 
+# (flops, bandwidth, overhead), then the step model: additive, overlapping, or attention
+# after the GEMMs with a hard or soft roofline knee
+STEP_MODELS = [
+    {"overlap": False},
+    {"overlap": True},
+    {"overlap": True, "attention_after_gemm": True},
+    {"overlap": True, "attention_after_gemm": True, "roofline_sharpness": 2.5},
+]
 COSTS = st.tuples(
     st.sampled_from([(1e15, 1.0, 0.0), (0.5, 1e3, 0.0), (2.0, 3.0, 0.1), (40.0, 1.0, 0.25)]),
-    st.booleans(),
-).map(lambda pair: toy_cost(*pair[0], overlap=pair[1]))
+    st.sampled_from(STEP_MODELS),
+).map(lambda pair: toy_cost(*pair[0], **pair[1]))
 
 
 def _as_tuple(cost: StepCost) -> tuple[float, float, float, int, float, float]:
@@ -46,12 +54,17 @@ def test_step_kernel_is_step_cost(
     got = sk.step(c, prefill, decodes, float(decode_kv), attention, float(prefill_kv))
     want = step_cost(cost, prefill, decodes, float(decode_kv), attention, float(prefill_kv))
     assert got[:6] == _as_tuple(want)  # the same operations: bit for bit
-    # without the weights: combine(compute_s, memory_s - weight_s), worked out here
+    # without the weights: the step model with weight_s = 0, worked out here
     hw, model = cost.hardware, cost.model
-    compute_s = (2.0 * model.n_params * (prefill + decodes) + attention) / hw.effective_flops
+    gemm_s = 2.0 * model.n_params * (prefill + decodes) / hw.effective_flops
+    attn_s = attention / hw.effective_attention_flops
     kv_s = (decode_kv + prefill_kv) * model.kv_bytes_per_token / hw.effective_bandwidth
-    combined = max(compute_s, kv_s) if hw.overlap_compute_memory else compute_s + kv_s
+    if not hw.overlap_compute_memory or hw.attention_after_gemm:
+        combined = gemm_s + attn_s + kv_s
+    else:
+        combined = max(gemm_s + attn_s, kv_s)
     assert np.isclose(got[sk.BUSY_NO_WEIGHTS], combined, rtol=1e-12, atol=0)
+    assert np.isclose(got[sk.COMPUTE_S], gemm_s + attn_s, rtol=1e-12, atol=0)
 
 
 @settings(max_examples=300, deadline=None)
@@ -62,8 +75,10 @@ def test_decode_run_kernel_is_decode_run_cost(cost, n_seqs: int, first_kv: int, 
     assert got[:6] == _as_tuple(decode_run_cost(cost, n_seqs, float(first_kv), n_steps))
     # without the weights: the sum over the run's steps, one by one
     steps = [sk.step(c, 0, n_seqs, float(first_kv + n_seqs * j), 0.0, 0.0) for j in range(n_steps)]
-    want = sum(s[sk.BUSY_NO_WEIGHTS] for s in steps)
-    assert np.isclose(got[sk.BUSY_NO_WEIGHTS], want, rtol=1e-9, atol=0)
+    for field in (sk.TOTAL, sk.BUSY_NO_WEIGHTS, sk.COMPUTE_S, sk.KV_S):
+        want = sum(s[field] for s in steps)
+        assert np.isclose(got[field], want, rtol=1e-9, atol=0), field
+    assert got[sk.N_COMPUTE_BOUND] == sum(s[sk.N_COMPUTE_BOUND] for s in steps)
 
 
 def test_attention_kernel_is_prefill_attention_flops() -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from blend.admission import InOrderAdmission
 from blend.simulate import SimConfig, SimRequest, optimal_makespan_s, simulate
+from blend.simulate.engine import simulate_online
 from tests.simulate.conftest import toy_cost
 
 
@@ -37,17 +40,24 @@ def workloads(draw: st.DrawFn) -> tuple[list[SimRequest], list[int], SimConfig]:
 
 
 # (FLOP/s, bytes/s, step overhead s, overlap compute with memory)
+# (flops, bandwidth, overhead) and a step model (see tests/simulate/test_kernels.py)
 HARDWARE = st.tuples(
     st.sampled_from([(1e15, 1.0, 0.0), (0.5, 1e3, 0.0), (2.0, 3.0, 0.1), (40.0, 1.0, 0.0)]),
-    st.booleans(),
-).map(lambda pair: (*pair[0], pair[1]))
+    st.sampled_from(
+        [
+            {"overlap": False},
+            {"overlap": True},
+            {"overlap": True, "attention_after_gemm": True, "roofline_sharpness": 2.5},
+        ]
+    ),
+)
 
 
 @settings(max_examples=150, deadline=None)
 @given(workloads(), HARDWARE)
 def test_invariants(workload: tuple, hardware: tuple) -> None:
     requests, order, config = workload
-    cost = toy_cost(*hardware)
+    cost = toy_cost(*hardware[0], **hardware[1])
     result = simulate(requests, order, cost, config)  # raises if a request is left short
     assert result.output_tokens == sum(r.output_len for r in requests)
     assert result.peak_kv_blocks_used <= result.kv_capacity_blocks
@@ -60,11 +70,36 @@ def test_invariants(workload: tuple, hardware: tuple) -> None:
 @given(workloads(), HARDWARE)
 def test_skip_ahead_equals_stepping(workload: tuple, hardware: tuple) -> None:
     requests, order, config = workload
-    cost = toy_cost(*hardware)
+    cost = toy_cost(*hardware[0], **hardware[1])
     fast = dataclasses.asdict(simulate(requests, order, cost, config, skip_ahead=True))
     slow = dataclasses.asdict(simulate(requests, order, cost, config, skip_ahead=False))
     for key, value in fast.items():
         if isinstance(value, float):
             assert abs(value - slow[key]) <= 1e-9 * max(1.0, abs(slow[key])), key
+        elif isinstance(value, np.ndarray):
+            assert np.array_equal(value, slow[key]), key
         else:
             assert value == slow[key], key
+
+
+@settings(max_examples=150, deadline=None)
+@given(workloads(), HARDWARE, st.integers(1, 4))
+def test_online_in_order_admission_equals_the_static_order(
+    workload: tuple, hardware: tuple, window_seqs: int
+) -> None:
+    """Feeding the order through the admission loop, a window of >= 2 x max_num_seqs ahead,
+    is the same run as queueing the whole order at once (vLLM admits first come, first
+    served, so requests beyond the window never matter)."""
+    requests, order, config = workload
+    cost = toy_cost(*hardware[0], **hardware[1])
+    static = dataclasses.asdict(simulate(requests, order, cost, config))
+    window = (1 + window_seqs) * config.max_num_seqs
+    policy = InOrderAdmission(order, window=window)
+    online = dataclasses.asdict(simulate_online(requests, policy, cost, config))
+    for key, value in static.items():
+        if isinstance(value, float):
+            assert abs(value - online[key]) <= 1e-9 * max(1.0, abs(online[key])), key
+        elif isinstance(value, np.ndarray):
+            assert np.array_equal(value, online[key]), key
+        else:
+            assert value == online[key], key

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from blend.cost import CostModel
-from blend.planners.blendserve.arrays import level_order, preorder_positions, subtree_sums
+from blend.planners.arrays import level_order, preorder_positions, subtree_sums
 from blend.tree import CompactTrie
 
 RHO_CAP = 1e12  # density of requests with no KV reads (no output): sorts them leftmost

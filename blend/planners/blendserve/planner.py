@@ -1,8 +1,11 @@
-"""The BlendServe planner and the naive-blend baseline (papers.md s.1).
+"""The BlendServe planner and the naive-blend baseline (docs/papers.md, BlendServe).
 
-Invariant: a plan is the warm-up sample (side "W", run first to learn output lengths), then
-the dual scan of the layer-wise sorted, conditionally split resource-aware prefix tree: each
-request appears once; left ("L") requests are the dense end, right ("R") the sparse end.
+Invariant: BlendServe's plan is the leaf sequence of the resource-aware prefix tree after the
+conditional node split and the layer-wise sort (densest first; every request once). By
+default the executor and the simulator feed it with the online dual scan
+(blend/admission/dual_scan.py), whose two scanners walk this sequence from both ends while the
+engine runs; `online=False` instead merges the two scanners statically on a virtual clock
+(scan.py) into one order for in-order feeding (an ablation of the online admission).
 """
 
 from __future__ import annotations
@@ -13,108 +16,83 @@ from typing import Any
 
 import numpy as np
 
+from blend.admission.base import AdmissionKind
 from blend.cost import CostModel
-from blend.planners.base import Plan, PlannerName, PlanRequest, fixed_size_batches
+from blend.planners.base import Plan, PlannerName, fixed_size_batches
 from blend.planners.blendserve.density import ResourceTree, request_comp_s, request_mem_s
-from blend.planners.blendserve.estimates import (
-    estimate_output_lens,
+from blend.planners.blendserve.scan import DualScan, dual_scan
+from blend.planners.blendserve.split import conditional_split
+from blend.planners.estimates import (
+    OutputEstimates,
+    estimate_outputs,
     group_members,
     prefix_groups,
-    warmup_indices,
 )
-from blend.planners.blendserve.scan import dual_scan
-from blend.planners.blendserve.split import conditional_split
+from blend.planners.request import PlanRequest
 from blend.tree import build_compact_trie
 
 
-def _length_source(requests: Sequence[PlanRequest]) -> str:
-    known = sum(r.output_len is not None for r in requests)
-    if known == len(requests) and known:
-        return "oracle"
-    return "revealed" if known else "max_tokens"
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    tree: ResourceTree
-    warmup: np.ndarray  # request indices run first
-    params: dict[str, Any]
-
-
-def _prepare(
-    requests: Sequence[PlanRequest], cost: CostModel, warmup_fraction: float, seed: int
-) -> _Prepared:
+def resource_tree(
+    requests: Sequence[PlanRequest], estimates: OutputEstimates | None, cost: CostModel
+) -> tuple[ResourceTree, OutputEstimates]:
+    """The requests' prompt trie annotated with costs at the estimated output lengths."""
+    estimates = estimates if estimates is not None else estimate_outputs(requests)
+    if len(estimates) != len(requests):
+        raise ValueError(f"{len(estimates)} estimates for {len(requests)} requests")
     trie = build_compact_trie([r.prompt_token_ids for r in requests])
-    tree = ResourceTree.build(trie, estimate_output_lens(trie, requests), cost)
-    warmup = warmup_indices(trie, warmup_fraction, seed)
-    params: dict[str, Any] = {
+    return ResourceTree.build(trie, estimates.tokens, cost), estimates
+
+
+def _common_params(
+    tree: ResourceTree, estimates: OutputEstimates, cost: CostModel
+) -> dict[str, Any]:
+    return {
         "model_spec": cost.model.name,
         "hardware": cost.hardware.name,
-        "seed": seed,
-        "warmup_fraction": warmup_fraction,
-        "n_warmup": len(warmup),
-        "length_source": _length_source(requests),
+        "estimate_sources": estimates.source_counts(),
         "rho_rt": float(tree.rho[0]),
         "dfs_sharing_ratio": tree.sharing_ratio(),
+        "kv_capacity_tokens": cost.kv_capacity_tokens,
     }
-    return _Prepared(tree, warmup, params)
 
 
-def _shared_tokens(tree: ResourceTree, sorted_leaves: np.ndarray) -> np.ndarray:
-    """Per request: prompt tokens it shares with the leaf before it in the sorted order."""
+def shared_with_previous(tree: ResourceTree, sorted_leaves: np.ndarray) -> np.ndarray:
+    """Per position of the sorted sequence: prompt tokens it shares with the position before."""
     requests = tree.trie.leaf_request[sorted_leaves]
-    shared = np.zeros(len(tree.trie.lengths))
-    shared[requests] = tree.trie.lengths[requests] - tree.first_visit_tokens()[sorted_leaves]
-    return shared
-
-
-def _without(sequence: np.ndarray, removed: np.ndarray, n: int) -> np.ndarray:
-    drop = np.zeros(n, dtype=bool)
-    drop[removed] = True
-    return sequence[~drop[sequence]]
+    return tree.trie.lengths[requests] - tree.first_visit_tokens()[sorted_leaves]
 
 
 @dataclass(frozen=True, slots=True)
 class BlendServePlanner:
     cost: CostModel
     batch_size: int = 256
-    seed: int = 0
-    warmup_fraction: float = 0.01
     keep_sharing: float = 0.99  # conditional split keeps at least this share of the sharing
     outlier_ratio: float = 4.0  # split leaves this many times off their leaf siblings' median
     scan_window: int = 256  # positions ahead of a scanner that give its density
+    online: bool = True  # feed by the online dual scan (else a static merged order)
     name: PlannerName = PlannerName.BLENDSERVE
+    uses_lengths: bool = True
 
-    def plan(self, requests: Sequence[PlanRequest]) -> Plan:
+    @property
+    def admission(self) -> AdmissionKind:
+        return AdmissionKind.DUAL_SCAN if self.online else AdmissionKind.IN_ORDER
+
+    def plan(
+        self, requests: Sequence[PlanRequest], estimates: OutputEstimates | None = None
+    ) -> Plan:
         n = len(requests)
-        prep = _prepare(requests, self.cost, self.warmup_fraction, self.seed)
-        tree = prep.tree
+        tree, estimates = resource_tree(requests, estimates, self.cost)
         report = conditional_split(
             tree, keep_sharing=self.keep_sharing, outlier_ratio=self.outlier_ratio
         )
         leaves = tree.sorted_leaves()
-        shared_by_request = _shared_tokens(tree, leaves)
-        sequence = _without(tree.trie.leaf_request[leaves], prep.warmup, n)
-        p = tree.prompt_len[sequence]
-        d = tree.output_len[sequence]
-        scan = dual_scan(
-            request_comp_s(self.cost, p, d),
-            request_mem_s(self.cost, p, d),
-            p,
-            d,
-            shared_by_request[sequence],
-            float(self.cost.kv_capacity_tokens),
-            window=self.scan_window,
-        )
-        order = prep.warmup.tolist() + sequence[scan.positions].tolist()
-        sides: list[str | None] = ["W"] * len(prep.warmup)
-        sides += scan.sides
-        params = {
-            **prep.params,
+        sequence = tree.trie.leaf_request[leaves]
+        scan = self._static_scan(tree, sequence, shared_with_previous(tree, leaves))
+        params: dict[str, Any] = {
+            **_common_params(tree, estimates, self.cost),
             "batch_size": self.batch_size,
             "keep_sharing": self.keep_sharing,
             "outlier_ratio": self.outlier_ratio,
-            "kv_capacity_tokens": self.cost.kv_capacity_tokens,
             "n_split": report.num_split,
             "split_lost_tokens": report.lost_shared_tokens,
             "split_budget_tokens": report.budget_tokens,
@@ -122,14 +100,37 @@ class BlendServePlanner:
             "rho_rt_scanned": scan.rho_root,
             **scan.first_left.as_params("L"),
             **scan.first_right.as_params("R"),
-            "n_resplits": scan.num_resplits,
-            # the per-step token budget the blend assumes; the executor and the simulator
-            # run the engine with it unless the user sets one
-            "max_num_batched_tokens": scan.engine_tokens_per_step(),
             "n_left": scan.meet,
-            "n_right": len(sequence) - scan.meet,
+            "n_right": n - scan.meet,
         }
-        return Plan(self.name, order, fixed_size_batches(n, self.batch_size), sides, params)
+        sides: list[str | None]
+        if self.online:  # the sequence itself; the scanners run while the engine runs
+            order, sides = sequence.tolist(), [None] * n
+        else:
+            order, sides = sequence[scan.positions].tolist(), list(scan.sides)
+        return Plan(
+            self.name,
+            order,
+            fixed_size_batches(n, self.batch_size),
+            sides,
+            params,
+            admission=self.admission,
+        )
+
+    def _static_scan(
+        self, tree: ResourceTree, sequence: np.ndarray, shared: np.ndarray
+    ) -> DualScan:
+        p = tree.prompt_len[sequence]
+        d = tree.output_len[sequence]
+        return dual_scan(
+            request_comp_s(self.cost, p, d),
+            request_mem_s(self.cost, p, d),
+            p,
+            d,
+            shared.astype(np.float64),
+            float(self.cost.kv_capacity_tokens),
+            window=self.scan_window,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,27 +140,31 @@ class NaiveBlendPlanner:
 
     cost: CostModel
     batch_size: int = 256
-    seed: int = 0
-    warmup_fraction: float = 0.01
     name: PlannerName = PlannerName.NAIVE_BLEND
+    uses_lengths: bool = True
+    admission: AdmissionKind = AdmissionKind.IN_ORDER
 
-    def plan(self, requests: Sequence[PlanRequest]) -> Plan:
+    def plan(
+        self, requests: Sequence[PlanRequest], estimates: OutputEstimates | None = None
+    ) -> Plan:
         n = len(requests)
-        prep = _prepare(requests, self.cost, self.warmup_fraction, self.seed)
-        tree = prep.tree
+        tree, estimates = resource_tree(requests, estimates, self.cost)
         groups = prefix_groups(tree.trie)
         ranked = groups[np.lexsort((tree.trie.first_rank[groups], -tree.rho[groups]))]
-        order = prep.warmup.tolist()
-        sides: list[str | None] = ["W"] * len(order)
+        order: list[int] = []
+        sides: list[str | None] = []
         lo, hi = 0, len(ranked) - 1
         take_left = True
         while lo <= hi:
             group = ranked[lo] if take_left else ranked[hi]
-            members = group_members(tree.trie, tree.num_leaves, int(group))
-            members = _without(members, prep.warmup, n).tolist()
+            members = group_members(tree.trie, tree.num_leaves, int(group)).tolist()
             order += members
             sides += ["L" if take_left else "R"] * len(members)
             lo, hi = (lo + 1, hi) if take_left else (lo, hi - 1)
             take_left = not take_left
-        params = {**prep.params, "batch_size": self.batch_size, "n_groups": len(groups)}
+        params = {
+            **_common_params(tree, estimates, self.cost),
+            "batch_size": self.batch_size,
+            "n_groups": len(groups),
+        }
         return Plan(self.name, order, fixed_size_batches(n, self.batch_size), sides, params)

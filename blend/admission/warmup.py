@@ -1,0 +1,118 @@
+"""The warm-up phase: run a sample first, measure its output lengths, then re-plan the rest.
+
+Invariant: the warm-up requests are handed over first, in order; once all of them are in the
+engine and `done_fraction` of them have finished (or the engine has nothing left to run),
+`replan` is called exactly once with what was measured: the finished requests' lengths and
+the still-running ones' lengths so far (lower bounds). It returns the policy for every other
+request, which from then on sees only its own requests' finishes (warm-up requests still
+running finish unseen by it). Waiting for the slowest few is not worth an idle engine: the
+re-plan treats them as censored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from blend.admission.base import AdmissionPolicy, EngineView
+
+
+@dataclass(frozen=True, slots=True)
+class WarmupOutcome:
+    """What the warm-up measured (output tokens by request index)."""
+
+    finished: dict[int, int]  # requests that finished: their output length
+    running: dict[int, int]  # requests still running: their output tokens so far
+    step: int  # engine step at the re-plan
+
+
+class _Filtered:
+    """An engine view whose `finished` leaves out the warm-up's requests."""
+
+    def __init__(self, engine: EngineView, finished: Sequence[tuple[int, int]]) -> None:
+        self._engine = engine
+        self.finished = finished
+
+    @property
+    def step(self) -> int:
+        return self._engine.step
+
+    @property
+    def num_running(self) -> int:
+        return self._engine.num_running
+
+    @property
+    def num_waiting(self) -> int:
+        return self._engine.num_waiting
+
+    @property
+    def kv_blocks_used(self) -> int:
+        return self._engine.kv_blocks_used
+
+    @property
+    def kv_blocks_total(self) -> int:
+        return self._engine.kv_blocks_total
+
+    @property
+    def block_size(self) -> int:
+        return self._engine.block_size
+
+    def generated_of(self, indices: np.ndarray) -> np.ndarray:
+        return self._engine.generated_of(indices)
+
+
+@dataclass(slots=True)
+class WarmupThenReplan:
+    """Feed `warmup` in order, then the policy `replan` makes from the measured lengths."""
+
+    warmup: Sequence[int]
+    replan: Callable[[WarmupOutcome], AdmissionPolicy]
+    n_rest: int  # requests the re-planned policy will admit (for num_remaining before it)
+    window: int = 512  # warm-up requests in flight at most
+    done_fraction: float = 0.9
+    measured: dict[int, int] = field(default_factory=dict)
+    replanned_at_step: int | None = None
+    _next: int = 0
+    _inflight: set[int] = field(default_factory=set)
+    _after: AdmissionPolicy | None = None
+
+    @property
+    def num_remaining(self) -> int:
+        if self._after is not None:
+            return self._after.num_remaining
+        return len(self.warmup) - self._next + self.n_rest
+
+    def admit(self, engine: EngineView) -> list[int]:
+        others = []
+        for index, tokens in engine.finished:
+            if index in self._inflight:
+                self._inflight.discard(index)
+                self.measured[index] = tokens
+            else:
+                others.append((index, tokens))
+        if self._after is not None:
+            return self._after.admit(_Filtered(engine, others))
+        admitted = list(self.warmup[self._next : self._next + self.window - len(self._inflight)])
+        self._next += len(admitted)
+        self._inflight.update(admitted)
+        if admitted or not self._warmup_done(engine):
+            return admitted
+        running = np.asarray(sorted(self._inflight), dtype=np.int64)
+        outcome = WarmupOutcome(
+            finished=dict(self.measured),
+            running=dict(zip(running.tolist(), engine.generated_of(running).tolist(), strict=True)),
+            step=engine.step,
+        )
+        self.replanned_at_step = engine.step
+        self._after = self.replan(outcome)
+        return self._after.admit(_Filtered(engine, []))
+
+    def _warmup_done(self, engine: EngineView) -> bool:
+        if self._next < len(self.warmup):
+            return False
+        idle = engine.num_running == 0 and engine.num_waiting == 0
+        needed = math.ceil(self.done_fraction * len(self.warmup))
+        return idle or len(self.measured) >= needed

@@ -1,0 +1,91 @@
+"""The executor's feed: an admission policy over plan positions, speaking to a real engine.
+
+Invariant: the policy names plan positions (seq); this feed turns its choices into engine
+requests (RequestLoader) and the engine's state and finishes back into positions, so the
+policy object is the very one the simulator drives (blend/simulate/engine.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from blend.admission.base import AdmissionPolicy
+from blend.engines.base import EngineOutput, EngineRequest, EngineState
+from blend.plan_items import RequestLoader
+
+
+class _EngineView:
+    """An EngineState seen by position (admission.base.EngineView)."""
+
+    def __init__(
+        self,
+        state: EngineState,
+        finished: list[tuple[int, int]],
+        seq_of: dict[str, int],
+        id_of: dict[int, str],
+    ) -> None:
+        self._state = state
+        self.finished = finished
+        self._id_of = id_of
+
+    @property
+    def step(self) -> int:
+        return self._state.step
+
+    @property
+    def num_running(self) -> int:
+        return self._state.num_running
+
+    @property
+    def num_waiting(self) -> int:
+        return self._state.num_waiting
+
+    @property
+    def kv_blocks_used(self) -> int:
+        return self._state.kv_blocks_used
+
+    @property
+    def kv_blocks_total(self) -> int:
+        return self._state.kv_blocks_total
+
+    @property
+    def block_size(self) -> int:
+        return self._state.block_size
+
+    def generated_of(self, indices: np.ndarray) -> np.ndarray:
+        generated = self._state.generated
+        return np.fromiter(
+            (generated.get(self._id_of.get(int(i), ""), 0) for i in indices),
+            dtype=np.int64,
+            count=len(indices),
+        )
+
+
+class AdmissionFeed:
+    """Feeds an engine the requests an admission policy picks (by plan position)."""
+
+    def __init__(self, policy: AdmissionPolicy, loader: RequestLoader) -> None:
+        self.policy = policy
+        self._loader = loader
+        self._seq_of: dict[str, int] = {}  # requests in flight: request id -> position
+        self._id_of: dict[int, str] = {}
+
+    @property
+    def exhausted(self) -> bool:
+        return self.policy.num_remaining == 0
+
+    def take(self, state: EngineState, finished: Sequence[EngineOutput]) -> list[EngineRequest]:
+        done = []
+        for output in finished:
+            seq = self._seq_of.pop(output.request_id, None)
+            if seq is not None:
+                self._id_of.pop(seq, None)
+                done.append((seq, output.n_output_tokens))
+        seqs = self.policy.admit(_EngineView(state, done, self._seq_of, self._id_of))
+        requests = self._loader.take(seqs)
+        for seq, request in zip(seqs, requests, strict=True):
+            self._seq_of[request.request_id] = seq
+            self._id_of[seq] = request.request_id
+        return requests

@@ -1,0 +1,275 @@
+"""Output-length estimates, where each comes from, and the warm-up sample that informs them.
+
+Invariant: a request's estimate is, in this order of preference,
+  1. its own length, when known (`PlanRequest.output_len`: an earlier result of the same
+     prompt with the same model and sampling, or the true length in an oracle simulation);
+  2. the mean length of the hints (warm-up results, earlier results of the same dataset) in
+     its nearest ancestor subtree of the prompt trie that holds any: the deepest shared
+     prefix (template, few-shot prefix, conversation) with a measured length;
+  3. its max_tokens.
+A hint observed while its request was still running is censored (a lower bound): it counts
+as the larger of its length so far and the mean of the uncensored hints of its nearest
+subtree inside its prefix group that has any; a request of a prefix group with no finished
+measurement at all (its requests outlast most of the warm-up: long generations) counts at the
+midpoint of what is possible, (length so far + max_tokens) / 2: the mean under a uniform prior.
+The warm-up sample (run first, to measure lengths) is drawn among the requests whose prefix
+group has no measured length yet, so earlier results shrink it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from hashlib import blake2b
+
+import numpy as np
+
+from blend.planners.arrays import level_order, subtree_sums
+from blend.planners.request import PlanRequest
+from blend.tree import CompactTrie, TokenIds, build_compact_trie
+
+MIN_WARMUP = 4  # requests in a warm-up sample at least (fewer only if there are fewer)
+MIN_GROUP = 16  # prefix groups this large get at least one warm-up request
+WARMUP_FRACTION = 0.01  # share of the unmeasured requests run first (BlendServe uses ~1%)
+
+
+class EstimateSource(StrEnum):
+    OWN = "own"  # the request's own earlier result (same prompt, model and sampling)
+    ORACLE = "oracle"  # the true length (simulation only)
+    WARMUP = "warmup"  # mean of warm-up results in its nearest measured prefix subtree
+    HISTORY = "history"  # mean of earlier results (same model and sampling), same rule
+    MAX_TOKENS = "max_tokens"  # nothing measured: the request's output limit
+
+
+@dataclass(frozen=True, slots=True)
+class LengthHint:
+    """An output length measured before planning, for a prompt that is not being planned."""
+
+    prompt_token_ids: TokenIds
+    output_len: int  # output tokens
+    source: EstimateSource  # WARMUP or HISTORY
+    censored: bool = False  # still running when observed: a lower bound
+    max_tokens: int | None = None  # the request's output limit (bounds a censored hint)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputEstimates:
+    """Per request (index of the planned requests): estimated output tokens and provenance."""
+
+    tokens: np.ndarray  # float64 estimated output tokens
+    source: list[EstimateSource]
+    grouped: np.ndarray  # bool: the estimate comes from a prefix subtree below the root
+    group_key: list[str]  # the request's top-level prefix group (hash of its shared prefix)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> OutputEstimates:
+        picked = np.asarray(indices, dtype=np.int64)
+        return OutputEstimates(
+            tokens=self.tokens[picked],
+            source=[self.source[i] for i in picked.tolist()],
+            grouped=self.grouped[picked],
+            group_key=[self.group_key[i] for i in picked.tolist()],
+        )
+
+    def measured(self) -> np.ndarray:
+        """bool per request: the estimate rests on a measurement of its own prefix group or of
+        itself (what makes a warm-up of that request unnecessary)."""
+        own = np.array([s in (EstimateSource.OWN, EstimateSource.ORACLE) for s in self.source])
+        return own | self.grouped if len(own) else np.zeros(0, dtype=bool)
+
+    def source_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for source in self.source:
+            counts[source.value] = counts.get(source.value, 0) + 1
+        return counts
+
+
+def estimate_outputs(
+    requests: Sequence[PlanRequest], hints: Sequence[LengthHint] = ()
+) -> OutputEstimates:
+    """Estimates for `requests` from their own known lengths and `hints` (module invariant)."""
+    n = len(requests)
+    prompts = [r.prompt_token_ids for r in requests] + [h.prompt_token_ids for h in hints]
+    trie = build_compact_trie(prompts)
+    max_tokens = np.fromiter((r.max_tokens for r in requests), np.float64, n)
+    own = np.fromiter((-1 if r.output_len is None else r.output_len for r in requests), float, n)
+    values = np.concatenate((own, np.fromiter((h.output_len for h in hints), float, len(hints))))
+    known = values >= 0
+    censored = np.zeros(len(values), dtype=bool)
+    censored[n:] = [h.censored for h in hints]
+    levels = level_order(trie.parent)
+    leaf_of = _leaf_of_request(trie)
+    if censored.any():
+        values = _censored_values(trie, levels, leaf_of, values, known, censored, hints, n)
+    mean, has = _subtree_means(trie, levels, values, known)
+    nearest, depth_ok = _nearest_measured(trie, levels, has)
+    leaf_of = leaf_of[:n]
+    from_subtree = mean[nearest[leaf_of]]
+    hint_warmup = np.zeros(len(values), dtype=bool)
+    hint_warmup[n:] = [h.source is EstimateSource.WARMUP for h in hints]
+    warm, _ = _subtree_means(trie, levels, hint_warmup.astype(float), known)
+    tokens = np.where(own >= 0, own, np.where(np.isnan(from_subtree), max_tokens, from_subtree))
+    sources = [
+        _source(r, float(from_subtree[i]), float(warm[nearest[leaf_of[i]]]))
+        for i, r in enumerate(requests)
+    ]
+    grouped = depth_ok[nearest[leaf_of]] & ~np.isnan(from_subtree)
+    return OutputEstimates(tokens, sources, grouped, _group_keys(trie, n, prompts))
+
+
+def _censored_values(
+    trie: CompactTrie,
+    levels: list[np.ndarray],
+    leaf_of: np.ndarray,
+    values: np.ndarray,
+    known: np.ndarray,
+    censored: np.ndarray,
+    hints: Sequence[LengthHint],
+    n: int,
+) -> np.ndarray:
+    """`values` with each censored hint raised to its estimate (module invariant)."""
+    mean, has = _subtree_means(trie, levels, values, known & ~censored)
+    nearest, inside = _nearest_measured(trie, levels, has)
+    out = values.copy()
+    for k in np.flatnonzero(censored).tolist():
+        node = nearest[leaf_of[k]]
+        hint = hints[k - n]
+        if has[node] and inside[node]:
+            out[k] = max(values[k], mean[node])
+        else:  # nothing of its group finished: somewhere between now and its limit
+            limit = hint.max_tokens or 3 * values[k]
+            out[k] = max(values[k], (values[k] + limit) / 2.0)
+    return out
+
+
+def _source(request: PlanRequest, subtree_mean: float, warmup_share: float) -> EstimateSource:
+    if request.output_len is not None:
+        return request.length_source
+    if math.isnan(subtree_mean):
+        return EstimateSource.MAX_TOKENS
+    return EstimateSource.WARMUP if warmup_share > 0 else EstimateSource.HISTORY
+
+
+def _subtree_means(
+    trie: CompactTrie, levels: list[np.ndarray], values: np.ndarray, use: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mean of `values` over the used leaves of each subtree (nan where none), has any)."""
+    leaves = np.flatnonzero(trie.leaf_request >= 0)
+    req = trie.leaf_request[leaves]
+    total = np.zeros(trie.num_nodes)
+    count = np.zeros(trie.num_nodes)
+    total[leaves] = np.where(use[req], values[req], 0.0)
+    count[leaves] = use[req]
+    total = subtree_sums(trie.parent, levels, total)
+    count = subtree_sums(trie.parent, levels, count)
+    mean = np.full(trie.num_nodes, np.nan)
+    has = count > 0
+    mean[has] = total[has] / count[has]
+    return mean, has
+
+
+def _nearest_measured(
+    trie: CompactTrie, levels: list[np.ndarray], has: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(per node: its nearest ancestor-or-self with a measurement (the root if none),
+    per node: whether it lies below the root's shared chain, i.e. inside a prefix group)."""
+    nearest = np.arange(trie.num_nodes)
+    for nodes in levels[1:]:  # top-down: borrow the nearest ancestor's
+        missing = nodes[~has[nodes]]
+        nearest[missing] = nearest[trie.parent[missing]]
+    inside = np.zeros(trie.num_nodes, dtype=bool)
+    for group in prefix_groups(trie):
+        inside[group] = True
+    for nodes in levels[1:]:
+        inside[nodes] |= inside[trie.parent[nodes]]
+    return nearest, inside
+
+
+def _leaf_of_request(trie: CompactTrie) -> np.ndarray:
+    leaves = np.flatnonzero(trie.leaf_request >= 0)
+    leaf_of = np.empty(len(trie.lengths), dtype=np.int64)
+    leaf_of[trie.leaf_request[leaves]] = leaves
+    return leaf_of
+
+
+def _group_keys(trie: CompactTrie, n: int, prompts: Sequence[TokenIds]) -> list[str]:
+    """Per request: a stable key of its top-level prefix group (a hash of the group's shared
+    prefix tokens and their count), the same across runs and datasets."""
+    group_of = np.full(trie.num_nodes, -1, dtype=np.int64)
+    groups = prefix_groups(trie)
+    group_of[groups] = groups
+    for nodes in level_order(trie.parent)[1:]:
+        inherit = nodes[group_of[nodes] < 0]
+        group_of[inherit] = group_of[trie.parent[inherit]]
+    keys: dict[int, str] = {}
+    leaf_of = _leaf_of_request(trie)[:n]
+    out = []
+    for i in range(n):
+        node = int(group_of[leaf_of[i]])
+        if node not in keys:
+            depth = int(trie.depth[node]) if node >= 0 else 0
+            prefix = np.asarray(prompts[i][:depth], dtype=">u4").tobytes()
+            keys[node] = f"{depth}:{blake2b(prefix, digest_size=8).hexdigest()}"
+        out.append(keys[node])
+    return out
+
+
+def prefix_groups(trie: CompactTrie) -> np.ndarray:
+    """Top-level prefix groups: children of the first node below the root that branches
+    (a chain shared by every prompt, like a chat template, is looked through)."""
+    parent = trie.parent
+    counts = np.bincount(parent[1:], minlength=len(parent))
+    node = 0
+    while counts[node] == 1:
+        (child,) = np.flatnonzero(parent == node)
+        if trie.leaf_request[child] >= 0:
+            break
+        node = int(child)
+    return np.flatnonzero(parent == node)
+
+
+def group_members(trie: CompactTrie, num_leaves: np.ndarray, node: int) -> np.ndarray:
+    """Request indices under `node` in token (DFS) order (the trie as built, before splits)."""
+    start = int(trie.first_rank[node])
+    return trie.sorted_order[start : start + int(num_leaves[node])]
+
+
+def select_warmup(
+    trie: CompactTrie,
+    measured: np.ndarray,
+    warmup_fraction: float,
+    seed: int,
+    min_warmup: int = MIN_WARMUP,
+    min_group: int = MIN_GROUP,
+) -> np.ndarray:
+    """Request indices of the warm-up sample, in the order they run (seeded, no repeats).
+
+    Drawn among the requests not `measured` (bool per request): a uniform sample of
+    warmup_fraction of them (at least min_warmup), plus one random unmeasured request of
+    every prefix group of >= min_group requests that holds no measured request and that the
+    uniform sample missed: a rare kind of request (a few long-output prompts among thousands)
+    still gets measured.
+    """
+    if not 0.0 <= warmup_fraction <= 1.0:
+        raise ValueError(f"warmup_fraction must be in [0, 1], got {warmup_fraction}")
+    candidates = np.flatnonzero(~measured)
+    if warmup_fraction == 0.0 or candidates.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    k = min(candidates.size, max(min_warmup, math.ceil(warmup_fraction * candidates.size)))
+    sample = rng.choice(candidates, size=k, replace=False).astype(np.int64)
+    sampled = np.zeros(len(measured), dtype=bool)
+    sampled[sample] = True
+    levels = level_order(trie.parent)
+    num_leaves = subtree_sums(trie.parent, levels, (trie.leaf_request >= 0).astype(np.float64))
+    extra = []
+    for group in prefix_groups(trie):
+        if num_leaves[group] >= min_group:
+            members = group_members(trie, num_leaves, int(group))
+            if not (sampled[members] | measured[members]).any():
+                extra.append(int(members[rng.integers(len(members))]))
+    return np.concatenate((sample, np.asarray(extra, dtype=np.int64)))

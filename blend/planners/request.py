@@ -1,0 +1,30 @@
+"""What a planner may know of one request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from blend.planners.estimates import EstimateSource
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRequest:
+    """One request to order: its prompt, its output limit, and its length where known."""
+
+    request_id: str
+    prompt_token_ids: Sequence[int]
+    max_tokens: int  # output token limit (an upper bound on the output length)
+    # the request's own output length (tokens) where the planner may know it: an earlier
+    # result of the same prompt, model and sampling (OWN), or the true length in an oracle
+    # simulation (ORACLE); None when unknown
+    output_len: int | None = None
+    known_from: EstimateSource | None = None  # where output_len comes from (default ORACLE)
+
+    @property
+    def length_source(self) -> EstimateSource:
+        from blend.planners.estimates import EstimateSource
+
+        return self.known_from or EstimateSource.ORACLE

@@ -1,0 +1,110 @@
+"""The lifecycle of a run's row in `runs`: started, resumed, re-planned, finished.
+
+A run is one execution attempt of a plan and every resume of it (same run_id). Its row is
+written when an execution starts and when it ends; the engine loop never holds the database
+open in between (DuckDB allows one writing process).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from blend import sql
+from blend.lineage import RunLineage
+from blend.store import Store, fetch_dicts
+
+
+class RunRecordError(Exception):
+    """A run id cannot be used as asked (another plan's or another model's run)."""
+
+
+def new_run_id() -> str:
+    return f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def run_id_exists(store: Store, run_id: str) -> bool:
+    with store.connect(views=False) as con:
+        return bool(fetch_dicts(con, sql.load("execute/run_by_id"), {"run_id": run_id}))
+
+
+def latest_unfinished_run(store: Store, plan_id: str) -> str | None:
+    """The most recently started run of `plan_id` that did not complete, if any."""
+    with store.connect(views=False) as con:
+        rows = fetch_dicts(con, sql.load("execute/latest_unfinished_run"), {"plan_id": plan_id})
+    return rows[0]["run_id"] if rows else None
+
+
+def check_resumable(store: Store, run_id: str, plan_id: str, model_hash: str) -> bool:
+    """Whether `run_id` exists; refuses to resume it with another plan or model."""
+    with store.connect(views=False) as con:
+        rows = fetch_dicts(con, sql.load("execute/run_by_id"), {"run_id": run_id})
+    if not rows:
+        return False
+    run = rows[0]
+    if run["plan_id"] != plan_id:
+        raise RunRecordError(
+            f"run {run_id} belongs to plan {run['plan_id']!r}, not {plan_id!r}: resume it with "
+            f"--plan-id {run['plan_id']}, or leave out the run id to start a new run"
+        )
+    if run["model_sha256"] != model_hash:
+        raise RunRecordError(
+            f"run {run_id} was started with model {run['model']!r} "
+            f"(sha256 {run['model_sha256'][:12]}), but this model's files hash to "
+            f"{model_hash[:12]}: resume it with the same model, or start a new run"
+        )
+    return True
+
+
+def record_run_start(store: Store, lineage: RunLineage, directory: Path, *, resume: bool) -> None:
+    with store.connect(views=False) as con:
+        if resume:
+            con.execute(
+                sql.load("execute/resume_run"),
+                {
+                    "run_id": lineage.run_id,
+                    "flow_run_id": lineage.flow_run_id,
+                    "deployment_name": lineage.deployment_name,
+                },
+            )
+            return
+        con.execute(
+            sql.load("execute/insert_run"),
+            {
+                "run_id": lineage.run_id,
+                "plan_id": lineage.plan_id,
+                "dataset": lineage.dataset,
+                "snapshot": lineage.snapshot,
+                "flow_run_id": lineage.flow_run_id,
+                "deployment_name": lineage.deployment_name,
+                "engine": lineage.engine,
+                "engine_version": lineage.engine_version,
+                "model": lineage.model,
+                "model_sha256": lineage.model_sha256,
+                "params_json": lineage.engine_params_json,
+                "results_uri": str(directory),
+                "git_revision": lineage.git_revision,
+            },
+        )
+
+
+def record_run_finish(
+    store: Store, run_id: str, directory: Path, execution: dict[str, object]
+) -> dict[str, int]:
+    """Record the end of this execution and the run's totals (read from its parts)."""
+    totals = {
+        "n_requests": 0,
+        "n_errors": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cached_tokens": 0,
+    }
+    with store.connect(views=False) as con:
+        if any(directory.glob("part-*.parquet")):
+            row = fetch_dicts(
+                con, sql.load("results/run_totals"), {"glob": str(directory / "part-*.parquet")}
+            )[0]
+            totals = {k: int(row[k]) for k in totals}
+        con.execute(sql.load("execute/finish_run"), {"run_id": run_id, **execution, **totals})
+    return totals

@@ -1,0 +1,246 @@
+"""Simulate a workload the way the real pipeline runs it, warm-up and re-plan included.
+
+Invariant: the planner sees only what the executor would know: prompts, max_tokens, and the
+output lengths of warm-up requests once the simulated engine has finished them (still-running
+ones as lower bounds). True lengths reach the planner only with `oracle=True`. The steps:
+pick the warm-up sample (estimates.select_warmup), run it first, re-plan the other requests
+with the measured lengths, and feed them with the admission policy the plan asks for; the
+same WarmupThenReplan and policy objects drive the executor (blend/execute.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from blend.admission.base import AdmissionPolicy
+from blend.admission.dual_scan import DualScanOptions, ScanSequence
+from blend.admission.factory import admission_policy
+from blend.admission.warmup import WarmupOutcome, WarmupThenReplan
+from blend.cost import CostModel
+from blend.engine_settings import EngineSettings
+from blend.planners import (
+    EstimateSource,
+    LengthHint,
+    OutputEstimates,
+    Plan,
+    Planner,
+    PlanRequest,
+    estimate_outputs,
+    select_warmup,
+)
+from blend.planners.estimates import WARMUP_FRACTION
+from blend.simulate.engine import simulate_online
+from blend.simulate.io import Workload
+from blend.simulate.settings_search import SettingsSearch, search_order_settings
+from blend.simulate.types import SimConfig, SimResult
+from blend.tree import adjacent_lcp, build_compact_trie
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedEngine:
+    """The engine a simulation runs: its settings plus what the hardware fixes."""
+
+    settings: EngineSettings
+    block_size: int = 16  # tokens per KV block (vLLM GPU 16; its CPU build 128)
+    kv_capacity_tokens: int | None = None  # None: the cost model's
+    enable_prefix_caching: bool = True
+
+    def config(self) -> SimConfig:
+        return SimConfig(
+            max_num_batched_tokens=self.settings.max_num_batched_tokens,
+            max_num_seqs=self.settings.max_num_seqs,
+            kv_capacity_tokens=self.kv_capacity_tokens,
+            block_size=self.block_size,
+            enable_prefix_caching=self.enable_prefix_caching,
+            chunked_prefill=self.settings.chunked_prefill,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRest:
+    """The plan of the requests after the warm-up, as the re-plan made it."""
+
+    rest: np.ndarray  # request indices it orders
+    plan: Plan  # order: indices into `rest`
+    estimates: OutputEstimates  # of `rest`
+    plan_seconds: float  # wall time of estimating and planning (s)
+
+    @property
+    def ordered(self) -> np.ndarray:
+        """Request indices in plan order."""
+        return self.rest[np.asarray(self.plan.order, dtype=np.int64)]
+
+    @property
+    def ordered_estimates(self) -> np.ndarray:
+        return self.estimates.tokens[np.asarray(self.plan.order, dtype=np.int64)]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRun:
+    """One simulated run of the pipeline."""
+
+    result: SimResult
+    planned: PlannedRest
+    warmup: np.ndarray  # request indices run first
+    settings: EngineSettings
+    replanned_at_step: int | None  # engine step of the re-plan (None: no warm-up)
+
+    @property
+    def plan(self) -> Plan:
+        return self.planned.plan
+
+
+DEFAULT_MAX_TOKENS = 512  # the output limit of requests whose workload names none
+
+
+def visible_requests(
+    workload: Workload, *, oracle: bool = False, default_max_tokens: int = DEFAULT_MAX_TOKENS
+) -> list[PlanRequest]:
+    """What planners may see: prompts and max_tokens (true lengths only for an oracle)."""
+    out = []
+    for request, limit in zip(workload.requests, workload.max_tokens, strict=True):
+        max_tokens = default_max_tokens if limit is None else limit
+        known = request.output_len if oracle else None
+        out.append(PlanRequest(request.request_id, request.prompt_token_ids, max_tokens, known))
+    return out
+
+
+def scan_sequence(
+    prompts: Sequence[np.ndarray | Sequence[int]],
+    indices: np.ndarray,
+    output_tokens: np.ndarray,
+) -> ScanSequence:
+    """The admission view of an ordered list of requests (indices into `prompts`)."""
+    lengths = np.fromiter((len(prompts[i]) for i in indices.tolist()), np.float64, len(indices))
+    shared = adjacent_lcp(prompts, indices).astype(np.float64)
+    return ScanSequence(indices.astype(np.int64), lengths, shared, output_tokens)
+
+
+class PipelineSimulator:
+    """One workload, one planner: the pipeline's runs under any engine settings."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        planner: Planner,
+        cost: CostModel,
+        *,
+        seed: int = 0,
+        oracle: bool = False,
+        warmup_fraction: float = WARMUP_FRACTION,
+        dual_scan: DualScanOptions | None = None,
+        engine: SimulatedEngine | None = None,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    ) -> None:
+        self.workload, self.planner, self.cost = workload, planner, cost
+        self.dual_scan = dual_scan
+        self.engine = engine or SimulatedEngine(EngineSettings(8192, 256))
+        self._prompts = [r.prompt_token_ids for r in workload.requests]
+        self._visible = visible_requests(
+            workload, oracle=oracle, default_max_tokens=default_max_tokens
+        )
+        first = estimate_outputs(self._visible)
+        trie = build_compact_trie(self._prompts)
+        self.warmup = select_warmup(trie, first.measured(), warmup_fraction, seed)
+        is_warmup = np.zeros(len(self._prompts), dtype=bool)
+        is_warmup[self.warmup] = True
+        self.rest = np.flatnonzero(~is_warmup)
+        self._rest_visible = [self._visible[i] for i in self.rest.tolist()]
+
+    def plan_rest(self, hints: Sequence[LengthHint] = ()) -> PlannedRest:
+        """Estimate and plan the requests after the warm-up, knowing `hints`."""
+        started = time.perf_counter()
+        estimates = estimate_outputs(self._rest_visible, hints)
+        plan = self.planner.plan(self._rest_visible, estimates)
+        return PlannedRest(self.rest, plan, estimates, time.perf_counter() - started)
+
+    def policy(self, planned: PlannedRest, settings: EngineSettings) -> AdmissionPolicy:
+        sequence = scan_sequence(self._prompts, planned.ordered, planned.ordered_estimates)
+        return admission_policy(
+            planned.plan.admission, sequence, self.cost, settings, self.dual_scan
+        )
+
+    def run(self, settings: EngineSettings) -> PipelineRun:
+        """Warm-up, re-plan, run: the whole workload on an engine with `settings`."""
+        engine = replace(self.engine, settings=settings)
+        box: list[PlannedRest] = []
+
+        def replan(outcome: WarmupOutcome) -> AdmissionPolicy:
+            box.append(self.plan_rest(warmup_hints(self._visible, outcome)))
+            return self.policy(box[0], settings)
+
+        if len(self.warmup):
+            policy: AdmissionPolicy = WarmupThenReplan(
+                self.warmup.tolist(),
+                replan,
+                n_rest=len(self.rest),
+                window=2 * settings.max_num_seqs,
+            )
+        else:
+            box.append(self.plan_rest())
+            policy = self.policy(box[0], settings)
+        result = simulate_online(self.workload.requests, policy, self.cost, engine.config())
+        replanned = policy.replanned_at_step if isinstance(policy, WarmupThenReplan) else None
+        return PipelineRun(result, box[0], self.warmup, settings, replanned)
+
+    def search(self, planned: PlannedRest, candidates: Sequence[EngineSettings]) -> SettingsSearch:
+        """The best candidate for `planned`, simulating its requests at their estimated
+        lengths (what the pipeline knows after the warm-up)."""
+        ordered = [self.workload.requests[i] for i in planned.ordered.tolist()]
+        return search_order_settings(
+            ordered,
+            planned.ordered_estimates,
+            planned.plan.admission,
+            self.cost,
+            candidates,
+            self.engine.config(),
+            self.dual_scan,
+        )
+
+
+def simulate_pipeline(
+    workload: Workload,
+    planner: Planner,
+    cost: CostModel,
+    engine: SimulatedEngine,
+    *,
+    seed: int = 0,
+    oracle: bool = False,
+    warmup_fraction: float = WARMUP_FRACTION,
+    dual_scan: DualScanOptions | None = None,
+) -> PipelineRun:
+    """Warm-up, re-plan, run, with `engine`'s settings (module invariant)."""
+    simulator = PipelineSimulator(
+        workload,
+        planner,
+        cost,
+        seed=seed,
+        oracle=oracle,
+        warmup_fraction=warmup_fraction,
+        dual_scan=dual_scan,
+        engine=engine,
+    )
+    return simulator.run(engine.settings)
+
+
+def warmup_hints(visible: Sequence[PlanRequest], outcome: WarmupOutcome) -> list[LengthHint]:
+    """The warm-up's measurements as hints: finished lengths, and lower bounds of the rest."""
+    hints = [
+        LengthHint(visible[i].prompt_token_ids, tokens, EstimateSource.WARMUP)
+        for i, tokens in outcome.finished.items()
+    ]
+    hints += [
+        LengthHint(
+            visible[i].prompt_token_ids,
+            max(1, tokens),
+            EstimateSource.WARMUP,
+            censored=True,
+            max_tokens=visible[i].max_tokens,
+        )
+        for i, tokens in outcome.running.items()
+    ]
+    return hints
