@@ -32,11 +32,12 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from blend.admission.dual_scan import DualScanOptions
 from blend.cost import CostModel
 from blend.engine_settings import (
     EngineSettings,
@@ -70,13 +71,14 @@ class Job:
     family: str
     planner: str
     n: int
+    step_model: str = "vllm"  # see bench_cost
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
     workload: str
     family: str
-    planner: str  # a planner name, or blendserve-oracle / blendserve-in-order
+    planner: str  # a planner name, or blendserve-oracle / -in-order / -no-pace (ablations)
     mode: str  # default | best | pipeline
     max_num_batched_tokens: int
     max_num_seqs: int
@@ -100,16 +102,18 @@ def load_workload(job: Job) -> Workload:
     return draw_instance(family, job.n, int(seed)).workload
 
 
-def jobs(n: int, family_n: int, instances: int, planners: Sequence[str]) -> Iterator[Job]:
+def jobs(
+    n: int, family_n: int, instances: int, planners: Sequence[str], step_model: str
+) -> Iterator[Job]:
     for name in MAIN_MIXES:
         for planner in planners:
-            yield Job(name, MAIN_MIX, planner, n)
+            yield Job(name, MAIN_MIX, planner, n, step_model)
     for family in FAMILIES:
         if family == "main-mix":
             continue  # the paper's four mixes stand for it
         for seed in range(instances):
             for planner in planners:
-                yield Job(f"{family}#{seed}", family, planner, family_n)
+                yield Job(f"{family}#{seed}", family, planner, family_n, step_model)
 
 
 class _Recorder:
@@ -147,10 +151,24 @@ class _Recorder:
         )
 
 
+STEP_MODELS = ("vllm", "overlap")  # the hardware profile's step model, or everything overlapping
+
+
+def bench_cost(step_model: str) -> CostModel:
+    """llama-3.1-8b on a100-80g; "overlap" replaces vLLM's step model (attention after the
+    GEMMs, soft roofline knee) by one where compute and memory traffic overlap within a step,
+    as in engines that split batches to overlap kernels (NanoFlow, which BlendServe builds on)."""
+    cost = default_cost()
+    if step_model == "overlap":
+        hw = replace(cost.hardware, attention_after_gemm=False, roofline_sharpness=0.0)
+        return CostModel(cost.model, hw)
+    return cost
+
+
 def run_job(job: Job) -> list[Row]:
     """Every settings mode of one planner on one workload (in a worker process)."""
     workload = load_workload(job)
-    cost = default_cost()
+    cost = bench_cost(job.step_model)
     recorder = _Recorder(job, workload.requests, cost)
     default = vllm_default_settings(cost.hardware, MAX_MODEL_LEN)
     planner = make_planner(job.planner, cost=cost)
@@ -176,6 +194,11 @@ def run_job(job: Job) -> list[Row]:
         static = BlendServePlanner(cost, online=False)
         in_order = PipelineSimulator(workload, static, cost).run(best.settings)
         recorder.add("blendserve-in-order", "best", in_order, time.perf_counter() - started)
+        started = time.perf_counter()
+        unpaced = PipelineSimulator(
+            workload, planner, cost, dual_scan=DualScanOptions(pace=False)
+        ).run(best.settings)
+        recorder.add("blendserve-no-pace", "best", unpaced, time.perf_counter() - started)
     return recorder.rows
 
 
@@ -233,8 +256,8 @@ def family_summary(rows: Sequence[Row]) -> str:
     lines = [
         "| family | instances | BlendServe vs DFS (mean, worst) | vs naive-blend | vs BatchLLM "
         "| vs DFS, all at the default engine | vs DFS as the pipeline chooses "
-        "| warm-up plan / oracle plan | sharing kept (worst) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| warm-up plan / oracle plan | pacing on / off | sharing kept (worst) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def ratios(workloads: list[str], peer: str, mode: str = "best") -> list[float]:
@@ -259,9 +282,53 @@ def family_summary(rows: Sequence[Row]) -> str:
             f"{cell(ratios(workloads, 'naive-blend'))} | {cell(ratios(workloads, 'batchllm'))} | "
             f"{cell(ratios(workloads, 'dfs', 'default'))} | "
             f"{cell(ratios(workloads, 'dfs', 'pipeline'))} | "
-            f"{cell(oracle)} | {sharing:.1%} |"
+            f"{cell(oracle)} | {cell(ratios(workloads, 'blendserve-no-pace'))} | "
+            f"{sharing:.1%} |"
         )
     return "\n".join(lines)
+
+
+GAP_PLANNERS = ("dfs", "batchllm", "blendserve", "blendserve-oracle")
+
+
+def gap_table(rows: Sequence[Row]) -> str:
+    """The main mixes' makespans split into T_opt and the causes of the gap (each planner at
+    its best settings; blend/simulate/gap.py)."""
+    lines = [
+        "| mix | planner | T_opt s | + bound's decode sharing | + extra work | + weight reads "
+        "| + other side | + overhead | = makespan s | drain s | KV discarded (tokens) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.family != MAIN_MIX or r.mode != "best" or r.planner not in GAP_PLANNERS:
+            continue
+        g = r.gap
+        terms = [
+            "optimal_s",
+            "bound_decode_sharing_s",
+            "extra_work_s",
+            "weight_reads_s",
+            "other_side_s",
+            "overhead_s",
+        ]
+        cells = " | ".join(f"{g[t]:,.0f} ({g[t] / g['makespan_s']:.0%})" for t in terms)
+        lines.append(
+            f"| {r.workload} | {r.planner} | {cells} | {g['makespan_s']:,.0f} | "
+            f"{g['drain_s']:,.0f} | {g['kv_discarded_tokens']:,} |"
+        )
+    return "\n".join(lines)
+
+
+def write_tables(path: Path, rows: Sequence[Row], model: str) -> None:
+    """Fill the step model's tables of `path` (markers name the table and the model)."""
+    for name, table in (
+        ("rows", ratio_table(rows)),
+        ("families", family_summary(rows)),
+        ("gap", gap_table(rows)),
+    ):
+        write_markdown(
+            path, table, f"<!-- planners: {name} {model} -->", f"<!-- end {name} {model} -->"
+        )
 
 
 def write_markdown(path: Path, table: str, begin: str, end: str) -> None:
@@ -302,17 +369,28 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=2, help="draws per family")
     parser.add_argument("--planners", default=",".join(PLANNERS))
     parser.add_argument("--workers", type=int, default=2, help="processes")
+    parser.add_argument("--step-model", choices=STEP_MODELS, default="vllm")
     parser.add_argument("--quick", action="store_true", help="10k requests, one draw per family")
     parser.add_argument("--json", type=Path, default=None, help="write every row here")
     parser.add_argument("--markdown", type=Path, default=None, help="fill this file's tables")
     parser.add_argument("--scale-1m", action="store_true", help="time planning 1M requests")
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="render --markdown from these rows"
+    )
     args = parser.parse_args()
+    if args.from_json:
+        rows = [Row(**r) for r in json.loads(args.from_json.read_text())]
+        if args.markdown:
+            write_tables(args.markdown, rows, args.step_model)
+        print(ratio_table(rows), family_summary(rows), gap_table(rows), sep="\n\n")
+        return
     if args.scale_1m:
         plan_1m()
         return
     if args.quick:
         args.n, args.family_n, args.instances = 10_000, 10_000, 1
-    todo = list(jobs(args.n, args.family_n, args.instances, args.planners.split(",")))
+    planners = args.planners.split(",")
+    todo = list(jobs(args.n, args.family_n, args.instances, planners, args.step_model))
     started = time.perf_counter()
     rows: list[Row] = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
@@ -329,10 +407,7 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     if args.markdown:
-        write_markdown(args.markdown, table, "<!-- planners: rows -->", "<!-- end rows -->")
-        write_markdown(
-            args.markdown, summary, "<!-- planners: families -->", "<!-- end families -->"
-        )
+        write_tables(args.markdown, rows, args.step_model)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,27 @@
 """The executor's feed: an admission policy over plan positions, speaking to a real engine.
 
 Invariant: the policy names plan positions (seq); this feed turns its choices into engine
-requests (RequestLoader) and the engine's state and finishes back into positions, so the
-policy object is the very one the simulator drives (blend/simulate/engine.py).
+requests (RequestLoader) and the engine's state and finishes back into positions, and asks
+the policy at the same events the simulator does (a finish, a dry waiting queue, an idle
+engine: admission/base.py), so the policy object is the very one the simulator drives
+(blend/simulate/engine.py) and sees the same moments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from blend.admission.base import AdmissionPolicy
 from blend.engines.base import EngineOutput, EngineRequest, EngineState
-from blend.plan_items import RequestLoader
+
+
+class RequestSource(Protocol):
+    def take(self, seqs: Sequence[int]) -> list[EngineRequest]:
+        """The engine requests of these positions (blend.plan_items.RequestLoader)."""
+        ...
 
 
 class _EngineView:
@@ -66,11 +74,13 @@ class _EngineView:
 class AdmissionFeed:
     """Feeds an engine the requests an admission policy picks (by plan position)."""
 
-    def __init__(self, policy: AdmissionPolicy, loader: RequestLoader) -> None:
+    def __init__(self, policy: AdmissionPolicy, loader: RequestSource) -> None:
         self.policy = policy
         self._loader = loader
         self._seq_of: dict[str, int] = {}  # requests in flight: request id -> position
         self._id_of: dict[int, str] = {}
+        self._waiting = 0  # the engine's waiting requests at the last call
+        self._first = True
 
     @property
     def exhausted(self) -> bool:
@@ -83,6 +93,12 @@ class AdmissionFeed:
             if seq is not None:
                 self._id_of.pop(seq, None)
                 done.append((seq, output.n_output_tokens))
+        drained = self._waiting > 0 and state.num_waiting == 0
+        idle = state.num_running == 0 and state.num_waiting == 0
+        self._waiting = state.num_waiting
+        if not (done or drained or idle or self._first):  # the policy's events only
+            return []
+        self._first = False
         seqs = self.policy.admit(_EngineView(state, done, self._seq_of, self._id_of))
         requests = self._loader.take(seqs)
         for seq, request in zip(seqs, requests, strict=True):

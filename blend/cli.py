@@ -472,6 +472,18 @@ def _print_run(r: Any) -> None:
                 else ""
             )
         )
+    _print_estimates(r)
+
+
+def _print_estimates(r: Any) -> None:
+    if not r.estimates:
+        return
+    console.print("  output estimates vs actual (largest prefix groups; view estimate_accuracy):")
+    for g in r.estimates:
+        console.print(
+            f"    {g.prefix_group or '(no group)'}: {g.n_requests} requests, estimated "
+            f"{g.mean_estimate:,.0f} ({g.est_source}), actual {g.mean_actual:,.0f} tokens"
+        )
 
 
 def _print_where(store: Store, dataset: str) -> None:

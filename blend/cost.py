@@ -1,6 +1,6 @@
 """Model and hardware specs, and the cost model planners and the simulator share.
 
-Per request (papers.md section 1), for a prompt of p tokens and an output of d tokens:
+Per request (docs/papers.md, BlendServe), for a prompt of p tokens and an output of d tokens:
     Comp(r) = 2 (p + d) P / F_eff                       seconds of dense compute
     Mem(r)  = (p d + d^2 / 2) * kv_bytes_per_token / W_eff   seconds of KV reads
     rho(r)  = Comp / Mem   (> 1 compute-heavy, < 1 memory-heavy)

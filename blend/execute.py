@@ -54,8 +54,10 @@ from blend.results import (
     run_dir,
 )
 from blend.run_records import (
+    GroupEstimate,
     RunRecordError,
     check_resumable,
+    estimate_accuracy,
     latest_unfinished_run,
     new_run_id,
     record_run_finish,
@@ -101,6 +103,8 @@ class RunReport:
     n_engine_restarts: int = 0  # engine failures survived by restarting (this execution)
     settings: EngineSettings | None = None  # what the engine ran with (its last start)
     replan: dict | None = None  # what the re-plan after the warm-up measured and chose
+    # estimated vs actual output tokens of its largest prefix groups (completed runs)
+    estimates: list[GroupEstimate] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
@@ -286,6 +290,7 @@ def _execute(
         n_engine_restarts=len(engine.failures),
         settings=engine.settings,
         replan=loop.revision.report if loop.revision is not None else None,
+        estimates=estimate_accuracy(store, run.run_id),
         **totals,
     )
 
@@ -464,6 +469,7 @@ class _RunLoop:
             prompt_tokens=self._items.prompt_tokens[seqs],
             shared_prev=shared_across_gaps(revision.shared_prev, kept),
             output_tokens=revision.est_output_tokens[kept],
+            output_spread=revision.est_spread[kept],
         )
         return admission_policy(revision.admission, sequence, self._cost(), self._engine.settings)
 
@@ -474,6 +480,7 @@ class _RunLoop:
             prompt_tokens=items.prompt_tokens[seqs],
             shared_prev=items.filtered_shared_prev(seqs),
             output_tokens=items.est_output_tokens[seqs],
+            output_spread=items.est_spread[seqs],
         )
         return admission_policy(kind, sequence, self._cost(), self._engine.settings)
 

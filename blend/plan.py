@@ -285,6 +285,7 @@ def _items_table(
             "prompt_tokens": pa.array([len(prompts[i]) for i in picked], pa.int64()),
             "shared_prev": pa.array(adjacent_lcp(prompts, order), pa.int64()),
             "est_output_tokens": pa.array(estimates.tokens[order], pa.float64()),
+            "est_spread": pa.array(estimates.spread[order], pa.float64()),
             "est_source": pa.array([estimates.source[i].value for i in picked], pa.string()),
             "prefix_group": pa.array([estimates.group_key[i] for i in picked], pa.string()),
         }

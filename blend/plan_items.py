@@ -77,6 +77,7 @@ class PlanItems:
     prompt_tokens: np.ndarray  # float64
     shared_prev: np.ndarray  # float64, tokens shared with the previous position
     est_output_tokens: np.ndarray  # float64 (max_tokens-free plans made before estimates: 0)
+    est_spread: np.ndarray  # float64 std of log length behind each estimate (0: a point)
     is_warmup: np.ndarray  # bool
 
     def __len__(self) -> int:
@@ -95,6 +96,7 @@ class PlanItems:
             prompt_tokens=numbers("prompt_tokens"),
             shared_prev=numbers("shared_prev"),
             est_output_tokens=numbers("est_output_tokens"),
+            est_spread=numbers("est_spread"),
             is_warmup=pc.equal(table["side"], "W").fill_null(False).to_numpy(),
         )
 

@@ -53,6 +53,7 @@ class Revision:
     seqs: np.ndarray  # int64 plan positions, in the revised order
     shared_prev: np.ndarray  # float64 tokens shared with the previous one in this order
     est_output_tokens: np.ndarray  # float64
+    est_spread: np.ndarray  # float64 std of log length behind each estimate
     admission: AdmissionKind
     settings: EngineSettings | None  # new engine settings (None: keep the running ones)
     report: dict = field(default_factory=dict)  # what was measured and chosen (replan_json)
@@ -98,7 +99,9 @@ def replan_after_warmup(
     ordered_estimates = estimates.tokens[order]
     prompts = [rows[ids[s]]["token_ids"] for s in seqs.tolist()]
     shared = adjacent_lcp(prompts, np.arange(len(prompts))).astype(np.float64)
-    settings, search = _settings(ctx, prompts, ordered_estimates, admission, cost)
+    settings, search = _settings(
+        ctx, prompts, ordered_estimates, estimates.spread[order], admission, cost
+    )
     report = {
         "replanned_s": time.perf_counter() - started,
         "warmup_finished": len(measured),
@@ -114,7 +117,9 @@ def replan_after_warmup(
             "max_num_seqs": settings.max_num_seqs,
         },
     }
-    revision = Revision(seqs, shared, ordered_estimates, admission, settings, report)
+    revision = Revision(
+        seqs, shared, ordered_estimates, estimates.spread[order], admission, settings, report
+    )
     _store(ctx, revision, ids, [estimates.source[i] for i in order.tolist()], estimates, order)
     return revision
 
@@ -132,6 +137,7 @@ def load_revision(ctx: ReplanContext) -> Revision | None:
         seqs=table["plan_seq"].to_numpy().astype(np.int64),
         shared_prev=table["shared_prev"].fill_null(0).to_numpy().astype(np.float64),
         est_output_tokens=table["est_output_tokens"].fill_null(0).to_numpy().astype(np.float64),
+        est_spread=table["est_spread"].fill_null(0).to_numpy().astype(np.float64),
         admission=AdmissionKind(report["admission"]),
         settings=None,
         report=report,
@@ -247,6 +253,7 @@ def _settings(
     ctx: ReplanContext,
     prompts: list[list[int]],
     estimates: np.ndarray,
+    spread: np.ndarray,
     admission: AdmissionKind,
     cost: CostModel,
 ) -> tuple[EngineSettings | None, dict | None]:
@@ -263,7 +270,9 @@ def _settings(
         ctx.running, max_model_len, memory_centric_seqs(ctx.kv_capacity_tokens, footprint)
     )
     template = SimConfig(kv_capacity_tokens=ctx.kv_capacity_tokens, block_size=ctx.block_size)
-    search = search_order_settings(requests, estimates, admission, cost, candidates, template)
+    search = search_order_settings(
+        requests, estimates, admission, cost, candidates, template, spread=spread
+    )
     current = search.makespan_of(candidates[0])
     best = search.best
     gain_s = current - search.makespan_of(best)
@@ -294,6 +303,7 @@ def _store(
             "request_id": pa.array([ids[s] for s in revision.seqs.tolist()], pa.string()),
             "shared_prev": pa.array(revision.shared_prev.astype(np.int64), pa.int64()),
             "est_output_tokens": pa.array(revision.est_output_tokens, pa.float64()),
+            "est_spread": pa.array(revision.est_spread, pa.float64()),
             "est_source": pa.array([s.value for s in sources], pa.string()),
             "prefix_group": pa.array([estimates.group_key[i] for i in order.tolist()], pa.string()),
         }

@@ -8,6 +8,7 @@ open in between (DuckDB allows one writing process).
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -108,3 +109,26 @@ def record_run_finish(
             totals = {k: int(row[k]) for k in totals}
         con.execute(sql.load("execute/finish_run"), {"run_id": run_id, **execution, **totals})
     return totals
+
+
+@dataclass(frozen=True, slots=True)
+class GroupEstimate:
+    """Estimated against actual output tokens of one prefix group of a run (warm-up excluded)."""
+
+    prefix_group: str | None
+    est_source: str | None  # the most common source of the group's estimates
+    n_requests: int
+    mean_estimate: float  # tokens
+    mean_actual: float  # tokens
+    mean_abs_error: float  # tokens
+    estimate_over_actual: float | None
+
+
+def estimate_accuracy(store: Store, run_id: str, limit: int = 5) -> list[GroupEstimate]:
+    """The run's largest prefix groups with their estimates against what ran (the
+    `estimate_accuracy` view)."""
+    with store.connect() as con:
+        rows = fetch_dicts(
+            con, sql.load("execute/run_estimate_accuracy"), {"run_id": run_id, "limit": limit}
+        )
+    return [GroupEstimate(**r) for r in rows]

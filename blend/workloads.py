@@ -1,4 +1,4 @@
-"""Synthetic workloads that reproduce the statistics of the BlendServe traces (papers.md s.1).
+"""Synthetic workloads with the statistics of the BlendServe traces (see docs/papers.md).
 
 Invariant: every generator is a pure function of its arguments (seeded numpy), returns
 SimRequests with token-id prompts (int32 arrays, ids >= 1000 so they never collide with
@@ -304,7 +304,7 @@ def grid_mixes(
     scale: float = 1.0,
     seed: int = 0,
 ) -> dict[tuple[float, float], list[SimRequest]]:
-    """The rho x sharing grid (papers.md: rho 0.80-1.40, sharing 0.05-0.45)."""
+    """The rho x sharing grid (docs/papers.md: rho 0.80-1.40, sharing 0.05-0.45)."""
     n = max(50, round(FULL_MIX_REQUESTS * scale))
     return {(r, s): blend_mix(r, s, n, seed) for r in rhos for s in sharings}
 

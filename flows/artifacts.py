@@ -119,7 +119,27 @@ def summary_markdown(
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {'n/a' if v is None else v} |" for k, v in row.items()]
         lines += ["", f"Results: `{run.results_dir}`"]
+        lines += _estimate_lines(run)
     return "\n".join(lines) + "\n"
+
+
+def _estimate_lines(run: RunReport) -> list[str]:
+    """Estimated against actual output tokens of the run's largest prefix groups."""
+    if not run.estimates:
+        return []
+    lines = [
+        "",
+        "## Output estimates vs actual (largest prefix groups)",
+        "",
+        "| prefix group | requests | source | estimated | actual | mean abs. error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for g in run.estimates:
+        lines.append(
+            f"| {g.prefix_group or '(none)'} | {g.n_requests} | {g.est_source} | "
+            f"{g.mean_estimate:,.0f} | {g.mean_actual:,.0f} | {g.mean_abs_error:,.0f} |"
+        )
+    return lines
 
 
 def _plan_lines(plan: PlanReport) -> list[str]:

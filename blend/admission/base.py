@@ -5,8 +5,9 @@ leaves an idle engine waiting: when nothing runs or waits in the engine, `admit`
 least one request while any remain. Policies see the engine only through `EngineView`, so the
 same policy object drives the real executor (vLLM's add_request / step) and the simulator.
 The driver calls `admit` once before the first step and again after every step in which
-requests finished (and whenever the engine is idle); between those events a policy has
-nothing new to learn, since only finishes free slots and KV blocks.
+requests finished or the engine scheduled the last request it had waiting (and whenever the
+engine is idle): only finishes free slots and KV blocks, and a dry queue is the engine asking
+for more; between those events a policy is not asked (the simulator skips ahead over them).
 """
 
 from __future__ import annotations

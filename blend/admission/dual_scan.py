@@ -7,27 +7,36 @@ admitted once. The KV cache M (tokens, read from the engine) is split between th
 that the blend sits at the density of what is left, rho_rt:
     M_L = M (rho_rt - rho_R) / (rho_L - rho_R),  M_R = M - M_L    (clamped to [0, M])
 (rho_L / rho_R: densities of the next `window` positions of each scanner; re-split every
-`resplit_every` admissions). Each side is charged the average KV footprint of its requests in
-flight, unshared prompt + estimated output / 2 (BlendServe's N = M_side / (p + d/2)), and the
-side further below its share admits next. What may be admitted at all follows the engine's
-real state: the projected peak KV of everything in flight (kv_projection.py: true lengths so
-far, estimates for the rest) stays within the cache, so vLLM never has to preempt; requests
-in flight stay within max_num_seqs; prompt tokens handed over and not yet computed stay within
-`queue_steps` steps of max_num_batched_tokens, so the engine's first-come-first-served queue
-never decides the blend. A left request that outlives its estimate moves to the right share
-(its estimate doubles).
+`resplit_every` admissions). Each side's memory becomes its share of running requests,
+N_side = M_side / (p + d/2) (p: unshared prompt tokens, d: estimated output, means over its
+window; scaled down together to max_num_seqs when they exceed it), and the side further
+below its share admits next (the other one may borrow what it cannot use).
+
+What may be admitted at all follows the engine's real state: the projected peak KV of
+everything in flight (kv_projection.py: true lengths so far, estimates for the rest) stays
+within the cache, so vLLM never has to preempt; requests in flight stay within max_num_seqs;
+prompt tokens handed over and not yet computed stay within `queue_steps` steps of
+max_num_batched_tokens, so the engine's first-come-first-served queue never decides the
+blend. A left request that outlives its estimate moves to the right share (its estimate
+doubles). Pacing (beyond the paper): compute-heavy requests (whose compute outweighs their KV
+reads) are admitted no faster than spreads their work evenly over the steps the memory-heavy
+requests in flight still need, so that their prefill fills the memory-bound decode steps of
+long generations instead of finishing first and leaving those alone at the end;
+memory-heavy ones start as soon as the KV projection lets them.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from blend.admission.base import EngineView
 from blend.admission.kv_projection import KvProjection
+from blend.admission.kv_projection import _kernels as kv_kernels
 from blend.cost import CostModel
 from blend.planners.blendserve.scan import split_memory
 
@@ -42,10 +51,14 @@ class ScanSequence:
     prompt_tokens: np.ndarray
     shared_prev: np.ndarray  # prompt tokens shared with the previous position
     output_tokens: np.ndarray  # estimated output tokens
+    # std of log output length behind each estimate (0: a point estimate); see kv_projection
+    output_spread: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.index)
-        for name in ("prompt_tokens", "shared_prev", "output_tokens"):
+        if self.output_spread is None:
+            object.__setattr__(self, "output_spread", np.zeros(n))
+        for name in ("prompt_tokens", "shared_prev", "output_tokens", "output_spread"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"ScanSequence.{name} has {len(getattr(self, name))} != {n}")
 
@@ -58,7 +71,9 @@ class DualScanOptions:
     resplit_every: int = 32  # admissions between memory re-splits
     kv_fill: float = 0.98  # projected peak KV kept within this share of the cache
     queue_steps: float = 2.0  # prompt tokens not yet computed: at most this many steps' worth
-    borrow: bool = False  # a side may exceed its share while the other side cannot admit
+    borrow: bool = True  # a side may exceed its share while the other side cannot admit
+    pace: bool = True  # spread the left side's work over the right side's remaining steps
+    pace_burst_steps: float = 8.0  # left credit saved up at most (steps' worth of work)
 
 
 class _Prefix:
@@ -74,8 +89,6 @@ class _Prefix:
 @dataclass(slots=True)
 class _InFlight:
     side: int
-    charge: float  # average KV footprint charged to its side (tokens)
-    unshared: float  # prompt tokens it computes (not shared with its scanner's previous one)
     estimate: float  # estimated output tokens
 
 
@@ -90,15 +103,16 @@ class DualScanAdmission:
         self.lo, self.hi = 0, len(sequence.index)  # left takes lo, right takes hi - 1
         self.n_resplits = 0
         self.n_moved = 0  # left requests moved right after outliving their estimate
-        self._used = [0.0, 0.0]  # charged KV tokens per side
         self._count = [0, 0]  # requests in flight per side
+        self._slots = [1.0, 1.0]  # N_L, N_R: running requests each side should hold
         self._share = [0.0, 0.0]  # M_L, M_R (tokens)
         self._inflight: dict[int, _InFlight] = {}
         self._checks: list[tuple[int, int]] = []  # (step, index): outlive checks of left ones
         self._since_split = 0
         self._capacity = 0.0
         self._block_size = 1
-        self._projection = KvProjection()
+        self._shared_tree: np.ndarray | None = None  # range minima of shared_prev (blocks)
+        self._projection = KvProjection(self._shared_between)
         p, d = sequence.prompt_tokens, sequence.output_tokens
         comp_per_token = cost.comp_s(1.0, 0.0)
         mem_per_read = cost.mem_s(1.0, 1.0) - cost.mem_s(0.0, 1.0)
@@ -106,7 +120,25 @@ class DualScanAdmission:
         self._mem = _Prefix(mem_per_read * (p * d + d * d / 2.0))
         self._prompt = _Prefix(p)
         self._shared = _Prefix(sequence.shared_prev)
+        self._output = _Prefix(d)
+        unshared = np.maximum(p - sequence.shared_prev, 0.0)
+        comp = comp_per_token * (unshared + d)
+        mem = mem_per_read * (p * d + d * d / 2.0)
+        # compute-heavy positions (their own compute outweighs their KV reads): paced
+        self._dense = comp >= mem
+        self._work = _Prefix(np.where(self._dense, unshared + d, 0.0))  # paced tokens
+        self._area = _Prefix(unshared * d + d * d / 2.0)  # KV tokens x steps held
+        self._credit = 0.0  # compute-heavy tokens that may still be admitted now (pacing)
+        # tokens a step computes in the time it reads the weights: below, reading dominates
+        self._knee_tokens = (
+            cost.model.weight_bytes / cost.hardware.effective_bandwidth / max(comp_per_token, 1e-30)
+        )
+        self._generated_of: Callable[[np.ndarray], np.ndarray] = lambda i: np.zeros(len(i))
+        self._inflight_dense: set[int] = set()  # compute-heavy requests in flight
+        self._last_step = 0
+        self.remaining_steps = 0.0  # the last pacing estimate of the right side's steps
         self._position = {int(i): k for k, i in enumerate(sequence.index.tolist())}
+        self._spread: np.ndarray = np.asarray(sequence.output_spread, dtype=np.float64)
 
     @property
     def num_remaining(self) -> int:
@@ -116,11 +148,15 @@ class DualScanAdmission:
         if self._capacity == 0.0:
             self._capacity = float(engine.kv_blocks_total * engine.block_size)
             self._block_size = engine.block_size
+            bs = self._block_size
+            self._shared_tree = kv_kernels().min_tree(self.sequence.shared_prev // bs * bs)
         for index, _ in engine.finished:
             self._release(index)
         self._move_outliers(engine)
         self._projection.refresh(engine.generated_of)
         pending = self._projection.pending_prompt_tokens
+        self._generated_of = engine.generated_of
+        self._earn_credit(engine.step)
         if self._since_split == 0 or self._since_split >= self.options.resplit_every:
             self._resplit()
         # each request may hold up to a block more than its tokens (blocks fill as it grows)
@@ -133,7 +169,7 @@ class DualScanAdmission:
             if side is None:
                 break
             k = self.lo if side == LEFT else self.hi - 1
-            pending += self._unshared(k, side)
+            pending += self._prefill(k, side)
             admitted.append(self._take(side, engine.step))
             if self._since_split >= self.options.resplit_every:
                 self._resplit()
@@ -143,7 +179,7 @@ class DualScanAdmission:
 
     def _release(self, index: int) -> None:
         entry = self._inflight.pop(index)
-        self._used[entry.side] -= entry.charge
+        self._inflight_dense.discard(index)
         self._count[entry.side] -= 1
         self._projection.remove(index)
 
@@ -165,13 +201,36 @@ class DualScanAdmission:
                 heapq.heappush(self._checks, (next_check, index))
                 continue
             entry.estimate = 2.0 * max(entry.estimate, tokens)
-            self._used[LEFT] -= entry.charge
             self._count[LEFT] -= 1
-            entry.side, entry.charge = RIGHT, entry.unshared + entry.estimate / 2.0
-            self._used[RIGHT] += entry.charge
+            entry.side = RIGHT
             self._count[RIGHT] += 1
             self._projection.set_estimate(index, entry.estimate)
             self.n_moved += 1
+
+    def _earn_credit(self, step: int) -> None:
+        """Compute-heavy work (tokens) that may be admitted now: what is left of it spread
+        evenly over the steps the memory-heavy requests in flight still need by their
+        estimates (those past their estimate count for nothing: how long they still run is
+        unknown), and never less than a step's GEMM roofline knee, below which the weights'
+        read is not hidden (so pacing never leaves steps weight-bound).
+        """
+        elapsed = max(0, step - self._last_step)
+        self._last_step = step
+        if not self.options.pace:
+            return
+        self.remaining_steps = max(1.0, self._longest_memory_heavy())
+        rate = max(self._work.sum(self.lo, self.hi) / self.remaining_steps, self._knee_tokens)
+        cap = self.options.pace_burst_steps * rate
+        self._credit = min(cap, self._credit + max(1, elapsed) * rate)
+
+    def _longest_memory_heavy(self) -> float:
+        """Steps the longest memory-heavy request in flight has left by its estimate."""
+        heavy = [i for i in self._inflight if i not in self._inflight_dense]
+        if not heavy:
+            return 0.0
+        estimates = np.fromiter((self._inflight[i].estimate for i in heavy), float, len(heavy))
+        generated = self._generated_of(np.asarray(heavy, dtype=np.int64))
+        return float(np.max(estimates - generated))
 
     def _resplit(self) -> None:
         lo, hi, w = self.lo, self.hi, self.options.window
@@ -185,8 +244,20 @@ class DualScanAdmission:
             self._rho(lo, hi),
         )
         self._share = [m_left, m_right]
+        slots = [
+            m_left / self._footprint(lo, left_end),
+            m_right / self._footprint(right_start, hi),
+        ]
+        scale = min(1.0, self.options.max_num_seqs / max(sum(slots), 1e-9))
+        self._slots = [max(1.0, n * scale) for n in slots]
         self._since_split = 0
         self.n_resplits += 1
+
+    def _footprint(self, a: int, b: int) -> float:
+        """Mean KV tokens a request of [a, b) holds over its life: unshared prompt + d / 2."""
+        count = max(1, b - a)
+        unshared = (self._prompt.sum(a, b) - self._shared.sum(a + 1, b)) / count
+        return max(1.0, unshared + self._output.sum(a, b) / count / 2.0)
 
     def _rho(self, a: int, b: int) -> float:
         mem = self._mem.sum(a, b)
@@ -198,26 +269,52 @@ class DualScanAdmission:
 
     # -- admission ---------------------------------------------------------------------------
 
+    def _shared_between(self, positions: np.ndarray) -> np.ndarray:
+        """Prompt KV tokens (whole blocks) each of these ascending positions shares with the
+        one before it: the least shared_prev between them (the sequence keeps a prefix's
+        requests together, so this is what their prompts have in common at least)."""
+        if self._shared_tree is None:
+            return np.zeros(len(positions))
+        return kv_kernels().adjacent_minima(self._shared_tree, positions)
+
     def _unshared(self, k: int, side: int) -> float:
-        """KV tokens position k adds to the cache: its prompt, less the prefix it shares with
-        the position its scanner took just before while that one is still in flight (whose
-        blocks it then reuses), rounded up to whole blocks."""
-        seq = self.sequence
+        """KV tokens position k adds to the cache for as long as it runs: its prompt's
+        blocks, less the whole blocks of the prefix it shares with the position its scanner
+        took just before, when that one is still in flight and expected to outlast it (else
+        the shared blocks would stay on its account after that one ends)."""
+        seq, bs = self.sequence, self._block_size
         neighbour = k - 1 if side == LEFT else k + 1
-        shared = 0.0
-        if 0 <= neighbour < len(seq.index) and int(seq.index[neighbour]) in self._inflight:
-            shared = seq.shared_prev[k] if side == LEFT else seq.shared_prev[k + 1]
-        tokens = float(seq.prompt_tokens[k] - shared)
-        return math.ceil(tokens / self._block_size) * self._block_size
+        shared_blocks = 0
+        if 0 <= neighbour < len(seq.index):
+            other = int(seq.index[neighbour])
+            if other in self._inflight and self._projection.lifetime(other) >= max(
+                1.0, float(seq.output_tokens[k])
+            ):
+                shared = seq.shared_prev[k] if side == LEFT else seq.shared_prev[k + 1]
+                shared_blocks = int(shared // bs)
+        return self._prompt_kv(k) - shared_blocks * bs
+
+    def _prompt_kv(self, k: int) -> float:
+        """KV tokens of position k's prompt blocks."""
+        bs = self._block_size
+        return float(math.ceil(self.sequence.prompt_tokens[k] / bs) * bs)
+
+    def _prefill(self, k: int, side: int) -> float:
+        """Prompt tokens position k computes: those past the prefix it shares with the
+        position its scanner took before (cached whether or not that one still runs)."""
+        seq = self.sequence
+        if side == LEFT:
+            shared = seq.shared_prev[k] if k > 0 else 0.0
+        else:
+            shared = seq.shared_prev[k + 1] if k + 1 < len(seq.index) else 0.0
+        return float(seq.prompt_tokens[k] - shared)
 
     def _pick(
         self, limit_kv: float, pending: float, limit_queue: float, *, empty: bool
     ) -> int | None:
         """The side to admit from next: the one further below its share among those whose
-        next request fits (KV projection, prefill queue); None if neither fits."""
-        deficits = [
-            (self._share[s] - self._used[s]) / max(self._share[s], 1.0) for s in (LEFT, RIGHT)
-        ]
+        next request fits (KV projection, prefill queue, pacing); None if neither fits."""
+        deficits = [(self._slots[s] - self._count[s]) / self._slots[s] for s in (LEFT, RIGHT)]
         preferred = LEFT if deficits[LEFT] >= deficits[RIGHT] else RIGHT
         for side in (preferred, 1 - preferred):
             if self.lo == self.hi:
@@ -226,16 +323,19 @@ class DualScanAdmission:
             unshared = self._unshared(k, side)
             if empty:  # never leave the engine idle
                 return side
-            if pending > 0 and pending + unshared > limit_queue:
+            if pending > 0 and pending + self._prefill(k, side) > limit_queue:
                 continue
             estimate = float(self.sequence.output_tokens[k])
-            within_share = (
-                self._used[side] + unshared + estimate / 2.0 <= self._share[side]
-                or self._count[side] == 0
-            )
+            within_share = self._count[side] < self._slots[side] or self._count[side] == 0
             if not (within_share or self.options.borrow):
                 continue
-            if self._projection.peak_with(unshared, estimate) <= limit_kv:
+            paced = (
+                not self._dense[k]
+                or not self.options.pace
+                or self._credit >= unshared + estimate
+                or not self._inflight_dense
+            )
+            if paced and self._projection.peak_with(unshared, estimate) <= limit_kv:
                 return side
         return None
 
@@ -249,12 +349,21 @@ class DualScanAdmission:
         unshared = self._unshared(k, side)
         estimate = float(self.sequence.output_tokens[k])
         index = int(self.sequence.index[k])
-        entry = _InFlight(side, unshared + estimate / 2.0, unshared, estimate)
+        entry = _InFlight(side, estimate)
+        if self._dense[k]:
+            self._credit -= unshared + estimate
+            self._inflight_dense.add(index)
         self._inflight[index] = entry
-        self._used[side] += entry.charge
         self._count[side] += 1
         self._since_split += 1
-        self._projection.add(index, unshared, estimate)
+        self._projection.add(
+            index,
+            self._prompt_kv(k),
+            estimate,
+            position=k,
+            prefill_tokens=self._prefill(k, side),
+            spread=float(self._spread[k]),
+        )
         self._projection.commit(unshared, estimate)
         if side == LEFT:  # checked once it should be done: its prefill plus its decodes
             heapq.heappush(self._checks, (step + 2 + math.ceil(estimate), index))

@@ -1,20 +1,29 @@
-"""The KV cache the requests in flight will hold from now on, if they run to their estimates.
+"""The KV cache the requests in flight will hold from now on, as their lengths are expected.
 
-Invariant: a request in flight holds f = (its unshared prompt tokens) + (output tokens so
-far) KV tokens now and grows by one token per step until its estimated remaining output r is
-done, then frees everything; a request past its estimate is assumed to run as long again as
-it has (r = its output so far). So the projected KV at step tau from now is
-    T(tau) = sum over requests with r > tau of (f + tau),
-and T only peaks just before a request ends (tau = r - 1) or now (tau = 0). `peak_with(u, d)`
-answers, in O(log n), the peak of T once a new request of u prompt tokens and d estimated
-output tokens joins; admission keeps that peak within the cache, which is what keeps vLLM from
-preempting (recomputing) requests for lack of blocks.
+Invariant: a request in flight holds its unshared prompt blocks plus its output tokens so far,
+g, and grows by one token per step until it ends, then frees what it held alone; prompt blocks
+it shares with other requests in flight (a common prefix: the same blocks, held once) stay
+until the last of those requests ends. How many steps a request has left is what its estimate
+says, as a distribution: with a spread (the standard deviation of log length among the
+measurements behind its estimate), its length is taken as lognormal with the estimate as mean,
+conditioned on the g tokens it has produced, and the request counts as QUANTILES equal-weight
+entries at the quantile midpoints of its remaining steps; without one, every quantile is the
+estimate (a request past such an estimate is taken to run another estimate's worth). The
+projected KV at step tau from now is
+    T(tau) = sum over entries with r > tau of (a + b x tau),
+growing entries (b = weight) for what a request holds alone, fixed ones (b = 0) for the shared
+prefix blocks; T only peaks just before an entry ends (tau = r - 1) or now (tau = 0).
+`peak_with(u, d)` answers, in O(log n), the peak of T once a new request of u KV tokens of its
+own and d estimated output tokens joins; admission keeps that peak within the cache, which is
+what keeps vLLM from preempting (recomputing) requests for lack of blocks. Spreading a request
+over its quantiles keeps a group of requests with the same estimate from looking as if they
+all ended at once (a peak no real run reaches).
 
-How: the requests sorted by r, with suffix sums of f, T at every breakpoint, a prefix maximum
-of T + tau and a suffix maximum of T. A request joining moves every breakpoint before its own
-end up by its f + tau (prefix maximum of T + tau), leaves the later ones (suffix maximum of T),
-and adds its own. The kernels are compiled with numba (an admission decision per request,
-tens of thousands per run; numpy's call overhead alone was most of a simulation's time).
+How: the entries sorted by r, with suffix sums of a and of b, T at every breakpoint, a prefix
+maximum of T + tau and a suffix maximum of T; a request joining moves every breakpoint before
+its own end up by its u + tau (prefix maximum of T + tau), leaves the later ones (suffix
+maximum of T), and adds its own. The kernels are compiled with numba (an admission decision
+per request, tens of thousands per run).
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+QUANTILES = 4  # entries a request with a spread counts as
+_MIDPOINTS = (np.arange(QUANTILES) + 0.5) / QUANTILES
 _KERNELS: Any = None
 
 
@@ -37,37 +48,89 @@ def _kernels() -> Any:
     return _KERNELS
 
 
-class KvProjection:
-    """Requests in flight (by index) and the peak of their projected KV use (tokens)."""
+def remaining_steps(estimate: np.ndarray, spread: np.ndarray, generated: np.ndarray) -> np.ndarray:
+    """(requests, QUANTILES) remaining steps, each quantile of equal weight (module docstring);
+    a request without a spread has every quantile at its point estimate."""
+    from scipy.special import ndtr, ndtri
 
-    def __init__(self, capacity: int = 64) -> None:
+    d = np.maximum(estimate, 1.0)[:, None]
+    g = generated.astype(np.float64)[:, None]
+    sigma = np.maximum(spread, 1e-9)[:, None]
+    mu = np.log(d) - sigma**2 / 2.0  # the lognormal whose mean is the estimate
+    survived = ndtr((np.log(np.maximum(g, 1e-9)) - mu) / sigma)  # P(length <= g)
+    p = np.minimum(survived + _MIDPOINTS[None, :] * (1.0 - survived), 1.0 - 1e-12)
+    quantile_r = np.maximum(np.ceil(np.exp(mu + sigma * ndtri(p)) - g), 1.0)  # whole steps
+    point_r = np.where(d > g, d - g, d)  # past a point estimate: another estimate's worth
+    return np.where((spread > 0)[:, None], quantile_r, point_r)
+
+
+SharedBetween = Callable[[np.ndarray], np.ndarray]
+
+
+def _no_sharing(positions: np.ndarray) -> np.ndarray:
+    return np.zeros(len(positions))
+
+
+class KvProjection:
+    """Requests in flight (by index) and the peak of their projected KV use (tokens).
+
+    `shared_between(positions)`: for requests in flight at these ascending positions (of the
+    order they were planned in), the prompt KV tokens each shares with the one before it
+    (whole blocks; 0 for the first); none shared by default.
+    """
+
+    # the sorted view of the entries, each holding a + b x tau (see kv_projection_kernels.py)
+    _r: np.ndarray
+    _a: np.ndarray
+    _b: np.ndarray
+    _suffix_a: np.ndarray
+    _suffix_b: np.ndarray
+    _prefix_max: np.ndarray
+    _suffix_max: np.ndarray
+
+    def __init__(self, shared_between: SharedBetween = _no_sharing, capacity: int = 64) -> None:
+        self._shared_between = shared_between
         self._slot: dict[int, int] = {}  # request index -> slot
-        self._free: list[int] = []
+        self._free: list[int] = list(range(capacity - 1, -1, -1))
         self._index = np.full(capacity, -1, dtype=np.int64)  # per slot; -1: empty
-        self._unshared = np.zeros(capacity)
+        self._position = np.zeros(capacity, dtype=np.int64)
+        self._prompt_kv = np.zeros(capacity)
         self._estimate = np.zeros(capacity)
-        # the sorted view (see the module docstring): n entries valid
-        self._n = 0
-        self._r = np.zeros(capacity + 1)
-        self._f = np.zeros(capacity + 1)
-        self._suffix_f = np.zeros(capacity + 2)
-        self._prefix_max = np.zeros(capacity + 1)
-        self._suffix_max = np.zeros(capacity + 2)
-        # prompt tokens of requests that had produced no token at the last refresh
+        self._spread = np.zeros(capacity)
+        self._prefill = np.zeros(capacity)
+        self._lifetime = np.zeros(capacity)  # latest remaining steps at the last refresh
+        self._n = 0  # entries of the sorted view
+        self._alloc(2 * capacity * QUANTILES)
+        # prompt tokens still to compute of requests with no token yet at the last refresh
         self.pending_prompt_tokens = 0.0
 
     def __len__(self) -> int:
         return len(self._slot)
 
-    def add(self, index: int, unshared_prompt_tokens: float, estimated_output: float) -> None:
-        """A request handed to the engine (fresh: nothing generated yet)."""
+    def add(
+        self,
+        index: int,
+        prompt_kv: float,
+        estimated_output: float,
+        *,
+        position: int = 0,
+        prefill_tokens: float | None = None,
+        spread: float = 0.0,
+    ) -> None:
+        """A request handed to the engine (fresh: nothing generated yet): its prompt's KV
+        tokens, its estimate, its position (for shared_between), the prompt tokens it will
+        compute (default: all of them) and the spread of its length."""
         if not self._free:
             self._grow()
         slot = self._free.pop()
         self._slot[index] = slot
         self._index[slot] = index
-        self._unshared[slot] = unshared_prompt_tokens
+        self._position[slot] = position
+        self._prompt_kv[slot] = prompt_kv
         self._estimate[slot] = estimated_output
+        self._spread[slot] = spread
+        self._lifetime[slot] = max(1.0, estimated_output)
+        self._prefill[slot] = prompt_kv if prefill_tokens is None else prefill_tokens
 
     def remove(self, index: int) -> None:
         slot = self._slot.pop(index, None)
@@ -78,33 +141,39 @@ class KvProjection:
     def set_estimate(self, index: int, estimated_output: float) -> None:
         self._estimate[self._slot[index]] = estimated_output
 
+    def lifetime(self, index: int) -> float:
+        """Steps the request has left at the latest of its quantiles (as of the last refresh,
+        or its estimate if admitted since)."""
+        return float(self._lifetime[self._slot[index]])
+
     def refresh(self, generated_of: Callable[[np.ndarray], np.ndarray]) -> None:
         """Re-read the output tokens so far of every request in flight and rebuild."""
         live = np.flatnonzero(self._index >= 0)
+        live = live[np.argsort(self._position[live], kind="stable")]
         g = generated_of(self._index[live]).astype(np.float64) if len(live) else np.zeros(0)
-        self._n = len(live)
-        self.pending_prompt_tokens = float(self._unshared[live][g == 0].sum())
-        _kernels().build(
-            self._unshared[live] + g,
-            np.where(self._estimate[live] > g, self._estimate[live] - g, np.maximum(g, 1.0)),
-            self._r,
-            self._f,
-            self._suffix_f,
-            self._prefix_max,
-            self._suffix_max,
-        )
+        self.pending_prompt_tokens = float(self._prefill[live][g == 0].sum())
+        r = remaining_steps(self._estimate[live], self._spread[live], g)
+        self._lifetime[live] = r.max(axis=1) if len(live) else 0.0
+        shared = np.asarray(self._shared_between(self._position[live]), dtype=np.float64)
+        if len(shared):
+            prompt = self._prompt_kv[live]
+            shared[0] = 0.0
+            shared[1:] = np.minimum(shared[1:], np.minimum(prompt[1:], prompt[:-1]))
+        kernels = _kernels()
+        a, b, r_entries = kernels.prefix_entries(g, self._prompt_kv[live], shared, r)
+        if len(r_entries) + 1 > len(self._r):
+            self._alloc(2 * len(r_entries))
+        self._n = len(r_entries)
+        kernels.build(a, r_entries, b, *self._arrays())
 
     def commit(self, unshared_prompt_tokens: float, estimated_output: float) -> None:
-        """Count a request just admitted (call add() too) without re-reading the engine."""
+        """Count a request just admitted, holding these KV tokens alone, at its estimate (call
+        add() too; the next refresh counts it by its quantiles and shared prefix) without
+        re-reading the engine."""
+        if self._n + 1 > len(self._r) - 1:
+            self._alloc(2 * len(self._r), keep=self._n)
         _kernels().insert(
-            self._n,
-            unshared_prompt_tokens,
-            max(1.0, estimated_output),
-            self._r,
-            self._f,
-            self._suffix_f,
-            self._prefix_max,
-            self._suffix_max,
+            self._n, unshared_prompt_tokens, max(1.0, estimated_output), *self._arrays()
         )
         self._n += 1
 
@@ -112,35 +181,60 @@ class KvProjection:
         """The peak projected KV use (tokens) of the requests counted."""
         if self._n == 0:
             return 0.0
-        return float(max(self._suffix_max[0], self._suffix_f[0]))
+        return float(max(self._suffix_max[0], self._suffix_a[0]))
 
     def peak_with(self, unshared_prompt_tokens: float, estimated_output: float) -> float:
-        """The peak projected KV use (tokens) if this request joined now."""
+        """The peak projected KV use (tokens) if this request joined now (at its estimate),
+        holding these KV tokens alone."""
         return float(
             _kernels().peak_with(
                 self._n,
                 unshared_prompt_tokens,
                 max(1.0, estimated_output),
                 self._r,
-                self._suffix_f,
+                self._suffix_a,
+                self._suffix_b,
                 self._prefix_max,
                 self._suffix_max,
             )
         )
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return (
+            self._r,
+            self._a,
+            self._b,
+            self._suffix_a,
+            self._suffix_b,
+            self._prefix_max,
+            self._suffix_max,
+        )
+
+    def _alloc(self, entries: int, keep: int = 0) -> None:
+        """Room for `entries` entries in the sorted view (the first `keep` kept)."""
+        old = getattr(self, "_r", None)
+        fresh = {
+            "_r": entries + 1,
+            "_a": entries + 1,
+            "_b": entries + 1,
+            "_prefix_max": entries + 1,
+            "_suffix_a": entries + 2,
+            "_suffix_b": entries + 2,
+            "_suffix_max": entries + 2,
+        }
+        for name, size in fresh.items():
+            grown = np.zeros(size)
+            if old is not None and keep:
+                grown[: keep + 2] = getattr(self, name)[: keep + 2]
+            setattr(self, name, grown)
 
     def _grow(self) -> None:
         old = len(self._index)
         new = 2 * old
         self._free.extend(range(new - 1, old - 1, -1))
         self._index = np.concatenate((self._index, np.full(new - old, -1, dtype=np.int64)))
-        self._unshared = np.concatenate((self._unshared, np.zeros(new - old)))
-        self._estimate = np.concatenate((self._estimate, np.zeros(new - old)))
-        n = self._n
-        for name, size in (("_r", new + 1), ("_f", new + 1), ("_prefix_max", new + 1)):
-            grown = np.zeros(size)
-            grown[:n] = getattr(self, name)[:n]
-            setattr(self, name, grown)
-        for name in ("_suffix_f", "_suffix_max"):
-            grown = np.zeros(new + 2)
-            grown[: n + 1] = getattr(self, name)[: n + 1]
-            setattr(self, name, grown)
+        self._position = np.concatenate((self._position, np.zeros(new - old, dtype=np.int64)))
+        for name in ("_prompt_kv", "_estimate", "_spread", "_prefill", "_lifetime"):
+            setattr(self, name, np.concatenate((getattr(self, name), np.zeros(new - old))))
+        if len(self._r) - 1 < 2 * new * QUANTILES:
+            self._alloc(2 * new * QUANTILES, keep=self._n)

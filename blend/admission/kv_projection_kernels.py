@@ -1,8 +1,10 @@
-"""Compiled kernels of kv_projection.py (see its docstring for the arrays and the invariant).
+"""Compiled kernels of kv_projection.py (see its docstring for the projection).
 
-Arrays (n valid entries): r ascending (remaining steps), f (KV tokens now) in the same order,
-suffix_f[k] = sum f[k:n] (suffix_f[n] = 0), T_k = suffix_f[s_k] + (r_k - 1) * (n - s_k) with
-s_k the first position whose r exceeds r_k - 1, prefix_max[k] = max_{j <= k} T_j + r_j - 1,
+Entries (n valid; each holds a + b x tau KV tokens at step tau from now while tau < r): r
+ascending (remaining steps), a (KV tokens now) and b (tokens it grows by a step) in the same
+order; suffix_a[k] = sum a[k:n], suffix_b[k] = sum b[k:n] (both 0 at n);
+T_k = suffix_a[s_k] + (r_k - 1) * suffix_b[s_k] with s_k the first position whose r exceeds
+r_k - 1 (the projected KV just before entry k ends); prefix_max[k] = max_{j <= k} T_j + r_j - 1;
 suffix_max[k] = max_{j >= k} T_j (suffix_max[n] = 0).
 """
 
@@ -18,18 +20,19 @@ _jit = numba.njit(cache=True)
 def _finish(
     n: int,
     r: np.ndarray,
-    suffix_f: np.ndarray,
+    suffix_a: np.ndarray,
+    suffix_b: np.ndarray,
     prefix_max: np.ndarray,
     suffix_max: np.ndarray,
 ) -> None:
-    """Fill prefix_max and suffix_max from r[:n] and suffix_f[:n + 1]."""
+    """Fill prefix_max and suffix_max from r[:n] and the suffix sums."""
     best = -np.inf
     start = 0
     for k in range(n):
         tau = r[k] - 1.0
         while start < n and r[start] <= tau:
             start += 1
-        t_k = suffix_f[start] + tau * (n - start)
+        t_k = suffix_a[start] + tau * suffix_b[start]
         suffix_max[k] = t_k
         best = max(best, t_k + tau)
         prefix_max[k] = best
@@ -39,25 +42,36 @@ def _finish(
 
 
 @_jit
+def _suffix_sums(n: int, a: np.ndarray, b: np.ndarray, sf: np.ndarray, sw: np.ndarray) -> None:
+    sf[n] = 0.0
+    sw[n] = 0.0
+    for k in range(n - 1, -1, -1):
+        sf[k] = sf[k + 1] + a[k]
+        sw[k] = sw[k + 1] + b[k]
+
+
+@_jit
 def build(
-    f_in: np.ndarray,
+    a_in: np.ndarray,
     r_in: np.ndarray,
+    b_in: np.ndarray,
     r: np.ndarray,
-    f: np.ndarray,
-    suffix_f: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    suffix_a: np.ndarray,
+    suffix_b: np.ndarray,
     prefix_max: np.ndarray,
     suffix_max: np.ndarray,
 ) -> None:
-    """Sort (f_in, r_in) by r into r and f and fill the derived arrays."""
+    """Sort the entries (a = a_in, b = b_in, r_in) by r into r, a, b; fill the rest."""
     n = len(r_in)
     order = np.argsort(r_in, kind="mergesort")
     for k in range(n):
         r[k] = r_in[order[k]]
-        f[k] = f_in[order[k]]
-    suffix_f[n] = 0.0
-    for k in range(n - 1, -1, -1):
-        suffix_f[k] = suffix_f[k + 1] + f[k]
-    _finish(n, r, suffix_f, prefix_max, suffix_max)
+        b[k] = b_in[order[k]]
+        a[k] = a_in[order[k]]
+    _suffix_sums(n, a, b, suffix_a, suffix_b)
+    _finish(n, r, suffix_a, suffix_b, prefix_max, suffix_max)
 
 
 @_jit
@@ -66,22 +80,24 @@ def insert(
     f_new: float,
     r_new: float,
     r: np.ndarray,
-    f: np.ndarray,
-    suffix_f: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    suffix_a: np.ndarray,
+    suffix_b: np.ndarray,
     prefix_max: np.ndarray,
     suffix_max: np.ndarray,
 ) -> None:
-    """Add one request (after the equal r's) to the n sorted ones; arrays have room."""
+    """Add one entry (a = f_new, b = 1) after the equal r's of the n sorted ones (with room)."""
     j = np.searchsorted(r[:n], r_new, side="right")
     for k in range(n, j, -1):
         r[k] = r[k - 1]
-        f[k] = f[k - 1]
+        a[k] = a[k - 1]
+        b[k] = b[k - 1]
     r[j] = r_new
-    f[j] = f_new
-    suffix_f[n + 1] = 0.0
-    for k in range(n, -1, -1):
-        suffix_f[k] = suffix_f[k + 1] + f[k]
-    _finish(n + 1, r, suffix_f, prefix_max, suffix_max)
+    a[j] = f_new
+    b[j] = 1.0
+    _suffix_sums(n + 1, a, b, suffix_a, suffix_b)
+    _finish(n + 1, r, suffix_a, suffix_b, prefix_max, suffix_max)
 
 
 @_jit
@@ -90,16 +106,17 @@ def peak_with(
     u: float,
     d: float,
     r: np.ndarray,
-    suffix_f: np.ndarray,
+    suffix_a: np.ndarray,
+    suffix_b: np.ndarray,
     prefix_max: np.ndarray,
     suffix_max: np.ndarray,
 ) -> float:
-    """Peak of T with one more request of f = u, r = d (d >= 1)."""
+    """Peak of T with one more entry of a = u, b = 1, r = d (d >= 1)."""
     tau = d - 1.0
     # its own end: everyone still there at tau, plus itself at u + tau
     j = np.searchsorted(r[:n], tau, side="right")
-    peak = suffix_f[j] + tau * (n - j) + u + tau
-    peak = max(peak, suffix_f[0] + u)  # now
+    peak = suffix_a[j] + tau * suffix_b[j] + u + tau
+    peak = max(peak, suffix_a[0] + u)  # now
     if n == 0:
         return peak
     # breakpoints up to its end (r_k - 1 <= tau, i.e. r_k <= d) gain u + their tau
@@ -107,3 +124,97 @@ def peak_with(
     if k > 0:
         peak = max(peak, prefix_max[k - 1] + u)
     return max(peak, suffix_max[k])
+
+
+@_jit
+def prefix_entries(
+    own_kv: np.ndarray,
+    prompt_kv: np.ndarray,
+    shared: np.ndarray,
+    r: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The KV of m requests in flight (in sequence order) as growing and fixed entries.
+
+    own_kv[i]: tokens request i holds beyond its prompt (its output so far); prompt_kv[i]: its
+    prompt's KV tokens; shared[i] (i >= 1): prompt KV tokens requests i - 1 and i share (the
+    same blocks, held once, until the last of those holding them ends); r: (m, q) remaining
+    steps, q equal-weight quantiles per request. Each request holds its unshared prompt and
+    its output (growing by one a step) until its own end; each run of requests sharing a
+    prefix holds the blocks of that prefix below their common depth until the last of them
+    ends (per quantile, the latest of their quantiles). Returns (a, b, r) per entry.
+    """
+    m, q = r.shape
+    n_max = 2 * m * q
+    a_out = np.zeros(n_max)
+    b_out = np.zeros(n_max)
+    r_out = np.zeros(n_max)
+    weight = 1.0 / q
+    count = 0
+    depth = np.zeros(m + 1)  # stack of open runs: shared depth (tokens) and latest end
+    latest = np.zeros((m + 1, q))
+    top = 0  # depth[0] = 0: the root, never emitted
+    for i in range(m):
+        left = shared[i] if i > 0 else 0.0
+        right = shared[i + 1] if i + 1 < m else 0.0
+        own_prompt = prompt_kv[i] - max(left, right)
+        for c in range(q):
+            a_out[count] = weight * (own_prompt + own_kv[i])
+            b_out[count] = weight
+            r_out[count] = r[i, c]
+            count += 1
+            latest[top, c] = max(latest[top, c], r[i, c])
+        carried = r[i].copy()  # the latest ends of the runs closed here, and its own
+        while depth[top] > right:
+            parent = max(right, depth[top - 1])
+            for c in range(q):
+                a_out[count] = weight * (depth[top] - parent)
+                r_out[count] = latest[top, c]
+                count += 1
+                carried[c] = max(carried[c], latest[top, c])
+            top -= 1
+            if depth[top] >= right:
+                for c in range(q):
+                    latest[top, c] = max(latest[top, c], carried[c])
+        if depth[top] < right:
+            top += 1
+            depth[top] = right
+            for c in range(q):
+                latest[top, c] = carried[c]
+    return a_out[:count], b_out[:count], r_out[:count]
+
+
+@_jit
+def min_tree(values: np.ndarray) -> np.ndarray:
+    """A segment tree for range minima over `values` (leaves at [size, size + n))."""
+    size = 1
+    while size < len(values):
+        size *= 2
+    tree = np.full(2 * size, np.inf)
+    tree[size : size + len(values)] = values
+    for k in range(size - 1, 0, -1):
+        tree[k] = min(tree[2 * k], tree[2 * k + 1])
+    return tree
+
+
+@_jit
+def adjacent_minima(tree: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """For ascending positions p_0 < p_1 < ...: out[i] = min(values[p_{i-1} + 1 .. p_i])
+    (out[0] = 0), the prefix each shares with the one before it when values are the shared
+    prefixes of neighbours."""
+    size = len(tree) // 2
+    out = np.zeros(len(positions))
+    for i in range(1, len(positions)):
+        lo = positions[i - 1] + 1 + size
+        hi = positions[i] + 1 + size  # exclusive
+        best = np.inf
+        while lo < hi:
+            if lo & 1:
+                best = min(best, tree[lo])
+                lo += 1
+            if hi & 1:
+                hi -= 1
+                best = min(best, tree[hi])
+            lo //= 2
+            hi //= 2
+        out[i] = best
+    return out

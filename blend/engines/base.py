@@ -26,6 +26,7 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.9  # GPU only: share of GPU memory vLLM may take
     tensor_parallel_size: int = 1
     multiprocessing: bool | None = None  # engine core in its own process; default: GPU only
+    num_gpu_blocks: int | None = None  # KV blocks, overriding what memory allows (benchmarks)
 
 
 @dataclass(frozen=True, slots=True)

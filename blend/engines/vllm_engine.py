@@ -88,6 +88,7 @@ class VllmEngine:
             seed=config.seed,
             gpu_memory_utilization=config.gpu_memory_utilization,
             tensor_parallel_size=config.tensor_parallel_size,
+            num_gpu_blocks_override=config.num_gpu_blocks,
         )
         if on_cpu:
             # the CPU build would reserve most of the node's memory for KV: size it here

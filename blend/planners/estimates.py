@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from hashlib import blake2b
 
@@ -31,7 +31,7 @@ from blend.planners.request import PlanRequest
 from blend.tree import CompactTrie, TokenIds, build_compact_trie
 
 MIN_WARMUP = 4  # requests in a warm-up sample at least (fewer only if there are fewer)
-MIN_GROUP = 16  # prefix groups this large get at least one warm-up request
+MIN_GROUP = 8  # prefix groups this large get at least one warm-up request
 WARMUP_FRACTION = 0.01  # share of the unmeasured requests run first (BlendServe uses ~1%)
 
 
@@ -58,10 +58,17 @@ class LengthHint:
 class OutputEstimates:
     """Per request (index of the planned requests): estimated output tokens and provenance."""
 
-    tokens: np.ndarray  # float64 estimated output tokens
+    tokens: np.ndarray  # float64 estimated output tokens (the mean of what it may be)
     source: list[EstimateSource]
     grouped: np.ndarray  # bool: the estimate comes from a prefix subtree below the root
     group_key: list[str]  # the request's top-level prefix group (hash of its shared prefix)
+    # float64 spread of the length around the estimate: the standard deviation of log length
+    # among the measurements the estimate comes from (0: a known or an assumed length)
+    spread: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        if len(self.spread) != len(self.tokens):
+            object.__setattr__(self, "spread", np.zeros(len(self.tokens)))
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -73,6 +80,7 @@ class OutputEstimates:
             source=[self.source[i] for i in picked.tolist()],
             grouped=self.grouped[picked],
             group_key=[self.group_key[i] for i in picked.tolist()],
+            spread=self.spread[picked],
         )
 
     def measured(self) -> np.ndarray:
@@ -118,7 +126,60 @@ def estimate_outputs(
         for i, r in enumerate(requests)
     ]
     grouped = depth_ok[nearest[leaf_of]] & ~np.isnan(from_subtree)
-    return OutputEstimates(tokens, sources, grouped, _group_keys(trie, n, prompts))
+    spread = _spreads(trie, levels, values, known, nearest[leaf_of])
+    spread = np.where((own >= 0) | np.isnan(from_subtree), 0.0, spread)
+    return OutputEstimates(tokens, sources, grouped, _group_keys(trie, n, prompts), spread)
+
+
+MIN_FOR_SPREAD = 4  # measurements a subtree needs to give its own spread
+
+
+def _spreads(
+    trie: CompactTrie,
+    levels: list[np.ndarray],
+    values: np.ndarray,
+    known: np.ndarray,
+    estimate_nodes: np.ndarray,
+) -> np.ndarray:
+    """Per request: the standard deviation of log length among the measurements below the
+    node its estimate comes from (where there are MIN_FOR_SPREAD of them), else the spread
+    pooled over every measured prefix group (each measurement against its group's mean)."""
+    logs = np.log(np.maximum(values, 1.0))
+    use = known.astype(float)
+    mean_log, _ = _subtree_means(trie, levels, logs, known)
+    mean_sq, _ = _subtree_means(trie, levels, logs * logs, known)
+    count = _subtree_counts(trie, levels, use)
+    variance = np.maximum(np.nan_to_num(mean_sq - mean_log**2), 0.0)
+    pooled = _pooled_spread(trie, levels, logs, known)
+    own = np.sqrt(variance[estimate_nodes])
+    return np.where(count[estimate_nodes] >= MIN_FOR_SPREAD, own, pooled)
+
+
+def _subtree_counts(trie: CompactTrie, levels: list[np.ndarray], use: np.ndarray) -> np.ndarray:
+    leaves = np.flatnonzero(trie.leaf_request >= 0)
+    count = np.zeros(trie.num_nodes)
+    count[leaves] = use[trie.leaf_request[leaves]]
+    return subtree_sums(trie.parent, levels, count)
+
+
+def _pooled_spread(
+    trie: CompactTrie, levels: list[np.ndarray], logs: np.ndarray, known: np.ndarray
+) -> float:
+    """The standard deviation of log length around each measurement's prefix-group mean."""
+    if known.sum() < 2:
+        return 0.0
+    group_of = np.full(trie.num_nodes, -1, dtype=np.int64)
+    groups = prefix_groups(trie)
+    group_of[groups] = groups
+    for nodes in levels[1:]:
+        inherit = nodes[group_of[nodes] < 0]
+        group_of[inherit] = group_of[trie.parent[inherit]]
+    leaf_of = _leaf_of_request(trie)
+    measured = np.flatnonzero(known)
+    group = group_of[leaf_of[measured]]
+    mean_log, _ = _subtree_means(trie, levels, logs, known)
+    centre = np.where(group >= 0, mean_log[np.maximum(group, 0)], logs[measured].mean())
+    return float(np.sqrt(np.mean((logs[measured] - centre) ** 2)))
 
 
 def _censored_values(
@@ -251,8 +312,8 @@ def select_warmup(
     Drawn among the requests not `measured` (bool per request): a uniform sample of
     warmup_fraction of them (at least min_warmup), plus one random unmeasured request of
     every prefix group of >= min_group requests that holds no measured request and that the
-    uniform sample missed: a rare kind of request (a few long-output prompts among thousands)
-    still gets measured.
+    uniform sample missed (the largest groups first, at most as many as the uniform sample):
+    a rare kind of request (a few long-output prompts among thousands) still gets measured.
     """
     if not 0.0 <= warmup_fraction <= 1.0:
         raise ValueError(f"warmup_fraction must be in [0, 1], got {warmup_fraction}")
@@ -266,10 +327,12 @@ def select_warmup(
     sampled[sample] = True
     levels = level_order(trie.parent)
     num_leaves = subtree_sums(trie.parent, levels, (trie.leaf_request >= 0).astype(np.float64))
-    extra = []
-    for group in prefix_groups(trie):
-        if num_leaves[group] >= min_group:
-            members = group_members(trie, num_leaves, int(group))
-            if not (sampled[members] | measured[members]).any():
-                extra.append(int(members[rng.integers(len(members))]))
+    extra: list[int] = []
+    groups = prefix_groups(trie)
+    for group in groups[np.argsort(-num_leaves[groups], kind="stable")]:  # largest first
+        if num_leaves[group] < min_group or len(extra) >= k:  # at most doubles the sample
+            break
+        members = group_members(trie, num_leaves, int(group))
+        if not (sampled[members] | measured[members]).any():
+            extra.append(int(members[rng.integers(len(members))]))
     return np.concatenate((sample, np.asarray(extra, dtype=np.int64)))

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from blend.planners.estimates import EstimateSource
 
@@ -15,7 +17,7 @@ class PlanRequest:
     """One request to order: its prompt, its output limit, and its length where known."""
 
     request_id: str
-    prompt_token_ids: Sequence[int]
+    prompt_token_ids: Sequence[int] | np.ndarray  # token ids (an int array is kept as is)
     max_tokens: int  # output token limit (an upper bound on the output length)
     # the request's own output length (tokens) where the planner may know it: an earlier
     # result of the same prompt, model and sampling (OWN), or the true length in an oracle

@@ -83,7 +83,8 @@ def simulate_online(
     skip_ahead: bool = True,
 ) -> SimResult:
     """Simulate an engine fed by an admission policy, asked after every step that finished
-    requests (and whenever the engine is idle), as the executor asks it (admission/base.py).
+    requests or ran the waiting queue dry (and whenever the engine is idle), as the executor
+    asks it (admission/base.py).
 
     The policy must hand over every request exactly once.
     """
@@ -155,6 +156,7 @@ class SimEngineView:
         done = q.finished[:count]
         self.finished = list(zip(done.tolist(), rq.generated[done].tolist(), strict=True))
         q.meta[sch.FINISHED_LEN] = 0
+        q.meta[sch.DRAINED] = 0
 
     @property
     def step(self) -> int:

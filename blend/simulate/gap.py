@@ -1,6 +1,6 @@
 """Where a simulated run loses time against T_opt: an exact, additive breakdown of the gap.
 
-    makespan = T_opt                                     (papers.md: max((1 - s) Comp, Mem))
+    makespan = T_opt                                     (docs/papers.md: max((1 - s) Comp, Mem))
              + bound_decode_sharing_s   the formula applies (1 - s) to decode tokens too, which
                                         no engine can share: max(C_tight, Mem) - T_opt
              + extra_work_s             work of the bound's side beyond the tight bound: prompt

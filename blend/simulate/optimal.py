@@ -1,4 +1,4 @@
-"""T_opt, the physical lower bound of the makespan (papers.md section 1).
+"""T_opt, the physical lower bound of the makespan (docs/papers.md, BlendServe).
 
     T_opt = max((1 - s) * sum_r Comp(p_r, d_r - 1), sum_r Mem(p_r, d_r))
 s is the prefix-sharing ratio of the prompt trie (what depth-first order reaches).

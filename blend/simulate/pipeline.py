@@ -78,6 +78,10 @@ class PlannedRest:
     def ordered_estimates(self) -> np.ndarray:
         return self.estimates.tokens[np.asarray(self.plan.order, dtype=np.int64)]
 
+    @property
+    def ordered_spread(self) -> np.ndarray:
+        return self.estimates.spread[np.asarray(self.plan.order, dtype=np.int64)]
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineRun:
@@ -113,11 +117,12 @@ def scan_sequence(
     prompts: Sequence[np.ndarray | Sequence[int]],
     indices: np.ndarray,
     output_tokens: np.ndarray,
+    output_spread: np.ndarray | None = None,
 ) -> ScanSequence:
     """The admission view of an ordered list of requests (indices into `prompts`)."""
     lengths = np.fromiter((len(prompts[i]) for i in indices.tolist()), np.float64, len(indices))
     shared = adjacent_lcp(prompts, indices).astype(np.float64)
-    return ScanSequence(indices.astype(np.int64), lengths, shared, output_tokens)
+    return ScanSequence(indices.astype(np.int64), lengths, shared, output_tokens, output_spread)
 
 
 class PipelineSimulator:
@@ -159,33 +164,36 @@ class PipelineSimulator:
         return PlannedRest(self.rest, plan, estimates, time.perf_counter() - started)
 
     def policy(self, planned: PlannedRest, settings: EngineSettings) -> AdmissionPolicy:
-        sequence = scan_sequence(self._prompts, planned.ordered, planned.ordered_estimates)
+        sequence = scan_sequence(
+            self._prompts, planned.ordered, planned.ordered_estimates, planned.ordered_spread
+        )
         return admission_policy(
             planned.plan.admission, sequence, self.cost, settings, self.dual_scan
         )
 
+    def admission(self, settings: EngineSettings) -> tuple[AdmissionPolicy, list[PlannedRest]]:
+        """The policy that runs the pipeline on an engine with `settings`: the warm-up, then
+        the re-plan (appended to the returned list when it happens). Drives the simulator
+        here, and a real engine the same way (bench/fidelity.py)."""
+        planned: list[PlannedRest] = []
+
+        def replan(outcome: WarmupOutcome) -> AdmissionPolicy:
+            planned.append(self.plan_rest(warmup_hints(self._visible, outcome)))
+            return self.policy(planned[0], settings)
+
+        if len(self.warmup):
+            window = 2 * settings.max_num_seqs
+            return WarmupThenReplan(self.warmup.tolist(), replan, len(self.rest), window), planned
+        planned.append(self.plan_rest())
+        return self.policy(planned[0], settings), planned
+
     def run(self, settings: EngineSettings) -> PipelineRun:
         """Warm-up, re-plan, run: the whole workload on an engine with `settings`."""
         engine = replace(self.engine, settings=settings)
-        box: list[PlannedRest] = []
-
-        def replan(outcome: WarmupOutcome) -> AdmissionPolicy:
-            box.append(self.plan_rest(warmup_hints(self._visible, outcome)))
-            return self.policy(box[0], settings)
-
-        if len(self.warmup):
-            policy: AdmissionPolicy = WarmupThenReplan(
-                self.warmup.tolist(),
-                replan,
-                n_rest=len(self.rest),
-                window=2 * settings.max_num_seqs,
-            )
-        else:
-            box.append(self.plan_rest())
-            policy = self.policy(box[0], settings)
+        policy, planned = self.admission(settings)
         result = simulate_online(self.workload.requests, policy, self.cost, engine.config())
         replanned = policy.replanned_at_step if isinstance(policy, WarmupThenReplan) else None
-        return PipelineRun(result, box[0], self.warmup, settings, replanned)
+        return PipelineRun(result, planned[0], self.warmup, settings, replanned)
 
     def search(self, planned: PlannedRest, candidates: Sequence[EngineSettings]) -> SettingsSearch:
         """The best candidate for `planned`, simulating its requests at their estimated
@@ -199,6 +207,7 @@ class PipelineSimulator:
             candidates,
             self.engine.config(),
             self.dual_scan,
+            planned.ordered_spread,
         )
 
 

@@ -27,11 +27,13 @@ from blend.simulate import step_kernel as sk
 _jit = numba.njit(_nrt=False)  # not cached on its own: see _make_run
 
 # run()'s result: done (nothing running or waiting); a request alone exceeds the cache; stuck;
-# paused after a step that finished requests (Config.pause_on_finish: the caller may add more)
+# paused after a step that finished requests or ran the waiting queue dry (Config.pause_on_finish:
+# the caller may add more)
 OK, TOO_BIG, STUCK, PAUSED = 0, 1, 2, 3
 # Queues.meta fields
 RUN_LEN, STACK_LEN, ORDER_POS, SHORT_OF_BLOCKS, ERROR_REQUEST = range(5)
 ORDER_LEN, FINISHED_LEN, ADMITTED_LEN = 5, 6, 7  # valid entries of order, finished, admitted
+DRAINED = 8  # 1 after a step that scheduled the last waiting request (the queue ran dry)
 # Totals.seconds fields (sums over steps, s)
 TIME, COMPUTE_BOUND, MEMORY_BOUND, OVERHEAD, WEIGHT_READ, BUSY_NO_WEIGHTS, DRAIN = range(7)
 COMPUTE, KV_TRAFFIC = 7, 8  # compute and KV-traffic times (s), summed
@@ -49,7 +51,8 @@ class Config(NamedTuple):
     chunked_prefill: bool
     enable_prefix_caching: bool
     skip_ahead: bool
-    pause_on_finish: bool  # return PAUSED after each step that finished requests
+    pause_on_finish: bool  # return PAUSED after each step that finished requests or drained
+    #                        the waiting queue (an admission policy's events)
 
 
 class Requests(NamedTuple):
@@ -96,7 +99,7 @@ def new_queues(order: np.ndarray, max_running: int, n_requests: int | None = Non
     partial order and appends the rest (into queues.order, growing meta[ORDER_LEN]).
     """
     n = len(order) if n_requests is None else n_requests
-    meta = np.zeros(ADMITTED_LEN + 1, dtype=np.int64)
+    meta = np.zeros(DRAINED + 1, dtype=np.int64)
     meta[ORDER_LEN] = len(order)
     full_order = np.zeros(n, dtype=np.int64)
     full_order[: len(order)] = order
@@ -140,12 +143,15 @@ def _make_run(fingerprint: int) -> Callable[[Sim], int]:
         _ = fingerprint
         meta = s.queues.meta
         while meta[RUN_LEN] > 0 or _n_waiting(s) > 0:
+            waiting = _n_waiting(s)
             if meta[SHORT_OF_BLOCKS] or not (s.config.skip_ahead and _skip_decodes(s)):
                 meta[SHORT_OF_BLOCKS] = 0
                 status = _step(s)
                 if status != OK:
                     return status
-            if s.config.pause_on_finish and meta[FINISHED_LEN] > 0:
+            if waiting > 0 and _n_waiting(s) == 0:
+                meta[DRAINED] = 1
+            if s.config.pause_on_finish and (meta[FINISHED_LEN] > 0 or meta[DRAINED] > 0):
                 return PAUSED
         return OK
 

@@ -85,10 +85,12 @@ def search_order_settings(
     candidates: Sequence[EngineSettings],
     template: SimConfig,
     dual_scan: DualScanOptions | None = None,
+    spread: np.ndarray | None = None,
 ) -> SettingsSearch:
     """The best candidate for running `requests` in this order (the plan order) with this
     admission, at their estimated output lengths; `template` gives the engine's other
-    settings (KV capacity, block size, prefix caching)."""
+    settings (KV capacity, block size, prefix caching); `spread`: of each estimate, as
+    admission sees it (the simulated lengths are the estimates themselves)."""
     from blend.simulate.engine import simulate_online
     from blend.simulate.pipeline import scan_sequence
 
@@ -97,7 +99,7 @@ def search_order_settings(
     in_order = np.arange(len(assumed))
 
     def run(settings: EngineSettings) -> SimResult:
-        sequence = scan_sequence(prompts, in_order, np.asarray(estimates, dtype=np.float64))
+        sequence = scan_sequence(prompts, in_order, np.asarray(estimates, dtype=np.float64), spread)
         policy = admission_policy(admission, sequence, cost, settings, dual_scan)
         config = replace(
             template,

@@ -1,4 +1,4 @@
--- schema: tables of the ingest stage(s) (CONTRACT: table and column names).
+-- schema: tables of the ingest stage(s) (table and column names are relied on: extend, do not rename).
 CREATE TABLE IF NOT EXISTS datasets (
     dataset        VARCHAR   NOT NULL,
     snapshot       INTEGER   NOT NULL,   -- 1, 2, ... per dataset; a changed input makes a new one

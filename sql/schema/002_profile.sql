@@ -1,4 +1,4 @@
--- schema: tables of the profile stage(s) (CONTRACT: table and column names).
+-- schema: tables of the profile stage(s) (table and column names are relied on: extend, do not rename).
 CREATE TABLE IF NOT EXISTS prompt_tokens (
     dataset          VARCHAR   NOT NULL,
     snapshot         INTEGER   NOT NULL,

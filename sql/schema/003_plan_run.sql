@@ -1,4 +1,4 @@
--- schema: tables of the plan and run stage(s) (CONTRACT: table and column names).
+-- schema: tables of the plan and run stage(s) (table and column names are relied on: extend, do not rename).
 CREATE TABLE IF NOT EXISTS plans (
     plan_id              VARCHAR NOT NULL PRIMARY KEY,
     dataset              VARCHAR NOT NULL,

@@ -10,6 +10,7 @@ ALTER TABLE plans ADD COLUMN IF NOT EXISTS search_settings BOOLEAN;    -- settin
 ALTER TABLE plan_items ADD COLUMN IF NOT EXISTS prompt_tokens BIGINT;
 ALTER TABLE plan_items ADD COLUMN IF NOT EXISTS shared_prev BIGINT;    -- tokens shared with seq - 1
 ALTER TABLE plan_items ADD COLUMN IF NOT EXISTS est_output_tokens DOUBLE;
+ALTER TABLE plan_items ADD COLUMN IF NOT EXISTS est_spread DOUBLE;     -- std of log length behind it
 ALTER TABLE plan_items ADD COLUMN IF NOT EXISTS est_source VARCHAR;    -- own | warmup | history | max_tokens
 ALTER TABLE plan_items ADD COLUMN IF NOT EXISTS prefix_group VARCHAR;  -- key of its top-level prefix group
 
@@ -22,6 +23,7 @@ CREATE TABLE IF NOT EXISTS run_orders (
     request_id        VARCHAR NOT NULL,
     shared_prev       BIGINT,            -- tokens shared with the item before it (seq - 1)
     est_output_tokens DOUBLE,
+    est_spread        DOUBLE,            -- std of log length behind the estimate
     est_source        VARCHAR,
     prefix_group      VARCHAR,
     PRIMARY KEY (run_id, seq)

@@ -8,6 +8,7 @@ import pytest
 
 from blend.execute import RunReport
 from blend.plan import PlanReport
+from blend.run_records import GroupEstimate
 from flows import artifacts
 from flows.artifacts import ProgressArtifact, artifact_key, run_table, summary_markdown
 
@@ -77,6 +78,10 @@ def test_summary_names_the_plan_and_says_when_nothing_ran() -> None:
         assert line in text
     assert "Nothing to run: all 32 prompts already have a result" in text
     assert "| prefix_cache_hit_rate | 0.4 |" in summary_markdown(PLAN, None, make_run())
+    assert "Output estimates" not in summary_markdown(PLAN, None, make_run())
+    group = GroupEstimate("a1b2", "warmup", 12, 300.0, 280.0, 41.0, 300 / 280)
+    text = summary_markdown(PLAN, None, make_run(estimates=[group]))
+    assert "| a1b2 | 12 | warmup | 300 | 280 | 41 |" in text
 
 
 def test_progress_updates_at_most_every_interval_and_on_the_last_request(

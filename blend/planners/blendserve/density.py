@@ -3,7 +3,7 @@
 Invariant: for every node v, with U_v the prompt tokens on the edges inside v's subtree
 (v's own edge included; each shared token counted once), P_v the prompt tokens and Comp_v,
 Mem_v the summed per-request costs (cost.py) of the requests below v,
-    s_v = 1 - U_v / P_v,    rho(v) = (1 - s_v) * Comp_v / Mem_v      (papers.md s.1).
+    s_v = 1 - U_v / P_v,    rho(v) = (1 - s_v) * Comp_v / Mem_v      (docs/papers.md, BlendServe).
 So a leaf's density is its marginal density given its cached prefix, and rho(root) is the
 workload density behind T_opt = max((1 - s) sum Comp, sum Mem).
 Layer-wise sort: siblings are visited by rho descending; only siblings move, so each subtree

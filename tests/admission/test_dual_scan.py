@@ -1,0 +1,126 @@
+"""The online dual scan: both ends, every request once, within the engine's limits; run on
+the real simulator with a toy cost model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blend.admission.dual_scan import DualScanAdmission, DualScanOptions, ScanSequence
+from blend.cost import CostModel, HardwareSpec, ModelSpec
+from blend.simulate import SimConfig, SimRequest
+from blend.simulate.engine import simulate_online
+from tests.admission.conftest import FakeView
+
+# 1 parameter (2 FLOPs a token), KV 2 bytes a token; compute 1 FLOP/s, 1e3 bytes/s
+TOY = CostModel(
+    ModelSpec("toy", 1.0, 1, 1, 1, 1, 1, 1, 16, dtype_bytes=1),
+    HardwareSpec("toy-hw", peak_flops=1.0, mem_bandwidth_bytes_s=1e3, mem_bytes=1e9),
+)
+
+
+def sequence(prompts: list[int], outputs: list[int], shared: list[int] | None = None):
+    n = len(prompts)
+    return ScanSequence(
+        index=np.arange(n, dtype=np.int64),
+        prompt_tokens=np.asarray(prompts, dtype=float),
+        shared_prev=np.asarray(shared or [0] * n, dtype=float),
+        output_tokens=np.asarray(outputs, dtype=float),
+    )
+
+
+def test_first_admissions_come_from_both_ends() -> None:
+    # dense (long prompt, 1 output) first, sparse (short prompt, long output) last
+    policy = DualScanAdmission(
+        sequence([400] * 4 + [8] * 4, [1] * 4 + [300] * 4), TOY, DualScanOptions(pace=False)
+    )
+    admitted = policy.admit(FakeView(kv_blocks_total=10_000))
+    assert 0 in admitted and 7 in admitted  # the densest and the sparsest
+    assert policy.lo + (len(policy.sequence.index) - policy.hi) == len(admitted)
+    assert policy.num_remaining == 8 - len(admitted)
+
+
+def test_room_is_the_engines_free_sequences() -> None:
+    policy = DualScanAdmission(
+        sequence([10] * 20, [5] * 20), TOY, DualScanOptions(max_num_seqs=4, pace=False)
+    )
+    assert len(policy.admit(FakeView(kv_blocks_total=10_000))) == 4
+    assert policy.admit(FakeView(kv_blocks_total=10_000, num_running=4)) == []
+    view = FakeView(kv_blocks_total=10_000, num_running=3, finished=[(policy_first := 0, 5)])
+    assert len(policy.admit(view)) == 1 and policy_first == 0
+
+
+def test_long_requests_wait_for_room_in_the_projected_cache() -> None:
+    # each holds 100 + 800 tokens at its end: two never fit in 1000
+    policy = DualScanAdmission(sequence([100] * 3, [800] * 3), TOY, DualScanOptions(pace=False))
+    assert len(policy.admit(FakeView(kv_blocks_total=1000))) == 1
+    busy = FakeView(kv_blocks_total=1000, num_running=1, step=10, generated={0: 10})
+    assert policy.admit(busy) == []
+    done = FakeView(kv_blocks_total=1000, step=800, finished=[(0, 800)])
+    assert len(policy.admit(done)) == 1
+
+
+def test_an_idle_engine_always_gets_a_request() -> None:
+    policy = DualScanAdmission(sequence([100], [5000]), TOY)  # alone, more than the cache
+    assert policy.admit(FakeView(kv_blocks_total=1000)) == [0]
+
+
+def test_a_dense_request_outliving_its_estimate_moves_to_the_right_share() -> None:
+    policy = DualScanAdmission(
+        sequence([400] * 2 + [8] * 2, [1, 1, 300, 300]), TOY, DualScanOptions(pace=False)
+    )
+    first = policy.admit(FakeView(kv_blocks_total=100_000))
+    assert 0 in first
+    later = FakeView(kv_blocks_total=100_000, step=50, num_running=len(first))
+    later.generated = {i: 40 for i in first}  # request 0 estimated 1 token, at 40 already
+    policy.admit(later)
+    assert policy.n_moved >= 1
+
+
+@st.composite
+def workloads(draw: st.DrawFn) -> tuple[list[SimRequest], int]:
+    n = draw(st.integers(1, 30))
+    prefixes = [draw(st.lists(st.integers(0, 9), min_size=4, max_size=40)) for _ in range(3)]
+    requests = []
+    for i in range(n):
+        prefix = prefixes[draw(st.integers(0, 2))] if draw(st.booleans()) else []
+        own = draw(st.lists(st.integers(0, 9), min_size=1, max_size=30))
+        requests.append(SimRequest(f"r{i}", prefix + own, draw(st.integers(1, 120))))
+    return requests, draw(st.sampled_from([4, 8]))
+
+
+@settings(max_examples=120, deadline=None)
+@given(workloads(), st.booleans(), st.integers(1, 12))
+def test_on_the_simulator_every_request_runs_once_and_exact_estimates_never_preempt(
+    workload: tuple[list[SimRequest], int], pace: bool, max_num_seqs: int
+) -> None:
+    requests, block_size = workload
+    longest = max(len(r.prompt_token_ids) + r.output_len for r in requests)
+    capacity = 2 * longest + 4 * block_size  # any one request fits, with room to spare
+    order = sorted(range(len(requests)), key=lambda i: -len(requests[i].prompt_token_ids))
+    from blend.tree import adjacent_lcp
+
+    prompts = [r.prompt_token_ids for r in requests]
+    seq = ScanSequence(
+        index=np.asarray(order, dtype=np.int64),
+        prompt_tokens=np.array([len(prompts[i]) for i in order], dtype=float),
+        shared_prev=adjacent_lcp(prompts, order).astype(float),
+        output_tokens=np.array([requests[i].output_len for i in order], dtype=float),
+    )
+    options = DualScanOptions(max_num_seqs=max_num_seqs, max_num_batched_tokens=64, pace=pace)
+    config = SimConfig(
+        max_num_batched_tokens=max(64, longest),
+        max_num_seqs=max_num_seqs,
+        kv_capacity_tokens=capacity,
+        block_size=block_size,
+    )
+    result = simulate_online(requests, DualScanAdmission(seq, TOY, options), TOY, config)
+    assert sorted(result.admission_order.tolist()) == list(range(len(requests)))
+    assert result.n_preemptions == 0
+
+
+def test_unknown_options_fail_loudly() -> None:
+    with pytest.raises(ValueError, match="shared_prev has 1 != 2"):
+        ScanSequence(np.arange(2), np.ones(2), np.ones(1), np.ones(2))
