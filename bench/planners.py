@@ -1,7 +1,9 @@
 """Benchmark the planners side by side in the engine simulator, on equal footing.
 
-    python bench/planners.py [--n 40000] [--family-n 20000] [--instances 2] [--workers 2]
-                             [--markdown docs/planners.md] [--json bench/results/planners.json]
+    python bench/planners.py [--n 20000] [--family-n 10000] [--instances 2] [--workers 2]
+                             [--step-model vllm|overlap] [--markdown docs/planners.md]
+                             [--json bench/results/planners-vllm.json]
+    python bench/planners.py --from-json bench/results/planners-vllm.json --markdown FILE
     python bench/planners.py --quick          # 10k requests, one instance per family
     python bench/planners.py --scale-1m       # planning time and peak memory at 1M requests
 
@@ -17,8 +19,10 @@ a100-80g, under three engine settings:
   pipeline   the candidate the pipeline's search picks after the warm-up, from estimated
              lengths only (what `blend run` does; the engine restart it may cost is not
              counted)
-plus, for BlendServe, an oracle row (all true lengths known when planning) and an ablation
-(its order fed in order instead of by the online dual scan), both at its best row's settings.
+plus, for BlendServe, an oracle row (all true lengths known when planning) and two ablations
+(its order fed in order instead of by the online dual scan; the dual scan without pacing),
+all at its best row's settings. --step-model overlap replaces vLLM's step model by one where
+compute and memory traffic overlap within a step (the engine the BlendServe paper runs on).
 Per run: throughput, the fraction of T_opt at effective and at peak rates, the prefix sharing
 of the order the engine really saw over DFS's, preemptions, settings and the gap breakdown.
 """
@@ -364,8 +368,8 @@ def plan_1m(n: int = 1_000_000, mean_tokens: int = 500, seed: int = 0) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=40_000, help="requests per main mix")
-    parser.add_argument("--family-n", type=int, default=20_000, help="requests per family draw")
+    parser.add_argument("--n", type=int, default=20_000, help="requests per main mix")
+    parser.add_argument("--family-n", type=int, default=10_000, help="requests per family draw")
     parser.add_argument("--instances", type=int, default=2, help="draws per family")
     parser.add_argument("--planners", default=",".join(PLANNERS))
     parser.add_argument("--workers", type=int, default=2, help="processes")
