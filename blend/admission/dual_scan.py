@@ -127,7 +127,6 @@ class DualScanAdmission:
         # compute-heavy positions (their own compute outweighs their KV reads): paced
         self._dense = comp >= mem
         self._work = _Prefix(np.where(self._dense, unshared + d, 0.0))  # paced tokens
-        self._area = _Prefix(unshared * d + d * d / 2.0)  # KV tokens x steps held
         self._credit = 0.0  # compute-heavy tokens that may still be admitted now (pacing)
         # tokens a step computes in the time it reads the weights: below, reading dominates
         self._knee_tokens = (
@@ -137,7 +136,6 @@ class DualScanAdmission:
         self._inflight_dense: set[int] = set()  # compute-heavy requests in flight
         self._last_step = 0
         self.remaining_steps = 0.0  # the last pacing estimate of the right side's steps
-        self._position = {int(i): k for k, i in enumerate(sequence.index.tolist())}
         self._spread: np.ndarray = np.asarray(sequence.output_spread, dtype=np.float64)
 
     @property
