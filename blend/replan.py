@@ -97,11 +97,10 @@ def replan_after_warmup(
     order, admission = _order(header, requests, estimates, cost, rest)
     seqs = rest[order]
     ordered_estimates = estimates.tokens[order]
+    ordered_spread = estimates.spread[order]
     prompts = [rows[ids[s]]["token_ids"] for s in seqs.tolist()]
     shared = adjacent_lcp(prompts, np.arange(len(prompts))).astype(np.float64)
-    settings, search = _settings(
-        ctx, prompts, ordered_estimates, estimates.spread[order], admission, cost
-    )
+    settings, search = _settings(ctx, prompts, ordered_estimates, ordered_spread, admission, cost)
     report = {
         "replanned_s": time.perf_counter() - started,
         "warmup_finished": len(measured),
@@ -118,7 +117,7 @@ def replan_after_warmup(
         },
     }
     revision = Revision(
-        seqs, shared, ordered_estimates, estimates.spread[order], admission, settings, report
+        seqs, shared, ordered_estimates, ordered_spread, admission, settings, report
     )
     _store(ctx, revision, ids, [estimates.source[i] for i in order.tolist()], estimates, order)
     return revision
