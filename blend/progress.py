@@ -94,9 +94,11 @@ class PlainReporter:
     def __call__(self, done: int, total: int, output_tokens: int | None = None) -> None:
         snapshot = self._meter.update(done, total, output_tokens)
         now = self._clock()
+        news = self._last_written is None or self._last_written.done != done
+        if not news:
+            return  # the executor reports again at its end: no line says the same twice
         due = self._last_line_at is None or now - self._last_line_at >= self._interval_s
-        finished = done >= total and (self._last_written is None or self._last_written.done < done)
-        if due or finished:
+        if due or done >= total:
             self._write(snapshot)
             self._last_line_at = now
         else:

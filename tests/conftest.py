@@ -4,11 +4,14 @@ live in tests/support/, which test modules import; no test module imports anothe
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from blend import verbosity
 from blend.cost import CostModel
 from blend.demo.model import ensure_tiny_model
 from blend.store import Store
@@ -36,3 +39,20 @@ def memory_bound_cost() -> CostModel:
 def _quiet_services() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
+
+
+@pytest.fixture(autouse=True)
+def _restore_verbosity() -> Iterator[None]:
+    """A command run in a test sets the CLI's verbosity for the process (environment and the
+    libraries' loggers): put both back, so no test depends on which ran before it."""
+    names = {*verbosity.QUIET_ENV, *verbosity.VERBOSE_ENV}
+    env = {name: os.environ.get(name) for name in names}
+    levels = {name: logging.getLogger(name).level for name in verbosity.THIRD_PARTY_LOGGERS}
+    yield
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)

@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,7 +63,9 @@ def test_the_last_report_is_written_once_at_the_end() -> None:
     finished, out, clock = plain(interval_s=5.0)
     finished(0, 40)
     clock.now += 4
-    finished(40, 40)  # finishing is written at once, not again at close
+    finished(40, 40)  # finishing is written at once, not again when reported again
+    clock.now += 1
+    finished(40, 40)
     finished.close()
     assert out.getvalue().splitlines()[1:] == ["execute: 40/40 rows (100%), 10.0 rows/s, ETA 0 s"]
 
@@ -86,32 +87,27 @@ def test_format_seconds(seconds: float | None, text: str) -> None:
 
 
 @pytest.fixture
-def restored_verbosity(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """configure() changes the process: undo it after the test."""
+def unset_verbosity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No verbosity variable set (tests/conftest.py restores what configure() changes)."""
     for name in {**verbosity.QUIET_ENV, **verbosity.VERBOSE_ENV}:
         monkeypatch.delenv(name, raising=False)
-    levels = {n: logging.getLogger(n).level for n in verbosity.THIRD_PARTY_LOGGERS}
-    with warnings.catch_warnings():
-        yield
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
 
 
 def test_quiet_hides_the_libraries_warnings_but_not_blends(
-    restored_verbosity: None, monkeypatch: pytest.MonkeyPatch
+    unset_verbosity: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCH_CPP_LOG_LEVEL", "INFO")  # the user's own choice stays
     verbosity.configure(verbose=False)
     assert os.environ["VLLM_LOGGING_LEVEL"] == "ERROR"
     assert os.environ["TORCH_CPP_LOG_LEVEL"] == "INFO"
     assert not logging.getLogger("torch").isEnabledFor(logging.WARNING)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:  # pytest restores filters after
         warnings.warn_explicit("noise", FutureWarning, "dispatcher.py", 1, module="vllm.x")
         warnings.warn_explicit("ours", UserWarning, "plan.py", 1, module="blend.plan")
     assert [str(w.message) for w in caught] == ["ours"]
 
 
-def test_verbose_lets_the_libraries_warnings_through(restored_verbosity: None) -> None:
+def test_verbose_lets_the_libraries_warnings_through(unset_verbosity: None) -> None:
     verbosity.configure(verbose=True)
     assert os.environ["VLLM_LOGGING_LEVEL"] == "WARNING"
     assert "TORCH_CPP_LOG_LEVEL" not in os.environ
@@ -121,7 +117,7 @@ def test_verbose_lets_the_libraries_warnings_through(restored_verbosity: None) -
 def test_cli_execute_off_a_terminal_prints_progress_lines(
     store: Store,
     tiny_model: Path,
-    restored_verbosity: None,
+    unset_verbosity: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import blend.engines.vllm_engine
