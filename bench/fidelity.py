@@ -32,19 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from calibrate import (
-    BENCH_SHAPE,
+
+from blend.admission_feed import AdmissionFeed
+from blend.calibration.cpu_fit import BENCH_SHAPE, fit_step_model, model_spec, per_point
+from blend.calibration.cpu_measure import (
     CPU_BLOCK_SIZE,
     MAX_BATCHED_TOKENS,
     decode_samples,
     default_models_dir,
-    fit_step_model,
-    model_spec,
-    per_point,
     prefill_samples,
 )
-
-from blend.admission_feed import AdmissionFeed
 from blend.cost import CostModel, HardwareSpec, load_hardware
 from blend.demo.model import ensure_tiny_model
 from blend.engine_settings import EngineSettings

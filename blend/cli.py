@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,6 +20,25 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also print vLLM's, torch's and transformers' own warnings and logs "
+            "(default: their errors only).",
+        ),
+    ] = False,
+) -> None:
+    # Before any command imports vLLM or torch: they read these settings at import.
+    from blend.verbosity import configure
+
+    configure(verbose)
+
 
 StoreOpt = Annotated[
     Path | None,
@@ -246,7 +264,7 @@ def execute(
     explicit = max_num_seqs is not None or max_num_batched_tokens is not None
     options = ExecuteOptions(resume=resume, plan_budgets=not explicit)
     try:
-        with _progress_bar() as progress:
+        with _execute_progress() as progress:
             report = execute_plan(
                 opened, plan_id, config, run_id=run_id, options=options, progress=progress
             )
@@ -319,7 +337,7 @@ def run(
         "plan": _print_plan,
         "execute": _print_run,
     }
-    with _progress_bar() as progress:
+    with _execute_progress() as progress:
         report = run_pipeline(
             opened,
             input_path,
@@ -366,41 +384,12 @@ def _cell(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-class _progress_bar:
-    """A rich progress bar (requests, tokens/s, ETA) fed by the executor's callback."""
+def _execute_progress() -> Any:
+    """Requests done, rows/s, output tokens/s and the time left: a bar on a terminal, a line
+    every few seconds otherwise (on stderr, beside the engine's own messages)."""
+    from blend.progress import progress_reporter
 
-    def __enter__(self) -> Any:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("execute"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[tok_s]} out tok/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task("execute", total=None, tok_s="-")
-        return self._update
-
-    def _update(self, done: int, total: int, output_tokens: int) -> None:
-        elapsed = self._progress.tasks[0].elapsed or 0.0
-        rate = f"{output_tokens / elapsed:,.0f}" if elapsed > 0 else "-"
-        self._progress.update(self._task, completed=done, total=total, tok_s=rate)
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+    return progress_reporter("execute", err_console)
 
 
 def _print_ingest(r: Any) -> None:
@@ -505,8 +494,6 @@ app.command("simulate")(simulate_command)
 
 
 def main() -> None:
-    # vLLM logs every engine step detail at INFO; the CLI prints its own summary.
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     app()
 
 

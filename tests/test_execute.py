@@ -14,35 +14,8 @@ from blend.plan import PlanOptions, plan_dataset
 from blend.results import RESULT_SCHEMA, finished_parts, read_metadata
 from blend.store import Store, fetch_dicts
 from blend.tokenize import tokenizer_sha256
-from tests.engines.fake_engine import FakeEngine
-
-PROMPTS = {  # request_id -> token ids; "long" does not fit the fake engine's 64 tokens
-    "a": [1, 2, 3],
-    "b": [1, 2, 4],
-    "c": [7, 8],
-    "long": list(range(10, 80)),
-    "d": [1, 2, 3, 9],
-}
-
-
-def seed_store(store: Store, tokenizer_hash: str) -> None:
-    """Rows as ingest and profile would leave them, written directly."""
-    with store.connect() as con:
-        for line_no, (rid, ids) in enumerate(PROMPTS.items(), start=1):
-            con.execute(
-                "INSERT INTO prompts VALUES ('ds', 1, ?, ?, ?, ?, NULL, ?, 3)",
-                [rid, line_no, f"sha-{rid}", f"prompt {rid}", '{"max_tokens": 3}'],
-            )
-            con.execute(
-                "INSERT INTO prompt_tokens VALUES ('ds', 1, ?, ?, ?, ?)",
-                [rid, tokenizer_hash, len(ids), ids],
-            )
-        con.execute(
-            "INSERT INTO profiles (dataset, snapshot, tokenizer_sha256, model, max_model_len, "
-            "profiled_at, n_prompts, input_tokens, n_over_length, unique_prefix_tokens) "
-            "VALUES ('ds', 1, ?, 'tiny', 64, now(), 5, 82, 1, 0)",
-            [tokenizer_hash],
-        )
+from tests.support.fake_engine import FakeEngine
+from tests.support.seeds import seed_store
 
 
 @pytest.fixture

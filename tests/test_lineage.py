@@ -14,8 +14,8 @@ from blend.lineage import OPENLINEAGE_JOB, LineageEvents, openlineage_run_id
 from blend.plan import PlanOptions, plan_dataset
 from blend.store import Store
 from blend.tokenize import tokenizer_sha256
-from tests.engines.fake_engine import FakeEngine
-from tests.test_execute import seed_store
+from tests.support.fake_engine import FakeEngine
+from tests.support.seeds import seed_store
 
 
 @pytest.fixture

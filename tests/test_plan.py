@@ -12,42 +12,8 @@ from blend.execute import execute_plan
 from blend.plan import PlanOptions, plan_dataset
 from blend.store import Store, fetch_dicts
 from blend.tokenize import tokenizer_sha256
-from tests.engines.fake_engine import FakeEngine
-
-GROUPS = {"a": (list(range(1, 40)), 3), "b": (list(range(50, 90)), 9)}  # prefix, max_tokens
-
-
-def seed_groups(store: Store, tokenizer_hash: str, per_group: int = 12, snapshot: int = 1):
-    """Two prefix groups of prompts, as ingest and profile would leave them."""
-    rows = []
-    for name, (prefix, max_tokens) in GROUPS.items():
-        for i in range(per_group):
-            rows.append((f"{name}{i}", [*prefix, 200 + i], max_tokens))
-    with store.connect() as con:
-        for line_no, (rid, ids, max_tokens) in enumerate(rows, start=1):
-            con.execute(
-                "INSERT INTO prompts VALUES ('ds', ?, ?, ?, ?, ?, NULL, ?, ?)",
-                [
-                    snapshot,
-                    rid,
-                    line_no,
-                    f"sha-{rid}",
-                    f"p {rid}",
-                    f'{{"max_tokens": {max_tokens}}}',
-                    max_tokens,
-                ],
-            )
-            con.execute(
-                "INSERT INTO prompt_tokens VALUES ('ds', ?, ?, ?, ?, ?)",
-                [snapshot, rid, tokenizer_hash, len(ids), ids],
-            )
-        con.execute(
-            "INSERT INTO profiles (dataset, snapshot, tokenizer_sha256, model, max_model_len, "
-            "profiled_at, n_prompts, input_tokens, n_over_length, unique_prefix_tokens) "
-            "VALUES ('ds', ?, ?, 'tiny', 1024, now(), ?, 0, 0, 0)",
-            [snapshot, tokenizer_hash, len(rows)],
-        )
-    return rows
+from tests.support.fake_engine import FakeEngine
+from tests.support.seeds import GROUPS, seed_groups
 
 
 def items(store: Store, plan_id: str) -> list[dict]:

@@ -13,8 +13,8 @@ from blend.execute import ExecuteOptions, execute_plan
 from blend.plan import PlanOptions, plan_dataset
 from blend.store import Store, fetch_dicts
 from blend.tokenize import tokenizer_sha256
-from tests.engines.fake_engine import FakeEngine
-from tests.test_plan import seed_groups
+from tests.support.fake_engine import FakeEngine
+from tests.support.seeds import seed_groups
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ whatever budget the caller leaves unset.
 
 from __future__ import annotations
 
-import os
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,9 +24,9 @@ from blend.engines.base import (
     EngineStats,
     Feed,
 )
+from blend.engines.vllm_args import engine_environment, engine_kwargs, scoped_environment
 from blend.engines.vllm_compat import shield_llvmlite_from_kernel_scan
 from blend.sampling import SAMPLING_FIELDS
-from blend.tokenize import model_max_len
 
 
 def _now() -> datetime:
@@ -71,46 +71,28 @@ class VllmEngine:
         started = time.perf_counter()
         self.config = config
         self.busy_seconds = 0.0
-        on_cpu = self._prepare_environment(config)
+        on_cpu = _is_cpu_build()
         shield_llvmlite_from_kernel_scan()
         import vllm
         from vllm import EngineArgs, LLMEngine
         from vllm.usage.usage_lib import UsageContext
 
         self.version = vllm.__version__
-        engine_kwargs: dict[str, Any] = dict(
-            model=str(config.model_dir),
-            max_model_len=config.max_model_len,
-            max_num_seqs=config.max_num_seqs,
-            max_num_batched_tokens=config.max_num_batched_tokens,
-            enable_prefix_caching=config.enable_prefix_caching,
-            dtype=config.dtype,
-            seed=config.seed,
-            gpu_memory_utilization=config.gpu_memory_utilization,
-            tensor_parallel_size=config.tensor_parallel_size,
-            num_gpu_blocks_override=config.num_gpu_blocks,
+        # vLLM's weight-loading bar shows when its warnings do (the CLI hides both unless
+        # --verbose)
+        show_load_progress = logging.getLogger("vllm").isEnabledFor(logging.WARNING)
+        engine_args = EngineArgs(
+            **engine_kwargs(config, on_cpu=on_cpu, show_load_progress=show_load_progress)
         )
-        if on_cpu:
-            # the CPU build would reserve most of the node's memory for KV: size it here
-            engine_kwargs["kv_cache_memory_bytes"] = int(config.kv_cache_gib * 2**30)
-            # vLLM 0.32's CPU runner crashes ("CPU Generator does not use offset") when a
-            # request with its own seed is in a partial (chunked) prefill: schedule whole
-            # prompts instead. GPU builds keep chunked prefill.
-            engine_kwargs["enable_chunked_prefill"] = False
-            # Without chunked prefill a step must fit a whole prompt: a smaller budget (e.g.
-            # one a plan names for another machine) is raised to max_model_len.
-            if config.max_num_batched_tokens is not None:
-                context = config.max_model_len or model_max_len(config.model_dir)
-                engine_kwargs["max_num_batched_tokens"] = max(
-                    config.max_num_batched_tokens, context
-                )
         self._stats = _SchedulerStats()
-        # LLM_CLASS: the budgets vLLM picks for offline use (its `LLM` class) when none is set
-        self._engine: Any = LLMEngine.from_engine_args(
-            EngineArgs(**engine_kwargs),
-            usage_context=UsageContext.LLM_CLASS,
-            stat_loggers=[self._stats.factory],
-        )
+        with scoped_environment(engine_environment(config, on_cpu=on_cpu)):
+            # LLM_CLASS: the budgets vLLM picks for offline use (its `LLM` class) when none
+            # is set
+            self._engine: Any = LLMEngine.from_engine_args(
+                engine_args,
+                usage_context=UsageContext.LLM_CLASS,
+                stat_loggers=[self._stats.factory],
+            )
         vllm_config = self._engine.vllm_config
         self.max_model_len = int(vllm_config.model_config.max_model_len)
         scheduler = vllm_config.scheduler_config
@@ -124,16 +106,6 @@ class VllmEngine:
         self._steps = 0
         self._generated: dict[str, int] = {}
         self.start_seconds = time.perf_counter() - started
-
-    @staticmethod
-    def _prepare_environment(config: EngineConfig) -> bool:
-        """Set the variable vLLM reads at engine start; returns whether this is the CPU build."""
-        on_cpu = _is_cpu_build()
-        multiprocessing = config.multiprocessing
-        if multiprocessing is None:
-            multiprocessing = not on_cpu  # in-process on CPU: starts in ~4 s instead of ~25 s
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocessing else "0"
-        return on_cpu
 
     def state(self) -> EngineState:
         return EngineState(

@@ -9,14 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blend.admission.dual_scan import DualScanAdmission, DualScanOptions, ScanSequence
-from blend.cost import CostModel, HardwareSpec, ModelSpec
+from blend.cost import CostModel, HardwareSpec
 from blend.simulate import SimConfig, SimRequest
 from blend.simulate.engine import simulate_online
-from tests.admission.conftest import FakeView
+from tests.support.fake_view import FakeView
+from tests.support.toys import TOY_MODEL
 
 # 1 parameter (2 FLOPs a token), KV 2 bytes a token; compute 1 FLOP/s, 1e3 bytes/s
 TOY = CostModel(
-    ModelSpec("toy", 1.0, 1, 1, 1, 1, 1, 1, 16, dtype_bytes=1),
+    TOY_MODEL,
     HardwareSpec("toy-hw", peak_flops=1.0, mem_bandwidth_bytes_s=1e3, mem_bytes=1e9),
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from blend.admission.base import InOrderAdmission
 from blend.admission.warmup import WarmupOutcome, WarmupThenReplan
-from tests.admission.conftest import FakeView
+from tests.support.fake_view import FakeView
 
 
 def test_warmup_then_replan_once_with_what_it_measured() -> None:

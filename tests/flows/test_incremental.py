@@ -22,7 +22,7 @@ from blend.lineage import model_sha256
 from blend.plan import PlanOptions, PlanReport, plan_dataset
 from blend.profile import profile_dataset
 from blend.store import Store
-from tests.engines.fake_engine import FakeEngine
+from tests.support.fake_engine import FakeEngine
 
 OVER_LENGTH_ID = "summarise-001"  # the small demo's prompt longer than the tiny model's context
 

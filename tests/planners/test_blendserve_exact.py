@@ -11,8 +11,7 @@ from blend.planners.blendserve.density import ResourceTree
 from blend.planners.blendserve.split import conditional_split
 from blend.planners.estimates import EstimateSource, LengthHint, estimate_outputs, select_warmup
 from blend.tree import build_compact_trie
-
-from .conftest import toy_cost
+from tests.support.toys import planner_toy_cost
 
 PROMPTS = [[1, 2, 3, 4], [1, 2, 3, 5], [9, 9]]
 OUTPUTS = [2, 2, 3]
@@ -20,7 +19,7 @@ OUTPUTS = [2, 2, 3]
 
 def tree_of(prompts: list[list[int]], outputs: list[int]) -> ResourceTree:
     trie = build_compact_trie(prompts)
-    return ResourceTree.build(trie, np.array(outputs, dtype=float), toy_cost())
+    return ResourceTree.build(trie, np.array(outputs, dtype=float), planner_toy_cost())
 
 
 def node_of(tree: ResourceTree, request: int) -> int:
@@ -141,15 +140,15 @@ def test_blendserve_plan_records_the_split_and_budgets() -> None:
     prompts = [[1, k] for k in range(20)] + [[2, k] for k in range(20)]
     outputs = [1] * 20 + [500] * 20
     requests = [PlanRequest(str(i), p, 8, outputs[i]) for i, p in enumerate(prompts)]
-    plan = BlendServePlanner(toy_cost(), scan_window=8, online=False).plan(requests)
+    plan = BlendServePlanner(planner_toy_cost(), scan_window=8, online=False).plan(requests)
     params = plan.params
     assert params["m_L_tokens"] + params["m_R_tokens"] == pytest.approx(
-        toy_cost().kv_capacity_tokens
+        planner_toy_cost().kv_capacity_tokens
     )
     assert params["rho_L"] > params["rho_rt"] > params["rho_R"]
     assert params["n_left"] + params["n_right"] == 40
     assert plan.sides[0] == "L" and "R" in plan.sides  # dense first, sparse blended in
-    online = BlendServePlanner(toy_cost(), scan_window=8).plan(requests)
+    online = BlendServePlanner(planner_toy_cost(), scan_window=8).plan(requests)
     assert online.admission == "dual-scan" and online.sides == [None] * 40
     assert online.order == list(range(40))  # the density-sorted sequence: dense group first
 

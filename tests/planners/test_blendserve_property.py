@@ -9,8 +9,7 @@ from blend.planners import Plan, PlanRequest
 from blend.planners.batchllm import BatchLlmPlanner
 from blend.planners.blendserve import BlendServePlanner, NaiveBlendPlanner
 from blend.tree import RadixTree, order_sharing_ratio
-
-from .conftest import toy_cost
+from tests.support.toys import planner_toy_cost
 
 prompt = st.lists(st.integers(0, 5), max_size=8)
 output = st.integers(1, 300)
@@ -23,8 +22,8 @@ def test_plans_are_permutations(items, online) -> None:
         PlanRequest(str(i), p, 50, d if known else None) for i, (p, d, known) in enumerate(items)
     ]
     for planner in (
-        BlendServePlanner(toy_cost(), scan_window=4, online=online),
-        NaiveBlendPlanner(toy_cost()),
+        BlendServePlanner(planner_toy_cost(), scan_window=4, online=online),
+        NaiveBlendPlanner(planner_toy_cost()),
         BatchLlmPlanner(),
     ):
         plan = planner.plan(requests)
@@ -57,6 +56,6 @@ def grouped_workload(draw) -> list[tuple[list[int], int]]:
 def test_blendserve_keeps_97_percent_of_dfs_sharing(items) -> None:
     prompts = [p for p, _ in items]
     requests = [PlanRequest(str(i), p, 2000, d) for i, (p, d) in enumerate(items)]
-    plan = BlendServePlanner(toy_cost(1e5), scan_window=16, online=False).plan(requests)
+    plan = BlendServePlanner(planner_toy_cost(1e5), scan_window=16, online=False).plan(requests)
     dfs_sharing = RadixTree.build(prompts).sharing_ratio()
     assert order_sharing_ratio(prompts, stream_order(plan)) >= 0.97 * dfs_sharing

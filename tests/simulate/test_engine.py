@@ -8,7 +8,7 @@ import pytest
 
 from blend.cost import CostModel
 from blend.simulate import SimConfig, SimRequest, simulate
-from tests.simulate.conftest import toy_cost
+from tests.support.toys import toy_cost
 
 SMALL = SimConfig(block_size=4, kv_capacity_tokens=400)
 

@@ -11,7 +11,7 @@ from blend.simulate.gap import gap_breakdown, tight_compute_s
 from blend.simulate.optimal import dfs_sharing_ratio
 from blend.simulate.step_time import prefill_attention_flops
 from blend.workloads import default_cost
-from tests.simulate.conftest import toy_cost
+from tests.support.toys import toy_cost
 
 
 def _workload(seed: int, n: int, prompt_max: int, out_max: int) -> list[SimRequest]:

@@ -11,7 +11,7 @@ from blend.simulate import step_kernel as sk
 from blend.simulate.block_hashes import prompt_block_ids
 from blend.simulate.step_time import StepCost, decode_run_cost, step_cost
 from blend.workloads import default_cost
-from tests.simulate.conftest import toy_cost
+from tests.support.toys import toy_cost
 
 # (flops, bandwidth, overhead), then the step model: additive, overlapping, or attention
 # after the GEMMs with a hard or soft roofline knee

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from blend.admission import InOrderAdmission
 from blend.simulate import SimConfig, SimRequest, optimal_makespan_s, simulate
 from blend.simulate.engine import simulate_online
-from tests.simulate.conftest import toy_cost
+from tests.support.toys import toy_cost
 
 
 @st.composite

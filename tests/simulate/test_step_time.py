@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from blend.simulate.step_time import decode_run_cost, step_cost, step_time_s
-from tests.simulate.conftest import toy_cost
+from tests.support.toys import toy_cost
 
 
 def test_memory_bound_step() -> None:
