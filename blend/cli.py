@@ -442,8 +442,9 @@ def _print_query(table: Any, output_format: OutputFormat, max_rows: int | None) 
     from blend import query_format
 
     if output_format is OutputFormat.TABLE:
-        out, shown = query_format.terminal_table(table, max_rows)
-        console.print(out)
+        blocks, shown = query_format.terminal_table(table, max_rows, console.width)
+        for block in blocks:
+            console.print(block)
         note = shown.cut_note()
         if note:
             console.print(escape(note))

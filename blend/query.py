@@ -89,6 +89,8 @@ def _sandbox(con: duckdb.DuckDBPyConnection, store: Store, options: QueryOptions
         folder = str(store.results_dir) + os.sep
         con.execute("SET allowed_directories = $folders", {"folders": [folder]})
         con.execute("SET enable_external_access = false")
+    # Even with --allow-files, a query never downloads an extension into ~/.duckdb.
+    con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET lock_configuration = true")
 
 

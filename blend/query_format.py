@@ -21,6 +21,7 @@ from rich.text import Text
 
 TABLE_CELL_CHARS = 80  # longest cell of the terminal table (characters)
 TABLE_ROWS = 50  # rows the terminal table shows when no limit is given
+MIN_COLUMN_CHARS = 10  # narrowest a column may get before rows are shown as blocks instead
 
 
 class OutputFormat(StrEnum):
@@ -38,10 +39,13 @@ class Shown:
     n_shown: int
     n_cells_cut: int = 0
     cell_chars: int = TABLE_CELL_CHARS
+    vertical: bool = False  # too many columns for the terminal: one block per row
 
     def cut_note(self, format_hint: bool = True) -> str | None:
         """What was left out, e.g. "(120 rows, 50 shown; 3 cells cut at 80 chars; ...)"."""
         parts = []
+        if self.vertical:
+            parts.append("too many columns for the terminal: one block per row")
         if self.n_shown < self.n_rows:
             parts.append(f"{self.n_rows} rows, {self.n_shown} shown")
         if self.n_cells_cut:
@@ -49,7 +53,7 @@ class Shown:
             parts.append(f"{self.n_cells_cut} {cells} cut at {self.cell_chars} chars")
         if not parts:
             return None
-        if format_hint:
+        if format_hint and (self.n_shown < self.n_rows or self.n_cells_cut):
             parts.append("use --format csv (and no --max-rows) for everything")
         return "(" + "; ".join(parts) + ")"
 
@@ -106,27 +110,53 @@ def write_markdown(table: pa.Table, out: TextIO, max_rows: int | None = None) ->
     return Shown(table.num_rows, n)
 
 
-def terminal_table(table: pa.Table, max_rows: int | None = None) -> tuple[Table, Shown]:
-    """A rich table of the first max_rows rows (TABLE_ROWS by default), long cells cut.
+def terminal_table(
+    table: pa.Table, max_rows: int | None = None, width: int = 80
+) -> tuple[list[Table], Shown]:
+    """Rich tables of the first max_rows rows (TABLE_ROWS by default), long cells cut.
 
-    Columns fold instead of cutting with an ellipsis, so the only cut is ours, and counted.
+    One table when every column gets at least MIN_COLUMN_CHARS (or its whole width) within
+    `width` characters; else one two-column block (column, value) per row, so that no column
+    is squeezed out of sight. Columns fold instead of cutting, so the only cut is ours.
     """
     limit = TABLE_ROWS if max_rows is None else max_rows
-    out = Table(show_lines=False)
-    for name in table.column_names:
-        out.add_column(Text(name), overflow="fold")
-    n = cut = 0
+    names = table.column_names
+    rows: list[list[str]] = []
+    cut = 0
     for row in _rows(table, limit):
-        cells: list[Text] = []
+        cells = []
         for value in row.values():
             text = "NULL" if value is None else text_of(value)
             if len(text) > TABLE_CELL_CHARS:
                 text = text[: TABLE_CELL_CHARS - 3] + "..."
                 cut += 1
-            cells.append(Text(text))  # data, not rich markup: `[red]` stays text
-        out.add_row(*cells)
-        n += 1
-    return out, Shown(table.num_rows, n, cut)
+            cells.append(text)
+        rows.append(cells)
+    natural = [
+        max([len(name), *(_widest_line(cells[i]) for cells in rows)])
+        for i, name in enumerate(names)
+    ]
+    least = [min(n, MIN_COLUMN_CHARS) for n in natural]
+    fits = sum(w + 3 for w in least) + 1 <= width  # 3: padding and border per column
+    shown = Shown(table.num_rows, len(rows), cut, vertical=not fits)
+    if fits:
+        out = Table()
+        for name, w in zip(names, least, strict=True):
+            out.add_column(Text(name), overflow="fold", min_width=w)
+        for cells in rows:
+            out.add_row(*(Text(c) for c in cells))  # data, not rich markup: `[red]` stays text
+        return [out], shown
+    blocks = []
+    for number, cells in enumerate(rows, start=1):
+        block = Table("column", "value", title=f"row {number}", title_justify="left")
+        for name, cell in zip(names, cells, strict=True):
+            block.add_row(Text(name), Text(cell))
+        blocks.append(block)
+    return blocks, shown
+
+
+def _widest_line(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
 
 
 def _md(text: str) -> str:

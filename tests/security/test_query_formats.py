@@ -70,3 +70,15 @@ def test_table_says_what_it_cut(filled_store: Store) -> None:
     )
     assert markup.exit_code == 0 and "[red]x[/]" in markup.stdout  # data, not rich markup
     assert "cut" not in markup.stdout
+
+
+def test_too_many_columns_become_one_block_per_row(filled_store: Store) -> None:
+    columns = ", ".join(f"'value{i}' AS column_{i}" for i in range(25))
+    result = runner.invoke(
+        app, ["query", f"SELECT {columns} FROM range(2)", "--store", str(filled_store.root)]
+    )
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "row 1" in out and "row 2" in out
+    assert all(f"column_{i} " in out and f"value{i} " in out for i in range(25))
+    assert "too many columns for the terminal: one block per row" in " ".join(out.split())
