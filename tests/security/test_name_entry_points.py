@@ -29,17 +29,20 @@ from flows.options import ModelOptions
 from flows.pipeline import PipelineOptions, pipeline_flow
 from flows.plan import PlanFlowOptions
 from flows.profile import ProfileOptions
-from tests.security.attacks import BAD_NAMES, DATASET, PLAN_ID, RUN_ID, tree_digest, write_jsonl
+from tests.security.attacks import (
+    BAD_NAMES,
+    DATASET,
+    PLAN_ID,
+    RUN_ID,
+    flat,
+    tree_digest,
+    write_jsonl,
+)
 
 runner = CliRunner()
 ATTACKS = sorted(BAD_NAMES)
 # Model folders are paths (anywhere is fine); their last part becomes the `model` name.
 BAD_FOLDER_NAMES = ["my model", "x'; drop table prompts;--", "d\u0435mo", "-rf", "a" * 129]
-
-
-def flat(output: str) -> str:
-    """CLI output without rich's box drawing and line wrapping."""
-    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
 
 
 def cli(*args: str) -> tuple[int, str]:

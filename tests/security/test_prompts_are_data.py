@@ -19,7 +19,7 @@ from blend.ingest import ingest_file
 from blend.profile import profile_dataset
 from blend.store import Store, fetch_dicts
 from blend.tokenize import ChatTemplateError
-from tests.security.attacks import write_jsonl
+from tests.security.attacks import flat, write_jsonl
 
 runner = CliRunner()
 SYSTEM_REFUSING = (
@@ -53,10 +53,6 @@ def chat_store(tmp_path: Path) -> Store:
     ]
     ingest_file(store, write_jsonl(tmp_path / "chat.jsonl", records), "chat")
     return store
-
-
-def flat(output: str) -> str:
-    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
 
 
 @pytest.mark.parametrize(

@@ -5,18 +5,18 @@ out of reach without --allow-files, and a writer holding the database gets a cle
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 from typer.testing import CliRunner
 
 from blend.cli import app
 from blend.query import QueryRefusedError, read_statement, run_query
 from blend.store import Store, StoreNotReadableError
-from tests.security.attacks import tree_digest
+from tests.security.attacks import flat, tree_digest
 
 runner = CliRunner()
 
@@ -50,10 +50,6 @@ WRITING = [
     ("SELECT 1; DROP TABLE prompts", "DROP"),
     ("SELECT 1; COPY (SELECT 1) TO '{outside}/x.csv'", "COPY"),
 ]
-
-
-def flat(output: str) -> str:
-    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
 
 
 def query(store: Store, *args: str) -> tuple[int, str, str]:
@@ -90,7 +86,7 @@ def test_the_database_refuses_writes_that_pass_the_statement_check(filled_store:
     # Defence in depth: a read-only connection, even if a writing statement got through.
     from blend.store import connect_read_only
 
-    with connect_read_only(filled_store) as con, pytest.raises(Exception, match="read-only"):
+    with connect_read_only(filled_store) as con, pytest.raises(duckdb.Error, match="read-only"):
         con.execute("DROP TABLE prompts")
 
 
