@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
+from blend.names import InvalidNameError, NameKind, validate_name
 from blend.planners import PlannerName
+from blend.query_format import OutputFormat
 from blend.simulate.cli import simulate_command
-from blend.store import Store, fetch_arrow
+from blend.store import Store
 
 if TYPE_CHECKING:
     from blend.engines.base import EngineConfig
@@ -40,6 +43,20 @@ def _global_options(
     configure(verbose)
 
 
+def _name_rule(kind: NameKind) -> Callable[[str | None], str | None]:
+    """A typer callback refusing values that break the naming rule (blend.names)."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return validate_name(value, kind)
+        except InvalidNameError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return check
+
+
 StoreOpt = Annotated[
     Path | None,
     typer.Option("--store", help="Store folder (default: $BLEND_STORE or ./blend-store)."),
@@ -48,7 +65,9 @@ ModelOpt = Annotated[
     Path | None,
     typer.Option("--model", help="Model folder (default: the tiny demo model, created once)."),
 ]
-DatasetOpt = Annotated[str, typer.Option("--dataset", help="Dataset name.")]
+DatasetOpt = Annotated[
+    str, typer.Option("--dataset", help="Dataset name.", callback=_name_rule(NameKind.DATASET))
+]
 PlannerOpt = Annotated[PlannerName, typer.Option(help="How to order the requests.")]
 ModelSpecOpt = Annotated[
     str | None,
@@ -112,6 +131,10 @@ def resolve_model(store: Store, model: Path | None) -> Path:
             raise typer.BadParameter(
                 f"{model} is not a model folder (no config.json)", param_hint="--model"
             )
+        try:
+            validate_name(model.resolve().name, NameKind.MODEL, f"the model folder {model}")
+        except InvalidNameError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--model") from None
         return model.resolve()
     from blend.demo.model import ensure_tiny_model
 
@@ -146,7 +169,12 @@ def profile(
     from blend.profile import profile_dataset
 
     opened = Store.open(store)
-    report = profile_dataset(opened, dataset, resolve_model(opened, model), snapshot=snapshot)
+    model_dir = resolve_model(opened, model)
+    try:
+        report = profile_dataset(opened, dataset, model_dir, snapshot=snapshot)
+    except (ValueError, OSError) as exc:  # ProfileError, ChatTemplateError, no tokenizer...
+        err_console.print(f"[red]profile failed:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     _print_profile(report)
 
 
@@ -236,10 +264,16 @@ def plan(
 
 @app.command()
 def execute(
-    plan_id: Annotated[str, typer.Option("--plan-id", help="Plan to run.")],
+    plan_id: Annotated[
+        str,
+        typer.Option("--plan-id", help="Plan to run.", callback=_name_rule(NameKind.PLAN_ID)),
+    ],
     model: ModelOpt = None,
     run_id: Annotated[
-        str | None, typer.Option(help="Resume this run instead of a new one.")
+        str | None,
+        typer.Option(
+            help="Resume this run instead of a new one.", callback=_name_rule(NameKind.RUN_ID)
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option(help="Resume the latest unfinished run of this plan, if any.")
@@ -295,7 +329,12 @@ def run(
     input_path: Annotated[
         Path | None, typer.Argument(help="Input file (default: the bundled demo dataset).")
     ] = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset name (default: file stem).")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Dataset name (default: file stem).", callback=_name_rule(NameKind.DATASET)
+        ),
+    ] = None,
     planner: PlannerOpt = PlannerName.DFS,
     model: ModelOpt = None,
     model_spec: ModelSpecOpt = None,
@@ -319,6 +358,12 @@ def run(
         input_path = write_demo_dataset(opened.root / "inputs" / "demo.jsonl")
         dataset = dataset or "demo"
         console.print(f"demo input: {input_path}")
+    if dataset is None:
+        try:
+            dataset = validate_name(input_path.stem, NameKind.DATASET, f"file {input_path}")
+        except InvalidNameError as exc:
+            hint = f"{exc}; name the dataset with --dataset"
+            raise typer.BadParameter(hint, param_hint="--dataset") from None
     model_dir = resolve_model(opened, model)
     console.print(f"model: {model_dir}")
     options = _plan_options(
@@ -341,7 +386,7 @@ def run(
         report = run_pipeline(
             opened,
             input_path,
-            dataset or input_path.stem,
+            dataset,
             _engine_config(model_dir, None, None, kv_cache_gib),
             plan_options=options,
             incremental=incremental,
@@ -357,31 +402,79 @@ def run(
 
 @app.command()
 def query(
-    sql_text: Annotated[str, typer.Argument(metavar="SQL", help="SQL to run against the store.")],
-    max_rows: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
+    sql_text: Annotated[
+        str, typer.Argument(metavar="SQL", help="One read-only SQL statement (SELECT ...).")
+    ],
+    output_format: Annotated[
+        OutputFormat,
+        typer.Option(
+            "--format",
+            help="table (cut to fit; says what it cut), or all of it: csv, json, markdown.",
+        ),
+    ] = OutputFormat.TABLE,
+    max_rows: Annotated[
+        int | None,
+        typer.Option(min=0, help="Rows to write at most (default: 50 for table, all otherwise)."),
+    ] = None,
+    allow_files: Annotated[
+        bool,
+        typer.Option(
+            "--allow-files", help="Let the query read files outside the store (read_csv, glob...)."
+        ),
+    ] = False,
     store: StoreOpt = None,
 ) -> None:
-    """Run SQL against the store (tables and the `results` view) and print a table."""
+    """Read the store with SQL (tables and the `results` view); never changes it.
+
+    The store is opened read-only, statements that would write are refused, and files outside
+    the store's results cannot be read without --allow-files.
+    """
     import duckdb
 
-    opened = Store.open(store)
-    with opened.connect() as con:
-        try:
-            table = fetch_arrow(con, sql_text)
-        except duckdb.Error as exc:
-            err_console.print(f"[red]query failed:[/red] {exc}")
-            raise typer.Exit(1) from None
-    out = Table(*table.column_names, show_lines=False)
-    for row in table.slice(0, max_rows).to_pylist():
-        out.add_row(*(_cell(v) for v in row.values()))
-    console.print(out)
-    if table.num_rows > max_rows:
-        console.print(f"({table.num_rows} rows, {max_rows} shown)")
+    from blend.query import QueryOptions, QueryRefusedError, run_query
+    from blend.store import StoreNotReadableError, default_store_dir
+
+    # Not Store.open: a query creates nothing, not even the store folder.
+    opened = Store((store if store is not None else default_store_dir()).resolve())
+    try:
+        table = run_query(opened, sql_text, QueryOptions(allow_files=allow_files))
+    except QueryRefusedError as exc:
+        err_console.print(f"[red]query refused:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except StoreNotReadableError as exc:
+        err_console.print(f"[red]cannot read the store:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except duckdb.Error as exc:
+        hint = ""
+        if isinstance(exc, duckdb.PermissionException) and not allow_files:
+            hint = " (files outside the store's results need --allow-files)"
+        err_console.print(f"[red]query failed:[/red] {escape(str(exc))}{hint}")
+        raise typer.Exit(1) from None
+    _print_query(table, output_format, max_rows)
 
 
-def _cell(value: Any) -> str:
-    text = "NULL" if value is None else str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+def _print_query(table: Any, output_format: OutputFormat, max_rows: int | None) -> None:
+    import sys
+
+    from blend import query_format
+
+    if output_format is OutputFormat.TABLE:
+        blocks, shown = query_format.terminal_table(table, max_rows, console.width)
+        for block in blocks:
+            console.print(block)
+        note = shown.cut_note()
+        if note:
+            console.print(escape(note))
+        return
+    writers = {
+        OutputFormat.CSV: query_format.write_csv,
+        OutputFormat.JSON: query_format.write_json,
+        OutputFormat.MARKDOWN: query_format.write_markdown,
+    }
+    shown = writers[output_format](table, sys.stdout, max_rows)
+    note = shown.cut_note(format_hint=False)
+    if note:  # on stderr: stdout stays machine-readable
+        err_console.print(escape(note))
 
 
 def _execute_progress() -> Any:
@@ -412,6 +505,13 @@ def _print_profile(r: Any) -> None:
         f"p99 {r.p99_tokens:.0f} max {r.max_tokens}; over max_model_len {r.max_model_len}: "
         f"{r.n_over_length}; prefix sharing {r.sharing_ratio:.1%}"
     )
+    if r.n_over_length:
+        more = ", ..." if r.n_over_length > len(r.over_length_ids) else ""
+        console.print(
+            f"  [yellow]{r.n_over_length} prompts leave no room for output within "
+            f"max_model_len {r.max_model_len}[/yellow] (they will be error rows, not sent to the "
+            f"engine): {escape(', '.join(r.over_length_ids))}{more}"
+        )
     for g in r.top_groups[:5]:
         console.print(
             f"  shared prefix group {g.rank}: {g.n_prompts} prompts x "

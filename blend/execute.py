@@ -38,6 +38,7 @@ from blend.engine_settings import EngineSettings
 from blend.engines.base import Engine, EngineConfig, EngineOutput, RestartEngine
 from blend.engines.supervisor import RestartPolicy, SupervisedEngine
 from blend.lineage import LineageEvents, RunLineage, git_revision, model_sha256
+from blend.names import NameKind, validate_name
 from blend.plan_items import PlanHeader, PlanItems, RequestLoader, shared_across_gaps
 from blend.replan import (
     ReplanContext,
@@ -155,6 +156,9 @@ def execute_plan(
     progress: ProgressCallback | None = None,
 ) -> RunReport:
     """Run plan `plan_id`; with `run_id` of an earlier attempt (or options.resume), resume it."""
+    validate_name(plan_id, NameKind.PLAN_ID, "execute_plan(plan_id=...)")
+    if run_id is not None:
+        validate_name(run_id, NameKind.RUN_ID, "execute_plan(run_id=...)")
     options = options or ExecuteOptions()
     started = time.perf_counter()
     run = _prepare(store, plan_id, engine_config, run_id, options)

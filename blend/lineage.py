@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import blend
+from blend.names import NameKind, path_under, validate_name
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ class LineageEvents:
 
     @property
     def events_path(self) -> Path:
-        return self._store_root / "lineage" / f"{self._lineage.run_id}.jsonl"
+        run_id = validate_name(self._lineage.run_id, NameKind.RUN_ID, "the lineage events file")
+        return path_under(self._store_root, "lineage", f"{run_id}.jsonl")
 
     def start(self) -> None:
         self._emit("START")

@@ -22,6 +22,7 @@ from blend import sql
 from blend.admission.base import AdmissionKind
 from blend.cost import CostModel, resolve_cost
 from blend.engine_settings import EngineSettings, SettingsSource, vllm_default_settings
+from blend.names import NameKind, validate_name
 from blend.planners import (
     EstimateSource,
     LengthHint,
@@ -115,6 +116,7 @@ def plan_dataset(
     with options.use_history, its earlier results of this dataset seed the estimates.
     `model_dir` gives the cost model when options.model_spec is None.
     """
+    validate_name(dataset, NameKind.DATASET, "plan_dataset(dataset=...)")
     options = options or PlanOptions()
     if incremental and model_sha256 is None:
         raise ValueError("incremental planning needs the model's sha256 (model_sha256)")

@@ -20,6 +20,7 @@ import pyarrow as pa
 from transformers import PreTrainedTokenizerFast
 
 from blend import sql
+from blend.names import NameKind, validate_name
 from blend.store import Store, fetch_dicts, transaction
 from blend.tokenize import encode_batch, load_tokenizer, model_max_len, tokenizer_sha256
 
@@ -129,6 +130,7 @@ def profile_dataset(
     batch_size: prompts per tokenizer call; top_groups: prefix groups listed in the report;
     min_shared_tokens: the prefix (tokens) prompts must share to form a group.
     """
+    validate_name(dataset, NameKind.DATASET, "profile_dataset(dataset=...)")
     _check_options(batch_size, top_groups, min_shared_tokens)
     model_path = Path(model_dir)
     tokenizer = load_tokenizer(model_path)
@@ -206,6 +208,7 @@ def store_prompt_tokens(
             tokenizer,
             batch.column("prompt").to_pylist(),
             batch.column("messages_json").to_pylist(),
+            row_names=batch.column("request_id").to_pylist(),
         )
         _insert_tokens(con, key, batch.column("request_id"), ids)
         done += batch.num_rows

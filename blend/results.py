@@ -21,6 +21,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from blend.names import NameKind, path_under, validate_name
+
 RESULT_SCHEMA = pa.schema(
     [
         ("dataset", pa.string()),
@@ -78,7 +80,10 @@ class ResultRow:
 
 
 def run_dir(results_dir: Path, dataset: str, run_id: str) -> Path:
-    return results_dir / f"dataset={dataset}" / f"run_id={run_id}"
+    """The run's results folder; refuses names that break the naming rule (blend.names)."""
+    validate_name(dataset, NameKind.DATASET, "the results folder")
+    validate_name(run_id, NameKind.RUN_ID, "the results folder")
+    return path_under(results_dir, f"dataset={dataset}", f"run_id={run_id}")
 
 
 def write_part(

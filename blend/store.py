@@ -77,23 +77,27 @@ def results_glob(results_dir: Path) -> str:
     return str(results_dir / "**" / "*.parquet")
 
 
-def refresh_results_view(con: duckdb.DuckDBPyConnection, results_dir: Path) -> None:
+def refresh_results_view(
+    con: duckdb.DuckDBPyConnection, results_dir: Path, *, temporary: bool = False
+) -> None:
     """(Re)create the `results` view over every finished Parquet part of every run.
 
     Temporary files (`.tmp-*`) are never matched: parts are renamed into place when complete.
     Without any part yet, the view is an empty relation with the result columns. Also
     (re)creates `result_files` (the part holding each row) and the user views of sql/views/.
+    temporary: create them as TEMP views (of this connection only), for read-only connections.
     """
+    view = _temporary if temporary else _as_is
     has_parts = results_dir.is_dir() and any(results_dir.rglob("part-*.parquet"))
     if has_parts:
         glob = _quote(results_glob(results_dir))
-        con.execute(sql.load("results/create_view").replace("$glob", glob))
-        con.execute(sql.load("results/create_files_view").replace("$glob", glob))
+        con.execute(view(sql.load("results/create_view").replace("$glob", glob)))
+        con.execute(view(sql.load("results/create_files_view").replace("$glob", glob)))
     else:
-        con.execute(sql.load("results/create_empty_view"))
-        con.execute(sql.load("results/create_empty_files_view"))
+        con.execute(view(sql.load("results/create_empty_view")))
+        con.execute(view(sql.load("results/create_empty_files_view")))
     for name in USER_VIEWS:
-        con.execute(sql.load(f"views/{name}"))
+        con.execute(view(sql.load(f"views/{name}")))
 
 
 # Views over `results` and the tables, for users (sql/views/<name>.sql).
@@ -127,3 +131,57 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.rollback()
         raise
     con.commit()
+
+
+class StoreNotReadableError(RuntimeError):
+    """The store's database cannot be opened for reading (missing, or a writer holds it)."""
+
+
+@contextmanager
+def connect_read_only(store: Store) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the store's database read-only, with `results` and the user views as TEMP views.
+
+    Nothing this connection runs can change the database file (DuckDB refuses every write).
+    DuckDB lets many read-only processes share the file but not with a writer: while a stage
+    writes, opening fails, and the StoreNotReadableError says so instead of DuckDB's lock error.
+    """
+    if not store.db_path.is_file():
+        raise StoreNotReadableError(
+            f"no database at {store.db_path}: nothing was ingested into this store yet "
+            "(blend ingest FILE --dataset NAME), or --store / $BLEND_STORE names another folder"
+        )
+    try:
+        con = duckdb.connect(str(store.db_path), read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise StoreNotReadableError(
+            f"{store.db_path} is open for writing by another blend process (a stage is "
+            "running); DuckDB lets readers in only while nothing writes, so query again when "
+            f"it has finished. DuckDB said: {str(exc).splitlines()[0]}"
+        ) from None
+    try:
+        try:
+            refresh_results_view(con, store.results_dir, temporary=True)
+        except duckdb.CatalogException as exc:
+            raise StoreNotReadableError(
+                f"{store.db_path} lacks tables the views need (made by an older blend?); "
+                f"run any stage (e.g. blend profile) once to bring it up to date: {exc}"
+            ) from None
+        yield con
+    finally:
+        con.close()
+
+
+def _as_is(statement: str) -> str:
+    return statement
+
+
+def _temporary(statement: str) -> str:
+    """A `CREATE OR REPLACE VIEW` statement of sql/ as a TEMP view (of this connection only)."""
+    # Our own statement text (sql/results, sql/views), never user input; a read-only
+    # connection can create temporary views only.
+    create = "CREATE OR REPLACE VIEW"
+    if create not in statement:
+        raise ValueError(f"expected a {create} statement, got: {statement[:80]!r}")
+    return statement.replace(create, "CREATE OR REPLACE TEMP VIEW", 1)

@@ -4,6 +4,11 @@ Invariant: for every row, `encode_batch` returns what vLLM computes for the same
 chat rows are rendered with the model's chat template (generation prompt appended) and encoded
 without adding special tokens (the template already holds them); raw prompt rows are encoded
 completion-style, with the tokenizer's own special tokens (e.g. a BOS) and no template.
+
+Prompts are data: the only code that sees them is the model's own chat template, and
+transformers renders it in jinja2's ImmutableSandboxedEnvironment, so a template (or a prompt)
+cannot reach Python internals (`__class__`, `__globals__`...). A template that fails, for all
+rows or for some, raises ChatTemplateError naming the model folder and the failing rows.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+MAX_NAMED_ROWS = 10  # failing rows named in a ChatTemplateError message
 
 # Files whose bytes decide the token ids of a prompt (hashed when present, in sorted order).
 TOKENIZER_FILES = (
@@ -26,6 +34,14 @@ TOKENIZER_FILES = (
     "tokenizer.model",
     "tokenizer_config.json",
 )
+
+
+class ChatTemplateError(ValueError):
+    """The model's chat template failed to render some rows (named by `rows`)."""
+
+    def __init__(self, message: str, rows: Sequence[str]) -> None:
+        super().__init__(message)
+        self.rows = tuple(rows)
 
 
 def load_tokenizer(model_dir: str | Path) -> PreTrainedTokenizerFast:
@@ -81,10 +97,12 @@ def encode_batch(
     tokenizer: PreTrainedTokenizerFast,
     prompts: Sequence[str | None],
     messages_json: Sequence[str | None],
+    row_names: Sequence[str] | None = None,
 ) -> list[list[int]]:
     """Token ids per row, in row order; a row is chat when its messages_json is not null.
 
     Both groups are encoded with one batched call each (Rust, parallel over rows).
+    row_names (e.g. request ids) name the rows in a ChatTemplateError; default: row numbers.
     """
     if len(prompts) != len(messages_json):
         raise ValueError(f"{len(prompts)} prompts but {len(messages_json)} messages_json values")
@@ -92,7 +110,8 @@ def encode_batch(
     raw_rows = [i for i, m in enumerate(messages_json) if m is None]
     out: list[list[int]] = [[] for _ in prompts]
     if chat_rows:
-        texts = render_chat(tokenizer, [messages_json[i] or "" for i in chat_rows])
+        names = [str(row_names[i]) if row_names is not None else f"row {i}" for i in chat_rows]
+        texts = render_chat(tokenizer, [messages_json[i] or "" for i in chat_rows], names)
         _scatter(out, chat_rows, _encode(tokenizer, texts, add_special_tokens=False))
     if raw_rows:
         texts = [_raw_prompt(prompts[i], i) for i in raw_rows]
@@ -100,16 +119,65 @@ def encode_batch(
     return out
 
 
-def render_chat(tokenizer: PreTrainedTokenizerFast, messages_json: Sequence[str]) -> list[str]:
-    """The prompt text of each conversation: chat template with the generation prompt."""
+def render_chat(
+    tokenizer: PreTrainedTokenizerFast,
+    messages_json: Sequence[str],
+    row_names: Sequence[str] | None = None,
+) -> list[str]:
+    """The prompt text of each conversation: chat template with the generation prompt.
+
+    Rendered by transformers in a jinja2 sandbox. Raises ChatTemplateError (naming the model
+    folder and the conversations, by row_names, that failed) when the template fails.
+    """
     if not tokenizer.chat_template:
         raise ValueError(
             f"The tokenizer in {tokenizer.name_or_path} has no chat template, so chat rows "
             "(messages) cannot be rendered; use a model folder with a chat_template"
         )
     conversations: list[Any] = [json.loads(m) for m in messages_json]
-    texts = tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=True)
+    try:
+        texts = _apply_template(tokenizer, conversations)
+    except jinja2.TemplateError as exc:
+        names = row_names or [f"row {i}" for i in range(len(conversations))]
+        raise _template_failure(tokenizer, conversations, names, exc) from None
     return [str(t) for t in texts]
+
+
+def _apply_template(tokenizer: PreTrainedTokenizerFast, conversations: list[Any]) -> list[Any]:
+    texts = tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=True)
+    return list(texts)
+
+
+def _template_failure(
+    tokenizer: PreTrainedTokenizerFast,
+    conversations: list[Any],
+    names: Sequence[str],
+    batch_error: jinja2.TemplateError,
+) -> ChatTemplateError:
+    """Render the conversations one by one to name those the template fails on, and why."""
+    failed: list[str] = []
+    first_error: jinja2.TemplateError | None = None
+    for name, conversation in zip(names, conversations, strict=True):
+        try:
+            _apply_template(tokenizer, [conversation])
+        except jinja2.TemplateError as exc:
+            failed.append(name)
+            first_error = first_error or exc
+    first_error = first_error or batch_error
+    failed = failed or list(names)  # fails only in a batch: every row is suspect
+    listed = ", ".join(failed[:MAX_NAMED_ROWS]) + (", ..." if len(failed) > MAX_NAMED_ROWS else "")
+    unsafe = isinstance(first_error, jinja2.exceptions.SecurityError)
+    return ChatTemplateError(
+        f"the chat template of the model folder {tokenizer.name_or_path} failed on "
+        f"{len(failed)} of {len(conversations)} prompts ({listed}): "
+        f"{type(first_error).__name__}: {first_error}"
+        + (
+            "; the sandbox refused what the template tried: do not trust this model folder"
+            if unsafe
+            else "; fix the prompts or the template (chat_template.jinja, tokenizer_config.json)"
+        ),
+        failed,
+    )
 
 
 def _encode(

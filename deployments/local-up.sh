@@ -21,6 +21,10 @@ if [ -z "$prefect" ]; then
   if [ -x .venv/bin/prefect ]; then prefect=.venv/bin/prefect; else prefect=prefect; fi
 fi
 export PREFECT_API_URL="http://127.0.0.1:$port/api"
+# Loopback only: whoever reaches the API can run the deployments with any parameters (and the
+# local server has no authentication), so the server never listens on other interfaces, not
+# even when PREFECT_SERVER_API_HOST says otherwise (tests/security/test_local_up.py).
+export PREFECT_SERVER_API_HOST=127.0.0.1
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 mkdir -p "$state"
 # Job control: without it, background commands start with SIGINT ignored, and the worker

@@ -19,13 +19,13 @@ from pydantic import Field
 from blend.execute import ExecuteOptions, RunReport, execute_plan, new_run_id
 from blend.store import Store
 from flows.artifacts import ProgressArtifact, publish_run_table
-from flows.options import EngineOptions, ModelOptions
+from flows.options import EngineOptions, ModelOptions, PlanId, RunId
 from flows.retry import GpuLimitMissingError, is_transient
 
 
 class ExecuteFlowOptions(ModelOptions):
-    plan_id: str = Field(description="Plan to run")
-    run_id: str | None = Field(None, description="Resume this run instead of starting a new one")
+    plan_id: PlanId = Field(description="Plan to run")
+    run_id: RunId | None = Field(None, description="Resume this run instead of starting a new one")
     engine: EngineOptions = Field(default_factory=EngineOptions)
     gpu_limit: str | None = Field(
         "gpu",

@@ -8,13 +8,13 @@ from prefect import flow, task
 from pydantic import Field
 
 from blend.ingest import IngestReport, ingest_file
-from flows.options import StoreOptions
+from flows.options import DatasetName, StoreOptions
 from flows.retry import is_transient
 
 
 class IngestOptions(StoreOptions):
     input_path: str = Field(description="JSONL, OpenAI batch JSONL, CSV or Parquet file")
-    dataset: str = Field(description="Dataset name")
+    dataset: DatasetName = Field(description="Dataset name")
 
 
 ingest_task = task(

@@ -1,15 +1,51 @@
-"""Flow parameters as pydantic models, so the Prefect UI renders them as forms."""
+"""Flow parameters as pydantic models, so the Prefect UI renders them as forms.
+
+Names (datasets, plan ids, run ids, model folders) follow blend.names' rule: the models refuse
+anything else when they are built, so a value typed into the Prefect form is refused before
+the flow runs, and the form itself gets the rule as a JSON-schema `pattern`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from blend.engines.base import EngineConfig
+from blend.names import NAME_PATTERN, NameKind, validate_name
 from blend.plan import PlanOptions
 from blend.planners import PlannerName
 from blend.store import Store
+
+
+def _schema(kind: NameKind) -> dict[str, Any]:
+    """The naming rule as JSON schema, so the Prefect form checks it while typing."""
+    return {"pattern": NAME_PATTERN, "maxLength": kind.max_length}
+
+
+def _rule(kind: NameKind) -> Callable[[str], str]:
+    return partial(validate_name, kind=kind, where="flow parameter")
+
+
+def _model_folder(value: str) -> str:
+    """A model folder path: anywhere, but its name (the results' `model`) follows the rule."""
+    validate_name(Path(value).resolve().name, NameKind.MODEL, f"model folder {value!r}")
+    return value
+
+
+DatasetName = Annotated[
+    str, Field(json_schema_extra=_schema(NameKind.DATASET)), AfterValidator(_rule(NameKind.DATASET))
+]
+PlanId = Annotated[
+    str, Field(json_schema_extra=_schema(NameKind.PLAN_ID)), AfterValidator(_rule(NameKind.PLAN_ID))
+]
+RunId = Annotated[
+    str, Field(json_schema_extra=_schema(NameKind.RUN_ID)), AfterValidator(_rule(NameKind.RUN_ID))
+]
+ModelFolder = Annotated[str, AfterValidator(_model_folder)]
 
 
 class StoreOptions(BaseModel):
@@ -22,7 +58,9 @@ class StoreOptions(BaseModel):
 
 
 class ModelOptions(StoreOptions):
-    model: str | None = Field(None, description="Model folder (default: the tiny demo model)")
+    model: ModelFolder | None = Field(
+        None, description="Model folder (default: the tiny demo model)"
+    )
 
     def model_dir(self, store: Store) -> Path:
         if self.model:

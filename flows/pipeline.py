@@ -11,24 +11,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from blend.execute import RunReport, new_run_id
 from blend.ingest import IngestReport
 from blend.lineage import model_sha256
+from blend.names import NameKind, validate_name
 from blend.plan import PlanReport
 from blend.profile import ProfileReport
 from flows.artifacts import publish_summary
 from flows.execute import ExecuteFlowOptions, execute_task
 from flows.ingest import ingest_task
-from flows.options import EngineOptions, ModelOptions, PlanningOptions
+from flows.options import DatasetName, EngineOptions, ModelOptions, PlanningOptions
 from flows.plan import plan_task
 from flows.profile import profile_task
 
 
 class PipelineOptions(ModelOptions):
     input_path: str | None = Field(None, description="Input file (default: the demo dataset)")
-    dataset: str | None = Field(None, description="Dataset name (default: the file's stem)")
+    dataset: DatasetName | None = Field(None, description="Dataset name (default: the file's stem)")
     planning: PlanningOptions = Field(default_factory=PlanningOptions)
     incremental: bool = Field(
         True,
@@ -41,6 +42,14 @@ class PipelineOptions(ModelOptions):
         description="Global concurrency limit held by the execute task (one slot per GPU; "
         "`prefect gcl create gpu --limit 1`); null: none",
     )
+
+    @model_validator(mode="after")
+    def _stem_is_a_name(self) -> PipelineOptions:
+        """Without `dataset`, the input file's stem is the name: it must follow the rule too."""
+        if self.input_path and not self.dataset:
+            stem = Path(self.input_path).stem
+            validate_name(stem, NameKind.DATASET, f"the stem of input_path {self.input_path!r}")
+        return self
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,12 @@ from pydantic import Field
 
 from blend.lineage import model_sha256
 from blend.plan import PlanReport, plan_dataset
-from flows.options import ModelOptions, PlanningOptions
+from flows.options import DatasetName, ModelOptions, PlanningOptions
 from flows.retry import is_transient
 
 
 class PlanFlowOptions(ModelOptions):
-    dataset: str = Field(description="Dataset name")
+    dataset: DatasetName = Field(description="Dataset name")
     planning: PlanningOptions = Field(default_factory=PlanningOptions)
     snapshot: int | None = Field(None, description="Snapshot (default: latest)")
     incremental: bool = Field(

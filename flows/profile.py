@@ -6,12 +6,12 @@ from prefect import flow, task
 from pydantic import Field
 
 from blend.profile import ProfileReport, profile_dataset
-from flows.options import ModelOptions
+from flows.options import DatasetName, ModelOptions
 from flows.retry import is_transient
 
 
 class ProfileOptions(ModelOptions):
-    dataset: str = Field(description="Dataset name")
+    dataset: DatasetName = Field(description="Dataset name")
     snapshot: int | None = Field(None, description="Snapshot (default: latest)")
 
 

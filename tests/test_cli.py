@@ -45,6 +45,8 @@ def test_plan_before_profile_names_the_fix(tmp_path: Path) -> None:
 
 
 def test_query_prints_rows_and_reports_sql_errors(tmp_path: Path) -> None:
+    with Store.open(tmp_path).connect():  # a query reads an existing store, never creates one
+        pass
     ok = runner.invoke(app, ["query", "SELECT 41 + 1 AS answer", "--store", str(tmp_path)])
     assert ok.exit_code == 0
     assert "answer" in ok.output and "42" in ok.output

@@ -41,6 +41,7 @@ from blend.ingest.records import (
     raw_text,
 )
 from blend.ingest.validate import Validator
+from blend.names import NameKind, validate_name
 from blend.store import Store
 
 # Called after each staged batch with (units done, units in total): lines for JSONL and CSV,
@@ -65,6 +66,7 @@ def ingest_file(
     empty, its format is unknown, or no record was accepted.
     """
     started = time.perf_counter()
+    validate_name(dataset, NameKind.DATASET, "ingest_file(dataset=...)")
     _check_arguments(dataset, max_line_bytes, batch_rows)
     path = _readable_file(Path(input_path))
     job = _FileJob(path, detect_format(path, max_line_bytes), max_line_bytes, batch_rows)

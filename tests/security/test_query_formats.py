@@ -1,0 +1,84 @@
+"""`blend query --format`: csv / json / markdown give every row and every character; the
+terminal table says what it cut."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+from typer.testing import CliRunner
+
+from blend.cli import app
+from blend.store import Store
+
+runner = CliRunner()
+ROWS_SQL = (
+    "SELECT i, repeat('x', 100) || '|' || i AS long, [i, i + 1] AS pair, "
+    "CASE WHEN i = 2 THEN NULL ELSE 'line one' || chr(10) || 'line two' END AS text "
+    "FROM range(60) AS t(i) ORDER BY i"
+)
+
+
+def query(store: Store, *args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["query", ROWS_SQL, *args, "--store", str(store.root)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_csv_has_every_row_and_whole_cells(filled_store: Store) -> None:
+    code, out, err = query(filled_store, "--format", "csv")
+    assert code == 0 and err == ""
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 60
+    assert rows[59]["long"] == "x" * 100 + "|59"
+    assert json.loads(rows[3]["pair"]) == [3, 4]
+    assert rows[2]["text"] == "" and rows[0]["text"] == "line one\nline two"
+
+
+def test_json_is_an_array_of_row_objects(filled_store: Store) -> None:
+    code, out, _ = query(filled_store, "--format", "json", "--max-rows", "5")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["i"] for r in rows] == [0, 1, 2, 3, 4]
+    assert rows[2]["text"] is None and rows[1]["pair"] == [1, 2]
+
+
+def test_max_rows_cut_is_reported_on_stderr_for_machine_formats(filled_store: Store) -> None:
+    code, out, err = query(filled_store, "--format", "csv", "--max-rows", "10")
+    assert code == 0
+    assert len(list(csv.DictReader(io.StringIO(out)))) == 10
+    assert "60 rows, 10 shown" in err
+
+
+def test_markdown_escapes_pipes_and_line_breaks(filled_store: Store) -> None:
+    code, out, _ = query(filled_store, "--format", "markdown")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "| i | long | pair | text |" and lines[1] == "|---|---|---|---|"
+    assert len(lines) == 62
+    assert lines[2] == "| 0 | " + "x" * 100 + "\\|0 | [0,1] | line one<br>line two |"
+
+
+def test_table_says_what_it_cut(filled_store: Store) -> None:
+    code, out, _ = query(filled_store)
+    assert code == 0
+    note = " ".join(out.split())
+    assert re.search(r"\(60 rows, 50 shown; 50 cells cut at 80 chars; use --format csv", note)
+    markup = runner.invoke(
+        app, ["query", "SELECT '[red]x[/]' AS markup", "--store", str(filled_store.root)]
+    )
+    assert markup.exit_code == 0 and "[red]x[/]" in markup.stdout  # data, not rich markup
+    assert "cut" not in markup.stdout
+
+
+def test_too_many_columns_become_one_block_per_row(filled_store: Store) -> None:
+    columns = ", ".join(f"'value{i}' AS column_{i}" for i in range(25))
+    result = runner.invoke(
+        app, ["query", f"SELECT {columns} FROM range(2)", "--store", str(filled_store.root)]
+    )
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "row 1" in out and "row 2" in out
+    assert all(f"column_{i} " in out and f"value{i} " in out for i in range(25))
+    assert "too many columns for the terminal: one block per row" in " ".join(out.split())
