@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from blend import sql
+from blend.cost import model_spec_from_dir
 from blend.engine_settings import EngineSettings, SettingsSource
 from blend.engines.base import EngineConfig
 from blend.execute import ExecuteOptions, ProgressCallback, RunReport, execute_plan, new_run_id
@@ -122,7 +123,7 @@ def run_pipeline(
             model_hash,
         )
     if unfinished is not None:
-        planned = stage("plan", stored_plan_report, store, unfinished.plan_id)
+        planned = stage("plan", stored_plan_report, store, unfinished.plan_id, model_dir)
     else:
         planned = stage(
             "plan",
@@ -152,9 +153,10 @@ def run_pipeline(
     return PipelineReport(ingested, profiled, planned, run, seconds, resumed)
 
 
-def stored_plan_report(store: Store, plan_id: str) -> PlanReport:
+def stored_plan_report(store: Store, plan_id: str, model_dir: Path) -> PlanReport:
     """The report of a plan made earlier, read back from the store (what a resumed run runs;
-    the prefix tree's sharing is not stored: the plan's own is reported for it)."""
+    the prefix tree's sharing is not stored: the plan's own is reported for it). A plan made
+    for the model folder's own config (no model spec) names that config's model."""
     with store.connect(views=False) as con:
         rows = fetch_dicts(con, sql.load("execute/plan_report"), {"plan_id": plan_id})
     if not rows:
@@ -178,7 +180,7 @@ def stored_plan_report(store: Store, plan_id: str) -> PlanReport:
         sharing_ratio=row["sharing_ratio"] or 0.0,
         dfs_sharing_ratio=row["sharing_ratio"] or 0.0,
         plan_seconds=row["plan_seconds"],
-        model_spec=row["model_spec"],
+        model_spec=row["model_spec"] or model_spec_from_dir(model_dir).name,
         hardware=row["hardware"],
         n_warmup=row["n_warmup"] or 0,
         admission=row["admission"],

@@ -91,7 +91,9 @@ def write_part(
     table = pa.Table.from_pydict(columns, schema=RESULT_SCHEMA)
     table = table.replace_schema_metadata(metadata)
     final = directory / f"part-{part_index:05d}-{uuid.uuid4().hex[:8]}.parquet"
-    temporary = directory / f".tmp-{final.name}"
+    # Not `*.parquet`: the results glob (`**/*.parquet`) of a reader in another process, a
+    # `blend query` or a second run, would match it, and read it half-written.
+    temporary = directory / f".tmp-{final.name}.partial"
     try:
         pq.write_table(table, temporary, compression="zstd")
         _fsync(temporary)

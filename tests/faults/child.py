@@ -87,16 +87,20 @@ def profile(args: argparse.Namespace) -> None:
 
 
 def part_write(args: argparse.Namespace) -> None:
-    """Execute with the fake engine; every part write pauses after its temporary file is
-    complete and before the rename (`writing` is printed then), for the parent to kill."""
+    """Execute with the fake engine; the second part write and every later one pause after
+    the temporary file is complete and before the rename (`writing N` is printed then), for
+    the parent to kill: the first part is finished, the second is not."""
     import blend.results as results
 
     real_write_table = results.pq.write_table
+    writes: list[Any] = []
 
     def slow_write_table(table: Any, where: Any, **kwargs: Any) -> None:
         real_write_table(table, where, **kwargs)
-        say("writing")
-        time.sleep(args.pause_s)
+        writes.append(where)
+        say(f"writing {len(writes)}")
+        if len(writes) >= 2:
+            time.sleep(args.pause_s)
 
     results.pq.write_table = slow_write_table  # type: ignore[assignment]
     say("started")

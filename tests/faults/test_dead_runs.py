@@ -56,7 +56,7 @@ def test_killed_run_is_marked_interrupted_and_a_plain_rerun_continues_it(
     child.wait_for("progress", at_least=10)
     child.kill()
     with store.connect(views=False) as con:
-        killed = fetch_dicts(con, "SELECT run_id, status FROM runs")
+        killed = fetch_dicts(con, "SELECT run_id, plan_id, status FROM runs")
     assert [r["status"] for r in killed] == ["running"]  # what it said when it died
     rows_before = results_of(store)
     assert 0 < len(rows_before) < 34  # some parts were finished, not all
@@ -70,6 +70,9 @@ def test_killed_run_is_marked_interrupted_and_a_plain_rerun_continues_it(
     assert report.resumed_run == killed[0]["run_id"]
     assert report.run is not None and report.run.run_id == killed[0]["run_id"]
     assert report.run.n_skipped == len(rows_before)
+    # the killed run's plan, read back (not planned again)
+    assert (report.plan.plan_id, report.plan.n_requests) == (killed[0]["plan_id"], 34)
+    assert report.plan.model_spec and report.plan.planner == "dfs"
     with store.connect(views=False) as con:
         runs = fetch_dicts(con, "SELECT run_id, status, n_attempts, n_requests FROM runs")
     assert runs == [
