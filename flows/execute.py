@@ -79,6 +79,7 @@ def execute_stage_task(
 ) -> RunReport:
     """The pipeline's execute stage (blend.execute.execute_plan's arguments) as a task; the
     progress shows as an artifact instead of `progress`."""
+    del progress  # the progress artifact (a callback cannot reach the UI)
     return _execute(store, plan_id, engine_config, run_id, options, gpu_limit)
 
 
