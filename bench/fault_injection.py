@@ -5,15 +5,20 @@ on a BlendServe plan (warm-up sample, re-plan after it, online dual-scan admissi
 parent kills it at chosen points: while it starts, during the warm-up, right after the
 re-plan is stored, at random rows (also while parts are written); it re-runs it with the
 same run id until it completes, and checks in DuckDB that the run's Parquet parts hold
-exactly one row per plan item and that the run re-planned exactly once.
+exactly one row per plan item and that the run re-planned exactly once. With --plain-rerun
+the child is re-run without a run id (`resume=True`, what `blend execute --resume` and a plain
+`blend run` do): the killed run, left `running`, must be found dead and continued, so the plan
+ends with one run, not one per kill.
 
     python bench/fault_injection.py --kills 10 --seeds 1 2       # prints lost/duplicated
+    python bench/fault_injection.py --kills 5 --plain-rerun      # re-run without the run id
     python bench/fault_injection.py child --store S --plan-id P --run-id R --model M
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -49,6 +54,7 @@ class Outcome:
     wall_s: float
     kinds: tuple[str, ...]  # where each kill landed: time, warmup, replan, rows
     n_revisions: int  # re-planned orders stored for the run (exactly one)
+    n_runs: int = 1  # runs of the plan in `runs` (one: every re-run continued it)
 
 
 def write_prompts(path: Path, n_requests: int, seed: int) -> Path:
@@ -104,12 +110,13 @@ def child_main(args: argparse.Namespace) -> int:
         plan_budgets=False,  # --max-num-seqs keeps several requests in flight on two cores
         on_replan=lambda report: print("replanned", flush=True),
     )
+    latest = args.run_id == LATEST  # a plain re-run: continue the latest unfinished run
     report = execute_plan(
         Store.open(args.store),
         args.plan_id,
         config,
-        run_id=args.run_id,
-        options=options,
+        run_id=None if latest else args.run_id,
+        options=dataclasses.replace(options, resume=latest),
         progress=progress,
     )
     print(f"done {report.status} {report.n_requests}", flush=True)
@@ -194,6 +201,7 @@ def rows_done(store: Store, dataset: str, run_id: str) -> int:
 
 
 KILL_KINDS = ("warmup", "replan", "rows", "time")
+LATEST = "latest"  # the child's --run-id for a plain re-run (no run id, resume=True)
 
 
 def run_with_kills(
@@ -203,6 +211,7 @@ def run_with_kills(
     n_kills: int,
     seed: int,
     kinds: tuple[str, ...] = KILL_KINDS,
+    plain_rerun: bool = False,
 ) -> Outcome:
     """Kill the run `n_kills` times, cycling through `kinds` of kill point, then let it
     complete; count rows. A kind that no longer applies (the warm-up or the re-plan is past)
@@ -210,7 +219,7 @@ def run_with_kills(
     rng = random.Random(seed)
     store = Store.open(store_dir)
     run_id = f"run-faults-{seed}"
-    command = _child_command(store.root, plan_id, run_id, model_dir)
+    command = _child_command(store.root, plan_id, LATEST if plain_rerun else run_id, model_dir)
     with store.connect() as con:
         plan = fetch_dicts(
             con, "SELECT n_requests, n_warmup FROM plans WHERE plan_id = $p", {"p": plan_id}
@@ -220,6 +229,7 @@ def run_with_kills(
     kills = executions = 0
     landed: list[str] = []
     while kills < n_kills:
+        run_id = (_only_run(store, plan_id) or run_id) if plain_rerun else run_id
         done_now = rows_done(store, "faults", run_id)
         kind = kinds[kills % len(kinds)]
         if kind == "warmup" and done_now + 1 >= n_warmup:
@@ -244,7 +254,20 @@ def run_with_kills(
         executions += 1
         if run_once(command, None, rng):
             raise RuntimeError("the completing run was killed")
+    if plain_rerun:
+        run_id = _only_run(store, plan_id) or run_id
     return check(store, plan_id, run_id, n_planned, kills, executions, started, tuple(landed))
+
+
+def _only_run(store: Store, plan_id: str) -> str | None:
+    """The latest run of the plan (a plain re-run continues it: there should be one)."""
+    with store.connect(views=False) as con:
+        rows = fetch_dicts(
+            con,
+            "SELECT run_id FROM runs WHERE plan_id = $p ORDER BY started_at DESC",
+            {"p": plan_id},
+        )
+    return rows[0]["run_id"] if rows else None
 
 
 def _replanned(store: Store, run_id: str) -> bool:
@@ -280,6 +303,9 @@ def check(
         run = fetch_dicts(
             con, "SELECT status, n_attempts FROM runs WHERE run_id = $r", {"r": run_id}
         )[0]
+        n_runs = fetch_dicts(
+            con, "SELECT count(*) AS n FROM runs WHERE plan_id = $p", {"p": plan_id}
+        )[0]["n"]
         revisions = fetch_dicts(
             con,
             "SELECT count(DISTINCT run_id) AS n, count(*) AS items "
@@ -299,6 +325,7 @@ def check(
         wall_s=time.perf_counter() - started,
         kinds=kinds,
         n_revisions=revisions["n"],
+        n_runs=n_runs,
     )
 
 
@@ -318,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--requests", type=int, default=240)
     parser.add_argument("--store", type=Path, help="work folder (default: a temporary one)")
+    parser.add_argument(
+        "--plain-rerun",
+        action="store_true",
+        help="re-run without the run id (resume the latest unfinished run of the plan)",
+    )
     args = parser.parse_args(argv)
     from blend.demo.model import ensure_tiny_model
 
@@ -327,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         store_dir = work / f"store-{seed}"
         plan_id = prepare(store_dir, model, args.requests, seed)
-        outcome = run_with_kills(store_dir, plan_id, model, args.kills, seed)
+        outcome = run_with_kills(
+            store_dir, plan_id, model, args.kills, seed, plain_rerun=args.plain_rerun
+        )
         total_lost += outcome.lost
         total_duplicated += outcome.duplicated
         print(
@@ -336,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             f"duplicated {outcome.duplicated}; run {outcome.run_status} after "
             f"{outcome.n_attempts} attempts; {outcome.leftover_temporary} temporary files; "
             f"kills at {', '.join(outcome.kinds)}; re-planned {outcome.n_revisions} time(s); "
+            f"{outcome.n_runs} run(s) of the plan; "
             f"{outcome.wall_s:.0f} s",
             flush=True,
         )

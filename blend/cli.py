@@ -349,14 +349,11 @@ def run(
     store: StoreOpt = None,
 ) -> None:
     """The whole pipeline: ingest -> profile -> plan -> execute. No arguments: the demo."""
-    from blend.pipeline import run_pipeline
+    from blend.pipeline import PipelineOptions, pipeline_input, run_pipeline
 
     opened = Store.open(store)
     if input_path is None:
-        from blend.demo.dataset import write_demo_dataset
-
-        input_path = write_demo_dataset(opened.root / "inputs" / "demo.jsonl")
-        dataset = dataset or "demo"
+        input_path, dataset = pipeline_input(opened, None, dataset)
         console.print(f"demo input: {input_path}")
     if dataset is None:
         try:
@@ -385,14 +382,13 @@ def run(
     with _execute_progress() as progress:
         report = run_pipeline(
             opened,
-            input_path,
-            dataset,
             _engine_config(model_dir, None, None, kv_cache_gib),
-            plan_options=options,
-            incremental=incremental,
+            PipelineOptions(input_path, dataset, options, incremental),
             progress=progress,
             on_stage=lambda name, r: printers[name](r),
         )
+    if report.resumed_run is not None:
+        console.print(f"continued the unfinished run {report.resumed_run} (its finished rows kept)")
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in report.stage_seconds.items())
     console.print(f"\nstage wall time: {timings}")
     if report.run is None:
@@ -594,7 +590,15 @@ app.command("simulate")(simulate_command)
 
 
 def main() -> None:
-    app()
+    from blend.results import ResultWriteError
+    from blend.runs import RunBusyError
+    from blend.store_lock import StoreError
+
+    try:
+        app()
+    except (StoreError, RunBusyError, ResultWriteError) as exc:  # clear errors, no traceback
+        err_console.print(f"[red]blend failed:[/red] {exc}")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ an error row). Finished rows are flushed as atomic parts every `flush_rows` rows
 oldest buffered row is `flush_seconds` old (checked after every engine step, so also while the
 engine is busy); a re-run with the same run_id skips request ids already in finished parts,
 so a crash at any point loses at most the unflushed rows' work and never duplicates a row.
-One process at a time may execute a run (a lock file in the run folder).
+One process at a time may execute a run (a lock file in the run folder, blend/runs.py); the
+run's row in `runs` is written when an execution starts and ends (blend/run_records.py).
 
 Which request enters the engine next is an admission policy's choice (blend/admission), made
 after every step from the engine's state: the plan's warm-up sample first; then, for plans
@@ -17,7 +18,6 @@ online dual scan.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -64,6 +64,7 @@ from blend.run_records import (
     record_run_finish,
     record_run_start,
 )
+from blend.runs import RunBusyError, acquire_run_lock, mark_dead_runs
 from blend.store import Store, fetch_dicts
 from blend.tokenize import tokenizer_sha256
 
@@ -205,6 +206,7 @@ def _prepare(
         engine_config = with_plan_settings(engine_config, header)
     model_hash = model_sha256(engine_config.model_dir)
     if run_id is None and options.resume:
+        mark_dead_runs(store)  # a killed execution's row says `running` until found dead
         run_id = latest_unfinished_run(store, plan_id)
     run_id = run_id or new_run_id()
     try:
@@ -261,13 +263,15 @@ def _execute(
     loop = _RunLoop(store, run, done, lineage, engine, options, progress)
     status, error = "failed", "interrupted"
     try:
-        loop.run()
+        try:
+            loop.run()
+        finally:
+            loop.writer.close()  # the last part; a failed part write (disk full) raises here
         status, error = "completed", ""
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        loop.writer.close()
         stats = engine.stats()
         wall_s = time.perf_counter() - started
         execution = {
@@ -331,18 +335,12 @@ def _plan_header(store: Store, plan_id: str) -> PlanHeader:
 
 @contextmanager
 def _run_lock(directory: Path, run_id: str) -> Iterator[None]:
-    """Hold `<run folder>/.lock` so that two processes never execute the same run."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold the run's lock (blend/runs.py) so that two processes never execute the same run."""
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ExecuteError(
-                f"run {run_id} is being executed by another process (lock {directory / '.lock'})"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        fd = acquire_run_lock(directory, run_id)
+    except RunBusyError as exc:
+        raise ExecuteError(str(exc)) from None
+    try:
         yield
     finally:
         os.close(fd)  # closing releases the lock; a killed process releases it too

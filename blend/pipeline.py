@@ -1,7 +1,14 @@
 """The whole pipeline in one call: ingest -> profile -> plan -> execute, with stage timings.
 
-The CLI's `blend run` uses this; flows/pipeline.py chains the same stage functions as Prefect
-tasks instead, so that each stage shows up (and retries) on its own in the UI.
+The one chain of stages: the CLI's `blend run` calls it directly, and the Prefect flow
+(flows/pipeline.py) calls it with a `run_stage` hook that runs each stage function as a Prefect
+task (so each stage shows up, and retries, on its own in the UI). The demo input default lives
+here too (`pipeline_input`).
+
+A plain re-run continues what an earlier one left unfinished: before planning, the latest run
+of the same dataset snapshot, planner and model that did not complete (killed, failed) is
+resumed instead of planning again (blend/runs.py); its finished parts are kept and each
+missing request runs once. A run another process is executing right now is waited for.
 """
 
 from __future__ import annotations
@@ -10,17 +17,47 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
+from blend import sql
+from blend.cost import model_spec_from_dir
+from blend.engine_settings import EngineSettings, SettingsSource
 from blend.engines.base import EngineConfig
-from blend.execute import ExecuteOptions, ProgressCallback, RunReport, execute_plan
+from blend.execute import ExecuteOptions, ProgressCallback, RunReport, execute_plan, new_run_id
 from blend.ingest import IngestReport, ingest_file
 from blend.lineage import model_sha256
 from blend.plan import PlanOptions, PlanReport, plan_dataset
+from blend.planners import planner_name
 from blend.profile import ProfileReport, profile_dataset
-from blend.store import Store
+from blend.runs import UnfinishedRun, unfinished_run
+from blend.store import Store, fetch_dicts
 
 T = TypeVar("T")
+
+DEMO_DATASET = "demo"
+
+
+class StageRunner(Protocol):
+    """Runs one stage: `fn(*args, **kwargs)`, maybe wrapped (a Prefect task, a timer)."""
+
+    def __call__(self, name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T: ...
+
+
+def call_stage(name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """The plain StageRunner: call the stage function."""
+    return fn(*args, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    """What to run and how (the CLI's `blend run` and the pipeline flow fill it)."""
+
+    input_path: Path | None = None  # None: the bundled demo dataset, written into the store
+    dataset: str | None = None  # None: the file's stem ("demo" for the demo)
+    plan: PlanOptions = field(default_factory=PlanOptions)
+    incremental: bool = True  # plan only prompts without a result from this model + sampling
+    resume: bool = True  # continue the latest unfinished run (incremental runs only)
+    execute: ExecuteOptions = field(default_factory=ExecuteOptions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,60 +67,135 @@ class PipelineReport:
     plan: PlanReport
     run: RunReport | None  # None when the plan had nothing left to run (incremental)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage (s)
+    resumed_run: str | None = None  # the unfinished run this pipeline continued, if any
+
+
+def pipeline_input(store: Store, input_path: Path | None, dataset: str | None) -> tuple[Path, str]:
+    """The input file and dataset name: as given, or the demo dataset (written once into
+    `<store>/inputs/demo.jsonl`) named "demo"."""
+    if input_path is not None:
+        return input_path, dataset or input_path.stem
+    from blend.demo.dataset import write_demo_dataset
+
+    path = write_demo_dataset(store.root / "inputs" / "demo.jsonl")
+    return path, dataset or DEMO_DATASET
 
 
 def run_pipeline(
     store: Store,
-    input_path: Path,
-    dataset: str,
     engine_config: EngineConfig,
+    options: PipelineOptions | None = None,
     *,
-    plan_options: PlanOptions | None = None,
-    incremental: bool = True,
-    options: ExecuteOptions | None = None,
     progress: ProgressCallback | None = None,
     on_stage: Callable[[str, object], None] | None = None,
+    run_stage: StageRunner = call_stage,
 ) -> PipelineReport:
-    """Run every stage on `input_path`; `on_stage(name, report)` is called after each.
+    """Run every stage; `on_stage(name, report)` is called after each.
 
-    With `incremental`, prompts that already have a result from this model and sampling are
-    not planned again, and when nothing is left the engine is not started at all.
+    With `options.incremental`, prompts that already have a result from this model and
+    sampling are not planned again, and when nothing is left the engine is not started.
     """
+    options = options or PipelineOptions()
+    input_path, dataset = pipeline_input(store, options.input_path, options.dataset)
+    model_dir = engine_config.model_dir
+    model_hash = model_sha256(model_dir)
     seconds: dict[str, float] = {}
 
-    def timed(name: str, fn: Callable[[], T]) -> T:
+    def stage(name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         started = time.perf_counter()
-        result = fn()
-        seconds[name] = time.perf_counter() - started
+        result = run_stage(name, fn, *args, **kwargs)
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
         if on_stage is not None:
             on_stage(name, result)
         return result
 
-    ingested = timed("ingest", lambda: ingest_file(store, input_path, dataset))
-    profiled = timed(
-        "profile",
-        lambda: profile_dataset(
-            store, dataset, engine_config.model_dir, snapshot=ingested.snapshot
-        ),
+    ingested = stage("ingest", ingest_file, store, input_path, dataset)
+    profiled = stage(
+        "profile", profile_dataset, store, dataset, model_dir, snapshot=ingested.snapshot
     )
-    planned = timed(
-        "plan",
-        lambda: plan_dataset(
+    unfinished = None
+    if options.resume and options.incremental:
+        unfinished = unfinished_run(
             store,
             dataset,
-            plan_options,
+            ingested.snapshot,
+            str(planner_name(options.plan.planner)),
+            model_hash,
+        )
+    if unfinished is not None:
+        planned = stage("plan", stored_plan_report, store, unfinished.plan_id, model_dir)
+    else:
+        planned = stage(
+            "plan",
+            plan_dataset,
+            store,
+            dataset,
+            options.plan,
             snapshot=ingested.snapshot,
-            model_sha256=model_sha256(engine_config.model_dir),
-            incremental=incremental,
-            model_dir=engine_config.model_dir,
-        ),
-    )
+            model_sha256=model_hash,
+            incremental=options.incremental,
+            model_dir=model_dir,
+        )
+    resumed = unfinished.run_id if unfinished is not None else None
     if planned.n_requests == 0:
-        return PipelineReport(ingested, profiled, planned, None, seconds)
-    run = timed(
+        return PipelineReport(ingested, profiled, planned, None, seconds, resumed)
+    # The run id is fixed before the stage, so a retried execute stage resumes the same run.
+    run = stage(
         "execute",
-        lambda: execute_plan(
-            store, planned.plan_id, engine_config, options=options, progress=progress
-        ),
+        execute_plan,
+        store,
+        planned.plan_id,
+        engine_config,
+        run_id=resumed or new_run_id(),
+        options=options.execute,
+        progress=progress,
     )
-    return PipelineReport(ingested, profiled, planned, run, seconds)
+    return PipelineReport(ingested, profiled, planned, run, seconds, resumed)
+
+
+def stored_plan_report(store: Store, plan_id: str, model_dir: Path) -> PlanReport:
+    """The report of a plan made earlier, read back from the store (what a resumed run runs;
+    the prefix tree's sharing is not stored: the plan's own is reported for it). A plan made
+    for the model folder's own config (no model spec) names that config's model."""
+    with store.connect(views=False) as con:
+        rows = fetch_dicts(con, sql.load("execute/plan_report"), {"plan_id": plan_id})
+    if not rows:
+        raise KeyError(f"no plan {plan_id!r} in {store.db_path}")
+    row = rows[0]
+    engine = None
+    if row["max_num_batched_tokens"] and row["max_num_seqs"]:
+        engine = EngineSettings(
+            int(row["max_num_batched_tokens"]),
+            int(row["max_num_seqs"]),
+            source=SettingsSource(row["settings_source"] or SettingsSource.VLLM_DEFAULT),
+        )
+    return PlanReport(
+        plan_id=row["plan_id"],
+        dataset=row["dataset"],
+        snapshot=row["snapshot"],
+        planner=row["planner"],
+        tokenizer_sha256=row["tokenizer_sha256"],
+        n_requests=row["n_requests"],
+        n_batches=row["n_batches"],
+        sharing_ratio=row["sharing_ratio"] or 0.0,
+        dfs_sharing_ratio=row["sharing_ratio"] or 0.0,
+        plan_seconds=row["plan_seconds"],
+        model_spec=row["model_spec"] or model_spec_from_dir(model_dir).name,
+        hardware=row["hardware"],
+        n_warmup=row["n_warmup"] or 0,
+        admission=row["admission"],
+        engine=engine,
+        estimate_sources=dict(row["estimate_sources"] or {}),
+    )
+
+
+__all__ = [
+    "PipelineOptions",
+    "PipelineReport",
+    "StageRunner",
+    "UnfinishedRun",
+    "call_stage",
+    "pipeline_input",
+    "run_pipeline",
+    "stored_plan_report",
+]

@@ -96,12 +96,27 @@ def write_part(
     table = pa.Table.from_pydict(columns, schema=RESULT_SCHEMA)
     table = table.replace_schema_metadata(metadata)
     final = directory / f"part-{part_index:05d}-{uuid.uuid4().hex[:8]}.parquet"
-    temporary = directory / f".tmp-{final.name}"
-    pq.write_table(table, temporary, compression="zstd")
-    _fsync(temporary)
-    os.replace(temporary, final)
+    # Not `*.parquet`: the results glob (`**/*.parquet`) of a reader in another process, a
+    # `blend query` or a second run, would match it, and read it half-written.
+    temporary = directory / f".tmp-{final.name}.partial"
+    try:
+        pq.write_table(table, temporary, compression="zstd")
+        _fsync(temporary)
+        os.replace(temporary, final)
+    except OSError as exc:  # disk full, read-only: no half part is left behind, not even hidden
+        temporary.unlink(missing_ok=True)
+        raise ResultWriteError(
+            f"cannot write result part {final} ({exc.strerror or exc}): free space or fix "
+            "permissions, then resume the run (`blend run` again, or `blend execute --resume`); "
+            "its finished parts are kept"
+        ) from exc
     _fsync(directory)  # the rename itself survives a power loss
     return final
+
+
+class ResultWriteError(OSError):
+    """A result part could not be written (disk full, read-only folder); nothing of it was
+    left in the run folder."""
 
 
 class PartWriter:

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from blend import sql
+from blend import sql, store_lock
 
 DEFAULT_STORE = "blend-store"
 STORE_ENV = "BLEND_STORE"
@@ -62,15 +62,16 @@ class Store:
         views=False skips (re)creating the views: for internal work that reads tables only
         (creating them reads every Parquet footer of the store).
         """
-        con = duckdb.connect(str(self.db_path))
-        try:
-            for statement in sql.schema_statements():
-                con.execute(statement)
-            if views:
-                refresh_results_view(con, self.results_dir)
-            yield con
-        finally:
-            con.close()
+        with store_lock.writing(self.root, self.db_path):  # one writing process per store
+            con = store_lock.connect_for_writing(self.db_path)
+            try:
+                for statement in sql.schema_statements():
+                    con.execute(statement)
+                if views:
+                    refresh_results_view(con, self.results_dir)
+                yield con
+            finally:
+                con.close()
 
 
 def results_glob(results_dir: Path) -> str:

@@ -7,6 +7,10 @@ the run (finished Parquet parts are kept) instead of starting over.
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 
 from prefect import flow, task
@@ -16,11 +20,20 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run
 from pydantic import Field
 
-from blend.execute import ExecuteOptions, RunReport, execute_plan, new_run_id
+from blend.engines.base import EngineConfig
+from blend.execute import (
+    ExecuteOptions,
+    ProgressCallback,
+    RunReport,
+    execute_plan,
+    new_run_id,
+)
 from blend.store import Store
 from flows.artifacts import ProgressArtifact, publish_run_table
 from flows.options import EngineOptions, ModelOptions, PlanId, RunId
 from flows.retry import GpuLimitMissingError, is_transient
+
+logger = logging.getLogger(__name__)
 
 
 class ExecuteFlowOptions(ModelOptions):
@@ -44,21 +57,96 @@ class ExecuteFlowOptions(ModelOptions):
 def execute_task(store: Store, plan_id: str, options: ExecuteFlowOptions, run_id: str) -> RunReport:
     """Run (or, on a retry, resume) `run_id` of plan `plan_id`."""
     config = options.engine.engine_config(options.model_dir(store))
+    return _execute(store, plan_id, config, run_id, ExecuteOptions(), options.gpu_limit)
+
+
+@task(
+    name="execute",
+    tags=["gpu"],
+    retries=2,
+    retry_delay_seconds=30,
+    retry_condition_fn=is_transient,
+)
+def execute_stage_task(
+    store: Store,
+    plan_id: str,
+    engine_config: EngineConfig,
+    *,
+    run_id: str,
+    options: ExecuteOptions,
+    gpu_limit: str | None,
+    progress: ProgressCallback | None = None,
+) -> RunReport:
+    """The pipeline's execute stage (blend.execute.execute_plan's arguments) as a task; the
+    progress shows as an artifact instead of `progress`."""
+    del progress  # the progress artifact (a callback cannot reach the UI)
+    return _execute(store, plan_id, engine_config, run_id, options, gpu_limit)
+
+
+def _execute(
+    store: Store,
+    plan_id: str,
+    config: EngineConfig,
+    run_id: str,
+    options: ExecuteOptions,
+    gpu_limit: str | None,
+) -> RunReport:
     flow_run_id = flow_run.get_id()
-    with _gpu_slot(options.gpu_limit):
+    options = dataclasses.replace(
+        options,
+        flow_run_id=str(flow_run_id) if flow_run_id else None,
+        deployment_name=deployment.name,
+    )
+    with _gpu_slot(gpu_limit), BackgroundProgress(ProgressArtifact(plan_id)) as progress:
         report = execute_plan(
-            store,
-            plan_id,
-            config,
-            run_id=run_id,
-            options=ExecuteOptions(
-                flow_run_id=str(flow_run_id) if flow_run_id else None,
-                deployment_name=deployment.name,
-            ),
-            progress=ProgressArtifact(plan_id),
+            store, plan_id, config, run_id=run_id, options=options, progress=progress
         )
-    publish_run_table(report)
+    try:
+        publish_run_table(report)
+    except Exception as exc:  # the run's data is in the store; the table is only a view of it
+        logger.warning("run %s: the run table artifact was not published: %s", run_id, exc)
     return report
+
+
+class BackgroundProgress:
+    """A progress callback run on one background thread, so that a slow or absent Prefect
+    API never stalls the engine loop or fails the run: the server going away mid-run costs
+    progress updates only (the client retries each call for about a minute first).
+
+    Updates that arrive while one is in flight are dropped, except the last (done == total);
+    a failed update is logged once. Leaving the context waits up to `drain_s` seconds (s).
+    """
+
+    def __init__(self, inner: ProgressCallback, drain_s: float = 5.0) -> None:
+        self._inner = inner
+        self._drain_s = drain_s
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blend-progress")
+        self._in_flight: Future[None] | None = None
+        self._warned = False
+
+    def __enter__(self) -> BackgroundProgress:
+        return self
+
+    def __call__(self, done: int, total: int, output_tokens: int) -> None:
+        busy = self._in_flight is not None and not self._in_flight.done()
+        if busy and done < total:
+            return
+        # the Prefect run context (which task run this is) travels with the call
+        context = contextvars.copy_context()
+        self._in_flight = self._pool.submit(context.run, self._update, done, total, output_tokens)
+
+    def _update(self, done: int, total: int, output_tokens: int) -> None:
+        try:
+            self._inner(done, total, output_tokens)
+        except Exception as exc:
+            if not self._warned:
+                self._warned = True
+                logger.warning("progress artifact not updated (Prefect API: %s)", exc)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._in_flight is not None:
+            wait([self._in_flight], timeout=self._drain_s)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @flow(name="blend-execute")

@@ -3,28 +3,33 @@
 Incremental by default: ingest reuses an unchanged file's snapshot, and the plan leaves out
 every prompt this model already answered with the same sampling, so a nightly run over the
 same input plans nothing and starts no engine. The summary artifact is written either way.
+
+The chain of stages is the library's (blend.pipeline.run_pipeline, what `blend run` runs): this
+flow hands it a hook that runs each stage function as its Prefect task, so the demo default
+input, the resume of an unfinished run and the stage order live in one place.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
-from prefect import flow
+from prefect import Task, flow
 from pydantic import Field, model_validator
 
-from blend.execute import RunReport, new_run_id
-from blend.ingest import IngestReport
-from blend.lineage import model_sha256
+from blend import pipeline
+from blend.execute import execute_plan
 from blend.names import NameKind, validate_name
-from blend.plan import PlanReport
-from blend.profile import ProfileReport
+from blend.pipeline import PipelineReport, StageRunner, run_pipeline
 from flows.artifacts import publish_summary
-from flows.execute import ExecuteFlowOptions, execute_task
+from flows.execute import execute_stage_task
 from flows.ingest import ingest_task
 from flows.options import DatasetName, EngineOptions, ModelOptions, PlanningOptions
 from flows.plan import plan_task
 from flows.profile import profile_task
+
+T = TypeVar("T")
 
 
 class PipelineOptions(ModelOptions):
@@ -51,54 +56,48 @@ class PipelineOptions(ModelOptions):
             validate_name(stem, NameKind.DATASET, f"the stem of input_path {self.input_path!r}")
         return self
 
+    def pipeline_options(self) -> pipeline.PipelineOptions:
+        """The library's options (blend.pipeline): one chain for the CLI and the flow."""
+        return pipeline.PipelineOptions(
+            input_path=Path(self.input_path) if self.input_path else None,
+            dataset=self.dataset,
+            plan=self.planning.plan_options(),
+            incremental=self.incremental,
+        )
 
-@dataclass(frozen=True, slots=True)
-class PipelineFlowReport:
-    ingest: IngestReport
-    profile: ProfileReport
-    plan: PlanReport
-    run: RunReport | None  # None: nothing to run, every prompt already has a result
+
+# The stage functions of blend.pipeline, each run as its own Prefect task.
+STAGE_TASKS: dict[Callable[..., Any], Task[..., Any]] = {
+    t.fn: t for t in (ingest_task, profile_task, plan_task)
+}
+
+
+def stage_runner(gpu_limit: str | None) -> StageRunner:
+    """blend.pipeline's `run_stage` hook: each stage function as its task; the execute stage
+    holds a `gpu_limit` slot. Anything else (the quick look-ups) is called as it is."""
+
+    def run_stage(name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        if fn is execute_plan:
+            return cast(T, execute_stage_task(*args, gpu_limit=gpu_limit, **kwargs))
+        task_ = STAGE_TASKS.get(fn)
+        return cast(T, task_(*args, **kwargs)) if task_ is not None else fn(*args, **kwargs)
+
+    return run_stage
 
 
 @flow(name="blend-pipeline")
-def pipeline_flow(options: PipelineOptions | None = None) -> PipelineFlowReport:
+def pipeline_flow(options: PipelineOptions | None = None) -> PipelineReport:
     options = options or PipelineOptions()
     store = options.open_store()
-    input_path, dataset = _input(options, store.root)
     model_dir = options.model_dir(store)
-    ingested = ingest_task(store, input_path, dataset)
-    profiled = profile_task(store, dataset, model_dir, snapshot=ingested.snapshot)
-    planned = plan_task(
+    report = run_pipeline(
         store,
-        dataset,
-        options.planning.plan_options(),
-        snapshot=ingested.snapshot,
-        model_sha256=model_sha256(model_dir),
-        incremental=options.incremental,
-        model_dir=model_dir,
+        options.engine.engine_config(model_dir),
+        options.pipeline_options(),
+        run_stage=stage_runner(options.gpu_limit),
     )
-    run = None
-    if planned.n_requests:
-        execute_options = ExecuteFlowOptions(
-            store=options.store,
-            model=str(model_dir),
-            plan_id=planned.plan_id,
-            engine=options.engine,
-            gpu_limit=options.gpu_limit,
-        )
-        # The run id is fixed here, so a retried execute task resumes the same run.
-        run = execute_task(store, planned.plan_id, execute_options, new_run_id())
-    publish_summary(store, planned, profiled, run)
-    return PipelineFlowReport(ingested, profiled, planned, run)
-
-
-def _input(options: PipelineOptions, store_root: Path) -> tuple[Path, str]:
-    if options.input_path:
-        path = Path(options.input_path)
-        return path, options.dataset or path.stem
-    from blend.demo.dataset import write_demo_dataset
-
-    return write_demo_dataset(store_root / "inputs" / "demo.jsonl"), options.dataset or "demo"
+    publish_summary(store, report.plan, report.profile, report.run)
+    return report
 
 
 if __name__ == "__main__":

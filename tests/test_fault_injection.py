@@ -2,7 +2,8 @@
 
 The execute stage runs in a child process on the vLLM CPU engine with the tiny local model, on
 a BlendServe plan: killed during its warm-up, right after its re-plan is stored, and at a
-random row; bench/fault_injection.py (the same code, more kill points) prints lost/duplicated.
+random row, re-run with its run id or (plain re-run) without; bench/fault_injection.py (the
+same code, more kill points) prints lost/duplicated.
 """
 
 from __future__ import annotations
@@ -28,15 +29,19 @@ def load_bench() -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("seed", [7, 11])
+@pytest.mark.parametrize(("seed", "plain_rerun"), [(7, False), (11, True)])
 def test_killed_runs_resume_without_loss_or_duplicates(
-    tmp_path: Path, tiny_model: Path, seed: int
+    tmp_path: Path, tiny_model: Path, seed: int, plain_rerun: bool
 ) -> None:
+    """plain_rerun: re-run without the run id; the killed run is found dead and continued."""
     bench = load_bench()
     store_dir = tmp_path / "store"
     plan_id = bench.prepare(store_dir, tiny_model, n_requests=48, seed=seed)
     kinds = ("warmup", "replan", "rows")
-    outcome = bench.run_with_kills(store_dir, plan_id, tiny_model, 3, seed, kinds)
+    outcome = bench.run_with_kills(
+        store_dir, plan_id, tiny_model, 3, seed, kinds, plain_rerun=plain_rerun
+    )
+    assert outcome.n_runs == 1  # every re-run continued the one run
     assert outcome.kinds == kinds  # killed during the warm-up, after the re-plan, anywhere
     assert (outcome.n_planned, outcome.n_rows) == (48, 48)
     assert (outcome.lost, outcome.duplicated) == (0, 0)
