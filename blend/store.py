@@ -143,14 +143,24 @@ def connect_read_only(store: Store) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the store's database read-only, with `results` and the user views as TEMP views.
 
     Nothing this connection runs can change the database file (DuckDB refuses every write).
-    DuckDB lets many read-only processes share the file but not with a writer: while a stage
-    writes, opening fails, and the StoreNotReadableError says so instead of DuckDB's lock error.
+    DuckDB lets many read-only processes share the file but not with a writer: while a blend
+    stage writes, this waits for it (see store_lock.reading); while another program writes,
+    opening fails, and the StoreNotReadableError says so instead of DuckDB's lock error.
     """
     if not store.db_path.is_file():
         raise StoreNotReadableError(
             f"no database at {store.db_path}: nothing was ingested into this store yet "
             "(blend ingest FILE --dataset NAME), or --store / $BLEND_STORE names another folder"
         )
+    # A shared hold on blend's writer lock: a stage that writes waits for the query to end, and
+    # the query waits (saying so) for a stage's short write to end, instead of failing on
+    # DuckDB's file lock.
+    with store_lock.reading(store.root), _open_read_only(store) as con:
+        yield con
+
+
+@contextmanager
+def _open_read_only(store: Store) -> Iterator[duckdb.DuckDBPyConnection]:
     try:
         con = duckdb.connect(str(store.db_path), read_only=True)
     except duckdb.IOException as exc:

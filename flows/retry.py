@@ -14,6 +14,7 @@ from typing import Any
 from blend.execute import ExecuteError
 from blend.ingest import IngestError
 from blend.plan import PlanError
+from blend.store_lock import StoreNotWritableError
 
 
 class GpuLimitMissingError(RuntimeError):
@@ -25,6 +26,7 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     PlanError,
     ExecuteError,
     GpuLimitMissingError,
+    StoreNotWritableError,  # a read-only store or folder stays so on a retry
     ValueError,
     TypeError,
 )

@@ -15,7 +15,7 @@ import pytest
 from blend import store_lock
 from blend.store import Store, fetch_dicts
 from blend.store_lock import StoreBusyError, StoreNotWritableError
-from tests.faults.conftest import REPO, Child
+from tests.support.children import REPO, Child
 
 CLI = [sys.executable, "-m", "blend.cli"]
 

@@ -16,8 +16,8 @@ from blend.pipeline import PipelineOptions, PipelineReport, run_pipeline
 from blend.plan import PlanOptions
 from blend.runs import RunBusyError, mark_dead_runs, unfinished_run
 from blend.store import Store, fetch_dicts
-from tests.faults.child import fake_engine_stages
-from tests.faults.conftest import Child
+from tests.support.children import Child
+from tests.support.fault_child import fake_engine_stages
 
 
 def pipeline_args(store: Store, input_path: Path, model: Path, step_s: float) -> list[str]:

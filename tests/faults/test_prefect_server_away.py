@@ -14,7 +14,7 @@ from blend.plan import PlanOptions, plan_dataset
 from blend.profile import profile_dataset
 from blend.store import Store, fetch_dicts
 from flows.execute import BackgroundProgress
-from tests.engines.fake_engine import FakeEngine
+from tests.support.fake_engine import FakeEngine
 
 
 class ServerGoneAfter:

@@ -19,8 +19,8 @@ from blend.plan import PlanOptions, plan_dataset
 from blend.profile import ProfileReport, profile_dataset
 from blend.results import ResultWriteError
 from blend.store import Store, fetch_dicts
-from tests.engines.fake_engine import FakeEngine
-from tests.faults.conftest import Child
+from tests.support.children import Child
+from tests.support.fake_engine import FakeEngine
 
 PROFILE_TABLES = {
     "prompt_tokens": "SELECT request_id, tokenizer_sha256, n_prompt_tokens, token_ids "

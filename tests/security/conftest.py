@@ -9,7 +9,7 @@ import pytest
 from blend.ingest import ingest_file
 from blend.results import run_dir, write_part
 from blend.store import Store
-from tests.security.attacks import DATASET, RUN_ID, result_row, write_jsonl
+from tests.support.attacks import DATASET, RUN_ID, result_row, write_jsonl
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from flows.options import ModelOptions
 from flows.pipeline import PipelineOptions, pipeline_flow
 from flows.plan import PlanFlowOptions
 from flows.profile import ProfileOptions
-from tests.security.attacks import (
+from tests.support.attacks import (
     BAD_NAMES,
     DATASET,
     PLAN_ID,

@@ -10,7 +10,7 @@ import pytest
 from blend.demo.model import TinyModelShape
 from blend.names import InvalidNameError, NameKind, path_under, validate_name
 from blend.run_records import new_run_id
-from tests.security.attacks import BAD_NAMES
+from tests.support.attacks import BAD_NAMES
 
 
 @pytest.mark.parametrize(

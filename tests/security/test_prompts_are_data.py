@@ -19,7 +19,7 @@ from blend.ingest import ingest_file
 from blend.profile import profile_dataset
 from blend.store import Store, fetch_dicts
 from blend.tokenize import ChatTemplateError
-from tests.security.attacks import flat, write_jsonl
+from tests.support.attacks import flat, write_jsonl
 
 runner = CliRunner()
 SYSTEM_REFUSING = (

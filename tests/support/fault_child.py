@@ -1,11 +1,11 @@
 """Child processes for the fault tests (a support module, not a test): what runs in the
 process that the tests run beside each other, or kill.
 
-    python -m tests.faults.child pipeline --store S --input F --dataset D --model M
-    python -m tests.faults.child profile --store S --dataset D --model M
-    python -m tests.faults.child part-write --store S --plan-id P --run-id R --model M
-    python -m tests.faults.child hold-writer --store S
-    python -m tests.faults.child hold-duckdb --db FILE
+    python -m tests.support.fault_child pipeline --store S --input F --dataset D --model M
+    python -m tests.support.fault_child profile --store S --dataset D --model M
+    python -m tests.support.fault_child part-write --store S --plan-id P --run-id R --model M
+    python -m tests.support.fault_child hold-writer --store S
+    python -m tests.support.fault_child hold-duckdb --db FILE
 
 Each prints `started` first and flushes every line, so the parent can act on them.
 """
@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from blend.engines.base import EngineConfig
 from blend.execute import ExecuteOptions, execute_plan
 from blend.store import Store
-from tests.engines.fake_engine import FakeEngine
+from tests.support.fake_engine import FakeEngine
 
 T = TypeVar("T")
 
@@ -131,7 +131,7 @@ def hold_duckdb(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="tests.faults.child")
+    parser = argparse.ArgumentParser(prog="tests.support.fault_child")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pipeline")
     p.add_argument("--store", required=True)
