@@ -178,7 +178,28 @@ def _readable_file(path: Path) -> Path:
         raise IngestError(f"{path}: permission denied (not readable)")
     if path.stat().st_size == 0:
         raise IngestError(f"{path}: the file is empty (0 bytes)")
+    _refuse_compressed(path)
     return path
+
+
+# Leading bytes of compressed files: their lines would all be rejected as invalid UTF-8.
+_COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2"}
+
+
+def _refuse_compressed(path: Path) -> None:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return  # Parquet compresses inside; its magic is PAR1
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as error:
+        raise IngestError(f"{path}: cannot read: {error}") from None
+    for magic, name in _COMPRESSED_MAGIC.items():
+        if head.startswith(magic):
+            raise IngestError(
+                f"{path}: the file is {name}-compressed (starts with bytes {magic.hex(' ')}); "
+                "decompress it first"
+            )
 
 
 def _version(path: Path) -> tuple[int, int]:
@@ -228,9 +249,26 @@ def _require_accepted(path: Path, counts: StagedCounts) -> None:
     if counts.n_prompts > 0:
         return
     if counts.n_rejects == 0:
-        raise IngestError(f"{path}: no records found (only blank lines)")
+        raise IngestError(f"{path}: no records found (only blank lines{_header_note(path)})")
     summary = "; ".join(
         f"{category}: {n} (first on line {counts.first_reject_line[category]})"
         for category, n in counts.reject_reasons.most_common()
     )
-    raise IngestError(f"{path}: no valid prompts among {counts.n_rejects} records: {summary}")
+    raise IngestError(
+        f"{path}: no valid prompts among {counts.n_rejects} records: {summary}{_array_hint(path)}"
+    )
+
+
+def _header_note(path: Path) -> str:
+    return " after the CSV header" if path.suffix.lower() == ".csv" else ""
+
+
+def _array_hint(path: Path) -> str:
+    """A hint when a JSON file holds one array rather than one object per line."""
+    if path.suffix.lower() not in (".json", ".jsonl", ".ndjson"):
+        return ""
+    with path.open("rb") as f:
+        head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"["):
+        return " (the file looks like one JSON array; ingest reads JSON Lines: one object per line)"
+    return ""

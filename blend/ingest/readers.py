@@ -92,7 +92,8 @@ def read_csv(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
     offset = len(UTF8_BOM) if _starts_with_bom(path) else 0
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         consumed: list[str] = []  # physical lines of the record being read: its source text
-        reader = csv.reader(_recording(f, consumed))
+        # strict: an unterminated quote is an error, not a field that swallows the rest.
+        reader = csv.reader(_recording(f, consumed), strict=True)
         header = _csv_header(path, reader)
         offset += len(_encode("".join(consumed)))
         consumed.clear()
