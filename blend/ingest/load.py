@@ -101,6 +101,18 @@ class Stager:
             )
             self._count_rejects(rejects)
 
+    def append_decided(self, table: pa.Table) -> None:
+        """Stage rows accepted by the vectorised path (blend/ingest/fast.py FAST_SCHEMA);
+        their prompt_sha256 is computed while staging."""
+        if table.num_rows == 0:
+            return
+        self._con.register("ingest_fast_batch", table)
+        try:
+            self._con.execute(sql.load("ingest/stage_fast_prompts"))
+        finally:
+            self._con.unregister("ingest_fast_batch")
+        self.counts.n_prompts += table.num_rows
+
     def _insert(
         self, view: str, statement: str, rows: list[PromptRow] | list[RejectRow], schema: pa.Schema
     ) -> None:

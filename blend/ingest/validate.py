@@ -227,6 +227,14 @@ class Validator:
         except Reject as reject:
             return _reject(record, str(reject))
 
+    def sampling_outcome(self, given: dict[str, Any]) -> tuple[str, int] | None:
+        """(canonical sampling JSON, max_tokens) of top-level JSONL sampling parameters, or
+        None when they are rejected (validate() then tells why)."""
+        try:
+            return self._sampling(given, "")
+        except Reject:
+            return None
+
     def _accept(
         self, envelope: dict[str, Any], body: dict[str, Any], where: str, record: RawRecord
     ) -> PromptRow:
