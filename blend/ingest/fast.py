@@ -10,7 +10,7 @@ rejects keep their line numbers and reasons and the staged rows equal the exact 
 tests/ingest/test_fast_path.py runs both paths and compares the tables.
 
 Memory is bounded by one block (BLOCK_BYTES, at most batch_rows lines) plus max_line_bytes.
-prompt_sha256 is computed by DuckDB while staging (sql/ingest/stage_fast_prompts.sql).
+prompt_sha256 is computed by DuckDB when the rows are published (sql/ingest/insert_prompts.sql).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ BLOCK_BYTES = 8 << 20
 # A failing parse of more lines than this is split in halves; of fewer, split at the line the
 # error names. A single line that fails goes to the validator.
 _LEAF_LINES = 64
+# pyarrow parses a block in chunks of about this size on its threads (a quarter of a block).
+_PARSE_CHUNK_BYTES = 1 << 20
 # orjson refuses nesting deeper than 1024; a line with this many brackets goes to the validator.
 _MAX_BRACKETS = 1000
 # Lines shorter than this cannot hold _MAX_BRACKETS brackets: not counted.
@@ -305,7 +307,7 @@ def _read_json(payload: bytes, schema: _Schema) -> pa.Table:
         payload.decode("utf-8")  # pyarrow does not check all of it; orjson does
     table = pj.read_json(
         pa.py_buffer(payload),
-        read_options=pj.ReadOptions(use_threads=False, block_size=len(payload) + 1),
+        read_options=pj.ReadOptions(block_size=max(_PARSE_CHUNK_BYTES, len(payload) // 4 + 1)),
         parse_options=pj.ParseOptions(
             explicit_schema=schema.arrow(), unexpected_field_behavior="ignore"
         ),

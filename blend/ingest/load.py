@@ -103,7 +103,7 @@ class Stager:
 
     def append_decided(self, table: pa.Table) -> None:
         """Stage rows accepted by the vectorised path (blend/ingest/fast.py FAST_SCHEMA);
-        their prompt_sha256 is computed while staging."""
+        their prompt_sha256 is computed when they are published."""
         if table.num_rows == 0:
             return
         self._con.register("ingest_fast_batch", table)
