@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -18,6 +19,11 @@ import pyarrow as pa
 from blend import sql
 from blend.ingest.records import IngestReport, PromptRow, RejectRow, reason_category
 from blend.store import transaction
+
+# DuckDB memory while a file is staged and published: beyond it the TEMP staging tables, the
+# sorts and the primary-key index spill to the store's temporary folder, so that peak memory
+# does not grow with the file (10M prompts stage several GB).
+INGEST_MEMORY_LIMIT = "2GB"
 
 # The reject category of a prompt whose request_id appeared on an earlier line.
 DUPLICATE_ID = "duplicate id"
@@ -39,6 +45,15 @@ _PROMPT_BATCH_SCHEMA = pa.schema(
 _REJECT_BATCH_SCHEMA = pa.schema(
     [("line_no", pa.int64()), ("reason", pa.string()), ("raw", pa.string())]
 )
+
+
+def _arrow(rows: list[PromptRow] | list[RejectRow], schema: pa.Schema) -> pa.Table:
+    columns = zip(*rows, strict=True)  # rows -> columns, in C
+    # pyarrow converts lists markedly faster than the tuples zip gives.
+    arrays = [
+        pa.array(list(column), type=f.type) for column, f in zip(columns, schema, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,27 +116,28 @@ class Stager:
             )
             self._count_rejects(rejects)
 
-    def append_decided(self, table: pa.Table) -> None:
-        """Stage rows accepted by the vectorised path (blend/ingest/fast.py FAST_SCHEMA);
-        their prompt_sha256 is computed when they are published."""
-        if table.num_rows == 0:
-            return
-        self._con.register("ingest_fast_batch", table)
-        try:
-            self._con.execute(sql.load("ingest/stage_fast_prompts"))
-        finally:
-            self._con.unregister("ingest_fast_batch")
-        self.counts.n_prompts += table.num_rows
+    def append_decided(
+        self, accepted: pa.Table, prompts: list[PromptRow], rejects: list[RejectRow]
+    ) -> None:
+        """Stage one block of the vectorised path: the rows it accepted (blend/ingest/fast.py
+        FAST_SCHEMA, hashed when published) merged in line order with the validator's."""
+        unhashed = pa.nulls(accepted.num_rows, pa.string())
+        batch = accepted.add_column(2, "prompt_sha256", unhashed)
+        if prompts:  # staged in line order: insert_prompts pairs rows with ids by position
+            batch = pa.concat_tables([batch, _arrow(prompts, _PROMPT_BATCH_SCHEMA)])
+            batch = batch.sort_by("line_no")
+        if batch.num_rows:
+            self._register_and_run("ingest_prompt_batch", "ingest/stage_prompts", batch)
+            self.counts.n_prompts += batch.num_rows
+        self.append([], rejects)
 
     def _insert(
         self, view: str, statement: str, rows: list[PromptRow] | list[RejectRow], schema: pa.Schema
     ) -> None:
-        columns = zip(*rows, strict=True)  # rows -> columns, in C
-        # pyarrow converts lists markedly faster than the tuples zip gives.
-        arrays = [
-            pa.array(list(column), type=f.type) for column, f in zip(columns, schema, strict=True)
-        ]
-        self._con.register(view, pa.Table.from_arrays(arrays, schema=schema))
+        self._register_and_run(view, statement, _arrow(rows, schema))
+
+    def _register_and_run(self, view: str, statement: str, table: pa.Table) -> None:
+        self._con.register(view, table)
         try:
             self._con.execute(sql.load(statement))
         finally:
@@ -134,6 +150,18 @@ class Stager:
             category = reason_category(reject.reason)
             counts.reject_reasons[category] += 1
             counts.first_reject_line.setdefault(category, reject.line_no)
+
+
+@contextmanager
+def bounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Cap DuckDB's memory at INGEST_MEMORY_LIMIT for the block, then restore the setting
+    (it belongs to the database instance, which other connections may share)."""
+    before = con.execute(sql.load("ingest/memory_limit")).fetchall()[0][0]
+    con.execute(sql.load("ingest/set_memory_limit"), {"limit": INGEST_MEMORY_LIMIT})
+    try:
+        yield
+    finally:
+        con.execute(sql.load("ingest/set_memory_limit"), {"limit": before})
 
 
 def assign_ids(con: duckdb.DuckDBPyConnection) -> int:
@@ -172,7 +200,11 @@ def publish(con: duckdb.DuckDBPyConnection, source: Source, staged: StagedCounts
     with transaction(con):
         snapshot = _scalar(con, "ingest/next_snapshot", {"dataset": source.dataset})
         where = {"dataset": source.dataset, "snapshot": snapshot}
-        con.execute(sql.load("ingest/insert_prompts"), where)
+        inserted = con.execute(sql.load("ingest/insert_prompts"), where).fetchall()[0][0]
+        if inserted != published_rows:  # staged rows and ids out of step: never publish that
+            raise RuntimeError(
+                f"ingest: {inserted} prompts inserted but {published_rows} expected; rolled back"
+            )
         con.execute(sql.load("ingest/insert_rejects"), where)
         con.execute(
             sql.load("ingest/insert_dataset"),

@@ -28,6 +28,7 @@ from blend.ingest.load import (
     StagedCounts,
     Stager,
     assign_ids,
+    bounded_memory,
     duplicates,
     find_snapshot,
     publish,
@@ -77,7 +78,7 @@ def ingest_file(
     version = _version(path)
     digest = _digest(path)
     source = Source(dataset, str(path), digest.sha256, job.fmt.value)
-    with store.connect() as con:
+    with store.connect(views=False) as con, bounded_memory(con):
         existing = find_snapshot(con, dataset, digest.sha256)
         if existing is not None:
             return dataclasses.replace(existing, seconds=time.perf_counter() - started)
@@ -135,8 +136,7 @@ def _stage_records(stager: Stager, job: _FileJob, n_lines: int, progress: Progre
     total = _total_units(job.path, job.fmt, n_lines)
     if job.vectorised:
         for decided in decide_file(job.path, job.max_line_bytes, job.batch_rows, validator):
-            stager.append_decided(decided.accepted)
-            stager.append(*_validate_batch(decided.undecided, validator))
+            stager.append_decided(decided.accepted, *_validate_batch(decided.undecided, validator))
             if progress is not None:
                 progress(decided.last_line, total)
         return
