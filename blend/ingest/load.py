@@ -123,7 +123,7 @@ class Stager:
         FAST_SCHEMA, hashed when published) merged in line order with the validator's."""
         unhashed = pa.nulls(accepted.num_rows, pa.string())
         batch = accepted.add_column(2, "prompt_sha256", unhashed)
-        if prompts:  # staged in line order: insert_prompts pairs rows with ids by position
+        if prompts:  # staged in line order, like the exact path's batches
             batch = pa.concat_tables([batch, _arrow(prompts, _PROMPT_BATCH_SCHEMA)])
             batch = batch.sort_by("line_no")
         if batch.num_rows:

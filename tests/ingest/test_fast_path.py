@@ -114,11 +114,13 @@ def test_ids_switching_between_numbers_and_strings(tmp_path: Path) -> None:
 
 _CHILD = """
 import sys
+import time
 from blend.ingest import ingest_file
 from blend.store import Store
 
 def report(done, total):
     print(done, flush=True)
+    time.sleep(0.05)  # the parent kills after the first report: never too late
 
 ingest_file(Store.open(sys.argv[1]), sys.argv[2], "d", batch_rows=2000, progress=report)
 """
