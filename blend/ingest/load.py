@@ -7,6 +7,7 @@ a re-run redoes the whole file. Python never holds more than one batch of rows.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,11 +21,14 @@ from blend import sql
 from blend.ingest.records import IngestReport, PromptRow, RejectRow, reason_category
 from blend.store import transaction
 
-# DuckDB memory while a file is staged and published: beyond it the TEMP staging tables, the
-# sorts and the primary-key index spill to the store's temporary folder, so that peak memory
-# does not grow with the file (10M prompts stage several GB).
-INGEST_MEMORY_LIMIT = "2GB"
-
+# DuckDB memory while a file is staged and published: beyond it the TEMP staging tables and
+# sorts spill to the store's temporary folder, so that peak memory does not follow the file
+# (10M prompts stage several GB). The primary-key index of `prompts` cannot spill when the
+# commit writes it: 10M rows failed to commit under 1 GB and passed under 2 GB, so the cap
+# leaves INDEX_BYTES_PER_ROW per record (twice what 10M rows needed), and never exceeds
+# DuckDB's own default (80% of RAM).
+MIN_INGEST_MEMORY_BYTES = 2 << 30
+INDEX_BYTES_PER_ROW = 256
 # The reject category of a prompt whose request_id appeared on an earlier line.
 DUPLICATE_ID = "duplicate id"
 
@@ -153,15 +157,29 @@ class Stager:
 
 
 @contextmanager
-def bounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Cap DuckDB's memory at INGEST_MEMORY_LIMIT for the block, then restore the setting
-    (it belongs to the database instance, which other connections may share)."""
+def bounded_memory(con: duckdb.DuckDBPyConnection, n_records: int) -> Iterator[None]:
+    """Cap DuckDB's memory for an ingest of up to n_records (ingest_memory_bytes) for the
+    block, then restore the setting (it belongs to the database instance, which others may
+    share)."""
     before = con.execute(sql.load("ingest/memory_limit")).fetchall()[0][0]
-    con.execute(sql.load("ingest/set_memory_limit"), {"limit": INGEST_MEMORY_LIMIT})
+    limit = f"{ingest_memory_bytes(n_records) >> 20}MiB"
+    con.execute(sql.load("ingest/reset_memory_limit"))
+    was_default = con.execute(sql.load("ingest/memory_limit")).fetchall()[0][0] == before
+    con.execute(sql.load("ingest/set_memory_limit"), {"limit": limit})
     try:
         yield
     finally:
-        con.execute(sql.load("ingest/set_memory_limit"), {"limit": before})
+        # The setting reads back rounded ("18.8 GiB"): the default is restored exactly.
+        if was_default:
+            con.execute(sql.load("ingest/reset_memory_limit"))
+        else:
+            con.execute(sql.load("ingest/set_memory_limit"), {"limit": before})
+
+
+def ingest_memory_bytes(n_records: int) -> int:
+    """DuckDB's memory cap for ingesting a file of up to n_records, in bytes."""
+    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return min(int(ram * 0.8), max(MIN_INGEST_MEMORY_BYTES, INDEX_BYTES_PER_ROW * n_records))
 
 
 def assign_ids(con: duckdb.DuckDBPyConnection) -> int:

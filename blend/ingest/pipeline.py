@@ -78,7 +78,8 @@ def ingest_file(
     version = _version(path)
     digest = _digest(path)
     source = Source(dataset, str(path), digest.sha256, job.fmt.value)
-    with store.connect(views=False) as con, bounded_memory(con):
+    n_records = _total_units(path, job.fmt, digest.n_lines)  # at most; sizes DuckDB's memory
+    with store.connect(views=False) as con, bounded_memory(con, n_records):
         existing = find_snapshot(con, dataset, digest.sha256)
         if existing is not None:
             return dataclasses.replace(existing, seconds=time.perf_counter() - started)
