@@ -1,19 +1,32 @@
-"""Benchmark ingest_file on synthetic JSONL prompts: rows/s and peak RSS.
+"""Benchmark ingest_file against DuckDB's own JSON reader on the same synthetic JSONL file.
 
-    python bench/ingest_bench.py --rows 100000 1000000
+    python bench/ingest_bench.py --rows 500000            # blend (vectorised) vs DuckDB
+    python bench/ingest_bench.py --rows 500000 --exact    # also the per-record path
+    python bench/ingest_bench.py --rows 10000000          # the scale run (~2.4 GB file)
 
-Each size runs in a fresh child process so that its peak RSS is its own. The file is written
-streaming into a temporary folder (deleted afterwards) together with a fresh store.
+For each size one file is written (streaming) into a temporary folder, then each contender
+runs in a fresh child process on it, one after the other, so that seconds and peak RSS are its
+own (peak RSS from os.wait4 on the child). Contenders:
+
+  duckdb   CREATE TABLE AS SELECT * FROM read_json(file) into a fresh database file: DuckDB's
+           reader and writer, no validation (the reference).
+  blend    ingest_file(store, file): validation, ids, duplicates, rejects, transactional publish.
+  exact    ingest_file(..., vectorised=False): every record through the per-record validator.
+
+Prints one line per contender and the blend / duckdb ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
-import resource
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import orjson
@@ -26,13 +39,14 @@ _VOCABULARY = (
     "my made over did down "
 )
 _WORDS = _VOCABULARY.split()
+_CONTENDERS = ("duckdb", "blend", "exact")
 
 
 def write_prompts(path: Path, n_rows: int, seed: int = 0) -> None:
     """n_rows JSONL lines: 80% {custom_id, prompt}, 20% {custom_id, messages}; ~40% carry
-    sampling fields; prompts are 20-60 words from a small vocabulary."""
+    sampling fields; prompts are 20-60 words from a small vocabulary (~240 bytes a line)."""
     rng = random.Random(seed)
-    with path.open("wb") as f:
+    with path.open("wb", buffering=1 << 20) as f:
         for i in range(n_rows):
             text = " ".join(rng.choices(_WORDS, k=rng.randint(20, 60)))
             record: dict[str, object] = {"custom_id": f"req-{i}"}
@@ -49,34 +63,102 @@ def write_prompts(path: Path, n_rows: int, seed: int = 0) -> None:
             f.write(orjson.dumps(record) + b"\n")
 
 
-def run_one(n_rows: int) -> None:
-    """Generate, ingest, print one result line (in this process)."""
+def run_contender(contender: str, path: Path, work: Path) -> dict[str, object]:
+    """Run one contender in this process; the result as a dict (printed as JSON).
+
+    Seconds count the work, not the imports before it (blend's take ~1-3 s, DuckDB's less).
+    """
+    if contender == "duckdb":
+        import duckdb
+
+        started = time.perf_counter()
+        con = duckdb.connect(str(work / "duckdb.db"))
+        con.execute("CREATE TABLE t AS SELECT * FROM read_json(?)", [str(path)])
+        rows = con.execute("SELECT count(*) FROM t").fetchall()[0][0]
+        con.close()
+        return {"rows": rows, "seconds": time.perf_counter() - started}
     from blend.ingest import ingest_file
     from blend.store import Store
 
-    with tempfile.TemporaryDirectory(prefix="blend-bench-") as tmp:
-        path = Path(tmp) / "prompts.jsonl"
+    started = time.perf_counter()
+    report = ingest_file(
+        Store.open(work / f"store-{contender}"), path, "bench", vectorised=contender == "blend"
+    )
+    return {
+        "rows": report.n_rows,
+        "rejected": report.n_rejected,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def measure(contender: str, path: Path, work: Path) -> dict[str, object]:
+    """Run a contender in a child process: its result plus its peak RSS in MB."""
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--child", contender, str(path), str(work)],
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{contender} failed with exit code {child.returncode}")
+    result: dict[str, object] = json.loads(output.decode().strip().splitlines()[-1])
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
+    return result
+
+
+def bench_size(n_rows: int, contenders: list[str]) -> None:
+    with tempfile.TemporaryDirectory(prefix="blend-ingest-bench-") as tmp:
+        work = Path(tmp)
+        path = work / "prompts.jsonl"
+        started = time.perf_counter()
         write_prompts(path, n_rows)
         size_mb = path.stat().st_size / 1e6
-        report = ingest_file(Store.open(Path(tmp) / "store"), path, "bench")
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        print(
-            f"rows={n_rows:>9,} file={size_mb:7.1f} MB accepted={report.n_rows:,} "
-            f"seconds={report.seconds:6.2f} rows/s={n_rows / report.seconds:>9,.0f} "
-            f"peak_rss={peak_mb:6.0f} MB"
-        )
+        written = time.perf_counter() - started
+        print(f"rows={n_rows:,} file={size_mb:,.0f} MB (written in {written:.0f} s)")
+        results = {}
+        for contender in contenders:
+            result = measure(contender, path, work)
+            results[contender] = result
+            seconds = float(result["seconds"])  # type: ignore[arg-type]
+            print(
+                f"  {contender:7s} seconds={seconds:7.2f} rows/s={n_rows / seconds:>10,.0f} "
+                f"MB/s={size_mb / seconds:6.1f} peak_rss={result['peak_rss_mb']:6.0f} MB "
+                f"accepted={result['rows']:,}"
+            )
+            for leftover in [*work.glob("store-*"), *work.glob("duckdb.db*")]:
+                _remove(leftover)  # keep the disk use to one database at a time
+        reference = float(results["duckdb"]["seconds"]) if "duckdb" in results else None  # type: ignore[arg-type]
+        for contender, result in results.items():
+            if reference and contender != "duckdb":
+                ratio = float(result["seconds"]) / reference  # type: ignore[arg-type]
+                print(f"  {contender} / duckdb time = {ratio:.2f}x")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--one", action="store_true", help="run a single size in-process")
+    parser.add_argument("--rows", type=int, nargs="+", default=[500_000])
+    parser.add_argument("--exact", action="store_true", help="also run the per-record path")
+    parser.add_argument(
+        "--child", nargs=3, metavar=("CONTENDER", "FILE", "WORK"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
-    if args.one:
-        run_one(args.rows[0])
+    if args.child:
+        contender, path, work = args.child
+        print(json.dumps(run_contender(contender, Path(path), Path(work))))
         return
+    contenders = ["duckdb", "blend", *(["exact"] if args.exact else [])]
+    assert set(contenders) <= set(_CONTENDERS)
     for n_rows in args.rows:
-        subprocess.run([sys.executable, __file__, "--one", "--rows", str(n_rows)], check=True)
+        bench_size(n_rows, contenders)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def bounded_lines(f: BinaryIO, max_line_bytes: int) -> Iterator[Line]:
     while chunk := readline(limit):
         line_no += 1
         if len(chunk) == limit and chunk[-1] != 0x0A:  # no newline within the limit: oversize
-            rest, terminator = _skip_rest_of_line(f)
+            rest, terminator = skip_rest_of_line(f)
             yield Line(line_no, offset, chunk, len(chunk) + rest)
             offset += len(chunk) + rest + terminator
             continue
@@ -49,7 +49,7 @@ def skip_bom(f: BinaryIO) -> None:
         f.seek(start)
 
 
-def _skip_rest_of_line(f: BinaryIO) -> tuple[int, int]:
+def skip_rest_of_line(f: BinaryIO) -> tuple[int, int]:
     """Read up to and including the next newline in bounded chunks.
 
     Returns (bytes skipped before the newline, 1 if a newline was read else 0).

@@ -7,8 +7,10 @@ a re-run redoes the whole file. Python never holds more than one batch of rows.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -19,6 +21,14 @@ from blend import sql
 from blend.ingest.records import IngestReport, PromptRow, RejectRow, reason_category
 from blend.store import transaction
 
+# DuckDB memory while a file is staged and published: beyond it the TEMP staging tables and
+# sorts spill to the store's temporary folder, so that peak memory does not follow the file
+# (10M prompts stage several GB). The primary-key index of `prompts` cannot spill when the
+# commit writes it: 10M rows failed to commit under 1 GB and passed under 2 GB, so the cap
+# leaves INDEX_BYTES_PER_ROW per record (twice what 10M rows needed), and never exceeds
+# DuckDB's own default (80% of RAM).
+MIN_INGEST_MEMORY_BYTES = 2 << 30
+INDEX_BYTES_PER_ROW = 256
 # The reject category of a prompt whose request_id appeared on an earlier line.
 DUPLICATE_ID = "duplicate id"
 
@@ -39,6 +49,15 @@ _PROMPT_BATCH_SCHEMA = pa.schema(
 _REJECT_BATCH_SCHEMA = pa.schema(
     [("line_no", pa.int64()), ("reason", pa.string()), ("raw", pa.string())]
 )
+
+
+def _arrow(rows: list[PromptRow] | list[RejectRow], schema: pa.Schema) -> pa.Table:
+    columns = zip(*rows, strict=True)  # rows -> columns, in C
+    # pyarrow converts lists markedly faster than the tuples zip gives.
+    arrays = [
+        pa.array(list(column), type=f.type) for column, f in zip(columns, schema, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +120,28 @@ class Stager:
             )
             self._count_rejects(rejects)
 
+    def append_decided(
+        self, accepted: pa.Table, prompts: list[PromptRow], rejects: list[RejectRow]
+    ) -> None:
+        """Stage one block of the vectorised path: the rows it accepted (blend/ingest/fast.py
+        FAST_SCHEMA, hashed when published) merged in line order with the validator's."""
+        unhashed = pa.nulls(accepted.num_rows, pa.string())
+        batch = accepted.add_column(2, "prompt_sha256", unhashed)
+        if prompts:  # staged in line order, like the exact path's batches
+            batch = pa.concat_tables([batch, _arrow(prompts, _PROMPT_BATCH_SCHEMA)])
+            batch = batch.sort_by("line_no")
+        if batch.num_rows:
+            self._register_and_run("ingest_prompt_batch", "ingest/stage_prompts", batch)
+            self.counts.n_prompts += batch.num_rows
+        self.append([], rejects)
+
     def _insert(
         self, view: str, statement: str, rows: list[PromptRow] | list[RejectRow], schema: pa.Schema
     ) -> None:
-        columns = zip(*rows, strict=True)  # rows -> columns, in C
-        # pyarrow converts lists markedly faster than the tuples zip gives.
-        arrays = [
-            pa.array(list(column), type=f.type) for column, f in zip(columns, schema, strict=True)
-        ]
-        self._con.register(view, pa.Table.from_arrays(arrays, schema=schema))
+        self._register_and_run(view, statement, _arrow(rows, schema))
+
+    def _register_and_run(self, view: str, statement: str, table: pa.Table) -> None:
+        self._con.register(view, table)
         try:
             self._con.execute(sql.load(statement))
         finally:
@@ -122,6 +154,32 @@ class Stager:
             category = reason_category(reject.reason)
             counts.reject_reasons[category] += 1
             counts.first_reject_line.setdefault(category, reject.line_no)
+
+
+@contextmanager
+def bounded_memory(con: duckdb.DuckDBPyConnection, n_records: int) -> Iterator[None]:
+    """Cap DuckDB's memory for an ingest of up to n_records (ingest_memory_bytes) for the
+    block, then restore the setting (it belongs to the database instance, which others may
+    share)."""
+    before = con.execute(sql.load("ingest/memory_limit")).fetchall()[0][0]
+    limit = f"{ingest_memory_bytes(n_records) >> 20}MiB"
+    con.execute(sql.load("ingest/reset_memory_limit"))
+    was_default = con.execute(sql.load("ingest/memory_limit")).fetchall()[0][0] == before
+    con.execute(sql.load("ingest/set_memory_limit"), {"limit": limit})
+    try:
+        yield
+    finally:
+        # The setting reads back rounded ("18.8 GiB"): the default is restored exactly.
+        if was_default:
+            con.execute(sql.load("ingest/reset_memory_limit"))
+        else:
+            con.execute(sql.load("ingest/set_memory_limit"), {"limit": before})
+
+
+def ingest_memory_bytes(n_records: int) -> int:
+    """DuckDB's memory cap for ingesting a file of up to n_records, in bytes."""
+    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return min(int(ram * 0.8), max(MIN_INGEST_MEMORY_BYTES, INDEX_BYTES_PER_ROW * n_records))
 
 
 def assign_ids(con: duckdb.DuckDBPyConnection) -> int:
@@ -160,7 +218,11 @@ def publish(con: duckdb.DuckDBPyConnection, source: Source, staged: StagedCounts
     with transaction(con):
         snapshot = _scalar(con, "ingest/next_snapshot", {"dataset": source.dataset})
         where = {"dataset": source.dataset, "snapshot": snapshot}
-        con.execute(sql.load("ingest/insert_prompts"), where)
+        inserted = con.execute(sql.load("ingest/insert_prompts"), where).fetchall()[0][0]
+        if inserted != published_rows:  # staged rows and ids out of step: never publish that
+            raise RuntimeError(
+                f"ingest: {inserted} prompts inserted but {published_rows} expected; rolled back"
+            )
         con.execute(sql.load("ingest/insert_rejects"), where)
         con.execute(
             sql.load("ingest/insert_dataset"),

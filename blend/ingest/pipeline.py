@@ -21,12 +21,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from blend.ingest.fast import decide_file
 from blend.ingest.formats import SourceFormat, detect_format
 from blend.ingest.load import (
     Source,
     StagedCounts,
     Stager,
     assign_ids,
+    bounded_memory,
     duplicates,
     find_snapshot,
     publish,
@@ -57,11 +59,15 @@ def ingest_file(
     max_line_bytes: int = 1 << 20,
     batch_rows: int = 50_000,
     progress: Progress | None = None,
+    vectorised: bool = True,
 ) -> IngestReport:
     """Ingest `input_path` as the next snapshot of `dataset`, or find it already ingested.
 
     max_line_bytes: longer JSONL lines are rejected without being loaded whole.
     batch_rows: records validated and staged per batch (bounds Python memory).
+    vectorised: JSON Lines take the vectorised path (blend/ingest/fast.py), which hands only
+    the lines it cannot decide to the per-record validator; False validates every record one
+    by one (same tables, slower: for comparison).
     Raises IngestError when nothing at all could be read: the file is missing, unreadable or
     empty, its format is unknown, or no record was accepted.
     """
@@ -69,11 +75,13 @@ def ingest_file(
     validate_name(dataset, NameKind.DATASET, "ingest_file(dataset=...)")
     _check_arguments(dataset, max_line_bytes, batch_rows)
     path = _readable_file(Path(input_path))
-    job = _FileJob(path, detect_format(path, max_line_bytes), max_line_bytes, batch_rows)
+    fmt = detect_format(path, max_line_bytes)
+    job = _FileJob(path, fmt, max_line_bytes, batch_rows, vectorised and fmt is SourceFormat.JSONL)
     version = _version(path)
     digest = _digest(path)
     source = Source(dataset, str(path), digest.sha256, job.fmt.value)
-    with store.connect() as con:
+    n_records = _total_units(path, job.fmt, digest.n_lines)  # at most; sizes DuckDB's memory
+    with store.connect(views=False) as con, bounded_memory(con, n_records):
         existing = find_snapshot(con, dataset, digest.sha256)
         if existing is not None:
             return dataclasses.replace(existing, seconds=time.perf_counter() - started)
@@ -106,6 +114,7 @@ class _FileJob:
     fmt: SourceFormat
     max_line_bytes: int
     batch_rows: int
+    vectorised: bool  # take blend/ingest/fast.py (plain JSON Lines only)
 
 
 def _stage_file(
@@ -128,6 +137,12 @@ def _stage_records(stager: Stager, job: _FileJob, n_lines: int, progress: Progre
     """Read, validate and stage the records, job.batch_rows at a time."""
     validator = Validator(job.fmt)
     total = _total_units(job.path, job.fmt, n_lines)
+    if job.vectorised:
+        for decided in decide_file(job.path, job.max_line_bytes, job.batch_rows, validator):
+            stager.append_decided(decided.accepted, *_validate_batch(decided.undecided, validator))
+            if progress is not None:
+                progress(decided.last_line, total)
+        return
     records = read_records(job.path, job.fmt, job.max_line_bytes)
     for batch in _batches(records, job.batch_rows):
         stager.append(*_validate_batch(batch, validator))
@@ -180,7 +195,28 @@ def _readable_file(path: Path) -> Path:
         raise IngestError(f"{path}: permission denied (not readable)")
     if path.stat().st_size == 0:
         raise IngestError(f"{path}: the file is empty (0 bytes)")
+    _refuse_compressed(path)
     return path
+
+
+# Leading bytes of compressed files: their lines would all be rejected as invalid UTF-8.
+_COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2"}
+
+
+def _refuse_compressed(path: Path) -> None:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return  # Parquet compresses inside; its magic is PAR1
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as error:
+        raise IngestError(f"{path}: cannot read: {error}") from None
+    for magic, name in _COMPRESSED_MAGIC.items():
+        if head.startswith(magic):
+            raise IngestError(
+                f"{path}: the file is {name}-compressed (starts with bytes {magic.hex(' ')}); "
+                "decompress it first"
+            )
 
 
 def _version(path: Path) -> tuple[int, int]:
@@ -230,9 +266,26 @@ def _require_accepted(path: Path, counts: StagedCounts) -> None:
     if counts.n_prompts > 0:
         return
     if counts.n_rejects == 0:
-        raise IngestError(f"{path}: no records found (only blank lines)")
+        raise IngestError(f"{path}: no records found (only blank lines{_header_note(path)})")
     summary = "; ".join(
         f"{category}: {n} (first on line {counts.first_reject_line[category]})"
         for category, n in counts.reject_reasons.most_common()
     )
-    raise IngestError(f"{path}: no valid prompts among {counts.n_rejects} records: {summary}")
+    raise IngestError(
+        f"{path}: no valid prompts among {counts.n_rejects} records: {summary}{_array_hint(path)}"
+    )
+
+
+def _header_note(path: Path) -> str:
+    return " after the CSV header" if path.suffix.lower() == ".csv" else ""
+
+
+def _array_hint(path: Path) -> str:
+    """A hint when a JSON file holds one array rather than one object per line."""
+    if path.suffix.lower() not in (".json", ".jsonl", ".ndjson"):
+        return ""
+    with path.open("rb") as f:
+        head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"["):
+        return " (the file looks like one JSON array; ingest reads JSON Lines: one object per line)"
+    return ""

@@ -22,7 +22,13 @@ import pyarrow.parquet as pq
 
 from blend.ingest.formats import SourceFormat
 from blend.ingest.lines import UTF8_BOM, bounded_lines, skip_bom
-from blend.ingest.records import RAW_LIMIT_BYTES, IngestError, RawRecord, render_row
+from blend.ingest.records import (
+    RAW_LIMIT_BYTES,
+    IngestError,
+    RawRecord,
+    line_too_long,
+    render_row,
+)
 from blend.ingest.validate import INPUT_COLUMNS
 
 _HASH_CHUNK_BYTES = 1 << 20
@@ -69,14 +75,10 @@ def read_jsonl(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
         skip_bom(f)
         for line_no, offset, text, n_bytes in bounded_lines(f, max_line_bytes):
             if n_bytes > max_line_bytes:
-                problem = _too_long(n_bytes, max_line_bytes)
+                problem = line_too_long(n_bytes, max_line_bytes)
                 yield RawRecord(line_no, b"", offset, n_bytes, text, problem)
             elif text and not text.isspace():
                 yield RawRecord(line_no, text, offset, n_bytes, text)
-
-
-def _too_long(n_bytes: int, max_line_bytes: int) -> str:
-    return f"line too long: {n_bytes} bytes > max_line_bytes ({max_line_bytes})"
 
 
 def read_csv(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
@@ -92,7 +94,8 @@ def read_csv(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
     offset = len(UTF8_BOM) if _starts_with_bom(path) else 0
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         consumed: list[str] = []  # physical lines of the record being read: its source text
-        reader = csv.reader(_recording(f, consumed))
+        # strict: an unterminated quote is an error, not a field that swallows the rest.
+        reader = csv.reader(_recording(f, consumed), strict=True)
         header = _csv_header(path, reader)
         offset += len(_encode("".join(consumed)))
         consumed.clear()
@@ -168,7 +171,7 @@ def _csv_record(
         raw = _encode(text)
         problem = problem or f"invalid UTF-8: undecodable byte at character {bad.start}"
     if problem is None and len(raw) > max_line_bytes:
-        problem = _too_long(len(raw), max_line_bytes)
+        problem = line_too_long(len(raw), max_line_bytes)
     if problem is None and len(fields) != len(header):
         problem = f"malformed CSV: {len(fields)} fields but the header has {len(header)}"
     if problem is not None:

@@ -58,6 +58,11 @@ class RejectRow(NamedTuple):
     raw: str  # source text, at most RAW_LIMIT_BYTES of it, undecodable bytes backslash-escaped
 
 
+def line_too_long(n_bytes: int, max_line_bytes: int) -> str:
+    """The reject reason of a line of n_bytes (terminator excluded) over the limit."""
+    return f"line too long: {n_bytes} bytes > max_line_bytes ({max_line_bytes})"
+
+
 def reason_category(reason: str) -> str:
     """The category of a reject reason: the text before the first colon."""
     return reason.split(":", 1)[0]

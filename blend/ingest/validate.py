@@ -29,16 +29,22 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from blend.ingest.formats import SourceFormat
+from blend.ingest.formats import SourceFormat, is_openai_batch_request
 from blend.ingest.records import PromptRow, RawRecord, RejectRow, raw_text, render_row
 from blend.sampling import SAMPLING_FIELDS
 
 DEFAULT_MAX_TOKENS = 256
+# No model generates more than its context, and no context is near 2**20 tokens; a larger value
+# is a typo (and would not fit the INTEGER column).
+MAX_MAX_TOKENS = 1 << 20
 
 ID_FIELDS = ("custom_id", "id")  # custom_id wins when both are given
 # Every column a CSV / Parquet input may use; others are ignored.
 INPUT_COLUMNS = frozenset({*ID_FIELDS, "prompt", "messages", "sampling", *SAMPLING_FIELDS})
 ROLES = frozenset({"system", "user", "assistant"})
+
+# The reject category of a record of the other JSONL flavour (batch request vs plain prompt).
+MIXED_FORMATS = "mixed formats"
 
 OPENAI_URLS = {"/v1/chat/completions": "messages", "/v1/completions": "prompt"}
 
@@ -137,7 +143,7 @@ class Sampling(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     max_tokens: Annotated[int, BeforeValidator(_default_max_tokens), BeforeValidator(_no_bool)] = (
-        Field(default=DEFAULT_MAX_TOKENS, ge=1)
+        Field(default=DEFAULT_MAX_TOKENS, ge=1, le=MAX_MAX_TOKENS)
     )
     temperature: Annotated[Float, Field(ge=0)] | None = None
     top_p: Annotated[Float, Field(gt=0, le=1)] | None = None
@@ -204,6 +210,7 @@ class Validator:
             else parse_columns
         )
         self._openai_batch = fmt is SourceFormat.OPENAI_BATCH
+        self._plain_jsonl = fmt is SourceFormat.JSONL
         self._sampling_cache: dict[bytes, tuple[str, int] | Reject] = {}
 
     def validate(self, record: RawRecord) -> PromptRow | RejectRow:
@@ -214,9 +221,19 @@ class Validator:
             obj = self._parse(record.data)
             if self._openai_batch:
                 return self._accept_openai_batch(obj, record)
+            if self._plain_jsonl:
+                _not_a_batch_request(obj)
             return self._accept(obj, obj, "", record)
         except Reject as reject:
             return _reject(record, str(reject))
+
+    def sampling_outcome(self, given: dict[str, Any]) -> tuple[str, int] | None:
+        """(canonical sampling JSON, max_tokens) of top-level JSONL sampling parameters, or
+        None when they are rejected (validate() then tells why)."""
+        try:
+            return self._sampling(given, "")
+        except Reject:
+            return None
 
     def _accept(
         self, envelope: dict[str, Any], body: dict[str, Any], where: str, record: RawRecord
@@ -238,6 +255,12 @@ class Validator:
         )
 
     def _accept_openai_batch(self, obj: dict[str, Any], record: RawRecord) -> PromptRow:
+        if "url" not in obj and "body" not in obj and ("prompt" in obj or "messages" in obj):
+            raise Reject(
+                MIXED_FORMATS,
+                "a plain prompt record (no url, no body) in a file read as OpenAI batch input "
+                "(its first record is a batch request); put plain records in a file of their own",
+            )
         return self._accept(obj, openai_body(obj), "body.", record)
 
     def _sampling(self, given: dict[str, Any], where: str) -> tuple[str, int]:
@@ -260,6 +283,16 @@ class Validator:
         return outcome
 
 
+def _not_a_batch_request(obj: dict[str, Any]) -> None:
+    """Reject an OpenAI batch request met in a plain JSONL file with a reason saying so."""
+    if "prompt" not in obj and "messages" not in obj and is_openai_batch_request(obj):
+        raise Reject(
+            MIXED_FORMATS,
+            "an OpenAI batch request (url, body) in a file read as plain JSONL (its first "
+            "record is a plain prompt); put batch requests in a file of their own",
+        )
+
+
 def _reject(record: RawRecord, reason: str) -> RejectRow:
     raw = record.raw
     if raw is None:
@@ -278,7 +311,8 @@ def parse_json_line(data: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError as error:
         raise _json_reject(data, error) from None
     if type(obj) is not dict:
-        raise Reject("not a JSON object", f"got {_json_type(obj)}")
+        hint = " (JSON Lines holds one object per line)" if type(obj) is list else ""
+        raise Reject("not a JSON object", f"got {_json_type(obj)}{hint}")
     return obj
 
 

@@ -1,10 +1,17 @@
 -- assign_ids: final request_id of every staged prompt, and for a repeated id the line where it first appeared.
--- Derived ids (no custom_id/id) are the first 16 hex chars of prompt_sha256; the k-th
+-- Derived ids (no custom_id/id) are the first 16 hex chars of prompt_sha256 (computed here if not staged); the k-th
 -- occurrence (in line order) of the same derived id gets the suffix "-k" (k >= 2).
 -- An id seen before (first_line_no NOT NULL) is a duplicate: only the first occurrence is kept.
 CREATE OR REPLACE TEMP TABLE ingest_ids AS
 WITH staged AS (
-    SELECT line_no, request_id AS given_id, left(prompt_sha256, 16) AS derived_base
+    SELECT
+        line_no,
+        request_id AS given_id,
+        -- sha256 of a VARCHAR hashes its UTF-8 bytes: the digest hashlib gives the exact path.
+        CASE
+            WHEN request_id IS NULL
+                THEN left(coalesce(prompt_sha256, sha256(coalesce(prompt, messages_json))), 16)
+        END AS derived_base
     FROM ingest_staged_prompts
 ),
 

@@ -2,7 +2,7 @@
 CREATE OR REPLACE TEMP TABLE ingest_staged_prompts (
     line_no        BIGINT  NOT NULL,
     request_id     VARCHAR,
-    prompt_sha256  VARCHAR NOT NULL,
+    prompt_sha256  VARCHAR,           -- NULL: hashed when published (vectorised path)
     prompt         VARCHAR,
     messages_json  VARCHAR,
     sampling_json  VARCHAR NOT NULL,

@@ -9,7 +9,9 @@ WITH final AS (
         $snapshot AS snapshot,
         ids.request_id,
         staged.line_no,
-        staged.prompt_sha256,
+        coalesce(
+            staged.prompt_sha256, sha256(coalesce(staged.prompt, staged.messages_json))
+        ) AS prompt_sha256,
         staged.prompt,
         staged.messages_json,
         staged.sampling_json,

@@ -5,16 +5,19 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import blend.sql
 from blend.ingest import IngestError, IngestReport, ingest_file
+from blend.ingest.load import ingest_memory_bytes
 from blend.store import Store
 
 # The shapes of the `query` and `write_lines` fixtures (tests/ingest/conftest.py).
@@ -422,3 +425,30 @@ def test_a_file_rewritten_during_ingest_is_an_ingest_error(
         ingest_file(store, path, "d", batch_rows=1, progress=rewrite)
     assert query("SELECT count(*) FROM prompts") == [(0,)]
     assert gc.isenabled()  # the collector paused for staging is back on after an error
+
+
+def test_duckdb_memory_is_capped_during_ingest_and_restored_after(
+    store: Store, write_lines: WriteLines
+) -> None:
+    path = write_lines("in.jsonl", ['{"prompt": "a"}'])
+    seen: list[str] = []
+    with store.connect() as con:  # shares the database instance with ingest's connection
+        before = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+        def look(done: int, total: int) -> None:
+            seen.append(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+        ingest_file(store, path, "d", progress=look)
+        after = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    scratch = duckdb.connect()  # how DuckDB shows the cap ingest sets for a one-line file
+    scratch.execute("SET memory_limit = ?", [f"{ingest_memory_bytes(1) >> 20}MiB"])
+    assert seen == [scratch.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]]
+    assert seen != [before]
+    assert after == before
+
+
+def test_the_memory_cap_leaves_room_for_the_key_index() -> None:
+    small, large = ingest_memory_bytes(1000), ingest_memory_bytes(50_000_000)
+    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert small == min(2 << 30, int(ram * 0.8))
+    assert large == min(50_000_000 * 256, int(ram * 0.8))

@@ -65,7 +65,7 @@ def test_messages_record_keeps_only_role_and_content_sorted() -> None:
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
-        (b"[1, 2]", "not a JSON object: got an array"),
+        (b"[1, 2]", "not a JSON object: got an array (JSON Lines holds one object per line)"),
         (b'"text"', "not a JSON object: got a string"),
         (b'{"custom_id": "x"}', "missing prompt: neither prompt nor messages given"),
         (b'{"prompt": "  \\n"}', "empty prompt: prompt: must not be empty or whitespace"),
