@@ -15,8 +15,7 @@ from blend.ingest import IngestError, SourceFormat, fast, ingest_file
 from blend.ingest.records import PromptRow
 from blend.ingest.validate import Validator
 from blend.store import Store
-
-from .mixed_lines import write_mixed
+from tests.support.mixed_lines import write_mixed
 
 BAD = Path(__file__).parents[1] / "data" / "bad"
 JSONL_CASES = sorted(p.name for p in BAD.glob("*.json*") if p.name != "cases.json")
