@@ -47,26 +47,24 @@ class ExecuteFlowOptions(ModelOptions):
     )
 
 
-@task(
+# Both execute tasks: a retry resumes the same run id, so it never duplicates rows.
+_execute_task = task(
     name="execute",
     tags=["gpu"],
     retries=2,
     retry_delay_seconds=30,
     retry_condition_fn=is_transient,
 )
+
+
+@_execute_task
 def execute_task(store: Store, plan_id: str, options: ExecuteFlowOptions, run_id: str) -> RunReport:
     """Run (or, on a retry, resume) `run_id` of plan `plan_id`."""
     config = options.engine.engine_config(options.model_dir(store))
     return _execute(store, plan_id, config, run_id, ExecuteOptions(), options.gpu_limit)
 
 
-@task(
-    name="execute",
-    tags=["gpu"],
-    retries=2,
-    retry_delay_seconds=30,
-    retry_condition_fn=is_transient,
-)
+@_execute_task
 def execute_stage_task(
     store: Store,
     plan_id: str,
