@@ -3,6 +3,7 @@
     <store>/blend.duckdb                                   tables of sql/schema
     <store>/results/dataset=<name>/run_id=<id>/part-*.parquet
     <store>/models/                                         locally created models (demo)
+    <store>/tmp/                                            scratch files of a running stage
 
 DuckDB allows one writing process per database file, so every stage opens the database,
 does its work and closes it; nothing holds a connection across stages.
@@ -54,6 +55,11 @@ class Store:
     @property
     def models_dir(self) -> Path:
         return self.root / "models"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch files of the stages (removed when done; a killed stage's by the next)."""
+        return self.root / "tmp"
 
     @contextmanager
     def connect(self, *, views: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:

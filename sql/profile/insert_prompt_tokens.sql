@@ -1,4 +1,4 @@
--- insert_prompt_tokens: append the registered Arrow table prompt_tokens_batch(request_id, token_ids).
+-- insert_prompt_tokens: append the token rows (request_id, token_ids) of the Parquet file $path.
 INSERT INTO prompt_tokens (
     dataset, snapshot, request_id, tokenizer_sha256, n_prompt_tokens, token_ids
 )
@@ -9,4 +9,4 @@ SELECT
     $tokenizer_sha256,
     len(token_ids),
     token_ids
-FROM prompt_tokens_batch
+FROM read_parquet($path)

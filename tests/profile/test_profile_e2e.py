@@ -126,6 +126,23 @@ def test_failed_profile_keeps_the_previous_one(profile_store, profile_model_dir)
     assert stored(profile_store) == (tokens_before, profiles_before)
 
 
+def test_token_rows_are_staged_in_a_scratch_file_that_never_stays(
+    profile_store, profile_model_dir
+):
+    """Token rows go through <store>/tmp/profile-tokens-*.parquet: removed after a profile,
+    after a failed one, and (left by a killed one) at the start of the next."""
+    insert_prompts(profile_store)
+    profile_store.tmp_dir.mkdir()
+    killed_left = profile_store.tmp_dir / "profile-tokens-0123.parquet"
+    killed_left.write_bytes(b"half a file")
+    profile_dataset(profile_store, "demo", profile_model_dir)
+    assert list(profile_store.tmp_dir.iterdir()) == []
+    insert_prompts(profile_store, [("e-broken", None, None, 16)])
+    with pytest.raises(ValueError):
+        profile_dataset(profile_store, "demo", profile_model_dir)
+    assert list(profile_store.tmp_dir.iterdir()) == []
+
+
 def test_latest_snapshot_by_default(profile_store, profile_model_dir):
     insert_prompts(profile_store, ROWS[:1], snapshot=1)
     insert_prompts(profile_store, ROWS[:3], snapshot=2)
