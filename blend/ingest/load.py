@@ -21,13 +21,16 @@ from blend import sql
 from blend.ingest.records import IngestReport, PromptRow, RejectRow, reason_category
 from blend.store import transaction
 
-# DuckDB memory while a file is staged and published: beyond it the TEMP staging tables and
-# sorts spill to the store's temporary folder, so that peak memory does not follow the file
-# (10M prompts stage several GB). The primary-key index of `prompts` cannot spill when the
-# commit writes it: 10M rows failed to commit under 1 GB and passed under 2 GB, so the cap
-# leaves INDEX_BYTES_PER_ROW per record (twice what 10M rows needed), and never exceeds
-# DuckDB's own default (80% of RAM).
-MIN_INGEST_MEMORY_BYTES = 2 << 30
+# DuckDB memory while a file is staged and published: beyond it the TEMP staging tables,
+# sorts and joins spill to the store's temporary folder, so peak memory does not follow the
+# file (10M prompts stage several GB). A fixed cap suffices since `prompts` has no primary key
+# (sql/schema/001_ingest.sql).
+INGEST_MEMORY_BYTES = 1 << 30
+# Stores created before the key was dropped keep it, and its index cannot spill when the commit
+# writes it: 10M rows failed to commit under 1 GB and passed under 2 GB, so for them the cap
+# leaves INDEX_BYTES_PER_ROW per record (twice what 10M rows needed), at least
+# MIN_KEYED_MEMORY_BYTES. No cap exceeds DuckDB's own default (80% of RAM).
+MIN_KEYED_MEMORY_BYTES = 2 << 30
 INDEX_BYTES_PER_ROW = 256
 # The reject category of a prompt whose request_id appeared on an earlier line.
 DUPLICATE_ID = "duplicate id"
@@ -162,7 +165,8 @@ def bounded_memory(con: duckdb.DuckDBPyConnection, n_records: int) -> Iterator[N
     block, then restore the setting (it belongs to the database instance, which others may
     share)."""
     before = con.execute(sql.load("ingest/memory_limit")).fetchall()[0][0]
-    limit = f"{ingest_memory_bytes(n_records) >> 20}MiB"
+    keyed = _scalar(con, "ingest/prompts_key", {}) == 1
+    limit = f"{ingest_memory_bytes(n_records, keyed=keyed) >> 20}MiB"
     con.execute(sql.load("ingest/reset_memory_limit"))
     was_default = con.execute(sql.load("ingest/memory_limit")).fetchall()[0][0] == before
     con.execute(sql.load("ingest/set_memory_limit"), {"limit": limit})
@@ -176,10 +180,13 @@ def bounded_memory(con: duckdb.DuckDBPyConnection, n_records: int) -> Iterator[N
             con.execute(sql.load("ingest/set_memory_limit"), {"limit": before})
 
 
-def ingest_memory_bytes(n_records: int) -> int:
-    """DuckDB's memory cap for ingesting a file of up to n_records, in bytes."""
+def ingest_memory_bytes(n_records: int, *, keyed: bool = False) -> int:
+    """DuckDB's memory cap for ingesting a file of up to n_records, in bytes: fixed, unless
+    `prompts` has the old primary key (keyed), whose index needs room per record."""
     ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return min(int(ram * 0.8), max(MIN_INGEST_MEMORY_BYTES, INDEX_BYTES_PER_ROW * n_records))
+    if not keyed:
+        return min(int(ram * 0.8), INGEST_MEMORY_BYTES)
+    return min(int(ram * 0.8), max(MIN_KEYED_MEMORY_BYTES, INDEX_BYTES_PER_ROW * n_records))
 
 
 def assign_ids(con: duckdb.DuckDBPyConnection) -> int:
