@@ -145,8 +145,8 @@ class Stager:
         if prompts:
             self._write_prompts(_arrow(prompts, _PROMPT_BATCH_SCHEMA))
         if rejects:
-            self._insert(
-                "ingest_reject_batch", "ingest/stage_rejects", rejects, _REJECT_BATCH_SCHEMA
+            self._run_on_batch(
+                [("ingest/stage_rejects", {})], _arrow(rejects, _REJECT_BATCH_SCHEMA)
             )
             self._count_rejects(rejects)
 
@@ -171,24 +171,22 @@ class Stager:
             statements.append(("ingest/write_prompt_batch", target.where()))
         else:
             statements.append(("ingest/stage_prompts", {}))
-        self._register_and_run("ingest_prompt_batch", statements, batch)
+        self._run_on_batch(statements, batch)
         self.counts.n_prompts += batch.num_rows
         self.counts.n_derived += batch["request_id"].null_count
 
-    def _insert(
-        self, view: str, statement: str, rows: list[PromptRow] | list[RejectRow], schema: pa.Schema
+    def _run_on_batch(
+        self, statements: list[tuple[str, dict[str, object]]], batch: pa.Table
     ) -> None:
-        self._register_and_run(view, [(statement, {})], _arrow(rows, schema))
+        """Run statements that read `batch` as `ingest_batch`.
 
-    def _register_and_run(
-        self, view: str, statements: list[tuple[str, dict[str, object]]], table: pa.Table
-    ) -> None:
-        self._con.register(view, table)
-        try:
-            for statement, params in statements:
-                self._con.execute(sql.load(statement), params)
-        finally:
-            self._con.unregister(view)
+        DuckDB finds the local variable by its name (a replacement scan). Not register():
+        inside a transaction DuckDB keeps every registered Arrow table alive until the commit,
+        so memory grew with the file (~250 B/row).
+        """
+        ingest_batch = batch  # noqa: F841 - read by the statements, see above
+        for statement, params in statements:
+            self._con.execute(sql.load(statement), params)
 
     def _count_rejects(self, rejects: list[RejectRow]) -> None:
         counts = self.counts

@@ -1,4 +1,4 @@
--- write_prompt_batch: append the registered Arrow batch `ingest_prompt_batch` to `prompts` as snapshot $snapshot of $dataset.
+-- write_prompt_batch: append the Arrow batch `ingest_batch` (a Python variable) to `prompts` as snapshot $snapshot of $dataset.
 -- Runs inside the ingest's open transaction; derived ids (no custom_id/id) are the first 16 hex chars of prompt_sha256
 -- (computed here if not staged), suffixed later by renumber_derived; repeated ids are deleted by delete_duplicates.
 INSERT INTO prompts (
@@ -10,7 +10,7 @@ WITH hashed AS (
         *,
         -- sha256 of a VARCHAR hashes its UTF-8 bytes: the digest hashlib gives the exact path.
         coalesce(prompt_sha256, sha256(coalesce(prompt, messages_json))) AS sha
-    FROM ingest_prompt_batch
+    FROM ingest_batch
 ),
 
 final AS (

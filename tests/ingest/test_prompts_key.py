@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from blend.ingest import ingest_file
 from blend.ingest.load import ingest_memory_bytes
@@ -116,3 +117,23 @@ def test_a_store_created_with_the_old_key_ingests_the_same_tables(tmp_path: Path
     assert len(contents(old)["prompts"]) == 5
     with old.connect() as con:
         assert con.execute(KEYS).fetchall() == [(1,)]  # the old store keeps its key
+
+
+def test_no_batch_stays_in_memory_until_the_commit(tmp_path: Path) -> None:
+    """The whole ingest is one transaction: batches handed to DuckDB must be freed as they
+    are written, not kept alive until the commit (DuckDB's register() does that)."""
+    path = tmp_path / "in.jsonl"
+    text = "word " * 50
+    path.write_text(
+        "".join(f'{{"custom_id": "r{i}", "prompt": "{text}{i}"}}\n' for i in range(6000))
+    )
+    live: list[int] = []
+    ingest_file(
+        Store.open(tmp_path / "store"),
+        path,
+        "d",
+        batch_rows=200,  # 30 batches of ~50 KB of text each
+        progress=lambda done, total: live.append(pa.total_allocated_bytes()),
+    )
+    assert len(live) == 30
+    assert max(live[5:]) - live[4] < 500_000  # kept alive, 25 more batches would add > 1.2 MB
