@@ -1,8 +1,8 @@
 """ingest_file: one input file -> one snapshot of a dataset in the store.
 
 Two passes over the file: the first hashes its bytes (same content, same dataset -> nothing
-to do), the second streams, validates and stages the records in batches, and a single
-transaction then publishes prompts, rejects and the `datasets` row together.
+to do), the second streams, validates and writes the records in batches inside one
+transaction, which commits prompts, rejects and the `datasets` row together.
 """
 
 from __future__ import annotations
