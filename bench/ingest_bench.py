@@ -13,7 +13,8 @@ own (peak RSS from os.wait4 on the child). Contenders:
   blend    ingest_file(store, file): validation, ids, duplicates, rejects, transactional publish.
   exact    ingest_file(..., vectorised=False): every record through the per-record validator.
 
-Prints one line per contender and the blend / duckdb ratios.
+Prints one line per run and the blend / duckdb ratios (--repeat N: N rounds, in which the
+contenders take turns, and the median ratio: on a shared machine single runs vary by ~20%).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,7 +110,7 @@ def measure(contender: str, path: Path, work: Path) -> dict[str, object]:
     return result
 
 
-def bench_size(n_rows: int, contenders: list[str]) -> None:
+def bench_size(n_rows: int, contenders: list[str], repeat: int) -> None:
     with tempfile.TemporaryDirectory(prefix="blend-ingest-bench-") as tmp:
         work = Path(tmp)
         path = work / "prompts.jsonl"
@@ -117,23 +119,32 @@ def bench_size(n_rows: int, contenders: list[str]) -> None:
         size_mb = path.stat().st_size / 1e6
         written = time.perf_counter() - started
         print(f"rows={n_rows:,} file={size_mb:,.0f} MB (written in {written:.0f} s)")
-        results = {}
+        runs: dict[str, list[dict[str, object]]] = {contender: [] for contender in contenders}
+        for _ in range(repeat):  # contenders take turns, so load changes hit them alike
+            for contender in contenders:
+                result = measure(contender, path, work)
+                runs[contender].append(result)
+                seconds = float(result["seconds"])  # type: ignore[arg-type]
+                print(
+                    f"  {contender:7s} seconds={seconds:7.2f} rows/s={n_rows / seconds:>10,.0f} "
+                    f"MB/s={size_mb / seconds:6.1f} peak_rss={result['peak_rss_mb']:6.0f} MB "
+                    f"accepted={result['rows']:,}"
+                )
+                for leftover in [*work.glob("store-*"), *work.glob("duckdb.db*")]:
+                    _remove(leftover)  # keep the disk use to one database at a time
+        if "duckdb" not in runs:
+            return
         for contender in contenders:
-            result = measure(contender, path, work)
-            results[contender] = result
-            seconds = float(result["seconds"])  # type: ignore[arg-type]
+            if contender == "duckdb":
+                continue
+            ratios = [
+                float(mine["seconds"]) / float(reference["seconds"])  # type: ignore[arg-type]
+                for mine, reference in zip(runs[contender], runs["duckdb"], strict=True)
+            ]
             print(
-                f"  {contender:7s} seconds={seconds:7.2f} rows/s={n_rows / seconds:>10,.0f} "
-                f"MB/s={size_mb / seconds:6.1f} peak_rss={result['peak_rss_mb']:6.0f} MB "
-                f"accepted={result['rows']:,}"
+                f"  {contender} / duckdb time = {statistics.median(ratios):.2f}x (median of "
+                f"{len(ratios)}: {', '.join(f'{r:.2f}' for r in ratios)})"
             )
-            for leftover in [*work.glob("store-*"), *work.glob("duckdb.db*")]:
-                _remove(leftover)  # keep the disk use to one database at a time
-        reference = float(results["duckdb"]["seconds"]) if "duckdb" in results else None  # type: ignore[arg-type]
-        for contender, result in results.items():
-            if reference and contender != "duckdb":
-                ratio = float(result["seconds"]) / reference  # type: ignore[arg-type]
-                print(f"  {contender} / duckdb time = {ratio:.2f}x")
 
 
 def _remove(path: Path) -> None:
@@ -148,6 +159,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[500_000])
     parser.add_argument("--exact", action="store_true", help="also run the per-record path")
     parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of all contenders (median ratio reported)"
+    )
+    parser.add_argument(
         "--child", nargs=3, metavar=("CONTENDER", "FILE", "WORK"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -158,7 +172,7 @@ def main() -> None:
     contenders = ["duckdb", "blend", *(["exact"] if args.exact else [])]
     assert set(contenders) <= set(_CONTENDERS)
     for n_rows in args.rows:
-        bench_size(n_rows, contenders)
+        bench_size(n_rows, contenders, args.repeat)
 
 
 if __name__ == "__main__":

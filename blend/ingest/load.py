@@ -1,8 +1,16 @@
-"""The transactional writer: stage validated rows in TEMP tables, then publish one snapshot.
+"""The transactional writer: write one snapshot's rows inside one transaction.
 
-Invariant: a snapshot's prompts, rejects and `datasets` row become visible together in one
-transaction, or not at all; the staging tables are TEMP, so a crash leaves nothing behind and
-a re-run redoes the whole file. Python never holds more than one batch of rows.
+One transaction spans the whole ingest. Accepted rows go straight into `prompts` under the new
+snapshot number (where they are written once, not staged then copied); where each came from
+goes to a narrow TEMP table and rejects to another. Then derived ids are numbered, repeated ids
+deleted (the first occurrence stays) and staged as rejects, and the rejects and the `datasets`
+row written before the commit. Invariant: a snapshot's prompts, rejects and `datasets` row
+become visible together at the commit, or not at all; a crash leaves nothing visible and a
+re-run redoes the whole file. Python never holds more than one batch of rows.
+
+Stores created while `prompts` had its primary key (sql/schema/001_ingest.sql) cannot take
+repeated ids even for a moment: there the rows are staged in a TEMP table, given their final
+ids, and copied into `prompts` at the end (`Target.direct` False).
 """
 
 from __future__ import annotations
@@ -19,15 +27,17 @@ import pyarrow as pa
 
 from blend import sql
 from blend.ingest.records import IngestReport, PromptRow, RejectRow, reason_category
-from blend.store import transaction
 
-# DuckDB memory while a file is staged and published: beyond it the TEMP staging tables and
-# sorts spill to the store's temporary folder, so that peak memory does not follow the file
-# (10M prompts stage several GB). The primary-key index of `prompts` cannot spill when the
-# commit writes it: 10M rows failed to commit under 1 GB and passed under 2 GB, so the cap
-# leaves INDEX_BYTES_PER_ROW per record (twice what 10M rows needed), and never exceeds
-# DuckDB's own default (80% of RAM).
-MIN_INGEST_MEMORY_BYTES = 2 << 30
+# DuckDB memory while a file is staged and published: beyond it the TEMP staging tables,
+# sorts and joins spill to the store's temporary folder, so peak memory does not follow the
+# file (10M prompts stage several GB). A fixed cap suffices since `prompts` has no primary key
+# (sql/schema/001_ingest.sql).
+INGEST_MEMORY_BYTES = 1 << 30
+# Stores created before the key was dropped keep it, and its index cannot spill when the commit
+# writes it: 10M rows failed to commit under 1 GB and passed under 2 GB, so for them the cap
+# leaves INDEX_BYTES_PER_ROW per record (twice what 10M rows needed), at least
+# MIN_KEYED_MEMORY_BYTES. No cap exceeds DuckDB's own default (80% of RAM).
+MIN_KEYED_MEMORY_BYTES = 2 << 30
 INDEX_BYTES_PER_ROW = 256
 # The reject category of a prompt whose request_id appeared on an earlier line.
 DUPLICATE_ID = "duplicate id"
@@ -75,6 +85,7 @@ class StagedCounts:
     """What has been staged so far; grows with each batch."""
 
     n_prompts: int = 0  # accepted by validation (duplicate ids included)
+    n_derived: int = 0  # of which without custom_id/id (request_id derived from the hash)
     n_rejects: int = 0
     reject_reasons: Counter[str] = field(default_factory=Counter)  # category -> count
     first_reject_line: dict[str, int] = field(default_factory=dict)  # category -> line_no
@@ -98,25 +109,44 @@ class Duplicate(NamedTuple):
     raw_length: int
 
 
-class Stager:
-    """Appends batches of validated rows to the TEMP staging tables of one connection."""
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The snapshot being written, and how."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    dataset: str
+    snapshot: int
+    direct: bool  # rows go straight into `prompts`; False: staged first (keyed `prompts`)
+
+    def where(self) -> dict[str, object]:
+        return {"dataset": self.dataset, "snapshot": self.snapshot}
+
+
+def open_snapshot(con: duckdb.DuckDBPyConnection, dataset: str) -> Target:
+    """The next snapshot of `dataset`; call inside the ingest's transaction."""
+    snapshot = _scalar(con, "ingest/next_snapshot", {"dataset": dataset})
+    keyed = _scalar(con, "ingest/prompts_key", {}) == 1
+    return Target(dataset, snapshot, direct=not keyed)
+
+
+class Stager:
+    """Writes batches of validated rows for one snapshot (see the module docstring)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, target: Target) -> None:
         self._con = con
+        self._target = target
         self.counts = StagedCounts()
-        con.execute(sql.load("ingest/create_staged_prompts"))
+        if not target.direct:
+            con.execute(sql.load("ingest/create_staged_prompts"))
+        con.execute(sql.load("ingest/create_staged_lines"))
         con.execute(sql.load("ingest/create_staged_rejects"))
 
     def append(self, prompts: list[PromptRow], rejects: list[RejectRow]) -> None:
         """Stage one batch (either list may be empty)."""
         if prompts:
-            self._insert(
-                "ingest_prompt_batch", "ingest/stage_prompts", prompts, _PROMPT_BATCH_SCHEMA
-            )
-            self.counts.n_prompts += len(prompts)
+            self._write_prompts(_arrow(prompts, _PROMPT_BATCH_SCHEMA))
         if rejects:
-            self._insert(
-                "ingest_reject_batch", "ingest/stage_rejects", rejects, _REJECT_BATCH_SCHEMA
+            self._run_on_batch(
+                [("ingest/stage_rejects", {})], _arrow(rejects, _REJECT_BATCH_SCHEMA)
             )
             self._count_rejects(rejects)
 
@@ -131,21 +161,32 @@ class Stager:
             batch = pa.concat_tables([batch, _arrow(prompts, _PROMPT_BATCH_SCHEMA)])
             batch = batch.sort_by("line_no")
         if batch.num_rows:
-            self._register_and_run("ingest_prompt_batch", "ingest/stage_prompts", batch)
-            self.counts.n_prompts += batch.num_rows
+            self._write_prompts(batch)
         self.append([], rejects)
 
-    def _insert(
-        self, view: str, statement: str, rows: list[PromptRow] | list[RejectRow], schema: pa.Schema
-    ) -> None:
-        self._register_and_run(view, statement, _arrow(rows, schema))
+    def _write_prompts(self, batch: pa.Table) -> None:
+        target = self._target
+        statements: list[tuple[str, dict[str, object]]] = [("ingest/stage_lines", {})]
+        if target.direct:
+            statements.append(("ingest/write_prompt_batch", target.where()))
+        else:
+            statements.append(("ingest/stage_prompts", {}))
+        self._run_on_batch(statements, batch)
+        self.counts.n_prompts += batch.num_rows
+        self.counts.n_derived += batch["request_id"].null_count
 
-    def _register_and_run(self, view: str, statement: str, table: pa.Table) -> None:
-        self._con.register(view, table)
-        try:
-            self._con.execute(sql.load(statement))
-        finally:
-            self._con.unregister(view)
+    def _run_on_batch(
+        self, statements: list[tuple[str, dict[str, object]]], batch: pa.Table
+    ) -> None:
+        """Run statements that read `batch` as `ingest_batch`.
+
+        DuckDB finds the local variable by its name (a replacement scan). Not register():
+        inside a transaction DuckDB keeps every registered Arrow table alive until the commit,
+        so memory grew with the file (~250 B/row).
+        """
+        ingest_batch = batch  # noqa: F841 - read by the statements, see above
+        for statement, params in statements:
+            self._con.execute(sql.load(statement), params)
 
     def _count_rejects(self, rejects: list[RejectRow]) -> None:
         counts = self.counts
@@ -162,7 +203,8 @@ def bounded_memory(con: duckdb.DuckDBPyConnection, n_records: int) -> Iterator[N
     block, then restore the setting (it belongs to the database instance, which others may
     share)."""
     before = con.execute(sql.load("ingest/memory_limit")).fetchall()[0][0]
-    limit = f"{ingest_memory_bytes(n_records) >> 20}MiB"
+    keyed = _scalar(con, "ingest/prompts_key", {}) == 1
+    limit = f"{ingest_memory_bytes(n_records, keyed=keyed) >> 20}MiB"
     con.execute(sql.load("ingest/reset_memory_limit"))
     was_default = con.execute(sql.load("ingest/memory_limit")).fetchall()[0][0] == before
     con.execute(sql.load("ingest/set_memory_limit"), {"limit": limit})
@@ -176,19 +218,27 @@ def bounded_memory(con: duckdb.DuckDBPyConnection, n_records: int) -> Iterator[N
             con.execute(sql.load("ingest/set_memory_limit"), {"limit": before})
 
 
-def ingest_memory_bytes(n_records: int) -> int:
-    """DuckDB's memory cap for ingesting a file of up to n_records, in bytes."""
+def ingest_memory_bytes(n_records: int, *, keyed: bool = False) -> int:
+    """DuckDB's memory cap for ingesting a file of up to n_records, in bytes: fixed, unless
+    `prompts` has the old primary key (keyed), whose index needs room per record."""
     ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return min(int(ram * 0.8), max(MIN_INGEST_MEMORY_BYTES, INDEX_BYTES_PER_ROW * n_records))
+    if not keyed:
+        return min(int(ram * 0.8), INGEST_MEMORY_BYTES)
+    return min(int(ram * 0.8), max(MIN_KEYED_MEMORY_BYTES, INDEX_BYTES_PER_ROW * n_records))
 
 
-def assign_ids(con: duckdb.DuckDBPyConnection) -> int:
-    """Give every staged prompt its final request_id; return how many repeat an earlier id.
+def assign_ids(con: duckdb.DuckDBPyConnection, target: Target, staged: StagedCounts) -> int:
+    """Give every written prompt its final request_id; return how many repeat an earlier id.
 
     Repeated ids are found here, in SQL (the first occurrence is kept), so that no set of all
-    ids is ever held in Python.
+    ids is ever held in Python; delete_duplicates (in publish) removes them.
     """
-    con.execute(sql.load("ingest/assign_ids"))
+    if not target.direct:
+        con.execute(sql.load("ingest/assign_ids"))
+    else:
+        if staged.n_derived:
+            con.execute(sql.load("ingest/renumber_derived"), target.where())
+        con.execute(sql.load("ingest/find_duplicates"), target.where())
     return _scalar(con, "ingest/count_duplicates", {})
 
 
@@ -208,34 +258,39 @@ def duplicates(con: duckdb.DuckDBPyConnection, page_rows: int) -> Iterator[list[
         after_line = rows[-1][0]
 
 
-def publish(con: duckdb.DuckDBPyConnection, source: Source, staged: StagedCounts) -> Published:
-    """Write the staged rows as the next snapshot of source.dataset, in one transaction.
+def publish(
+    con: duckdb.DuckDBPyConnection, source: Source, target: Target, staged: StagedCounts
+) -> Published:
+    """Complete snapshot target.snapshot of source.dataset; the caller's transaction commits.
 
     Expects assign_ids to have run and the duplicate-id prompts to be staged as rejects.
     """
     n_duplicates = staged.reject_reasons[DUPLICATE_ID]
     published_rows = staged.n_prompts - n_duplicates
-    with transaction(con):
-        snapshot = _scalar(con, "ingest/next_snapshot", {"dataset": source.dataset})
-        where = {"dataset": source.dataset, "snapshot": snapshot}
-        inserted = con.execute(sql.load("ingest/insert_prompts"), where).fetchall()[0][0]
-        if inserted != published_rows:  # staged rows and ids out of step: never publish that
-            raise RuntimeError(
-                f"ingest: {inserted} prompts inserted but {published_rows} expected; rolled back"
-            )
-        con.execute(sql.load("ingest/insert_rejects"), where)
-        con.execute(
-            sql.load("ingest/insert_dataset"),
-            {
-                **where,
-                "source_uri": source.source_uri,
-                "source_sha256": source.source_sha256,
-                "source_format": source.source_format,
-                "n_rows": published_rows,
-                "n_rejected": staged.n_rejects,
-            },
+    where = target.where()
+    if not target.direct:
+        inserted = _scalar(con, "ingest/insert_prompts", where)
+    else:
+        if n_duplicates:
+            con.execute(sql.load("ingest/delete_duplicates"), where)
+        inserted = _scalar(con, "ingest/count_prompts", where)
+    if inserted != published_rows:  # written rows and ids out of step: never publish that
+        raise RuntimeError(
+            f"ingest: {inserted} prompts written but {published_rows} expected; rolled back"
         )
-    return Published(snapshot, published_rows, staged.n_rejects)
+    con.execute(sql.load("ingest/insert_rejects"), where)
+    con.execute(
+        sql.load("ingest/insert_dataset"),
+        {
+            **where,
+            "source_uri": source.source_uri,
+            "source_sha256": source.source_sha256,
+            "source_format": source.source_format,
+            "n_rows": published_rows,
+            "n_rejected": staged.n_rejects,
+        },
+    )
+    return Published(target.snapshot, published_rows, staged.n_rejects)
 
 
 def find_snapshot(

@@ -1,8 +1,8 @@
 """ingest_file: one input file -> one snapshot of a dataset in the store.
 
 Two passes over the file: the first hashes its bytes (same content, same dataset -> nothing
-to do), the second streams, validates and stages the records in batches, and a single
-transaction then publishes prompts, rejects and the `datasets` row together.
+to do), the second streams, validates and writes the records in batches inside one
+transaction, which commits prompts, rejects and the `datasets` row together.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from blend.ingest.load import (
     Source,
     StagedCounts,
     Stager,
+    Target,
     assign_ids,
     bounded_memory,
     duplicates,
     find_snapshot,
+    open_snapshot,
     publish,
 )
 from blend.ingest.readers import FileDigest, RawReader, digest_file, read_records
@@ -44,7 +46,7 @@ from blend.ingest.records import (
 )
 from blend.ingest.validate import Validator
 from blend.names import NameKind, validate_name
-from blend.store import Store
+from blend.store import Store, transaction
 
 # Called after each staged batch with (units done, units in total): lines for JSONL and CSV,
 # rows for Parquet. `done` may stop short of `total` (blank lines are not reported).
@@ -85,13 +87,15 @@ def ingest_file(
         existing = find_snapshot(con, dataset, digest.sha256)
         if existing is not None:
             return dataclasses.replace(existing, seconds=time.perf_counter() - started)
-        staged = _stage_file(con, job, digest.n_lines, progress)
-        if _version(path) != version:
-            raise IngestError(
-                f"{path}: the file changed while it was being ingested; nothing was written, "
-                "run the ingest again"
-            )
-        published = publish(con, source, staged)
+        with transaction(con):  # the whole ingest: nothing is visible before the commit
+            target = open_snapshot(con, dataset)
+            staged = _stage_file(con, target, job, digest.n_lines, progress)
+            if _version(path) != version:
+                raise IngestError(
+                    f"{path}: the file changed while it was being ingested; nothing was written, "
+                    "run the ingest again"
+                )
+            published = publish(con, source, target, staged)
     return IngestReport(
         dataset=dataset,
         snapshot=published.snapshot,
@@ -118,17 +122,21 @@ class _FileJob:
 
 
 def _stage_file(
-    con: duckdb.DuckDBPyConnection, job: _FileJob, n_lines: int, progress: Progress | None
+    con: duckdb.DuckDBPyConnection,
+    target: Target,
+    job: _FileJob,
+    n_lines: int,
+    progress: Progress | None,
 ) -> StagedCounts:
     """Stage every record of the file, then its duplicate ids as rejects.
 
     Raises IngestError when no record was accepted.
     """
-    stager = Stager(con)
+    stager = Stager(con, target)
     with _gc_paused():
         _stage_records(stager, job, n_lines, progress)
     _require_accepted(job.path, stager.counts)
-    if assign_ids(con) > 0:
+    if assign_ids(con, target, stager.counts) > 0:
         _stage_duplicates(con, stager, job)
     return stager.counts
 

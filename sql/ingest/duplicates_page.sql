@@ -16,7 +16,7 @@ final AS (
         staged.raw_offset,
         staged.raw_length
     FROM duplicates
-    INNER JOIN ingest_staged_prompts AS staged ON staged.line_no = duplicates.line_no
+    INNER JOIN ingest_staged_lines AS staged ON staged.line_no = duplicates.line_no
 )
 
 SELECT line_no, reason, raw_offset, raw_length FROM final

@@ -1,4 +1,4 @@
--- stage_rejects: append the registered Arrow batch `ingest_reject_batch` to the staged rejects.
+-- stage_rejects: append the Arrow batch `ingest_batch` (a Python variable) to the staged rejects.
 INSERT INTO ingest_staged_rejects
 SELECT line_no, reason, raw
-FROM ingest_reject_batch;
+FROM ingest_batch;

@@ -11,6 +11,11 @@ CREATE TABLE IF NOT EXISTS datasets (
     PRIMARY KEY (dataset, snapshot)
 );
 
+-- No primary key: request_id is unique within a (dataset, snapshot) because the ingest publishes only the first
+-- occurrence of each id (sql/ingest/assign_ids.sql), and nothing relies on a key (joins are hash joins, no
+-- ON CONFLICT). Its index made the publish of a large snapshot slower and unable to spill (memory grew with the
+-- rows). Stores created earlier keep the key (CREATE TABLE IF NOT EXISTS) and still work; their ingest memory cap
+-- leaves room for the index (blend/ingest/load.py).
 CREATE TABLE IF NOT EXISTS prompts (
     dataset        VARCHAR   NOT NULL,
     snapshot       INTEGER   NOT NULL,
@@ -20,8 +25,7 @@ CREATE TABLE IF NOT EXISTS prompts (
     prompt         VARCHAR,              -- raw completion prompt, or NULL for chat requests
     messages_json  VARCHAR,              -- chat messages as JSON, or NULL for raw prompts
     sampling_json  VARCHAR   NOT NULL,   -- validated sampling parameters, canonical JSON
-    max_tokens     INTEGER   NOT NULL,   -- output token limit of this request
-    PRIMARY KEY (dataset, snapshot, request_id)
+    max_tokens     INTEGER   NOT NULL    -- output token limit of this request
 );
 
 CREATE TABLE IF NOT EXISTS rejects (

@@ -447,8 +447,11 @@ def test_duckdb_memory_is_capped_during_ingest_and_restored_after(
     assert after == before
 
 
-def test_the_memory_cap_leaves_room_for_the_key_index() -> None:
-    small, large = ingest_memory_bytes(1000), ingest_memory_bytes(50_000_000)
+def test_the_memory_cap_is_fixed_without_the_key_and_leaves_room_for_an_old_key() -> None:
     ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    flat = min(1 << 30, int(ram * 0.8))
+    assert ingest_memory_bytes(1000) == ingest_memory_bytes(50_000_000) == flat
+    small = ingest_memory_bytes(1000, keyed=True)
+    large = ingest_memory_bytes(50_000_000, keyed=True)
     assert small == min(2 << 30, int(ram * 0.8))
     assert large == min(50_000_000 * 256, int(ram * 0.8))
