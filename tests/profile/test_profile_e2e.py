@@ -126,9 +126,7 @@ def test_failed_profile_keeps_the_previous_one(profile_store, profile_model_dir)
     assert stored(profile_store) == (tokens_before, profiles_before)
 
 
-def test_token_rows_are_staged_in_a_scratch_file_that_never_stays(
-    profile_store, profile_model_dir
-):
+def test_token_rows_are_staged_in_a_scratch_file_that_never_stays(profile_store, profile_model_dir):
     """Token rows go through <store>/tmp/profile-tokens-*.parquet: removed after a profile,
     after a failed one, and (left by a killed one) at the start of the next."""
     insert_prompts(profile_store)
