@@ -26,6 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from blend import sql
+from blend.ingest.fast import FAST_SCHEMA
 from blend.ingest.records import IngestReport, PromptRow, RejectRow, reason_category
 
 # DuckDB memory while a file is staged and published: beyond it the TEMP staging tables,
@@ -43,19 +44,8 @@ INDEX_BYTES_PER_ROW = 256
 DUPLICATE_ID = "duplicate id"
 
 # Column order of PromptRow / RejectRow and of the staging tables (sql/ingest/create_staged_*).
-_PROMPT_BATCH_SCHEMA = pa.schema(
-    [
-        ("line_no", pa.int64()),
-        ("request_id", pa.string()),
-        ("prompt_sha256", pa.string()),
-        ("prompt", pa.string()),
-        ("messages_json", pa.string()),
-        ("sampling_json", pa.string()),
-        ("max_tokens", pa.int32()),
-        ("raw_offset", pa.int64()),
-        ("raw_length", pa.int64()),
-    ]
-)
+# = FAST_SCHEMA (the vectorised path's columns) with the validator's prompt_sha256 third.
+_PROMPT_BATCH_SCHEMA = FAST_SCHEMA.insert(2, pa.field("prompt_sha256", pa.string()))
 _REJECT_BATCH_SCHEMA = pa.schema(
     [("line_no", pa.int64()), ("reason", pa.string()), ("raw", pa.string())]
 )
