@@ -52,8 +52,11 @@ class ProfileDb:
                 key,
             )
             con.execute(
-                "INSERT OR IGNORE INTO prompts SELECT $dataset, $snapshot, request_id, 1, 'sha', "
-                "'text', NULL, '{}', $max_tokens FROM new_rows",
+                # prompts has no key to ignore conflicts on (new stores): skip ids it has.
+                "INSERT INTO prompts SELECT $dataset, $snapshot, request_id, 1, 'sha', "
+                "'text', NULL, '{}', $max_tokens FROM new_rows WHERE request_id NOT IN "
+                "(SELECT request_id FROM prompts "
+                "WHERE dataset = $dataset AND snapshot = $snapshot)",
                 {"dataset": key["dataset"], "snapshot": key["snapshot"], "max_tokens": max_tokens},
             )
         finally:
