@@ -34,7 +34,11 @@ class LockHolder:
 
 
 class LockTimeoutError(TimeoutError):
-    """A lock stayed held longer than the caller would wait."""
+    """A lock stayed held longer than the caller would wait (by `holder`)."""
+
+    def __init__(self, message: str, holder: LockHolder) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 def this_process() -> str:
@@ -58,9 +62,9 @@ def open_lock_file(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
 
-def try_acquire(fd: int) -> bool:
+def try_acquire(fd: int, *, shared: bool = False) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     return True
@@ -76,28 +80,33 @@ def acquire(
     *,
     wait_s: float | None,
     on_wait: Callable[[LockHolder], None] | None = None,
+    shared: bool = False,
 ) -> int:
     """Take the lock at `path`; returns its fd (close it to release).
 
     Busy: calls `on_wait(holder)` once, then waits up to `wait_s` seconds (None: without
     limit; 0: not at all) and raises LockTimeoutError naming the holder.
+    shared: a shared hold (many at once, none beside an exclusive holder) on an existing
+    lock file, opened read-only and not written (FileNotFoundError when there is none).
     """
-    fd = open_lock_file(path)
+    fd = os.open(path, os.O_RDONLY) if shared else open_lock_file(path)
     try:
         deadline = None if wait_s is None else time.monotonic() + wait_s
         told = False
-        while not try_acquire(fd):
+        while not try_acquire(fd, shared=shared):
             holder = read_holder(path)
             if deadline is not None and time.monotonic() >= deadline:
                 raise LockTimeoutError(
                     f"{path} is held by {holder.describe()}"
-                    + (f" (waited {wait_s:g} s)" if wait_s else "")
+                    + (f" (waited {wait_s:g} s)" if wait_s else ""),
+                    holder,
                 )
             if on_wait is not None and not told:
                 on_wait(holder)
                 told = True
             time.sleep(POLL_S)
-        write_holder(fd)
+        if not shared:
+            write_holder(fd)
         return fd
     except BaseException:
         os.close(fd)

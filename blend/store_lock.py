@@ -15,7 +15,6 @@ connections share one DuckDB instance, which DuckDB allows).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sys
 import threading
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from blend.process_lock import POLL_S, LockHolder, LockTimeoutError, acquire, read_holder
+from blend.process_lock import LockHolder, LockTimeoutError, acquire
 
 WAIT_ENV = "BLEND_STORE_WAIT_S"
 LOCK_NAME = ".blend-writer.lock"
@@ -169,28 +168,20 @@ def reading(root: Path, *, on_wait: Callable[[str], None] = say_waiting) -> Iter
     for itself). Waits like `writing` ($BLEND_STORE_WAIT_S).
     """
     lock_path = root / LOCK_NAME
+
+    def waiting(holder: LockHolder) -> None:
+        on_wait(f"store {root} is being written by {holder.describe()} — waiting")
+
     try:
-        fd = os.open(lock_path, os.O_RDONLY)
+        fd = acquire(lock_path, wait_s=wait_limit_s(), on_wait=waiting, shared=True)
     except FileNotFoundError:
         yield  # no blend process ever wrote this store
         return
+    except LockTimeoutError as exc:
+        raise StoreBusyError(
+            f"store {root} is busy: being written by {exc.holder.describe()}"
+        ) from None
     try:
-        deadline = None if (limit := wait_limit_s()) is None else time.monotonic() + limit
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                holder = read_holder(lock_path)
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise StoreBusyError(
-                        f"store {root} is busy: being written by {holder.describe()}"
-                    ) from None
-                if not told:
-                    on_wait(f"store {root} is being written by {holder.describe()} — waiting")
-                    told = True
-                time.sleep(POLL_S)
         yield
     finally:
         os.close(fd)
