@@ -13,7 +13,6 @@ still alive is waited for, never executed by a second process.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 from blend import sql
 from blend.process_lock import LockHolder, LockTimeoutError, acquire, holder_if_held
 from blend.store import Store, fetch_dicts
-from blend.store_lock import wait_limit_s
+from blend.store_lock import say_waiting, wait_limit_s
 
 LOCK_NAME = ".lock"
 
@@ -40,12 +39,10 @@ def acquire_run_lock(directory: Path, run_id: str) -> int:
     path = run_lock_path(directory)
     try:
         return acquire(path, wait_s=0)
-    except LockTimeoutError:
-        holder = holder_if_held(path)
-        who = holder.describe() if holder is not None else "another process"
+    except LockTimeoutError as exc:
         raise RunBusyError(
-            f"run {run_id} is being executed by {who} (lock {path}): wait for it to end, "
-            "it is not run twice"
+            f"run {run_id} is being executed by {exc.holder.describe()} (lock {path}): wait "
+            "for it to end, it is not run twice"
         ) from None
 
 
@@ -103,7 +100,7 @@ def unfinished_run(
         row = rows[0]
         if row["status"] != "running":
             return UnfinishedRun(row["run_id"], row["plan_id"], row["status"])
-        _wait_for(row["run_id"], Path(row["results_uri"]), on_wait or _say)
+        _wait_for(row["run_id"], Path(row["results_uri"]), on_wait or say_waiting)
 
 
 def _wait_for(run_id: str, directory: Path, on_wait: Callable[[str], None]) -> None:
@@ -117,7 +114,3 @@ def _wait_for(run_id: str, directory: Path, on_wait: Callable[[str], None]) -> N
     except LockTimeoutError as exc:
         raise RunBusyError(f"run {run_id} is still being executed: {exc}") from None
     os.close(fd)  # only waited: the run's next execution takes it again
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
