@@ -1,0 +1,1 @@
+"""Control for many requests on many engines: request classes, the fluid LP, capacity."""
