@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from blend.control.cli import lp_command
 from blend.names import InvalidNameError, NameKind, validate_name
 from blend.planners import PlannerName
 from blend.query_format import OutputFormat
@@ -166,12 +167,15 @@ def profile(
     store: StoreOpt = None,
 ) -> None:
     """Tokenize with the model's chat template; SQL profiles of lengths and prefix overlap."""
+    from blend.lineage import model_sha256
     from blend.profile import profile_dataset
 
     opened = Store.open(store)
     model_dir = resolve_model(opened, model)
     try:
-        report = profile_dataset(opened, dataset, model_dir, snapshot=snapshot)
+        report = profile_dataset(
+            opened, dataset, model_dir, snapshot=snapshot, model_sha256=model_sha256(model_dir)
+        )
     except (ValueError, OSError) as exc:  # ProfileError, ChatTemplateError, no tokenizer...
         err_console.print(f"[red]profile failed:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
@@ -513,6 +517,11 @@ def _print_profile(r: Any) -> None:
             f"  shared prefix group {g.rank}: {g.n_prompts} prompts x "
             f"{g.shared_prefix_tokens} tokens (first {g.first_request_id})"
         )
+    for c in r.request_classes:
+        console.print(
+            f"  request class {c.name}: {c.n_requests} prompts, mean {c.prompt_tokens:,.0f} "
+            f"prompt + {c.output_tokens:,.0f} estimated output tokens"
+        )
 
 
 def _print_plan(r: Any) -> None:
@@ -587,6 +596,7 @@ def _print_where(store: Store, dataset: str) -> None:
 
 
 app.command("simulate")(simulate_command)
+app.command("lp")(lp_command)
 
 
 def main() -> None:

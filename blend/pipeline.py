@@ -111,7 +111,13 @@ def run_pipeline(
 
     ingested = stage("ingest", ingest_file, store, input_path, dataset)
     profiled = stage(
-        "profile", profile_dataset, store, dataset, model_dir, snapshot=ingested.snapshot
+        "profile",
+        profile_dataset,
+        store,
+        dataset,
+        model_dir,
+        snapshot=ingested.snapshot,
+        model_sha256=model_hash,
     )
     unfinished = None
     if options.resume and options.incremental:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -25,6 +25,9 @@ from blend import sql
 from blend.names import NameKind, validate_name
 from blend.store import Store, fetch_dicts, transaction
 from blend.tokenize import encode_batch, load_tokenizer, model_max_len, tokenizer_sha256
+
+if TYPE_CHECKING:
+    from blend.control.classes import RequestClass
 
 MAX_LISTED_IDS = 20  # request_ids listed per over-length class in a report
 
@@ -92,6 +95,8 @@ class ProfileReport:
     top_groups: tuple[PrefixGroup, ...]  # by saved_tokens, descending
     tokenize_s: float  # read prompts + tokenize + store token rows
     sql_s: float  # the profile queries
+    # request classes on (prompt tokens, estimated output tokens): blend/control/classes.py
+    request_classes: tuple[RequestClass, ...] = ()
 
     @property
     def tokens_per_s(self) -> float:
@@ -127,11 +132,14 @@ def profile_dataset(
     top_groups: int = 10,
     min_shared_tokens: int = 128,
     progress: ProgressCallback | None = None,
+    model_sha256: str | None = None,
 ) -> ProfileReport:
     """Tokenize `dataset` (its latest snapshot unless `snapshot`) and store its profile.
 
     batch_size: prompts per tokenizer call; top_groups: prefix groups listed in the report;
     min_shared_tokens: the prefix (tokens) prompts must share to form a group.
+    model_sha256: the model's earlier results of the dataset inform the request classes'
+    output estimates (as they inform the plan's).
     """
     validate_name(dataset, NameKind.DATASET, "profile_dataset(dataset=...)")
     _check_options(batch_size, top_groups, min_shared_tokens)
@@ -155,7 +163,19 @@ def profile_dataset(
             sql_s=time.perf_counter() - tokenized,
         )
         save_profile(con, report)
+        report = replace(report, request_classes=_request_classes(con, key, max_len, model_sha256))
     return report
+
+
+def _request_classes(
+    con: duckdb.DuckDBPyConnection, key: ProfileKey, max_len: int, model_sha256: str | None
+) -> tuple[RequestClass, ...]:
+    """Cluster the profiled requests and store the classes (blend/control/class_store.py)."""
+    from blend.control.class_store import estimated_classes, save_classes
+
+    classes = estimated_classes(con, key.params(), max_len, model_sha256).classes
+    save_classes(con, key.params(), classes)
+    return classes
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,8 @@ def admission_policy(
 ) -> AdmissionPolicy:
     """In-order feeding keeps two steps' worth of requests (2 x max_num_seqs) queued ahead;
     the dual scan admits from both ends of the (density-sorted) sequence, within the engine's
-    settings (`dual_scan` overrides its other options)."""
+    settings (`dual_scan` overrides its other options); the LP gate admits by class, as the
+    fluid LP's prefill shares say (lp_gate.py)."""
     max_num_seqs = settings.max_num_seqs
     if kind is AdmissionKind.DUAL_SCAN:
         options = replace(
@@ -28,6 +29,16 @@ def admission_policy(
             max_num_batched_tokens=settings.max_num_batched_tokens,
         )
         return DualScanAdmission(sequence, cost, options)
+    if kind is AdmissionKind.LP_GATE:
+        from blend.admission.lp_gate import LpGateAdmission, LpGateOptions
+
+        return LpGateAdmission(
+            sequence,
+            cost,
+            LpGateOptions(
+                max_num_seqs=max_num_seqs, max_num_batched_tokens=settings.max_num_batched_tokens
+            ),
+        )
     if kind is AdmissionKind.IN_ORDER:
         return InOrderAdmission(sequence.index.tolist(), window=2 * max_num_seqs)
     raise ValueError(f"Unknown admission kind: {kind!r}")

@@ -25,6 +25,7 @@ class PlannerName(StrEnum):
     NAIVE_BLEND = "naive-blend"  # prefix groups by density, taken alternately from both ends
     BATCHLLM = "batchllm"  # prefix groups kept together, the largest decode share first
     BLENDSERVE = "blendserve"  # resource-aware prefix tree + online dual scan (docs/papers.md)
+    LP_GATE = "lp-gate"  # DFS order, classes admitted by the fluid LP's prefill shares
 
 
 @dataclass(frozen=True, slots=True)

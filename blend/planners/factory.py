@@ -46,6 +46,10 @@ def make_planner(
         return DfsPlanner(batch_size=batch_size)
     if chosen is PlannerName.BATCHLLM:
         return BatchLlmPlanner(batch_size=batch_size)
+    if chosen is PlannerName.LP_GATE:
+        from blend.planners.lp_gate import LpGatePlanner
+
+        return LpGatePlanner(batch_size=batch_size)
     cost = cost or CostModel(
         load_model_spec(model_spec or DEFAULT_MODEL_SPEC),
         load_hardware(hardware or DEFAULT_HARDWARE),
