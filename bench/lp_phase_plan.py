@@ -20,6 +20,8 @@ Per workload:
                true ones), each at the settings the pipeline's own search picks after the
                warm-up (--no-search: vLLM's defaults); lp-gate is the LP sequence run by the
                gate policy (blend/admission/lp_gate.py) in the real simulator
+  lp-gate-job  the gate with its shares from the least-makespan LP instead (GateShares.JOB),
+               at the settings lp-gate's search picked
 Reported: makespans (s) and each over T_opt.
 """
 
@@ -33,16 +35,42 @@ from pathlib import Path
 
 import numpy as np
 
+from blend.admission.base import AdmissionPolicy
+from blend.admission.lp_gate import GateShares, LpGateAdmission, LpGateOptions
 from blend.control.classes import cluster_requests
 from blend.control.fluid_inputs import class_fluid_inputs
 from blend.control.phase_plan import fluid_min_makespan_s, phase_plan
 from blend.cost import CostModel, load_hardware, load_model_spec
+from blend.engine_settings import EngineSettings
+from blend.planners import make_planner
 from blend.simulate.optimal import optimal_makespan_s
-from blend.simulate.pipeline import SimulatedEngine
+from blend.simulate.pipeline import (
+    PipelineSimulator,
+    PlannedRest,
+    SimulatedEngine,
+    scan_sequence,
+)
 from blend.simulate.run import default_settings, plan_and_simulate
 from blend.workload_families import draw_instance
 
 PLANNERS = ("dfs", "blendserve", "lp-gate")
+COLUMNS = ("fluid_seq", "fluid_min", *PLANNERS, "lp-gate-job")
+
+
+class JobSharesSimulator(PipelineSimulator):
+    """The pipeline with the gate's shares from the least-makespan LP (GateShares.JOB)."""
+
+    def policy(self, planned: PlannedRest, settings: EngineSettings) -> AdmissionPolicy:
+        prompts = [r.prompt_token_ids for r in self.workload.requests]
+        sequence = scan_sequence(
+            prompts, planned.ordered, planned.ordered_estimates, planned.ordered_spread
+        )
+        options = LpGateOptions(
+            max_num_seqs=settings.max_num_seqs,
+            max_num_batched_tokens=settings.max_num_batched_tokens,
+            shares=GateShares.JOB,
+        )
+        return LpGateAdmission(sequence, self.cost, options)
 
 
 def bench_cost(step_model: str) -> CostModel:
@@ -80,6 +108,17 @@ def run_one(n: int, seed: int, step_model: str, search: bool) -> dict:
         }
         if planner == "lp-gate":
             gate_settings = report.run.settings
+    started = time.perf_counter()
+    job = JobSharesSimulator(
+        workload, make_planner("lp-gate"), cost, engine=SimulatedEngine(gate_settings)
+    ).run(gate_settings)
+    row["lp-gate-job"] = {
+        "makespan_s": job.result.makespan_s,
+        "over_optimal": job.result.makespan_s / row["optimal_s"],
+        "settings": gate_settings.label(),
+        "preemptions": job.result.n_preemptions,
+        "sim_s": time.perf_counter() - started,
+    }
     p = np.array([len(r.prompt_token_ids) for r in requests], dtype=np.float64)
     d = np.array([r.output_len for r in requests], dtype=np.float64)
     classes = cluster_requests(p, d).classes
@@ -103,7 +142,7 @@ def run_one(n: int, seed: int, step_model: str, search: bool) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    columns = ("fluid_seq", "fluid_min", *PLANNERS)
+    columns = COLUMNS
     head = "| workload | step model | T_opt (s) | " + " | ".join(columns) + " |"
     lines = [head, "|" + "---|" * (3 + len(columns))]
     for r in rows:
@@ -138,10 +177,7 @@ def main() -> None:
                 r = rows[-1]
                 print(
                     f"{r['workload']} {model}: T_opt {r['optimal_s']:.1f} s, "
-                    + ", ".join(
-                        f"{c} {r[c]['makespan_s']:.1f}"
-                        for c in ("fluid_seq", "fluid_min", *PLANNERS)
-                    ),
+                    + ", ".join(f"{c} {r[c]['makespan_s']:.1f}" for c in COLUMNS),
                     flush=True,
                 )
     print(table(rows))

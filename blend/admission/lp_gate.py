@@ -10,7 +10,11 @@ prefill tokens are furthest below its share (the least A_i / x*_i; ties: the mos
 left): prefill time is proportional to prefill tokens, so tokens follow x*. Classes the LP
 leaves at x* = 0 wait. When a class with x* > 0 has nothing left to admit, the LP is solved
 again for the classes left and a new phase starts (the offline LP sequence of
-blend/control/phase_plan.py, run online; the phases are recorded in `phases`).
+blend/control/phase_plan.py, run online; the phases are recorded in `phases`). With
+shares=JOB the shares come instead from the fluid model's least-makespan LP over the
+requests left (phase_plan.fluid_min_plan): every class prefilled in proportion to its prefill
+work left, so long generations start throughout the job rather than in a last phase of their
+own (the revenue LP's vertex solutions serve one or two classes a phase).
 
 Room, like the dual scan's (dual_scan.py): requests in flight stay within max_num_seqs; the
 projected peak KV of everything in flight (kv_projection.py: lengths so far, estimates for
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 
@@ -35,9 +40,14 @@ from blend.admission.kv_projection import _kernels as kv_kernels
 from blend.control.classes import RequestClass, cluster_requests
 from blend.control.fluid_inputs import class_fluid_inputs
 from blend.control.fluid_lp import FluidParams, LpVariant, Prices, solve_fluid_lp
-from blend.control.phase_plan import class_specs
+from blend.control.phase_plan import class_specs, fluid_min_plan
 from blend.cost import CostModel
 from blend.engine_settings import EngineSettings
+
+
+class GateShares(StrEnum):
+    PHASES = "phases"  # the saturated revenue LP of the classes left (the LP sequence)
+    JOB = "job"  # the least-makespan LP of the classes left (fluid_min_plan's prefill time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,7 @@ class LpGateOptions:
     seed: int = 0  # k-means seed
     prices: Prices = field(default_factory=Prices)
     variant: LpVariant = LpVariant.BUNDLED
+    shares: GateShares = GateShares.PHASES  # which LP gives the prefill shares
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +156,13 @@ class LpGateAdmission:
         return np.array([len(m) for m in self._members]) - self._next
 
     def _resolve(self, step: int) -> None:
-        """A new phase: the saturated LP over the classes with requests left."""
+        """A new phase: the LP (options.shares) over the classes with requests left."""
         left = self._left()
         active = np.flatnonzero(left > 0)
         assert self.fluid is not None
+        if self.options.shares is GateShares.JOB:
+            self._start_phase(step, active, self._job_shares(active, left), 0.0)
+            return
         solution = solve_fluid_lp(
             [class_specs(self.classes)[i] for i in active.tolist()],
             self.fluid,
@@ -160,15 +174,36 @@ class LpGateAdmission:
         if solution.x.sum() > 0:
             shares[active] = solution.x / solution.x.sum()
         else:  # the LP prefills nothing (cannot happen with positive prices): by work left
-            work = np.array([c.prompt_tokens for c in self.classes]) * left
-            shares[active] = work[active] / work[active].sum()
-        self._shares = shares
+            shares[active] = self._job_shares(active, left)
+        self._start_phase(step, active, shares[active], solution.revenue_per_gpu_s)
+
+    def _job_shares(self, active: np.ndarray, left: np.ndarray) -> np.ndarray:
+        """Prefill shares of the least-makespan LP over the requests left to admit."""
+        assert self.fluid is not None
+        left_classes = [
+            RequestClass(
+                j, int(left[i]), self.classes[i].prompt_tokens, self.classes[i].output_tokens
+            )
+            for j, i in enumerate(active.tolist())
+        ]
+        _, prefill_s = fluid_min_plan(left_classes, self.fluid)
+        return prefill_s / prefill_s.sum()
+
+    def _start_phase(
+        self, step: int, active: np.ndarray, shares: np.ndarray, revenue: float
+    ) -> None:
+        self._shares = np.zeros(len(self.classes))
+        self._shares[active] = shares
         self._admitted = np.zeros(len(self.classes))
         self.phases.append(
             GatePhase(
                 step,
-                {self.classes[i].name: float(shares[i]) for i in np.flatnonzero(shares > 0)},
-                solution.revenue_per_gpu_s,
+                {
+                    self.classes[i].name: float(self._shares[i])
+                    for i in active
+                    if self._shares[i] > 0
+                },
+                revenue,
             )
         )
 

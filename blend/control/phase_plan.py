@@ -132,14 +132,22 @@ def phase_plan(
 def fluid_min_makespan_s(
     classes: Sequence[RequestClass], params: FluidParams, n_engines: int = 1
 ) -> float:
-    """The fluid model's least makespan (s) for the job: minimise T over the GPU-time each
-    class spends prefilling (X_i) and its decode slot-time on mixed and solo GPUs (Ym_i,
-    Ys_i), such that mu_p X_i = N_i, mu_m Ym_i + mu_s Ys_i = N_i, sum X <= n T,
-    sum Ym <= (B - 1) sum X, sum Ys <= B (n T - sum X)."""
+    """The fluid model's least makespan (s) for the job (fluid_min_plan)."""
+    return fluid_min_plan(classes, params, n_engines)[0]
+
+
+def fluid_min_plan(
+    classes: Sequence[RequestClass], params: FluidParams, n_engines: int = 1
+) -> tuple[float, np.ndarray]:
+    """(T, X): the fluid model's least makespan (s) for the job and the GPU-time each class
+    spends prefilling (s): minimise T over X_i and the decode slot-time on mixed and solo
+    GPUs (Ym_i, Ys_i), such that mu_p X_i = N_i, mu_m Ym_i + mu_s Ys_i = N_i,
+    sum X <= n T, sum Ym <= (B - 1) sum X, sum Ys <= B (n T - sum X). (X_i = N_i / mu_p,i
+    is fixed by the first equation: prefill time is proportional to prefill tokens.)"""
     specs = class_specs(classes)
     k = len(specs)
     if k == 0:
-        return 0.0
+        return 0.0, np.zeros(0)
     b = params.slots
     mu_p = np.array([params.prefill_rate(c.prompt_tokens) for c in specs])
     mu_m = np.array([params.mixed_decode_rate(c.output_tokens) for c in specs])
@@ -180,5 +188,5 @@ def fluid_min_makespan_s(
         method="highs",
     )
     if result.status != 0:
-        raise RuntimeError(f"fluid_min_makespan_s: HiGHS failed: {result.message}")
-    return float(result.x[t])
+        raise RuntimeError(f"fluid_min_plan: HiGHS failed: {result.message}")
+    return float(result.x[t]), np.asarray(result.x[x], dtype=np.float64)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from blend.admission.base import AdmissionKind
 from blend.admission.dual_scan import ScanSequence
 from blend.admission.factory import admission_policy
-from blend.admission.lp_gate import LpGateAdmission, LpGateOptions
+from blend.admission.lp_gate import GateShares, LpGateAdmission, LpGateOptions
 from blend.cost import CostModel, load_hardware, load_model_spec
 from blend.engine_settings import EngineSettings
 from blend.engines.base import EngineConfig
@@ -143,3 +143,11 @@ def test_executor_runs_the_gate_with_the_fake_engine(gate_plan) -> None:
     with store.connect() as con:
         rows = fetch_dicts(con, "SELECT request_id FROM results ORDER BY request_id")
     assert [r["request_id"] for r in rows] == sorted(PROMPTS)
+
+
+def test_job_shares_follow_the_prefill_work_left() -> None:
+    options = LpGateOptions(max_num_seqs=64, queue_steps=1e9, n_classes=2, shares=GateShares.JOB)
+    policy = LpGateAdmission(two_kinds(), COST, options)
+    policy.admit(FakeView(kv_blocks_total=10**7, block_size=16))
+    heavy = 200 * 1000 / (200 * 1000 + 200 * 50)  # prefill time is proportional to tokens
+    assert policy.phases[0].shares == pytest.approx({"c0": heavy, "c1": 1 - heavy})
