@@ -13,7 +13,8 @@ Per workload:
   T_opt        the physical lower bound (blend/simulate/optimal.py)
   fluid-seq    the LP sequence's predicted makespan (blend/control/phase_plan.py), classes
                clustered on the TRUE lengths (the fluid model at its best: it is a prediction,
-               not a run), inputs derived at the lp-gate run's engine settings
+               not a run), inputs derived at the fluid model's own best settings (the least
+               predicted makespan over the candidates the pipeline's search tries)
   fluid-min    the fluid model's own least makespan (one LP over time integrals)
   dfs, blendserve, lp-gate   simulated (blend/simulate/run.py plan_and_simulate): the
                pipeline as it runs for real (warm-up, re-plan from measured lengths, never
@@ -41,8 +42,9 @@ from blend.control.classes import cluster_requests
 from blend.control.fluid_inputs import class_fluid_inputs
 from blend.control.phase_plan import fluid_min_makespan_s, phase_plan
 from blend.cost import CostModel, load_hardware, load_model_spec
-from blend.engine_settings import EngineSettings
+from blend.engine_settings import EngineSettings, candidate_settings, memory_centric_seqs
 from blend.planners import make_planner
+from blend.simulate.io import Workload
 from blend.simulate.optimal import optimal_makespan_s
 from blend.simulate.pipeline import (
     PipelineSimulator,
@@ -84,6 +86,59 @@ def bench_cost(step_model: str) -> CostModel:
     return cost
 
 
+def fluid_columns(
+    workload: Workload, cost: CostModel, default: EngineSettings, optimal_s: float
+) -> dict:
+    """fluid_seq and fluid_min at the fluid model's own best engine settings: the least
+    predicted makespan over the candidates the pipeline's search tries."""
+    requests = workload.requests
+    p = np.array([len(r.prompt_token_ids) for r in requests], dtype=np.float64)
+    d = np.array([r.output_len for r in requests], dtype=np.float64)
+    classes = cluster_requests(p, d).classes
+    footprint = float(p.mean() + d.mean() / 2.0)
+    longest = int((p + d).max()) + 1
+    candidates = candidate_settings(
+        default, longest, memory_centric_seqs(cost.kv_capacity_tokens, footprint)
+    )
+    best = None
+    for settings in candidates:
+        fluid = class_fluid_inputs(cost, settings, classes)
+        plan = phase_plan(classes, fluid.params)
+        if best is None or plan.makespan_s < best[1].makespan_s:
+            best = (settings, plan, fluid)
+    assert best is not None
+    settings, plan, fluid = best
+    fluid_min = fluid_min_makespan_s(classes, fluid.params)
+    return {
+        "fluid_seq": {
+            "makespan_s": plan.makespan_s,
+            "over_optimal": plan.makespan_s / optimal_s,
+            "settings": settings.label(),
+            "n_phases": len(plan.phases),
+            "classes_per_phase": [int((phase.solution.x > 1e-9).sum()) for phase in plan.phases],
+            "params": {
+                "alpha_s": fluid.params.alpha_s,
+                "beta_s_per_token": fluid.params.beta_s_per_token,
+                "gamma_tok_s": fluid.params.gamma_tok_s,
+                "B": fluid.params.slots,
+                "C": fluid.params.chunk_tokens,
+            },
+        },
+        "fluid_min": {"makespan_s": fluid_min, "over_optimal": fluid_min / optimal_s},
+    }
+
+
+def refresh_fluid(path: Path) -> list[dict]:
+    """Recompute the fluid columns of the rows of an earlier run (cheap: no simulation)."""
+    rows = json.loads(path.read_text())
+    for row in rows:
+        workload = draw_instance("dolly", row["n"], row["seed"]).workload
+        cost = bench_cost(row["step_model"])
+        settings = default_settings(workload, cost, chunked_prefill=True)
+        row.update(fluid_columns(workload, cost, settings, row["optimal_s"]))
+    return rows
+
+
 def run_one(n: int, seed: int, step_model: str, search: bool) -> dict:
     instance = draw_instance("dolly", n, seed)
     workload = instance.workload
@@ -92,7 +147,7 @@ def run_one(n: int, seed: int, step_model: str, search: bool) -> dict:
     settings = default_settings(workload, cost, chunked_prefill=True)
     row: dict = {"workload": instance.name, "n": n, "seed": seed, "step_model": step_model}
     row["optimal_s"] = optimal_makespan_s(requests, cost)
-    gate_settings = settings
+    gate_settings = settings  # the settings lp-gate runs at (its search's pick)
     for planner in PLANNERS:
         started = time.perf_counter()
         report = plan_and_simulate(
@@ -119,25 +174,7 @@ def run_one(n: int, seed: int, step_model: str, search: bool) -> dict:
         "preemptions": job.result.n_preemptions,
         "sim_s": time.perf_counter() - started,
     }
-    p = np.array([len(r.prompt_token_ids) for r in requests], dtype=np.float64)
-    d = np.array([r.output_len for r in requests], dtype=np.float64)
-    classes = cluster_requests(p, d).classes
-    fluid = class_fluid_inputs(cost, gate_settings, classes)
-    plan = phase_plan(classes, fluid.params)
-    row["fluid_seq"] = {
-        "makespan_s": plan.makespan_s,
-        "over_optimal": plan.makespan_s / row["optimal_s"],
-        "n_phases": len(plan.phases),
-        "params": {
-            "alpha_s": fluid.params.alpha_s,
-            "beta_s_per_token": fluid.params.beta_s_per_token,
-            "gamma_tok_s": fluid.params.gamma_tok_s,
-            "B": fluid.params.slots,
-            "C": fluid.params.chunk_tokens,
-        },
-    }
-    fluid_min = fluid_min_makespan_s(classes, fluid.params)
-    row["fluid_min"] = {"makespan_s": fluid_min, "over_optimal": fluid_min / row["optimal_s"]}
+    row.update(fluid_columns(workload, cost, settings, row["optimal_s"]))
     return row
 
 
@@ -168,7 +205,15 @@ def main() -> None:
     parser.add_argument("--step-models", default="vllm,overlap")
     parser.add_argument("--no-search", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--refresh-fluid", type=Path, default=None, help="recompute the fluid columns of a JSON"
+    )
     args = parser.parse_args()
+    if args.refresh_fluid is not None:
+        rows = refresh_fluid(args.refresh_fluid)
+        print(table(rows))
+        args.refresh_fluid.write_text(json.dumps(rows, indent=1) + "\n")
+        return
     rows = []
     for model in args.step_models.split(","):
         for n in (int(s) for s in args.sizes.split(",")):
