@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from blend.hetegen.cli import hetegen_app
 from blend.names import InvalidNameError, NameKind, validate_name
 from blend.planners import PlannerName
 from blend.query_format import OutputFormat
@@ -587,6 +588,7 @@ def _print_where(store: Store, dataset: str) -> None:
 
 
 app.command("simulate")(simulate_command)
+app.add_typer(hetegen_app, name="hetegen")
 
 
 def main() -> None:
