@@ -68,6 +68,23 @@ def profile_command(
     console.print("host-to-device: " + ("no CUDA" if h2d is None else f"{h2d / 1e9:.1f} GB/s"))
 
 
+@hetegen_app.command("import-microbench")
+def import_microbench_command(
+    result: Annotated[Path, typer.Argument(help="A bench/gpu_microbench.py JSON result.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the profile JSON.")],
+    cpu_dtype: Annotated[str, typer.Option(help="dtype of the CPU GEMMs to use.")] = "bfloat16",
+) -> None:
+    """Make a profile from a GPU microbenchmark result (CPU GEMMs, pinned copies, GEMMs)."""
+    from blend.hetegen.microbench_profile import profile_from_microbench
+
+    try:
+        profile = profile_from_microbench(result, cpu_dtype)
+    except ProfileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="RESULT") from None
+    profile.save(out)
+    console.print(f"wrote {out}: {profile.name}, batches {sorted(profile.cpu_weights_per_s)}")
+
+
 @hetegen_app.command("place")
 def place_command(
     gpu_budget_gib: Annotated[

@@ -73,9 +73,10 @@ class SplitLinear(nn.Module):
         self.streams = self.device.type == "cuda"
         host = weight.detach().to("cpu")
         split = self.cpu_columns
-        self.cpu_weight = host[:split].to(self.cpu_dtype).contiguous()
-        gpu_weight = host[split:].contiguous()
-        self.gpu_weight_host = gpu_weight.pin_memory() if self.streams else gpu_weight
+        # copies, not views: a view would keep the whole original weight alive
+        self.cpu_weight = host[:split].to(self.cpu_dtype, copy=True)
+        gpu_weight = host[split:]
+        self.gpu_weight_host = gpu_weight.pin_memory() if self.streams else gpu_weight.clone()
         self.cpu_bias: torch.Tensor | None = None
         self.gpu_bias: torch.Tensor | None = None
         if bias is not None:

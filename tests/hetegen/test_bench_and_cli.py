@@ -72,3 +72,19 @@ def test_target_and_place_commands_print_their_tables(tmp_path: Path) -> None:
     bad.write_text("{}")
     refused = CliRunner().invoke(app, [*place, "--profile", str(bad)])
     assert refused.exit_code != 0 and "schema_version" in refused.output
+
+
+def test_a_microbench_result_becomes_a_profile(tmp_path: Path) -> None:
+    result = Path(__file__).resolve().parents[2] / "bench" / "data" / "gpu_microbench_h200.json"
+    out = tmp_path / "h200.json"
+    run = CliRunner().invoke(app, ["hetegen", "import-microbench", str(result), "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    profile = HeteGenProfile.load(out)
+    assert profile.has_gpu and profile.gpu_name == "NVIDIA H200"
+    assert sorted(profile.cpu_weights_per_s) == [1, 4, 16, 32]
+    assert sorted(profile.gpu_weights_per_s) == [1, 2, 4, 8, 16, 32]
+    # a GPU GEMM beats the CPU's by far; a pinned copy runs at PCIe 5 speed (tens of GB/s)
+    assert profile.gpu_s(1e9, 1) < profile.cpu_s(1e9, 1) / 10
+    assert 20e9 < (profile.h2d_bytes_s or 0) < 100e9
+    missing = CliRunner().invoke(app, ["hetegen", "import-microbench", str(out), "--out", "x"])
+    assert missing.exit_code != 0 and "not a gpu_microbench result" in missing.output

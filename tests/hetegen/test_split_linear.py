@@ -55,7 +55,7 @@ def _placed_model(
 
 
 @pytest.mark.parametrize(
-    ("resident_share", "alpha"), [(0.0, 0.3), (0.0, 1.0), (0.5, 0.5), (0.5, None)]
+    ("resident_share", "alpha"), [(0.0, 0.0), (0.0, 0.3), (0.0, 1.0), (0.5, 0.5), (0.5, None)]
 )
 def test_a_placed_model_gives_the_same_logits(
     float_model: Any, profile: HeteGenProfile, resident_share: float, alpha: float | None
