@@ -21,7 +21,7 @@ from blend.hetegen.hardware_profile import (
     roofline_weights_per_s,
     with_assumed_gpu,
 )
-from blend.hetegen.placement import Placement, place
+from blend.hetegen.placement import Placement, all_resident, place
 from blend.hetegen.shapes import linear_shapes, non_linear_weight_bytes
 
 DEFAULT_RESERVE_BYTES = 3 * 2**29  # 1.5 GiB: CUDA context, activations, GEMM workspace
@@ -82,9 +82,9 @@ def step_costs(
     for strategy, alpha in (("hetegen", None), ("streaming", 0.0)):
         placement = place(shapes, max(0, budget), profile, batch, fixed_alpha=alpha)
         costs[strategy] = _cost(strategy, placement, attention_s, fits=budget >= 0)
-    all_resident = sum(s.weight_bytes for s in shapes)
-    resident = place(shapes, all_resident, profile, batch)
-    costs["resident"] = _cost("resident", resident, attention_s, fits=budget >= all_resident)
+    all_weights = sum(s.weight_bytes for s in shapes)
+    resident = all_resident(shapes, profile, batch)
+    costs["resident"] = _cost("resident", resident, attention_s, fits=budget >= all_weights)
     return costs
 
 
