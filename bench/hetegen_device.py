@@ -13,7 +13,7 @@ here (it is recorded). Decode steps (one token per sequence) at batch 1..32 for:
   streaming  greedy-resident layers up to the budget, every other layer's weights copied
              from pinned host memory each step (FlexGen-style)
   hetegen    the same budget filled by benefit, the other layers split by output columns at
-             the profiled alpha* (CPU part on a worker thread, GPU part streamed)
+             the profiled alpha* (GPU part streamed and queued first, CPU part computed meanwhile)
 Beside each measured step time: the cost model's prediction from the profile measured at the
 start (blend/hetegen/profiler.py). Prints a table and writes JSON to --out (default
 $OUT/hetegen_device.json when $OUT is set). Needs only torch and the repository's

@@ -1,16 +1,17 @@
 """A linear layer split by output columns between the CPU and the GPU, run overlapped.
 
-The first `cpu_columns` output columns are computed on a CPU worker thread from CPU-resident
-weights; the rest are copied from pinned host memory to the GPU on a separate CUDA stream and
-computed there; the outputs are concatenated. Only activations cross between the two. Without
-CUDA (or with a CPU device) the "GPU part" runs on the device given, its stream replaced by a
-plain copy, so the arithmetic is the same and can be tested anywhere.
+The first `cpu_columns` output columns are computed on the CPU from CPU-resident weights; the
+rest are copied from pinned host memory to the GPU on a separate CUDA stream and computed
+there; the outputs are concatenated. Only activations cross between the two. The GPU part is
+launched first: CUDA copies and kernels are asynchronous, so the GPU works while the calling
+thread computes the CPU part (no worker thread: a hand-off per layer would only add latency).
+Without CUDA (or with a CPU device) the "GPU part" runs on the device given, its stream
+replaced by a plain copy, so the arithmetic is the same and can be tested anywhere.
 """
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -19,16 +20,7 @@ from torch import nn
 from blend.hetegen.placement import cpu_columns
 
 _lock = threading.Lock()
-_workers: list[ThreadPoolExecutor] = []
 _copy_streams: dict[int, torch.cuda.Stream] = {}
-
-
-def _cpu_worker() -> ThreadPoolExecutor:
-    """One thread runs the CPU parts, one at a time (each uses torch's CPU threads)."""
-    with _lock:
-        if not _workers:
-            _workers.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="hetegen-cpu"))
-        return _workers[0]
 
 
 def _copy_stream(device: torch.device) -> torch.cuda.Stream:
@@ -41,16 +33,12 @@ def _copy_stream(device: torch.device) -> torch.cuda.Stream:
         return _copy_streams[index]
 
 
-def _cpu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    with torch.no_grad():  # grad mode is per thread; these weights never need gradients
-        return F.linear(x, weight, bias)
-
-
 class SplitLinear(nn.Module):
     """y = x W^T + b with W's first `cpu_columns` rows on the CPU and the rest streamed.
 
     The weights are plain attributes, not parameters, so `model.to(device)` leaves them where
-    they belong (CPU part in CPU memory, GPU part in pinned host memory).
+    they belong (CPU part in CPU memory, GPU part in pinned host memory). Inference only: the
+    CPU part is computed from a detached input.
     """
 
     def __init__(
@@ -109,17 +97,16 @@ class SplitLinear(nn.Module):
             raise ValueError(
                 f"input's last dimension is {x.shape[-1]}, expected {self.in_features}"
             )
-        cpu_part: Future[torch.Tensor] | None = None
-        if self.cpu_columns:  # started first so the CPU works while the weights stream
-            x_cpu = x.detach().to("cpu", self.cpu_dtype)
-            cpu_part = _cpu_worker().submit(_cpu_linear, x_cpu, self.cpu_weight, self.cpu_bias)
-        parts = []
-        if self.cpu_columns < self.out_features:
-            parts.append(F.linear(x, self._streamed_weight(), self.gpu_bias))
-        if cpu_part is not None:
-            y_cpu = cpu_part.result().to(self.device, x.dtype)
-            parts.insert(0, y_cpu)
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        # first: bringing x to the CPU waits for the GPU's queue, which must not hold our part
+        x_cpu = x.detach().to("cpu", self.cpu_dtype) if self.cpu_columns else None
+        y_gpu = None
+        if self.cpu_columns < self.out_features:  # queued; runs while the CPU computes
+            y_gpu = F.linear(x, self._streamed_weight(), self.gpu_bias)
+        if x_cpu is None:
+            assert y_gpu is not None
+            return y_gpu
+        y_cpu = F.linear(x_cpu, self.cpu_weight, self.cpu_bias).to(self.device, x.dtype)
+        return y_cpu if y_gpu is None else torch.cat([y_cpu, y_gpu], dim=-1)
 
     def _streamed_weight(self) -> torch.Tensor:
         """The GPU part's weights on the device for this call (freed after it)."""
