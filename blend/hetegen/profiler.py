@@ -49,17 +49,21 @@ def measure_profile(
     import torch
 
     options = options or ProfileOptions()
-    if options.threads is not None:
-        torch.set_num_threads(options.threads)
     shapes = decoder_shapes(spec)
-    cpu_points = _gemm_points(
-        shapes,
-        options.batches,
-        _dtype(options.cpu_dtype),
-        torch.device("cpu"),
-        options.cpu_budget_s,
-        _wall_timer,
-    )
+    threads_before = torch.get_num_threads()
+    threads = options.threads or threads_before
+    torch.set_num_threads(threads)
+    try:
+        cpu_points = _gemm_points(
+            shapes,
+            options.batches,
+            _dtype(options.cpu_dtype),
+            torch.device("cpu"),
+            options.cpu_budget_s,
+            _wall_timer,
+        )
+    finally:  # the caller's setting again (a process-wide one)
+        torch.set_num_threads(threads_before)
     h2d, gpu_points, gpu_name = None, [], ""
     if torch.cuda.is_available():
         device = torch.device("cuda")
@@ -79,14 +83,14 @@ def measure_profile(
         cpu_weights_per_s=_rates(cpu_points),
         h2d_bytes_s=h2d,
         gpu_weights_per_s=_rates(gpu_points),
-        cpu_threads=torch.get_num_threads(),
+        cpu_threads=threads,
         cpu_dtype=options.cpu_dtype,
         gpu_dtype=options.gpu_dtype,
         gpu_name=gpu_name,
         source=(
             f"blend hetegen profile, {stamp}, {platform.node() or 'this machine'}: "
             f"F.linear medians for {spec.name}'s decoder shapes {shapes}, torch "
-            f"{torch.__version__}, {torch.get_num_threads()} CPU threads"
+            f"{torch.__version__}, {threads} CPU threads"
         ),
         points=cpu_points + gpu_points,
     )

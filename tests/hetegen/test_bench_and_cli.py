@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from typer.testing import CliRunner
 
 from blend.cli import app
@@ -44,12 +45,14 @@ def test_the_device_bench_dry_run_measures_every_mode_and_batch(tmp_path: Path) 
 
 def test_the_profiler_measures_every_batch_on_the_cpu() -> None:
     spec = load_model_spec("blend-tiny-llama")
+    threads_before = torch.get_num_threads()
     options = ProfileOptions(batches=(1, 4), cpu_budget_s=0.1, threads=1)
     profile = measure_profile(spec, options, name="t")
     assert sorted(profile.cpu_weights_per_s) == [1, 4]
     shapes = {(p["in_features"], p["out_features"]) for p in profile.points}
     assert shapes == {(128, 128), (128, 64), (128, 352), (352, 128)}
     assert profile.cpu_threads == 1 and "blend-tiny-llama" in profile.source
+    assert torch.get_num_threads() == threads_before  # restored
 
 
 def test_profile_command_writes_a_loadable_profile(tmp_path: Path) -> None:
