@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from blend.control.cli import lp_command
+from blend.hetegen.cli import hetegen_app
 from blend.names import InvalidNameError, NameKind, validate_name
 from blend.planners import PlannerName
 from blend.query_format import OutputFormat
@@ -597,6 +598,7 @@ def _print_where(store: Store, dataset: str) -> None:
 
 app.command("simulate")(simulate_command)
 app.command("lp")(lp_command)
+app.add_typer(hetegen_app, name="hetegen")
 
 
 def main() -> None:
