@@ -44,3 +44,23 @@ def test_the_choice_for_a_model_folder_reads_its_weight_files(
     assert engine_choice(config).engine == "hetegen"
     monkeypatch.setattr(selection, "local_gpu_mem_bytes", lambda: float(size + 1))
     assert engine_choice(config).engine == "vllm"
+
+
+def test_the_flows_engine_options_carry_the_choice(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from flows.options import EngineOptions
+
+    assert EngineOptions().engine_config(tmp_path).engine == "auto"
+    assert EngineOptions(engine="hetegen").engine_config(tmp_path).engine == "hetegen"
+    with pytest.raises(ValidationError):
+        EngineOptions(engine="tgi")  # type: ignore[arg-type]
+
+
+def test_vllm_gets_the_configs_cpu_offload(tmp_path: Path) -> None:
+    from blend.engines.vllm_args import engine_kwargs
+
+    config = EngineConfig(model_dir=tmp_path, cpu_offload_gb=2.5)
+    assert engine_kwargs(config, on_cpu=False, show_load_progress=False)["cpu_offload_gb"] == 2.5
+    default = EngineConfig(model_dir=tmp_path)
+    assert engine_kwargs(default, on_cpu=False, show_load_progress=False)["cpu_offload_gb"] == 0.0
