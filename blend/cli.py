@@ -297,7 +297,7 @@ def execute(
     engine: EngineOpt = "auto",
     store: StoreOpt = None,
 ) -> None:
-    """Run a plan through vLLM; results go to Parquet with lineage."""
+    """Run a plan through the engine (vLLM, or hetegen); results go to Parquet with lineage."""
     from blend.execute import ExecuteError, ExecuteOptions, execute_plan
 
     opened = Store.open(store)
