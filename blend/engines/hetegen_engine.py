@@ -135,7 +135,10 @@ class HeteGenEngine:
         self.placement = self._place(model, kv_bytes)
         from blend.hetegen.apply import apply_placement
 
-        self._model: Any = apply_placement(model, self.placement, self.device).eval()
+        # on a GPU the CPU parts compute in the dtype the profile measured (bfloat16 by
+        # default: CPUs run float16 GEMMs far slower); on the CPU everything stays exact
+        cpu_dtype = getattr(torch, self.profile.cpu_dtype) if self.device.type == "cuda" else None
+        self._model: Any = apply_placement(model, self.placement, self.device, cpu_dtype).eval()
         self._eos_ids = _eos_ids(self._model, self._tokenizer)
         pad = self._tokenizer.pad_token_id
         self._pad_id = int(pad if pad is not None else min(self._eos_ids, default=0))
