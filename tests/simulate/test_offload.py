@@ -132,3 +132,11 @@ def test_a_model_larger_than_the_gpu_simulates_instead_of_raising(tmp_path: Path
     assert data["makespan_s"] >= 3 * cost.offload.extra_s(1)
     refused = CliRunner().invoke(app, [*args, "--offload", "none"])
     assert refused.exit_code == 1 and "do not fit" in refused.output
+
+
+def test_planning_costs_resolve_with_the_offload_term() -> None:
+    from blend.cost import resolve_cost
+
+    big = resolve_cost("llama-30b", "a10-24g")
+    assert big.offload is not None and big.kv_capacity_tokens > 0
+    assert resolve_cost("llama-3.1-8b", "a100-80g").offload is None
