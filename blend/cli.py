@@ -116,6 +116,14 @@ SeqsOpt = Annotated[
         help="Running requests at most (default: vLLM's offline default, then the search's).",
     ),
 ]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="vllm, hetegen (CPU+GPU split layers, for models larger than the GPU) or auto: "
+        "hetegen when the weights and the KV cache do not fit the GPU.",
+    ),
+]
 IncrementalOpt = Annotated[
     bool,
     typer.Option(
@@ -290,14 +298,15 @@ def execute(
         int | None, typer.Option(help="Tokens per step (default: the plan's).")
     ] = None,
     kv_cache_gib: Annotated[float, typer.Option(help="CPU build: KV cache GiB.")] = 1.0,
+    engine: EngineOpt = "auto",
     store: StoreOpt = None,
 ) -> None:
-    """Run a plan through vLLM; results go to Parquet with lineage."""
+    """Run a plan through the engine (vLLM, or hetegen); results go to Parquet with lineage."""
     from blend.execute import ExecuteError, ExecuteOptions, execute_plan
 
     opened = Store.open(store)
     config = _engine_config(
-        resolve_model(opened, model), max_num_seqs, max_num_batched_tokens, kv_cache_gib
+        resolve_model(opened, model), max_num_seqs, max_num_batched_tokens, kv_cache_gib, engine
     )
     # Budgets given on the command line win over the ones the planner recommends.
     explicit = max_num_seqs is not None or max_num_batched_tokens is not None
@@ -318,14 +327,21 @@ def _engine_config(
     max_num_seqs: int | None,
     max_num_batched_tokens: int | None,
     kv_cache_gib: float,
+    engine: str = "auto",
 ) -> EngineConfig:
     from blend.engines.base import EngineConfig
+    from blend.engines.selection import ENGINE_NAMES
 
+    if engine not in ENGINE_NAMES:
+        raise typer.BadParameter(
+            f"{engine!r}: expected {', '.join(ENGINE_NAMES)}", param_hint="--engine"
+        )
     return EngineConfig(
         model_dir=model_dir,
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens,
         kv_cache_gib=kv_cache_gib,
+        engine=engine,
     )
 
 
@@ -351,6 +367,7 @@ def run(
     max_num_batched_tokens: TokensOpt = None,
     max_num_seqs: SeqsOpt = None,
     kv_cache_gib: Annotated[float, typer.Option(help="CPU build: KV cache GiB.")] = 1.0,
+    engine: EngineOpt = "auto",
     store: StoreOpt = None,
 ) -> None:
     """The whole pipeline: ingest -> profile -> plan -> execute. No arguments: the demo."""
@@ -387,7 +404,7 @@ def run(
     with _execute_progress() as progress:
         report = run_pipeline(
             opened,
-            _engine_config(model_dir, None, None, kv_cache_gib),
+            _engine_config(model_dir, None, None, kv_cache_gib, engine),
             PipelineOptions(input_path, dataset, options, incremental),
             progress=progress,
             on_stage=lambda name, r: printers[name](r),

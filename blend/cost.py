@@ -176,7 +176,41 @@ def resolve_cost(
         spec = model_spec_from_dir(model_dir)
     else:
         raise ValueError("name a model spec (--model-spec) or a model folder (--model)")
-    return CostModel(spec, load_hardware(hardware or local_hardware_name()))
+    from blend.hetegen.offload import with_offload  # imports this module
+
+    # a model larger than the GPU is costed as the hetegen engine runs it
+    return with_offload(CostModel(spec, load_hardware(hardware or local_hardware_name())))
+
+
+@dataclass(frozen=True, slots=True)
+class OffloadTerm:
+    """A model larger than the GPU, run HeteGen-style (blend/hetegen): the linear layers left
+    off the GPU cost each step the placement's per-layer max(CPU part, copy + GPU part),
+    given at a few step sizes and interpolated linearly in the step's tokens (extrapolated
+    from the last two points above them); the roofline then covers what stays on the GPU."""
+
+    resident_params: float  # parameters on the GPU: resident linear layers, embeddings, norms
+    tokens: tuple[float, ...]  # step sizes (tokens) the offloaded time was placed at, rising
+    offloaded_s: tuple[float, ...]  # seconds of the offloaded layers in a step of that size
+    source: str = ""  # how the term was made (profile, budget)
+
+    def __post_init__(self) -> None:
+        if not self.tokens or len(self.tokens) != len(self.offloaded_s):
+            raise ValueError("OffloadTerm: tokens and offloaded_s must be non-empty and alike")
+        if any(b <= a for a, b in zip(self.tokens, self.tokens[1:], strict=False)):
+            raise ValueError(f"OffloadTerm: tokens must rise, got {self.tokens}")
+
+    def extra_s(self, tokens: float) -> float:
+        """Seconds the offloaded layers add to a step of `tokens` tokens (step_kernel's
+        offload_s computes the same, in the same order)."""
+        xs, ys = self.tokens, self.offloaded_s
+        n = len(xs)
+        if n == 1 or tokens <= xs[0]:
+            return ys[0]
+        i = 1
+        while i < n - 1 and tokens > xs[i]:
+            i += 1
+        return ys[i - 1] + (ys[i] - ys[i - 1]) * (tokens - xs[i - 1]) / (xs[i] - xs[i - 1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +219,17 @@ class CostModel:
 
     model: ModelSpec
     hardware: HardwareSpec
+    offload: OffloadTerm | None = None  # set when the weights do not all fit the GPU
+
+    @property
+    def roofline_params(self) -> float:
+        """Parameters the GPU reads and multiplies each step (all, unless offloaded)."""
+        return self.model.n_params if self.offload is None else self.offload.resident_params
+
+    @property
+    def roofline_weight_bytes(self) -> float:
+        """Weight bytes held in GPU memory and read each step at W_eff."""
+        return self.roofline_params * self.model.dtype_bytes
 
     def comp_s(self, prompt_tokens: float, output_tokens: float) -> float:
         """Comp(r): dense compute time of a request (s), attention FLOPs left out."""
@@ -207,13 +252,14 @@ class CostModel:
 
     @property
     def kv_capacity_tokens(self) -> int:
-        """Tokens of KV cache that fit beside the weights."""
+        """Tokens of KV cache that fit beside the weights (the resident ones when offloaded)."""
         free = (
-            self.hardware.mem_bytes - self.model.weight_bytes
+            self.hardware.mem_bytes - self.roofline_weight_bytes
         ) * self.hardware.kv_memory_fraction
         if free <= 0:
             raise ValueError(
-                f"{self.model.name} weights ({self.model.weight_bytes / 2**30:.1f} GiB) do not fit "
-                f"in {self.hardware.name} memory ({self.hardware.mem_bytes / 2**30:.1f} GiB)"
+                f"{self.model.name} weights ({self.roofline_weight_bytes / 2**30:.1f} GiB) do not "
+                f"fit in {self.hardware.name} memory ({self.hardware.mem_bytes / 2**30:.1f} GiB): "
+                "simulate with --offload hetegen"
             )
         return int(free // self.model.kv_bytes_per_token)

@@ -141,9 +141,9 @@ class ExecuteOptions:
 
 
 def default_engine_factory(config: EngineConfig) -> Engine:
-    from blend.engines.vllm_engine import VllmEngine
+    from blend.engines.selection import make_engine
 
-    return VllmEngine(config)
+    return make_engine(config)  # vLLM, or hetegen for a model larger than the GPU
 
 
 def execute_plan(
@@ -359,6 +359,7 @@ def _engine_params_json(engine: SupervisedEngine) -> str:
     params["max_num_seqs"] = engine.settings.max_num_seqs
     params["max_num_batched_tokens"] = engine.settings.max_num_batched_tokens
     params["chunked_prefill"] = engine.settings.chunked_prefill
+    params.update(engine.params)  # the engine's own (hetegen: its placement)
     return orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -79,6 +79,11 @@ class EngineOptions(BaseModel):
     )
     kv_cache_gib: float = Field(1.0, gt=0, description="CPU build only: KV cache size (GiB)")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="GPU only")
+    engine: Literal["auto", "vllm", "hetegen"] = Field(
+        "auto",
+        description="vllm, hetegen (CPU+GPU split layers) or auto: hetegen when the model does "
+        "not fit the GPU",
+    )
 
     def engine_config(self, model_dir: Path) -> EngineConfig:
         return EngineConfig(model_dir=model_dir, **self.model_dump())

@@ -27,6 +27,10 @@ class EngineConfig:
     tensor_parallel_size: int = 1
     multiprocessing: bool | None = None  # engine core in its own process; default: GPU only
     num_gpu_blocks: int | None = None  # KV blocks, overriding what memory allows (benchmarks)
+    engine: str = "auto"  # vllm | hetegen | auto (blend/engines/selection.py)
+    cpu_offload_gb: float = 0.0  # vLLM only: weights it keeps in CPU memory (GiB)
+    hetegen_weight_gib: float | None = None  # hetegen: GPU memory for linear weights (GiB)
+    hetegen_profile: str | None = None  # hetegen: profile JSON (default: measured at start)
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,6 +144,7 @@ class SupervisedEngine:
         self.max_model_len = 0
         self.name = "unknown"
         self.version = "unknown"
+        self.params: dict[str, object] = {}  # the running engine's own, for lineage
         self.settings = EngineSettings(1, 1)  # the running engine's, once started
         self._start()
 
@@ -258,6 +259,7 @@ class SupervisedEngine:
             self.start_seconds += time.perf_counter() - started
         self._engine = engine
         self.name, self.version = engine.name, engine.version
+        self.params = dict(getattr(engine, "params", {}))
         self.max_model_len = engine.max_model_len
         self.settings = engine.settings
 

@@ -41,6 +41,7 @@ def engine_kwargs(
         gpu_memory_utilization=config.gpu_memory_utilization,
         tensor_parallel_size=config.tensor_parallel_size,
         num_gpu_blocks_override=config.num_gpu_blocks,
+        cpu_offload_gb=config.cpu_offload_gb,
         use_tqdm_on_load=show_load_progress,
     )
     if on_cpu:

@@ -81,12 +81,23 @@ def simulate_command(
     chunked_prefill: Annotated[
         bool, typer.Option(help="Split long prompts across steps (vLLM default).")
     ] = True,
+    offload: Annotated[
+        str,
+        typer.Option(
+            help="Model larger than the GPU: auto (HeteGen's step cost when the weights do not "
+            "fit), hetegen (always) or none (refuse).",
+        ),
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Plan a workload and simulate the engine on it; compare with the optimum T_opt."""
+    from blend.hetegen.offload import with_offload
+
     try:
         workload = load_workload(requests)
-        cost = CostModel(load_model_spec(model_spec), load_hardware(hardware))
+        cost = with_offload(
+            CostModel(load_model_spec(model_spec), load_hardware(hardware)), offload
+        )
         settings = default_settings(workload, cost, chunked_prefill)
         if max_num_batched_tokens is not None or max_num_seqs is not None:
             settings = EngineSettings(

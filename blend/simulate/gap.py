@@ -68,7 +68,7 @@ def tight_compute_s(requests: Sequence[SimRequest], cost: CostModel, sharing_rat
     prompt = sum(len(r.prompt_token_ids) for r in requests)
     fed_back = sum(r.output_len - 1 for r in requests)
     tokens = (1.0 - sharing_ratio) * prompt + fed_back
-    return 2.0 * cost.model.n_params * tokens / cost.hardware.effective_flops
+    return 2.0 * cost.roofline_params * tokens / cost.hardware.effective_flops
 
 
 def gap_breakdown(

@@ -52,7 +52,7 @@ def optimal_makespan_s(
     s = dfs_sharing_ratio(requests) if sharing_ratio is None else sharing_ratio
     if peak:
         hw = replace(cost.hardware, flops_efficiency=1.0, bandwidth_efficiency=1.0)
-        cost = CostModel(cost.model, hw)
+        cost = replace(cost, hardware=hw)
     comp = sum(cost.comp_s(len(r.prompt_token_ids), r.output_len - 1) for r in requests)
     mem = sum(cost.mem_s(len(r.prompt_token_ids), r.output_len) for r in requests)
     return max((1.0 - s) * comp, mem)

@@ -22,6 +22,9 @@ _jit = numba.njit(cache=True, _nrt=False)
 N_PARAMS, FLOPS, BANDWIDTH, WEIGHT_S, KV_BYTES, OVERHEAD_S = range(6)
 HIDDEN, N_LAYERS, KV_TOKEN_S, OVERLAP = range(6, 10)
 ATTN_FLOPS, AFTER_GEMM, SHARPNESS = 10, 11, 12
+# The offload term (CostModel.offload): its number of points, then its tokens, then its
+# seconds (an empty table: every weight resident)
+OFFLOAD_N, OFFLOAD_TABLE = 13, 14
 # Fields of a kernel's result tuple: StepCost's, then the busy time without the weights
 TOTAL, COMPUTE_BOUND, MEMORY_BOUND, N_COMPUTE_BOUND, OVERHEAD, WEIGHT_READ = range(6)
 BUSY_NO_WEIGHTS, COMPUTE_S, KV_S = 6, 7, 8
@@ -30,11 +33,13 @@ BUSY_NO_WEIGHTS, COMPUTE_S, KV_S = 6, 7, 8
 def cost_constants(cost: CostModel) -> np.ndarray:
     """The constants the kernels read, computed exactly as step_time.py computes them."""
     hw, model = cost.hardware, cost.model
-    values = np.zeros(SHARPNESS + 1, dtype=np.float64)
-    values[N_PARAMS] = model.n_params
+    offload = cost.offload
+    n_points = 0 if offload is None else len(offload.tokens)
+    values = np.zeros(OFFLOAD_TABLE + 2 * n_points, dtype=np.float64)
+    values[N_PARAMS] = cost.roofline_params
     values[FLOPS] = hw.effective_flops
     values[BANDWIDTH] = hw.effective_bandwidth
-    values[WEIGHT_S] = model.weight_bytes / hw.effective_bandwidth
+    values[WEIGHT_S] = cost.roofline_weight_bytes / hw.effective_bandwidth
     values[KV_BYTES] = model.kv_bytes_per_token
     values[OVERHEAD_S] = hw.step_overhead_s
     values[HIDDEN] = model.hidden_size
@@ -44,7 +49,28 @@ def cost_constants(cost: CostModel) -> np.ndarray:
     values[ATTN_FLOPS] = hw.effective_attention_flops
     values[AFTER_GEMM] = 1.0 if hw.attention_after_gemm else 0.0
     values[SHARPNESS] = hw.roofline_sharpness
+    values[OFFLOAD_N] = n_points
+    if offload is not None:
+        values[OFFLOAD_TABLE : OFFLOAD_TABLE + n_points] = offload.tokens
+        values[OFFLOAD_TABLE + n_points :] = offload.offloaded_s
     return values
+
+
+@_jit
+def offload_s(c: np.ndarray, tokens: float) -> float:
+    """OffloadTerm.extra_s (0 without an offload table), in the same order."""
+    n = int(c[OFFLOAD_N])
+    if n == 0:
+        return 0.0
+    xs, ys = OFFLOAD_TABLE, OFFLOAD_TABLE + n
+    if n == 1 or tokens <= c[xs]:
+        return c[ys]
+    i = 1
+    while i < n - 1 and tokens > c[xs + i]:
+        i += 1
+    return c[ys + i - 1] + (c[ys + i] - c[ys + i - 1]) * (tokens - c[xs + i - 1]) / (
+        c[xs + i] - c[xs + i - 1]
+    )
 
 
 @_jit
@@ -87,7 +113,7 @@ def step(
     gemm_s = 2.0 * c[N_PARAMS] * tokens / c[FLOPS]
     attn_s = prefill_attention_flops / c[ATTN_FLOPS]
     kv_s = (decode_kv_tokens + prefill_kv_tokens) * c[KV_BYTES] / c[BANDWIDTH]
-    busy = busy_time(c, gemm_s, attn_s, c[WEIGHT_S], kv_s)
+    busy = busy_time(c, gemm_s, attn_s, c[WEIGHT_S], kv_s) + offload_s(c, tokens)
     busy_no_weights = busy_time(c, gemm_s, attn_s, 0.0, kv_s)
     bound = gemm_s + attn_s >= c[WEIGHT_S] + kv_s
     return (
@@ -116,10 +142,17 @@ def _n_compute_bound(compute_s: float, memory_0: float, slope: float, n_steps: i
 
 @_jit
 def _busy(
-    c: np.ndarray, gemm_s: float, weight_s: float, kv_0: float, slope: float, n_steps: int
+    c: np.ndarray,
+    gemm_s: float,
+    weight_s: float,
+    kv_0: float,
+    slope: float,
+    n_steps: int,
+    extra: float,
 ) -> tuple[float, float, float, int]:
     """Busy time of the run summed (its compute-bound part, its memory-bound part, the count
-    of compute-bound steps), for step j's KV time kv_0 + slope * j."""
+    of compute-bound steps), for step j's KV time kv_0 + slope * j and `extra` offloaded
+    seconds every step."""
     memory_0 = weight_s + kv_0
     n_cb = _n_compute_bound(gemm_s, memory_0, slope, n_steps)
     if c[OVERLAP] == 0.0 or c[AFTER_GEMM] != 0.0:  # every step: fixed_s + kv_0 + slope * j
@@ -129,12 +162,12 @@ def _busy(
             fixed_s = gemm_s + weight_s
         kv_sum = n_steps * kv_0 + slope * n_steps * (n_steps - 1) / 2.0
         kv_cb = n_cb * kv_0 + slope * n_cb * (n_cb - 1) / 2.0
-        busy = n_steps * fixed_s + kv_sum
-        compute_part = n_cb * fixed_s + kv_cb
+        busy = n_steps * fixed_s + kv_sum + n_steps * extra
+        compute_part = n_cb * fixed_s + kv_cb + n_cb * extra
         return busy, compute_part, busy - compute_part, n_cb
     n_mb = n_steps - n_cb
-    memory_sum = n_mb * memory_0 + slope * (n_cb + n_steps - 1) * n_mb / 2.0
-    compute_sum = n_cb * gemm_s
+    memory_sum = n_mb * memory_0 + slope * (n_cb + n_steps - 1) * n_mb / 2.0 + n_mb * extra
+    compute_sum = n_cb * gemm_s + n_cb * extra
     return compute_sum + memory_sum, compute_sum, memory_sum, n_cb
 
 
@@ -146,8 +179,11 @@ def decode_run(
     gemm_s = 2.0 * c[N_PARAMS] * n_seqs / c[FLOPS]
     kv_0 = first_kv_tokens * c[KV_TOKEN_S]  # KV time of step 0
     slope = n_seqs * c[KV_TOKEN_S]  # growth of the KV time per step
-    busy, compute_part, memory_part, n_cb = _busy(c, gemm_s, c[WEIGHT_S], kv_0, slope, n_steps)
-    busy_no_weights = _busy(c, gemm_s, 0.0, kv_0, slope, n_steps)[0]
+    extra = offload_s(c, n_seqs)
+    busy, compute_part, memory_part, n_cb = _busy(
+        c, gemm_s, c[WEIGHT_S], kv_0, slope, n_steps, extra
+    )
+    busy_no_weights = _busy(c, gemm_s, 0.0, kv_0, slope, n_steps, 0.0)[0]
     overhead = n_steps * c[OVERHEAD_S]
     # decode_run_cost adds the parts to the overhead in this order
     if c[OVERLAP] != 0.0 and c[AFTER_GEMM] == 0.0:

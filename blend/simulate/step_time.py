@@ -19,6 +19,10 @@ writes the KV of its g new tokens. F_eff and W_eff are the constants the cost mo
 Comp and Mem, and every form is >= max(gemm_s + attn_s, weight_s + kv_s), so T_opt stays a
 lower bound of the simulated makespan (blend/simulate/optimal.py).
 A step counts as compute-bound when gemm_s + attn_s >= weight_s + kv_s.
+A model larger than the GPU (CostModel.offload, blend/hetegen/offload.py): P and the weight
+bytes are those resident on the GPU, and the busy time gains the offloaded layers' seconds at
+the step's tokens (HeteGen's per-layer max(CPU part, copy + GPU part)); the step's
+classification looks at the roofline parts only.
 step_kernel.py is the same model compiled for the simulator's loop, bit for bit.
 """
 
@@ -85,13 +89,13 @@ def step_cost(
     """
     hw, model = cost.hardware, cost.model
     tokens = n_prefill_tokens + n_decode_seqs
-    gemm_s = 2.0 * model.n_params * tokens / hw.effective_flops
+    gemm_s = 2.0 * cost.roofline_params * tokens / hw.effective_flops
     attn_s = prefill_attention_flops / hw.effective_attention_flops
-    weight_s = model.weight_bytes / hw.effective_bandwidth
+    weight_s = cost.roofline_weight_bytes / hw.effective_bandwidth
     kv_s = (
         (decode_kv_tokens + prefill_kv_tokens) * model.kv_bytes_per_token / hw.effective_bandwidth
     )
-    busy = busy_time(hw, gemm_s, attn_s, weight_s, kv_s)
+    busy = busy_time(hw, gemm_s, attn_s, weight_s, kv_s) + offload_s(cost, tokens)
     compute_bound = gemm_s + attn_s >= weight_s + kv_s
     return StepCost(
         total_s=hw.step_overhead_s + busy,
@@ -122,6 +126,11 @@ def step_time_s(
     ).total_s
 
 
+def offload_s(cost: CostModel, tokens: float) -> float:
+    """Seconds the offloaded layers add to a step of `tokens` tokens (0: all resident)."""
+    return 0.0 if cost.offload is None else cost.offload.extra_s(tokens)
+
+
 def decode_run_cost(cost: CostModel, n_seqs: int, first_kv_tokens: float, n_steps: int) -> StepCost:
     """Summed cost of `n_steps` identical decode-only steps of `n_seqs` requests, in closed form.
 
@@ -132,8 +141,9 @@ def decode_run_cost(cost: CostModel, n_seqs: int, first_kv_tokens: float, n_step
     if n_steps <= 0:
         return StepCost(0.0, 0.0, 0.0, 0, 0.0, 0.0)
     hw, model = cost.hardware, cost.model
-    gemm_s = 2.0 * model.n_params * n_seqs / hw.effective_flops
-    weight_s = model.weight_bytes / hw.effective_bandwidth
+    gemm_s = 2.0 * cost.roofline_params * n_seqs / hw.effective_flops
+    weight_s = cost.roofline_weight_bytes / hw.effective_bandwidth
+    extra = offload_s(cost, n_seqs)  # the same every step (the batch does not change)
     per_token_s = model.kv_bytes_per_token / hw.effective_bandwidth
     kv_0 = first_kv_tokens * per_token_s  # KV time of step 0
     slope = n_seqs * per_token_s  # growth of the KV time per step
@@ -153,8 +163,8 @@ def decode_run_cost(cost: CostModel, n_seqs: int, first_kv_tokens: float, n_step
             fixed_s = soft_max(gemm_s, weight_s, hw.roofline_sharpness)
         else:
             fixed_s = gemm_s + weight_s
-        busy = n_steps * fixed_s + kv_sum
-        compute_part = n_cb * fixed_s + kv_cb
+        busy = n_steps * fixed_s + kv_sum + n_steps * extra
+        compute_part = n_cb * fixed_s + kv_cb + n_cb * extra
         return StepCost(
             total_s=n_steps * hw.step_overhead_s + busy,
             compute_bound_s=compute_part,
@@ -165,8 +175,8 @@ def decode_run_cost(cost: CostModel, n_seqs: int, first_kv_tokens: float, n_step
         )
     n_mb = n_steps - n_cb
     # Sum of memory_0 + slope * j for j in [n_cb, n_steps).
-    memory_sum = n_mb * memory_0 + slope * (n_cb + n_steps - 1) * n_mb / 2.0
-    compute_sum = n_cb * gemm_s
+    memory_sum = n_mb * memory_0 + slope * (n_cb + n_steps - 1) * n_mb / 2.0 + n_mb * extra
+    compute_sum = n_cb * gemm_s + n_cb * extra
     return StepCost(
         total_s=n_steps * hw.step_overhead_s + compute_sum + memory_sum,
         compute_bound_s=compute_sum,
