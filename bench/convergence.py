@@ -198,6 +198,18 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         )
     ax.axhline(summary["r_star"], color="k", lw=1, label=f"R* = {summary['r_star']:.1f}")
     ax.axhline(summary["r_star_sli_lp"], color="C4", lw=0.8, ls=":", label="R* of the SLI LP")
+    low = summary["r_star"] * 0.88  # an axis that shows the gaps; lower points are noted
+    for row in summary["table"]:
+        if row["revenue_mean"] < low:
+            ax.annotate(
+                f"{row['policy']} n={row['engines']}: {row['revenue_mean']:.0f} (below)",
+                (row["engines"], low),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=7,
+                arrowprops={"arrowstyle": "->", "lw": 0.6},
+            )
+    ax.set_ylim(low, summary["r_star"] * 1.01)
     ax.set_xscale("log")
     ax.set_xlabel("GPUs n")
     ax.set_ylabel("revenue per GPU per second")
