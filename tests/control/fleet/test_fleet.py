@@ -18,7 +18,7 @@ from blend.control.fleet import (
     simulate_fleet,
     sli_aware_routing,
 )
-from blend.control.fluid_lp import LpVariant, SliConstraints, solve_fluid_lp
+from blend.control.fluid_lp import ClassSpec, LpVariant, SliConstraints, solve_fluid_lp
 from tests.support.fleet_paper import PAPER, PAPER_PRICES, paper_classes
 
 SHORT = FleetConfig(horizon_s=60.0, warmup_s=20.0, seed=3)
@@ -191,3 +191,17 @@ def test_an_underloaded_fleet_serves_everything_and_earns_the_offered_value(make
     allowed = 0.01 if result.policy is FleetPolicyKind.FCFS else 0.1
     for c in result.classes:
         assert c.abandoned_waiting + c.abandoned_buffered <= allowed * c.arrived
+
+
+def test_one_backlogged_mixed_engine_prefills_at_the_fluid_rate() -> None:
+    # one class, far more arrivals than one engine can prefill, short decodes: completions are
+    # the prefill slot's rate C / (P tau) (a finished prompt passes the rest of its chunk on),
+    # and each decode token takes one mixed iteration tau
+    classes = [ClassSpec("short", 300, 10, arrival_rate=100.0, abandonment=0.01)]
+    lp = solve_fluid_lp(classes, PAPER, PAPER_PRICES)
+    result = simulate_fleet(
+        classes, PAPER, PAPER_PRICES, gate_and_route(lp, 1), FleetConfig(100.0, 20.0)
+    )
+    (outcome,) = result.classes
+    assert outcome.completions_per_gpu_s == pytest.approx(PAPER.prefill_rate(300), rel=0.01)
+    assert outcome.mean_tpot_s == pytest.approx(PAPER.tau_mixed_s, rel=1e-6)
