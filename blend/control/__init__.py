@@ -1,0 +1,1 @@
+"""Prefill-decode control: request classes, the fluid LP, its inputs, phase plans."""

@@ -1,0 +1,173 @@
+"""BlendServe's data-parallel split: one density-sorted plan cut into k engines' shares.
+
+Invariant: the shares are a partition of the sequence's positions, each in sequence order.
+The sequence is cut into contiguous chunks of about equal load (Comp + Mem, blend/cost.py,
+normalised so both resources weigh the same), each cut placed at the position of least
+`shared_prev` near its ideal place, so prefix groups stay together (a cut inside a group
+costs that engine one more prefill of the shared prefix). The chunks are dealt in pairs from
+both ends of the sequence, (compute-heavy left chunk, memory-heavy right chunk), the paper's
+dual scan applied to engines: largest pair first, each pair to the engine whose larger
+normalised resource (its Comp / (total Comp / k) or its Mem / (total Mem / k)) stays lowest
+after taking it. An engine's Comp and Mem both near 1/k of the total give it 1/k of the load
+at about the root's density.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from blend.admission.dual_scan import ScanSequence
+from blend.cost import CostModel
+
+CHUNKS_PER_ENGINE = 16  # chunks the sequence is cut into per engine (finer: better balance)
+CUT_SLACK = 0.5  # a cut may move this share of a chunk's width to find a low shared_prev
+
+
+def position_costs(sequence: ScanSequence, cost: CostModel) -> tuple[np.ndarray, np.ndarray]:
+    """Per position: Comp (s, its unshared prompt plus output) and Mem (s, its KV reads) at
+    the estimated output lengths."""
+    p = np.asarray(sequence.prompt_tokens, dtype=np.float64)
+    d = np.asarray(sequence.output_tokens, dtype=np.float64)
+    unshared = np.maximum(p - np.asarray(sequence.shared_prev, dtype=np.float64), 0.0)
+    comp_per_token = cost.comp_s(1.0, 0.0)
+    read_per_token = cost.mem_s(1.0, 1.0) - cost.mem_s(0.0, 1.0)  # one KV token read (s)
+    return comp_per_token * (unshared + d), read_per_token * (p * d + d * d / 2.0)
+
+
+def chunk_bounds(weight: np.ndarray, shared_prev: np.ndarray, n_chunks: int) -> np.ndarray:
+    """Start positions of `n_chunks` contiguous chunks of about equal `weight` (ascending,
+    first 0, then the ends), each inner cut moved to the least shared_prev within
+    CUT_SLACK of a chunk's width of its ideal place (nearest first among equals)."""
+    n = len(weight)
+    n_chunks = max(1, min(n_chunks, n))
+    cumulative = np.concatenate(([0.0], np.cumsum(weight)))
+    total = cumulative[-1]
+    if total <= 0:
+        ideal = np.linspace(0, n, n_chunks + 1).round().astype(np.int64)
+    else:
+        targets = total * np.arange(1, n_chunks) / n_chunks
+        inner = np.searchsorted(cumulative, targets, side="left").clip(1, n - 1)
+        ideal = np.concatenate(([0], inner, [n])).astype(np.int64)
+    width = max(1, int(CUT_SLACK * n / n_chunks))
+    cuts = [0]
+    for place in ideal[1:-1].tolist():
+        lo, hi = max(cuts[-1] + 1, place - width), min(n - 1, place + width)
+        if lo > hi:
+            continue
+        window = shared_prev[lo : hi + 1]
+        distance = np.abs(np.arange(lo, hi + 1) - place)
+        best = np.lexsort((distance, window))[0]  # least shared_prev, then nearest
+        cuts.append(lo + int(best))
+    return np.asarray([*sorted(set(cuts)), n], dtype=np.int64)
+
+
+def split_for_engines(sequence: ScanSequence, cost: CostModel, k: int) -> list[np.ndarray]:
+    """k shares of positions into `sequence` (module invariant); k=1: the whole sequence."""
+    if k < 1:
+        raise ValueError(f"split_for_engines: k must be >= 1 engines, got {k}")
+    n = len(sequence.index)
+    if k == 1 or n == 0:
+        return [np.arange(n, dtype=np.int64)] + [np.zeros(0, dtype=np.int64)] * (k - 1)
+    comp, mem = position_costs(sequence, cost)
+    comp_total, mem_total = float(comp.sum()), float(mem.sum())
+    comp_norm = comp / comp_total if comp_total > 0 else np.zeros(n)
+    mem_norm = mem / mem_total if mem_total > 0 else np.zeros(n)
+    shared = np.asarray(sequence.shared_prev, dtype=np.float64)
+    bounds = chunk_bounds(comp_norm + mem_norm, shared, CHUNKS_PER_ENGINE * k)
+    # a chunk's first position computes its whole prompt (the cut ends its sharing)
+    restored = np.zeros(n)
+    restored[bounds[:-1]] = shared[bounds[:-1]] * cost.comp_s(1.0, 0.0)
+    comp_norm = comp_norm + (restored / comp_total if comp_total > 0 else 0.0)
+    chunk_comp = np.add.reduceat(comp_norm, bounds[:-1])
+    chunk_mem = np.add.reduceat(mem_norm, bounds[:-1])
+    n_chunks = len(bounds) - 1
+    pairs = [(i, n_chunks - 1 - i) for i in range(n_chunks // 2)]
+    if n_chunks % 2:
+        pairs.append((n_chunks // 2, n_chunks // 2))
+    units = [sorted({a, b}) for a, b in pairs]
+    unit_comp = np.array([chunk_comp[u].sum() for u in units])
+    unit_mem = np.array([chunk_mem[u].sum() for u in units])
+    engine_comp, engine_mem = np.zeros(k), np.zeros(k)
+    owner = np.zeros(n_chunks, dtype=np.int64)
+    for u in np.argsort(-(unit_comp + unit_mem), kind="stable").tolist():
+        after = np.maximum(engine_comp + unit_comp[u], engine_mem + unit_mem[u])
+        # least worst resource after taking it; among equals the engine with least load
+        e = int(np.lexsort((engine_comp + engine_mem, after))[0])
+        engine_comp[e] += unit_comp[u]
+        engine_mem[e] += unit_mem[u]
+        owner[units[u]] = e
+    owner = refine(owner, chunk_comp, chunk_mem, k)
+    position_owner = np.repeat(owner, np.diff(bounds))
+    return [np.flatnonzero(position_owner == e).astype(np.int64) for e in range(k)]
+
+
+def refine(
+    owner: np.ndarray, comp: np.ndarray, mem: np.ndarray, k: int, rounds: int = 200
+) -> np.ndarray:
+    """Chunk owners after local search: the single move or swap of chunks between engines
+    that most lowers sum_e (Comp_e - 1/k)^2 + (Mem_e - 1/k)^2 (normalised loads), repeated
+    while one helps (dealing whole pairs leaves what pairs cannot even out)."""
+    owner = owner.copy()
+    target = comp.sum() / k, mem.sum() / k
+    for _ in range(rounds):
+        dev_c = np.bincount(owner, comp, k) - target[0]  # per engine
+        dev_m = np.bincount(owner, mem, k) - target[1]
+        # move chunk i from its owner a to engine b
+        a = owner
+        move = (
+            (dev_c[a, None] - comp[:, None]) ** 2
+            - dev_c[a, None] ** 2
+            + (dev_c[None, :] + comp[:, None]) ** 2
+            - dev_c[None, :] ** 2
+            + (dev_m[a, None] - mem[:, None]) ** 2
+            - dev_m[a, None] ** 2
+            + (dev_m[None, :] + mem[:, None]) ** 2
+            - dev_m[None, :] ** 2
+        )
+        move[np.arange(len(owner)), a] = 0.0
+        # swap chunk i (owner a) with chunk j (owner b): a gains j - i, b gains i - j
+        gc, gm = comp[None, :] - comp[:, None], mem[None, :] - mem[:, None]
+        ca, cb, ma, mb = dev_c[a][:, None], dev_c[a][None, :], dev_m[a][:, None], dev_m[a][None, :]
+        swap = (
+            (ca + gc) ** 2
+            - ca**2
+            + (cb - gc) ** 2
+            - cb**2
+            + (ma + gm) ** 2
+            - ma**2
+            + (mb - gm) ** 2
+            - mb**2
+        )
+        swap[a[:, None] == a[None, :]] = 0.0
+        best_move, best_swap = float(move.min()), float(swap.min())
+        if min(best_move, best_swap) >= -1e-15:
+            break
+        if best_move <= best_swap:
+            i, b = np.unravel_index(int(np.argmin(move)), move.shape)
+            owner[i] = b
+        else:
+            i, j = np.unravel_index(int(np.argmin(swap)), swap.shape)
+            owner[i], owner[j] = owner[j], owner[i]
+    return owner
+
+
+def share_loads(
+    sequence: ScanSequence, cost: CostModel, shares: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per share: Comp and Mem (s) at the estimated lengths, a share's first position and
+    every position that does not follow its predecessor in the sequence computing its whole
+    prompt (what the share's engine prefills without the neighbour it was cut from)."""
+    comp, mem = position_costs(sequence, cost)
+    per_token = cost.comp_s(1.0, 0.0)
+    comps, mems = [], []
+    for share in shares:
+        if len(share) == 0:
+            comps.append(0.0)
+            mems.append(0.0)
+            continue
+        cut = np.ones(len(share), dtype=bool)
+        cut[1:] = np.diff(share) != 1
+        restored = sequence.shared_prev[share[cut]].sum() * per_token
+        comps.append(float(comp[share].sum() + restored))
+        mems.append(float(mem[share].sum()))
+    return np.asarray(comps), np.asarray(mems)
