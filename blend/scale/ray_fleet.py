@@ -15,6 +15,7 @@ in their plan positions, and never re-plans (docs/ray.md says why).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -43,7 +44,7 @@ from blend.plan_items import PlanItems, RequestLoader, shared_across_gaps
 from blend.results import remove_temporary_parts
 from blend.run_records import estimate_accuracy, record_run_finish, record_run_start
 from blend.scale.parts import RunFolder, run_folder_uri
-from blend.scale.split import EngineSplit, check_split, contiguous_split
+from blend.scale.split import DEFAULT_SPLIT, EngineSplit, check_split
 from blend.scale.worker import (
     EngineInfo,
     EngineWorker,
@@ -77,7 +78,7 @@ def execute_on_ray(
     options: ExecuteOptions,
     engine_factory: EngineFactory,
     progress: ProgressCallback | None = None,
-    split: EngineSplit = contiguous_split,
+    split: EngineSplit = DEFAULT_SPLIT,
     limits: FleetLimits | None = None,
 ) -> RunReport:
     """Run (or resume) plan `plan_id` with `options.engines` engines on Ray."""
@@ -235,11 +236,18 @@ class _Fleet:
         self._refs[actor.info.remote()] = ("info", engine)
 
     def stop(self) -> None:
+        """Kill every engine actor and wait until Ray reports each one dead, so that none
+        writes a part after the run is recorded and its lock released."""
+        ray = self._ray
+        actors = [e.actor for e in self._engines if e.actor is not None]
         for engine in self._engines:
-            try:
-                self._ray.kill(engine.actor, no_restart=True)
-            except Exception:  # already gone
-                log.debug("engine %s was gone already", engine.tag)
+            engine.actor = None
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        dead = (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError)
+        for probe in [actor.pid.remote() for actor in actors]:
+            with contextlib.suppress(*dead):  # dead, as asked
+                ray.get(probe, timeout=60)
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -263,6 +271,7 @@ class _Fleet:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            self.stop()  # before the totals: no engine adds a part after them
             wall_s = time.perf_counter() - started
             execution = self._execution(status, wall_s)
             totals = record_run_finish(store, run.run_id, run.directory, execution)
