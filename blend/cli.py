@@ -123,6 +123,24 @@ IncrementalOpt = Annotated[
     ),
 ]
 
+EnginesOpt = Annotated[
+    int,
+    typer.Option(
+        "--engines",
+        min=1,
+        help="Engines that run the plan in parallel, one share each, as Ray actors (one GPU "
+        "each where the cluster has GPUs; Ray: $RAY_ADDRESS, else a local cluster).",
+    ),
+]
+ResultsUriOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--results-uri",
+        help="With --engines: the store's results folder as the engines reach it (e.g. "
+        "s3://bucket/blend-results; default: its local path, shared by every node).",
+    ),
+]
+
 
 def resolve_model(store: Store, model: Path | None) -> Path:
     """The given model folder, or the demo model (created on first use)."""
@@ -285,6 +303,8 @@ def execute(
         int | None, typer.Option(help="Tokens per step (default: the plan's).")
     ] = None,
     kv_cache_gib: Annotated[float, typer.Option(help="CPU build: KV cache GiB.")] = 1.0,
+    engines: EnginesOpt = 1,
+    results_uri: ResultsUriOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Run a plan through vLLM; results go to Parquet with lineage."""
@@ -296,7 +316,9 @@ def execute(
     )
     # Budgets given on the command line win over the ones the planner recommends.
     explicit = max_num_seqs is not None or max_num_batched_tokens is not None
-    options = ExecuteOptions(resume=resume, plan_budgets=not explicit)
+    options = ExecuteOptions(
+        resume=resume, plan_budgets=not explicit, engines=engines, results_uri=results_uri
+    )
     try:
         with _execute_progress() as progress:
             report = execute_plan(
@@ -346,9 +368,12 @@ def run(
     max_num_batched_tokens: TokensOpt = None,
     max_num_seqs: SeqsOpt = None,
     kv_cache_gib: Annotated[float, typer.Option(help="CPU build: KV cache GiB.")] = 1.0,
+    engines: EnginesOpt = 1,
+    results_uri: ResultsUriOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """The whole pipeline: ingest -> profile -> plan -> execute. No arguments: the demo."""
+    from blend.execute import ExecuteOptions
     from blend.pipeline import PipelineOptions, pipeline_input, run_pipeline
 
     opened = Store.open(store)
@@ -383,7 +408,13 @@ def run(
         report = run_pipeline(
             opened,
             _engine_config(model_dir, None, None, kv_cache_gib),
-            PipelineOptions(input_path, dataset, options, incremental),
+            PipelineOptions(
+                input_path,
+                dataset,
+                options,
+                incremental,
+                execute=ExecuteOptions(engines=engines, results_uri=results_uri),
+            ),
             progress=progress,
             on_stage=lambda name, r: printers[name](r),
         )

@@ -19,7 +19,7 @@ from prefect import Task, flow
 from pydantic import Field, model_validator
 
 from blend import pipeline
-from blend.execute import execute_plan
+from blend.execute import ExecuteOptions, execute_plan
 from blend.names import NameKind, validate_name
 from blend.pipeline import PipelineReport, StageRunner, run_pipeline
 from flows.artifacts import publish_summary
@@ -42,6 +42,17 @@ class PipelineOptions(ModelOptions):
         "false: run every prompt again",
     )
     engine: EngineOptions = Field(default_factory=EngineOptions)
+    engines: int = Field(
+        1,
+        ge=1,
+        description="Engines that run the plan in parallel as Ray actors (one GPU and one "
+        "gpu_limit slot each; Ray: $RAY_ADDRESS, else a local cluster)",
+    )
+    results_uri: str | None = Field(
+        None,
+        description="With engines > 1: the store's results folder as the engines reach it "
+        "(e.g. s3://bucket/blend-results); default: its path, shared by every node",
+    )
     gpu_limit: str | None = Field(
         "gpu",
         description="Global concurrency limit held by the execute task (one slot per GPU; "
@@ -63,6 +74,7 @@ class PipelineOptions(ModelOptions):
             dataset=self.dataset,
             plan=self.planning.plan_options(),
             incremental=self.incremental,
+            execute=ExecuteOptions(engines=self.engines, results_uri=self.results_uri),
         )
 
 

@@ -179,6 +179,7 @@ class _Engine:
     actor: Any
     info: EngineInfo | None = None
     share: Share | None = None  # the share it runs now
+    assigned: Share | None = None  # its own share, to run once it has started
 
 
 @dataclass(slots=True)
@@ -257,8 +258,12 @@ class _Fleet:
         run, k = self._run, self._options.engines
         for index in range(k):
             self._start_engine(index)
-        queue: deque[Share] = deque(s for s in shares if s.requests)
-        first = self._first_info()
+        # share i is engine i's own (a quick starter never takes a slow starter's share);
+        # the queue holds orphans only: the rest of a dead engine's share, for any engine
+        for engine, share in zip(self._engines, shares, strict=True):
+            engine.assigned = share if share.requests else None
+        queue: deque[Share] = deque()
+        first = self._first_info(queue)
         lineage = self._lineage = self._run_lineage(first)
         record_run_start(store, lineage, run.directory, resume=run.resume)
         events = LineageEvents(self._options.openlineage, store.root, lineage, run.directory)
@@ -295,14 +300,14 @@ class _Fleet:
             **totals,
         )
 
-    def _first_info(self) -> EngineInfo:
+    def _first_info(self, queue: deque[Share]) -> EngineInfo:
         """Wait until one engine has started (its name and version are the run's lineage)."""
         while True:
             if not self._refs:
                 raise ExecuteError("no engine actor could start (see the Ray logs)")
             ready, _ = self._ray.wait(list(self._refs), num_returns=1)
             call, engine = self._refs.pop(ready[0])
-            if self._settle(ready[0], call, engine, deque()) and engine.info is not None:
+            if self._settle(ready[0], call, engine, queue) and engine.info is not None:
                 return engine.info
 
     def _loop(self, queue: deque[Share], lineage: RunLineage) -> None:
@@ -316,14 +321,17 @@ class _Fleet:
             n_engines=self._options.engines,
         )
         last_report = 0.0
-        while queue or any(call == "share" for call, _ in self._refs.values()):
-            for engine in self._engines:  # idle engines take the next share
-                if queue and engine.info is not None and engine.share is None and engine.actor:
+        while queue or any(e.share or e.assigned for e in self._engines):
+            for engine in self._engines:  # started idle engines: their own share, else an orphan
+                if engine.info is None or engine.share is not None or engine.actor is None:
+                    continue
+                if engine.assigned is not None:
+                    engine.share, engine.assigned = engine.assigned, None
+                elif queue:
                     engine.share = queue.popleft()
-                    self._refs[engine.actor.run_share.remote(engine.share, context)] = (
-                        "share",
-                        engine,
-                    )
+                else:
+                    continue
+                self._refs[engine.actor.run_share.remote(engine.share, context)] = ("share", engine)
             if not self._refs:
                 raise ExecuteError("every engine actor is gone and none could be started")
             ready, _ = self._ray.wait(
@@ -359,7 +367,8 @@ class _Fleet:
     def _on_death(self, engine: _Engine, queue: deque[Share], exc: Exception) -> None:
         self._totals.deaths += 1
         log.warning("engine %s died: %s", engine.tag, exc)
-        orphan, engine.share, engine.actor = engine.share, None, None
+        orphan = engine.share or engine.assigned
+        engine.share = engine.assigned = engine.actor = None
         self._folder.remove_temporary(engine.tag)
         if self._totals.deaths > self._limits.max_engine_deaths:
             raise ExecuteError(
