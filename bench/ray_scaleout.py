@@ -3,10 +3,12 @@
 One plan (the bundled demo dataset, depth-first, no warm-up, so every configuration runs the
 same work), three runs of it, each in a fresh subprocess (vLLM and Ray keep process-wide state):
   local-1: one engine in the driver process (its torch threads may use every core);
+  local-1-1t: the same with OMP_NUM_THREADS=1 (one thread, as a 1-CPU Ray actor gets);
   ray-1:   one engine as a Ray actor holding 1 CPU (Ray caps its threads at 1);
   ray-2:   two engine actors of 1 CPU each, one share of the plan each (blend/scale).
 Throughput = (prompt + output tokens) / the run's span, first request handed over to last
-one finished (engine starts and Ray's own start are outside it; they are reported beside).
+one finished (engine starts and Ray's own start are outside it; they are reported beside);
+per engine, its own span (from its parts): the difference is the skew of the engines' starts.
     python bench/ray_scaleout.py [--kv-cache-gib 0.25] [--out bench/results/ray-scaleout.json]
 On a 2-core machine, ray-2 against ray-1 is the scale-out ratio of engines of equal size;
 against local-1 it is what a second engine adds when one engine alone already has both cores.
@@ -27,15 +29,25 @@ import json, sys
 from pathlib import Path
 from blend.engines.base import EngineConfig
 from blend.execute import ExecuteOptions, default_engine_factory, execute_plan
+from blend.results import finished_parts, read_metadata
 from blend.scale.ray_fleet import execute_on_ray
 from blend.store import Store, fetch_dicts
+import pyarrow.parquet as pq
+def engine_spans(run_dir):
+    spans = {}
+    for part in finished_parts(run_dir):
+        tag = read_metadata(part).get("blend.engine_tag", "local")
+        t = pq.read_table(part, columns=["started_at", "finished_at"]).to_pydict()
+        lo, hi = spans.get(tag, (min(t["started_at"]), max(t["finished_at"])))
+        spans[tag] = (min(lo, *t["started_at"]), max(hi, *t["finished_at"]))
+    return {tag: (hi - lo).total_seconds() for tag, (lo, hi) in spans.items()}
 if __name__ == "__main__":
     store, plan_id, mode, model_dir = Store.open(sys.argv[1]), *sys.argv[2:5]
     gib = float(sys.argv[5])
     config = EngineConfig(model_dir=Path(model_dir), kv_cache_gib=gib)
     engines = int(mode.split("-")[1])
     options = ExecuteOptions(engines=engines)
-    if mode == "local-1":
+    if mode.startswith("local-"):
         report = execute_plan(store, plan_id, config, options=options)
     else:
         import ray
@@ -52,8 +64,12 @@ if __name__ == "__main__":
         "engine_start_s": report.engine_start_s, "wall_s": report.wall_s, "span_s": span,
         "tokens_per_s": (report.input_tokens + report.output_tokens) / span,
         "output_tokens_per_s": report.output_tokens / span,
+        "engine_spans_s": engine_spans(report.results_dir),
     }))
 """
+
+
+MODE_ENV = {"local-1-1t": {"OMP_NUM_THREADS": "1"}}
 
 
 def plan_demo(store_dir: Path) -> tuple[str, Path]:
@@ -80,7 +96,7 @@ def run_mode(store_dir: Path, plan_id: str, mode: str, model_dir: Path, gib: flo
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "VLLM_CONFIGURE_LOGGING": "0"},
+        env={**os.environ, "VLLM_CONFIGURE_LOGGING": "0", **MODE_ENV.get(mode, {})},
     )
     lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
@@ -91,7 +107,7 @@ def run_mode(store_dir: Path, plan_id: str, mode: str, model_dir: Path, gib: flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kv-cache-gib", type=float, default=0.25)
-    parser.add_argument("--modes", default="local-1,ray-1,ray-2")
+    parser.add_argument("--modes", default="local-1,local-1-1t,ray-1,ray-2")
     parser.add_argument("--out", type=Path, default=None, help="Also write the numbers here")
     args = parser.parse_args()
     store_dir = Path(tempfile.mkdtemp(prefix="blend-ray-bench-")) / "store"
@@ -103,11 +119,12 @@ def main() -> None:
             f"{mode:8s} {r['n_requests']} rows, {r['input_tokens'] + r['output_tokens']:,} "
             f"tokens in {r['span_s']:.1f} s: {r['tokens_per_s']:,.0f} tok/s "
             f"({r['output_tokens_per_s']:,.0f} out tok/s); engine start {r['engine_start_s']:.1f}"
-            f" s, wall {r['wall_s']:.1f} s"
+            f" s, wall {r['wall_s']:.1f} s; per engine span "
+            + ", ".join(f"{t} {s:.1f} s" for t, s in sorted(r["engine_spans_s"].items()))
         )
     summary = {"cpu_cores": os.cpu_count(), "runs": results}
     if "ray-2" in results:
-        for base in ("ray-1", "local-1"):
+        for base in ("ray-1", "local-1", "local-1-1t"):
             if base in results:
                 ratio = results["ray-2"]["tokens_per_s"] / results[base]["tokens_per_s"]
                 summary[f"ray-2 / {base}"] = ratio
