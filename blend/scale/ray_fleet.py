@@ -29,7 +29,7 @@ from blend.admission.base import AdmissionKind
 from blend.admission.dual_scan import ScanSequence
 from blend.cost import CostModel, resolve_cost
 from blend.engines.base import EngineConfig
-from blend.engines.supervisor import EngineFactory
+from blend.engines.supervisor import EngineFactory, EngineFailedError
 from blend.execute import (
     ExecuteError,
     ExecuteOptions,
@@ -352,6 +352,8 @@ class _Fleet:
         try:
             result = ray.get(ref)
         except ray.exceptions.RayActorError as exc:  # SIGKILL, OOM kill, lost node
+            if exc.actor_init_failed:  # the engine cannot start: no replacement would either
+                raise EngineFailedError(f"engine {engine.tag} could not start: {exc}") from None
             self._on_death(engine, queue, exc)
             return False
         except ray.exceptions.RayTaskError as exc:  # the engine failed for good: stop the run

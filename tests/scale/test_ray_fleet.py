@@ -134,3 +134,16 @@ def test_a_failed_multi_engine_run_resumes_without_duplicates(ray_cluster, plann
     )
     ids = [r["request_id"] for r in _rows(store)]
     assert sorted(ids) == sorted(r[0] for r in rows)
+
+
+def test_an_engine_that_cannot_start_fails_the_run_at_once(ray_cluster, planned_groups) -> None:
+    from blend.engines.supervisor import EngineFailedError
+
+    store, plan_id, config, _ = planned_groups
+    broken = partial(FakeEngine, start_error=RuntimeError("no GPU left"))
+    with pytest.raises(EngineFailedError, match=r"could not start(.|\n)*no GPU left"):
+        execute_plan(
+            store, plan_id, config, engine_factory=broken, options=ExecuteOptions(engines=2)
+        )
+    with store.connect() as con:
+        assert fetch_dicts(con, "SELECT count(*) AS n FROM runs") == [{"n": 0}]
