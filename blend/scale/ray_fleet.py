@@ -158,18 +158,17 @@ def _rest_of(share: Share, done: set[str]) -> Share | None:
     )
 
 
-def connect_ray(address: str | None) -> Any:
-    """Ray, connected: to `address`, else $RAY_ADDRESS, else an already started one in this
-    process, else a new local cluster."""
+def connect_ray(address: str | None) -> tuple[Any, bool]:
+    """Ray, connected: the one this process already started, else the cluster at `address`,
+    else at $RAY_ADDRESS, else a new local cluster of this machine; and whether it is that
+    new local cluster (which can never grow)."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(
-            address=address or os.environ.get("RAY_ADDRESS") or None,
-            namespace=RAY_NAMESPACE,
-            ignore_reinit_error=True,
-        )
-    return ray
+    if ray.is_initialized():
+        return ray, False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, namespace=RAY_NAMESPACE, ignore_reinit_error=True)
+    return ray, address is None
 
 
 @dataclass(slots=True)
@@ -202,7 +201,7 @@ class _Fleet:
         limits: FleetLimits,
         progress: ProgressCallback | None,
     ) -> None:
-        self._ray = connect_ray(options.ray_address)
+        self._ray, self._local_cluster = connect_ray(options.ray_address)
         self._run, self._folder, self._cost = run, folder, cost
         self._options, self._factory, self._limits = options, factory, limits
         self._progress = progress
@@ -210,13 +209,29 @@ class _Fleet:
         self._refs: dict[Any, tuple[str, _Engine]] = {}  # object ref -> (call, engine)
         self._totals = _Totals()
         self._part_rows: dict[str, int] = {}
-        self._lineage: RunLineage | None = None
         self._actor_class = self._ray.remote(EngineWorker).options(**self._resources())
 
     def _resources(self) -> dict[str, Any]:
+        cluster = self._ray.cluster_resources()
         gpus = self._limits.gpus_per_engine
         if gpus is None:
-            gpus = 1 if self._ray.cluster_resources().get("GPU", 0) > 0 else 0
+            gpus = 1 if cluster.get("GPU", 0) > 0 else 0
+        k, cpus = self._options.engines, self._limits.cpus_per_engine
+        fits = min(
+            cluster.get("CPU", 0) // cpus if cpus else k,
+            cluster.get("GPU", 0) // gpus if gpus else k,
+        )
+        if fits < k:
+            message = (
+                f"{k} engines need {k * cpus:g} CPUs and {k * gpus:g} GPUs; the Ray cluster "
+                f"has {cluster.get('CPU', 0):g} CPUs and {cluster.get('GPU', 0):g} GPUs"
+            )
+            if self._local_cluster:  # nothing will join a cluster this process made
+                raise ExecuteError(
+                    f"{message}: run fewer engines, or start a cluster "
+                    "(`ray start`) and set RAY_ADDRESS"
+                )
+            log.warning("%s: engines wait until the cluster grows", message)
         return {
             "num_cpus": self._limits.cpus_per_engine,
             "num_gpus": gpus,
@@ -264,7 +279,7 @@ class _Fleet:
             engine.assigned = share if share.requests else None
         queue: deque[Share] = deque()
         first = self._first_info(queue)
-        lineage = self._lineage = self._run_lineage(first)
+        lineage = self._run_lineage(first)
         record_run_start(store, lineage, run.directory, resume=run.resume)
         events = LineageEvents(self._options.openlineage, store.root, lineage, run.directory)
         events.start()

@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
 from blend.admission.base import AdmissionKind
 from blend.admission.dual_scan import ScanSequence
 from blend.admission.factory import admission_policy
@@ -27,6 +25,7 @@ from blend.cost import CostModel
 from blend.engine_settings import EngineSettings
 from blend.engines.base import EngineConfig, EngineOutput, EngineRequest
 from blend.engines.supervisor import EngineFactory, RestartPolicy, SupervisedEngine
+from blend.execute import _engine_params_json as engine_params_json
 from blend.lineage import RunLineage
 from blend.results import PartWriter, ResultRow
 from blend.scale.parts import RunFolder
@@ -115,18 +114,6 @@ class EngineWorker:
 
     def info(self) -> EngineInfo:
         engine = self._engine
-        config = engine.config
-        params = {
-            f: (str(getattr(config, f)) if f == "model_dir" else getattr(config, f))
-            for f in config.__dataclass_fields__
-            if f != "model_dir"
-        }
-        params.update(
-            max_model_len=engine.max_model_len,
-            max_num_seqs=engine.settings.max_num_seqs,
-            max_num_batched_tokens=engine.settings.max_num_batched_tokens,
-            chunked_prefill=engine.settings.chunked_prefill,
-        )
         return EngineInfo(
             tag=self.tag,
             index=self.index,
@@ -134,7 +121,7 @@ class EngineWorker:
             pid=os.getpid(),
             name=engine.name,
             version=engine.version,
-            engine_params_json=orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode(),
+            engine_params_json=engine_params_json(engine),
             settings=engine.settings,
             start_seconds=engine.start_seconds,
         )
@@ -157,7 +144,7 @@ class EngineWorker:
             flush_rows=context.flush_rows,
             flush_seconds=context.flush_seconds,
             start_index=self._parts_written,
-            part_metadata=lambda: {"blend.engine_params_json": self.info().engine_params_json},
+            part_metadata=lambda: {"blend.engine_params_json": engine_params_json(self._engine)},
             write=lambda rows, meta, index: context.folder.write_part(self.tag, rows, meta, index),
         )
         source = _ShareSource(share.requests)
@@ -166,6 +153,7 @@ class EngineWorker:
         )
         busy_before = self._engine.busy_seconds
         failures_before = len(self._engine.failures)
+        stats_before = self._engine.stats()
         try:
             for finished in self._engine.generate(AdmissionFeed(policy, source)):
                 if finished:
@@ -183,8 +171,8 @@ class EngineWorker:
             busy_seconds=self._engine.busy_seconds - busy_before,
             wall_seconds=time.perf_counter() - started,
             n_engine_restarts=len(self._engine.failures) - failures_before,
-            prefix_cache_queries=stats.prefix_cache_queries,
-            prefix_cache_hits=stats.prefix_cache_hits,
+            prefix_cache_queries=stats.prefix_cache_queries - stats_before.prefix_cache_queries,
+            prefix_cache_hits=stats.prefix_cache_hits - stats_before.prefix_cache_hits,
         )
 
     def close(self) -> None:
