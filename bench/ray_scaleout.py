@@ -9,7 +9,9 @@ same work), three runs of it, each in a fresh subprocess (vLLM and Ray keep proc
 Throughput = (prompt + output tokens) / the run's span, first request handed over to last
 one finished (engine starts and Ray's own start are outside it; they are reported beside);
 per engine, its own span (from its parts): the difference is the skew of the engines' starts.
-    python bench/ray_scaleout.py [--kv-cache-gib 0.25] [--out bench/results/ray-scaleout.json]
+    python bench/ray_scaleout.py [--repeats 3] [--out bench/results/ray-scaleout.json]
+Repeats run the modes interleaved (a, b, c, a, b, c, ...); each mode's median throughput is
+compared (a machine shared with other work drifts between runs).
 On a 2-core machine, ray-2 against ray-1 is the scale-out ratio of engines of equal size;
 against local-1 it is what a second engine adds when one engine alone already has both cores.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,27 +111,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kv-cache-gib", type=float, default=0.25)
     parser.add_argument("--modes", default="local-1,local-1-1t,ray-1,ray-2")
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="Also write the numbers here")
     args = parser.parse_args()
     store_dir = Path(tempfile.mkdtemp(prefix="blend-ray-bench-")) / "store"
     plan_id, model_dir = plan_demo(store_dir)
-    results = {}
-    for mode in args.modes.split(","):
-        results[mode] = r = run_mode(store_dir, plan_id, mode, model_dir, args.kv_cache_gib)
-        print(
-            f"{mode:8s} {r['n_requests']} rows, {r['input_tokens'] + r['output_tokens']:,} "
-            f"tokens in {r['span_s']:.1f} s: {r['tokens_per_s']:,.0f} tok/s "
-            f"({r['output_tokens_per_s']:,.0f} out tok/s); engine start {r['engine_start_s']:.1f}"
-            f" s, wall {r['wall_s']:.1f} s; per engine span "
-            + ", ".join(f"{t} {s:.1f} s" for t, s in sorted(r["engine_spans_s"].items()))
-        )
-    summary = {"cpu_cores": os.cpu_count(), "runs": results}
-    if "ray-2" in results:
+    modes = args.modes.split(",")
+    results: dict[str, list[dict]] = {mode: [] for mode in modes}
+    for _ in range(args.repeats):
+        for mode in modes:
+            r = run_mode(store_dir, plan_id, mode, model_dir, args.kv_cache_gib)
+            results[mode].append(r)
+            spans = ", ".join(f"{t} {s:.1f} s" for t, s in sorted(r["engine_spans_s"].items()))
+            print(
+                f"{mode:10s} {r['n_requests']} rows, "
+                f"{r['input_tokens'] + r['output_tokens']:,} tokens in {r['span_s']:.1f} s: "
+                f"{r['tokens_per_s']:,.0f} tok/s ({r['output_tokens_per_s']:,.0f} out tok/s); "
+                f"engine start {r['engine_start_s']:.1f} s, wall {r['wall_s']:.1f} s; "
+                f"per engine span {spans}"
+            )
+    median = {m: statistics.median(r["tokens_per_s"] for r in rs) for m, rs in results.items()}
+    summary: dict = {"cpu_cores": os.cpu_count(), "median_tokens_per_s": median, "runs": results}
+    if "ray-2" in median:
         for base in ("ray-1", "local-1", "local-1-1t"):
-            if base in results:
-                ratio = results["ray-2"]["tokens_per_s"] / results[base]["tokens_per_s"]
+            if base in median:
+                ratio = median["ray-2"] / median[base]
                 summary[f"ray-2 / {base}"] = ratio
-                print(f"ray-2 / {base}: {ratio:.2f}x tokens/s")
+                print(f"ray-2 / {base}: {ratio:.2f}x median tokens/s")
     if args.out is not None:
         args.out.write_text(json.dumps(summary, indent=2) + "\n")
 
