@@ -105,3 +105,25 @@ def test_rest_of_a_share_keeps_the_unfinished_in_order_with_sharing_across_gaps(
     assert rest.sequence.shared_prev.tolist() == [0.0, 6.0]  # the least sharing in between
     assert rest.sequence.output_tokens.tolist() == [1.0, 4.0]
     assert _rest_of(share, {"r3", "r4", "r5", "r6"}) is None
+
+
+def test_engines_below_one_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    from blend.engines.base import EngineConfig
+    from blend.execute import ExecuteError, ExecuteOptions, execute_plan
+    from blend.store import Store
+
+    store = Store.open(tmp_path / "store")
+    with pytest.raises(ExecuteError, match="engines must be >= 1, got 0"):
+        execute_plan(
+            store, "p1", EngineConfig(model_dir=tmp_path), options=ExecuteOptions(engines=0)
+        )
+
+
+def test_the_cli_refuses_zero_engines() -> None:
+    from typer.testing import CliRunner
+
+    from blend.cli import app
+
+    result = CliRunner().invoke(app, ["execute", "--plan-id", "p1", "--engines", "0"])
+    assert result.exit_code == 2
+    assert "--engines" in result.output

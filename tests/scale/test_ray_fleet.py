@@ -147,3 +147,13 @@ def test_an_engine_that_cannot_start_fails_the_run_at_once(ray_cluster, planned_
         )
     with store.connect() as con:
         assert fetch_dicts(con, "SELECT count(*) AS n FROM runs") == [{"n": 0}]
+
+
+def test_engines_write_through_a_results_url(ray_cluster, planned_groups) -> None:
+    """--results-uri: the engines reach the store's results folder by URL (here file://)."""
+    store, plan_id, config, rows = planned_groups
+    url = "file://" + str(store.results_dir.resolve())
+    options = ExecuteOptions(engines=2, flush_rows=8, results_uri=url)
+    report = execute_plan(store, plan_id, config, engine_factory=FakeEngine, options=options)
+    assert report.n_requests == len(rows)
+    assert sorted(r["request_id"] for r in _rows(store)) == sorted(r[0] for r in rows)
