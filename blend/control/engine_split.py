@@ -19,7 +19,7 @@ import numpy as np
 from blend.admission.dual_scan import ScanSequence
 from blend.cost import CostModel
 
-CHUNKS_PER_ENGINE = 16  # chunks the sequence is cut into per engine (finer: better balance)
+CHUNKS_PER_ENGINE = 64  # chunks the sequence is cut into per engine (finer: better balance)
 CUT_SLACK = 0.5  # a cut may move this share of a chunk's width to find a low shared_prev
 
 
@@ -87,48 +87,54 @@ def split_for_engines(sequence: ScanSequence, cost: CostModel, k: int) -> list[n
     units = [sorted({a, b}) for a, b in pairs]
     unit_comp = np.array([chunk_comp[u].sum() for u in units])
     unit_mem = np.array([chunk_mem[u].sum() for u in units])
-    engine_comp, engine_mem = np.zeros(k), np.zeros(k)
+    unit_owner = deal(unit_comp, unit_mem, k)
     owner = np.zeros(n_chunks, dtype=np.int64)
-    for u in np.argsort(-(unit_comp + unit_mem), kind="stable").tolist():
-        after = np.maximum(engine_comp + unit_comp[u], engine_mem + unit_mem[u])
-        # least worst resource after taking it; among equals the engine with least load
-        e = int(np.lexsort((engine_comp + engine_mem, after))[0])
-        engine_comp[e] += unit_comp[u]
-        engine_mem[e] += unit_mem[u]
-        owner[units[u]] = e
-    owner = refine(owner, chunk_comp, chunk_mem, k)
+    for u, chunks in enumerate(units):
+        owner[chunks] = unit_owner[u]
     position_owner = np.repeat(owner, np.diff(bounds))
     return [np.flatnonzero(position_owner == e).astype(np.int64) for e in range(k)]
 
 
+def deal(comp: np.ndarray, mem: np.ndarray, k: int) -> np.ndarray:
+    """Engine of each unit (normalised Comp and Mem, outermost pair first): every block of k
+    consecutive units gives each engine one unit (so every engine gets a slice of every
+    density stratum and estimate errors of a stratum spread over all engines), the largest
+    unit of a block to the engine with the least load so far; then `refine` evens out Comp
+    and Mem by swaps within blocks."""
+    n = len(comp)
+    owner = np.zeros(n, dtype=np.int64)
+    load = np.zeros(k)
+    for start in range(0, n, k):
+        block = np.arange(start, min(n, start + k))
+        largest_first = block[np.argsort(-(comp[block] + mem[block]), kind="stable")]
+        least_loaded = np.argsort(load, kind="stable")[: len(block)]
+        owner[largest_first] = least_loaded
+        load[least_loaded] += comp[largest_first] + mem[largest_first]
+    return refine(owner, comp, mem, k, np.arange(n) // k)
+
+
 def refine(
-    owner: np.ndarray, comp: np.ndarray, mem: np.ndarray, k: int, rounds: int = 200
+    owner: np.ndarray,
+    comp: np.ndarray,
+    mem: np.ndarray,
+    k: int,
+    block: np.ndarray,
+    rounds: int = 500,
 ) -> np.ndarray:
-    """Chunk owners after local search: the single move or swap of chunks between engines
-    that most lowers sum_e (Comp_e - 1/k)^2 + (Mem_e - 1/k)^2 (normalised loads), repeated
-    while one helps (dealing whole pairs leaves what pairs cannot even out)."""
+    """Unit owners after local search: the swap of two units of the same block between
+    engines that most lowers sum_e (Comp_e - Comp/k)^2 + (Mem_e - Mem/k)^2, repeated while
+    one helps."""
     owner = owner.copy()
     target = comp.sum() / k, mem.sum() / k
+    same_block = block[:, None] == block[None, :]
+    gc, gm = comp[None, :] - comp[:, None], mem[None, :] - mem[:, None]
     for _ in range(rounds):
         dev_c = np.bincount(owner, comp, k) - target[0]  # per engine
         dev_m = np.bincount(owner, mem, k) - target[1]
-        # move chunk i from its owner a to engine b
-        a = owner
-        move = (
-            (dev_c[a, None] - comp[:, None]) ** 2
-            - dev_c[a, None] ** 2
-            + (dev_c[None, :] + comp[:, None]) ** 2
-            - dev_c[None, :] ** 2
-            + (dev_m[a, None] - mem[:, None]) ** 2
-            - dev_m[a, None] ** 2
-            + (dev_m[None, :] + mem[:, None]) ** 2
-            - dev_m[None, :] ** 2
-        )
-        move[np.arange(len(owner)), a] = 0.0
-        # swap chunk i (owner a) with chunk j (owner b): a gains j - i, b gains i - j
-        gc, gm = comp[None, :] - comp[:, None], mem[None, :] - mem[:, None]
-        ca, cb, ma, mb = dev_c[a][:, None], dev_c[a][None, :], dev_m[a][:, None], dev_m[a][None, :]
-        swap = (
+        # unit i (owner a) takes j's place and j takes i's: a gains j - i, b gains i - j
+        ca, cb = dev_c[owner][:, None], dev_c[owner][None, :]
+        ma, mb = dev_m[owner][:, None], dev_m[owner][None, :]
+        change = (
             (ca + gc) ** 2
             - ca**2
             + (cb - gc) ** 2
@@ -138,16 +144,12 @@ def refine(
             + (mb - gm) ** 2
             - mb**2
         )
-        swap[a[:, None] == a[None, :]] = 0.0
-        best_move, best_swap = float(move.min()), float(swap.min())
-        if min(best_move, best_swap) >= -1e-15:
+        change[~same_block | (owner[:, None] == owner[None, :])] = 0.0
+        best = int(np.argmin(change))
+        if change.flat[best] >= -1e-15:
             break
-        if best_move <= best_swap:
-            i, b = np.unravel_index(int(np.argmin(move)), move.shape)
-            owner[i] = b
-        else:
-            i, j = np.unravel_index(int(np.argmin(swap)), swap.shape)
-            owner[i], owner[j] = owner[j], owner[i]
+        i, j = np.unravel_index(best, change.shape)
+        owner[i], owner[j] = owner[j], owner[i]
     return owner
 
 
