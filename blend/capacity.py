@@ -361,13 +361,15 @@ def dataset_capacity(
     start: datetime,
     deadline: datetime,
     model_sha256: str | None = None,
+    only_new: bool = False,
     max_engines: int = 8,
     sample_limit: int = SAMPLE_LIMIT,
     seed: int = 0,
 ) -> CapacityReport:
     """predict_capacity for the latest profile of `dataset`, read from the store read-only:
     its prompts' token ids and max_tokens, and (given the model's sha256) the dataset's
-    earlier results by that model as the estimates' history, as the plan stage reads them."""
+    earlier results by that model as the estimates' history, as the plan stage reads them.
+    With `only_new`, prompts that model already answered are left out (an incremental run)."""
     validate_name(dataset, NameKind.DATASET, "dataset_capacity(dataset=...)")
     with connect_read_only(store) as con:
         profile = fetch_dicts(
@@ -385,7 +387,7 @@ def dataset_capacity(
                 "dataset": dataset,
                 "snapshot": snap["snapshot"],
                 "tokenizer_sha256": snap["tokenizer_sha256"],
-                "done_model_sha256": None,
+                "done_model_sha256": model_sha256 if only_new else None,
                 "max_model_len": snap["max_model_len"],
             },
         ).to_pylist()
@@ -416,3 +418,29 @@ def dataset_capacity(
         seed=seed,
     )
     return replace(report, dataset=dataset, snapshot=int(snap["snapshot"]))
+
+
+def pipeline_capacity(
+    store: Store,
+    dataset: str,
+    deadline: str,
+    cost: CostModel,
+    *,
+    model_sha256: str,
+    incremental: bool,
+    max_engines: int = 8,
+) -> CapacityReport:
+    """The pipeline's capacity stage: the prompts it is about to run (all, or with
+    `incremental` those the model has not answered), from now until the next `deadline`
+    (HH:MM)."""
+    start = datetime.now().astimezone()
+    return dataset_capacity(
+        store,
+        dataset,
+        cost,
+        start=start,
+        deadline=deadline_after(start, deadline),
+        model_sha256=model_sha256,
+        only_new=incremental,
+        max_engines=max_engines,
+    )
