@@ -3,15 +3,17 @@
 Invariant: the prediction sees only what the pipeline knows before it runs: prompts,
 max_tokens and the pipeline's own output-length estimates (planners/estimates.py: earlier
 results of the dataset as history, else max_tokens), never true lengths. It simulates the
-dataset with every output at its estimate on k = 1, 2, 4, ... engines (simulate/
-multi_engine.py: the warm-up spread over the engines, one BlendServe plan, the DP split).
-Each makespan carries a band: +- the step model's calibration error (the rms relative error
-of the fit named in the hardware spec's `source`) plus the relative standard error of the
-total output the estimates imply (each request's length spread around its estimate,
-independent). What the band leaves out: estimates that are biased as a whole (a prefix
-group's mean measured on other prompts; max_tokens where nothing was measured, counted
-apart as an upper bound) and engine behaviour the simulator does not model. A dataset of more
-than `sample_limit` requests is simulated on a seeded sample of each prefix group (the same
+dataset on k = 1, 2, 4, ... engines (simulate/multi_engine.py: the warm-up spread over the
+engines, one BlendServe plan, the DP split) with outputs drawn around their estimates
+(lognormal: the estimate as mean, its spread as std of log length; a makespan depends on the
+longest outputs, so the mean alone predicts too short), averaged over a few draws. Each
+makespan carries a band: +- the step model's calibration error (the rms relative error of
+the fit named in the hardware spec's `source`), plus the relative standard error of the total
+output the estimates imply, plus the makespan's relative spread between the draws. What the
+band leaves out: estimates biased as a whole (a prefix group's mean measured on other prompts;
+max_tokens where nothing was measured, counted apart as an upper bound), length tails heavier
+than lognormal, and engine behaviour the simulator does not model. A dataset of more than
+`sample_limit` requests is simulated on a seeded sample of each prefix group (the same
 fraction of every group) and its makespans divided by that fraction.
 """
 
@@ -31,7 +33,13 @@ from blend import sql
 from blend.cost import CostModel, HardwareSpec, load_hardware
 from blend.names import NameKind, validate_name
 from blend.plan import HISTORY_LIMIT, requests_with_history
-from blend.planners import EstimateSource, OutputEstimates, PlanRequest, estimate_outputs
+from blend.planners import (
+    EstimateSource,
+    LengthHint,
+    OutputEstimates,
+    PlanRequest,
+    estimate_outputs,
+)
 from blend.simulate.io import Workload
 from blend.simulate.multi_engine import MultiEngineSimulator
 from blend.simulate.pipeline import SimulatedEngine
@@ -40,6 +48,7 @@ from blend.simulate.types import SimRequest
 from blend.store import Store, connect_read_only, fetch_arrow, fetch_dicts
 
 SAMPLE_LIMIT = 40_000  # requests simulated at most (larger datasets: a sample)
+DRAWS = 3  # draws of the output lengths around their estimates simulated per prediction
 UNFITTED_STEP_ERROR = 0.15  # the band's step-model error where no fit is recorded
 _RMS = re.compile(r"rms(?: relative)? error (\d+(?:\.\d+)?)%|error rms (\d+(?:\.\d+)?)%")
 
@@ -97,13 +106,24 @@ def length_error(estimates: OutputEstimates) -> float:
     return float(np.sqrt(np.sum(std**2)) / tokens.sum())
 
 
-def prediction_workload(requests: Sequence[PlanRequest], estimates: OutputEstimates) -> Workload:
-    """The requests with every output at its estimate (rounded, within 1 .. max_tokens)."""
+def prediction_workload(
+    requests: Sequence[PlanRequest], estimates: OutputEstimates, seed: int | None = 0
+) -> Workload:
+    """The requests with outputs drawn around their estimates: lognormal with the estimate
+    as its mean and the estimate's spread as the std of log length (what the measurements
+    behind it vary by; spread 0: the estimate itself), rounded into 1 .. max_tokens.
+    seed None: every output at its estimate. Drawn rather than set to the mean, since a
+    makespan depends on the longest outputs, not only on the total."""
+    tokens = np.asarray(estimates.tokens, dtype=np.float64)
+    if seed is not None:
+        spread = np.asarray(estimates.spread, dtype=np.float64)
+        z = np.random.default_rng(seed).standard_normal(len(tokens))
+        tokens = tokens * np.exp(spread * z - spread**2 / 2)
     sims: list[SimRequest] = []
     limits: list[int | None] = []
-    for request, estimate in zip(requests, estimates.tokens.tolist(), strict=True):
-        tokens = max(1, min(round(estimate), request.max_tokens))
-        sims.append(SimRequest(request.request_id, request.prompt_token_ids, tokens))
+    for request, estimate in zip(requests, tokens.tolist(), strict=True):
+        length = max(1, min(round(estimate), request.max_tokens))
+        sims.append(SimRequest(request.request_id, request.prompt_token_ids, length))
         limits.append(request.max_tokens)
     return Workload(sims, limits)
 
@@ -137,7 +157,8 @@ class EngineCountPrediction:
     """The predicted makespan on k engines, with its band (s)."""
 
     k: int
-    makespan_s: float
+    makespan_s: float  # mean over the draws of the output lengths
+    draw_spread: float  # relative std of the makespan between draws (0: one draw)
     low_s: float
     high_s: float
     finish: datetime  # start + makespan
@@ -172,8 +193,10 @@ class CapacityReport:
 
     @property
     def band(self) -> float:
-        """The band's half-width, relative: step-model error plus length error."""
-        return self.step_error.relative + self.length_error
+        """The band's widest half-width, relative: step-model error plus length error plus
+        the largest spread between draws."""
+        spread = max(p.draw_spread for p in self.predictions)
+        return self.step_error.relative + self.length_error + spread
 
     @property
     def least_engines(self) -> int | None:
@@ -209,6 +232,7 @@ class CapacityReport:
                 {
                     "k": p.k,
                     "makespan_s": p.makespan_s,
+                    "draw_spread": p.draw_spread,
                     "low_s": p.low_s,
                     "high_s": p.high_s,
                     "finish": p.finish.isoformat(),
@@ -252,9 +276,11 @@ class CapacityReport:
                 )
                 + ("; none meets it at the band's upper edge" if safe is None else "")
             )
+        spread = max(p.draw_spread for p in self.predictions)
         lines.append(
-            f"band +-{self.band:.1%}: step model {self.step_error.relative:.1%} "
-            f"({self.step_error.basis}) + output-length spread {self.length_error:.1%}"
+            f"band up to +-{self.band:.1%}: step model {self.step_error.relative:.1%} "
+            f"({self.step_error.basis}) + total output-length spread {self.length_error:.1%} "
+            f"+ makespan spread between length draws (up to {spread:.1%})"
         )
         if self.n_at_max_tokens:
             lines.append(
@@ -304,30 +330,44 @@ def predict_capacity(
     max_engines: int = 8,
     sample_limit: int = SAMPLE_LIMIT,
     seed: int = 0,
+    history: Sequence[LengthHint] = (),
+    draws: int = DRAWS,
 ) -> CapacityReport:
-    """Predicted makespans on 1, 2, 4, ... max_engines engines (module invariant)."""
+    """Predicted makespans on 1, 2, 4, ... max_engines engines (module invariant): the mean
+    over `draws` draws of the output lengths; `history`: the hints `estimates` came from
+    (the simulated pipeline plans with them too)."""
     if not requests:
         raise CapacityError("nothing to plan: the dataset has no requests")
     if deadline <= start:
         raise CapacityError(f"deadline {deadline} is not after the start {start}")
     counts = engine_counts(max_engines)
     started = time.perf_counter()
+    if draws < 1:
+        raise CapacityError(f"draws must be >= 1, got {draws}")
     chosen, fraction = sample_by_group(estimates, sample_limit, seed)
-    workload = prediction_workload([requests[i] for i in chosen.tolist()], estimates.subset(chosen))
-    chunked = cost.hardware.device != "cpu"
-    engine = SimulatedEngine(default_settings(workload, cost, chunked))
-    simulator = MultiEngineSimulator(workload, cost, engine, seed=seed)
+    picked, picked_estimates = [requests[i] for i in chosen.tolist()], estimates.subset(chosen)
+    if not np.any(picked_estimates.spread > 0):
+        draws = 1  # nothing to draw: every output at its estimate
+    makespans = np.zeros((draws, len(counts)))
+    for d in range(draws):
+        workload = prediction_workload(picked, picked_estimates, seed + d)
+        chunked = cost.hardware.device != "cpu"
+        engine = SimulatedEngine(default_settings(workload, cost, chunked))
+        simulator = MultiEngineSimulator(workload, cost, engine, seed=seed, history=history)
+        makespans[d] = [simulator.run(k).makespan_s / fraction for k in counts]
     step, lengths = step_model_error(cost.hardware), length_error(estimates)
-    band = step.relative + lengths
     available = (deadline - start).total_seconds()
     predictions = []
-    for k in counts:
-        makespan = simulator.run(k).makespan_s / fraction
+    for j, k in enumerate(counts):
+        makespan = float(makespans[:, j].mean())
+        spread = float(makespans[:, j].std(ddof=1) / makespan) if draws > 1 else 0.0
+        band = step.relative + lengths + spread
         high = makespan * (1 + band)
         predictions.append(
             EngineCountPrediction(
                 k=k,
                 makespan_s=makespan,
+                draw_spread=spread,
                 low_s=makespan * max(0.0, 1 - band),
                 high_s=high,
                 finish=start + timedelta(seconds=makespan),
@@ -365,6 +405,7 @@ def dataset_capacity(
     max_engines: int = 8,
     sample_limit: int = SAMPLE_LIMIT,
     seed: int = 0,
+    draws: int = DRAWS,
 ) -> CapacityReport:
     """predict_capacity for the latest profile of `dataset`, read from the store read-only:
     its prompts' token ids and max_tokens, and (given the model's sha256) the dataset's
@@ -416,6 +457,8 @@ def dataset_capacity(
         max_engines=max_engines,
         sample_limit=sample_limit,
         seed=seed,
+        history=hints,
+        draws=draws,
     )
     return replace(report, dataset=dataset, snapshot=int(snap["snapshot"]))
 

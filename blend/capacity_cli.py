@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from blend.capacity import (
+    DRAWS,
     SAMPLE_LIMIT,
     CapacityError,
     CapacityReport,
@@ -61,6 +62,10 @@ def capacity_command(
             "--sample-limit", help="Requests simulated at most (larger datasets: a sample)."
         ),
     ] = SAMPLE_LIMIT,
+    draws: Annotated[
+        int,
+        typer.Option(help="Draws of the output lengths around their estimates, averaged."),
+    ] = DRAWS,
     store: Annotated[
         Path | None,
         typer.Option("--store", help="Store folder (default: $BLEND_STORE or ./blend-store)."),
@@ -87,6 +92,7 @@ def capacity_command(
             model_sha256=model_sha256(model) if model is not None else None,
             max_engines=max_engines,
             sample_limit=sample_limit,
+            draws=draws,
         )
     except (CapacityError, ValueError, StoreNotReadableError) as exc:
         typer.echo(f"capacity failed: {exc}", err=True)

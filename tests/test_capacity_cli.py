@@ -65,7 +65,7 @@ def test_capacity_prints_a_summary(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "k=8:" in result.output and "needs 1 engine(s)" in result.output
-    assert "band +-" in result.output and "upper bound" in result.output
+    assert "band up to +-" in result.output and "upper bound" in result.output
 
 
 @pytest.mark.parametrize(
@@ -169,3 +169,16 @@ def test_more_engines_are_needed_for_a_tighter_deadline() -> None:
     )
     assert tight.least_engines == 2
     assert [p.makespan_s for p in tight.predictions] == [one, two]  # deterministic
+
+
+def test_outputs_are_drawn_around_their_estimates() -> None:
+    n = 4000
+    estimates = _estimates([200.0] * n, [0.8] * n)
+    requests = [PlanRequest(f"r{i}", [1, i + 2], 100_000) for i in range(n)]
+    drawn = prediction_workload(requests, estimates, seed=3)
+    lengths = np.array([r.output_len for r in drawn.requests], dtype=float)
+    assert lengths.mean() == pytest.approx(200, rel=0.05)  # the estimate is the mean
+    assert np.log(lengths).std() == pytest.approx(0.8, rel=0.05)
+    assert lengths.max() > 3 * 200  # the long outputs a makespan depends on
+    fixed = prediction_workload(requests, estimates, seed=None)
+    assert {r.output_len for r in fixed.requests} == {200}

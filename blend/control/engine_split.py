@@ -19,7 +19,8 @@ import numpy as np
 from blend.admission.dual_scan import ScanSequence
 from blend.cost import CostModel
 
-CHUNKS_PER_ENGINE = 64  # chunks the sequence is cut into per engine (finer: better balance)
+CHUNKS_PER_ENGINE = 256  # chunks the sequence is cut into per engine (finer: better balance)
+MIN_CHUNK = 16  # positions per chunk at least (smaller ones would cut prefix groups apart)
 CUT_SLACK = 0.5  # a cut may move this share of a chunk's width to find a low shared_prev
 
 
@@ -73,7 +74,8 @@ def split_for_engines(sequence: ScanSequence, cost: CostModel, k: int) -> list[n
     comp_norm = comp / comp_total if comp_total > 0 else np.zeros(n)
     mem_norm = mem / mem_total if mem_total > 0 else np.zeros(n)
     shared = np.asarray(sequence.shared_prev, dtype=np.float64)
-    bounds = chunk_bounds(comp_norm + mem_norm, shared, CHUNKS_PER_ENGINE * k)
+    n_chunks = max(2 * k, min(CHUNKS_PER_ENGINE * k, n // MIN_CHUNK))
+    bounds = chunk_bounds(comp_norm + mem_norm, shared, n_chunks)
     # a chunk's first position computes its whole prompt (the cut ends its sharing)
     restored = np.zeros(n)
     restored[bounds[:-1]] = shared[bounds[:-1]] * cost.comp_s(1.0, 0.0)
@@ -110,47 +112,47 @@ def deal(comp: np.ndarray, mem: np.ndarray, k: int) -> np.ndarray:
         least_loaded = np.argsort(load, kind="stable")[: len(block)]
         owner[largest_first] = least_loaded
         load[least_loaded] += comp[largest_first] + mem[largest_first]
-    return refine(owner, comp, mem, k, np.arange(n) // k)
+    return refine(owner, comp, mem, k)
 
 
 def refine(
-    owner: np.ndarray,
-    comp: np.ndarray,
-    mem: np.ndarray,
-    k: int,
-    block: np.ndarray,
-    rounds: int = 500,
+    owner: np.ndarray, comp: np.ndarray, mem: np.ndarray, k: int, max_swaps: int | None = None
 ) -> np.ndarray:
-    """Unit owners after local search: the swap of two units of the same block between
-    engines that most lowers sum_e (Comp_e - Comp/k)^2 + (Mem_e - Mem/k)^2, repeated while
-    one helps."""
-    owner = owner.copy()
-    target = comp.sum() / k, mem.sum() / k
-    same_block = block[:, None] == block[None, :]
-    gc, gm = comp[None, :] - comp[:, None], mem[None, :] - mem[:, None]
-    for _ in range(rounds):
-        dev_c = np.bincount(owner, comp, k) - target[0]  # per engine
-        dev_m = np.bincount(owner, mem, k) - target[1]
-        # unit i (owner a) takes j's place and j takes i's: a gains j - i, b gains i - j
-        ca, cb = dev_c[owner][:, None], dev_c[owner][None, :]
-        ma, mb = dev_m[owner][:, None], dev_m[owner][None, :]
+    """Unit owners after local search: the swap of two units' engines within a block (k
+    consecutive units, each on its own engine; the last block padded with empty units on the
+    engines it misses) that most lowers sum_e (Comp_e - Comp/k)^2 + (Mem_e - Mem/k)^2,
+    repeated while one helps (at most `max_swaps`, default 4 per block)."""
+    n = len(comp)
+    blocks = -(-n // k)
+    pad = blocks * k - n
+    missing = sorted(set(range(k)) - set(owner[(blocks - 1) * k :].tolist()))
+    own = np.concatenate((owner, missing)).astype(np.int64).reshape(blocks, k)
+    c = np.concatenate((comp, np.zeros(pad))).reshape(blocks, k)
+    m = np.concatenate((mem, np.zeros(pad))).reshape(blocks, k)
+    target_c, target_m = comp.sum() / k, mem.sum() / k
+    gc = c[:, None, :] - c[:, :, None]  # [b, i, j]: unit j's Comp less unit i's
+    gm = m[:, None, :] - m[:, :, None]
+    for _ in range(4 * blocks if max_swaps is None else max_swaps):
+        dc = (np.bincount(own.ravel(), c.ravel(), k) - target_c)[own]  # per unit: its engine's
+        dm = (np.bincount(own.ravel(), m.ravel(), k) - target_m)[own]
+        # i's engine takes j (gains j - i), j's engine takes i (gains i - j)
+        ci, cj, mi, mj = dc[:, :, None], dc[:, None, :], dm[:, :, None], dm[:, None, :]
         change = (
-            (ca + gc) ** 2
-            - ca**2
-            + (cb - gc) ** 2
-            - cb**2
-            + (ma + gm) ** 2
-            - ma**2
-            + (mb - gm) ** 2
-            - mb**2
+            (ci + gc) ** 2
+            - ci**2
+            + (cj - gc) ** 2
+            - cj**2
+            + (mi + gm) ** 2
+            - mi**2
+            + (mj - gm) ** 2
+            - mj**2
         )
-        change[~same_block | (owner[:, None] == owner[None, :])] = 0.0
         best = int(np.argmin(change))
         if change.flat[best] >= -1e-15:
             break
-        i, j = np.unravel_index(best, change.shape)
-        owner[i], owner[j] = owner[j], owner[i]
-    return owner
+        b, i, j = np.unravel_index(best, change.shape)
+        own[b, i], own[b, j] = own[b, j], own[b, i]
+    return own.ravel()[:n]
 
 
 def share_loads(

@@ -32,7 +32,7 @@ from blend.admission.factory import admission_policy
 from blend.admission.warmup import WarmupOutcome, WarmupThenReplan
 from blend.control.engine_split import split_for_engines
 from blend.cost import CostModel
-from blend.planners import estimate_outputs, make_planner, select_warmup
+from blend.planners import LengthHint, estimate_outputs, make_planner, select_warmup
 from blend.planners.estimates import WARMUP_FRACTION
 from blend.simulate.engine import simulate_online
 from blend.simulate.io import Workload
@@ -140,14 +140,18 @@ class MultiEngineSimulator:
         warmup_fraction: float = WARMUP_FRACTION,
         dual_scan: DualScanOptions | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        history: Sequence[LengthHint] = (),
     ) -> None:
+        """`history`: lengths measured before this run (earlier results of the dataset), as
+        the plan stage passes them to the estimates."""
         if not workload.requests:
             raise ValueError("multi-engine simulation: the workload has no requests")
         self.workload, self.cost, self.engine = workload, cost, engine
         self.planner_name, self.seed, self.dual_scan = planner, seed, dual_scan
         self._prompts = [r.prompt_token_ids for r in workload.requests]
         self._visible = visible_requests(workload, default_max_tokens=default_max_tokens)
-        first = estimate_outputs(self._visible)
+        self.history = list(history)
+        first = estimate_outputs(self._visible, self.history)
         trie = build_compact_trie(self._prompts)
         self.warmup = select_warmup(trie, first.measured(), warmup_fraction, seed)
         is_warmup = np.zeros(len(self._prompts), dtype=bool)
@@ -177,7 +181,7 @@ class MultiEngineSimulator:
                 finished.update(outcome.finished)
                 running.update(outcome.running)
         rest_visible = [self._visible[i] for i in self.rest.tolist()]
-        hints = warmup_hints(self._visible, WarmupOutcome(finished, running, 0))
+        hints = self.history + warmup_hints(self._visible, WarmupOutcome(finished, running, 0))
         estimates = estimate_outputs(rest_visible, hints)
         planner = make_planner(self.planner_name, seed=self.seed, cost=self.cost)
         plan = planner.plan(rest_visible, estimates)
