@@ -1,15 +1,17 @@
 """BlendServe's data-parallel split: one density-sorted plan cut into k engines' shares.
 
 Invariant: the shares are a partition of the sequence's positions, each in sequence order.
-The sequence is cut into contiguous chunks of about equal load (Comp + Mem, blend/cost.py,
-normalised so both resources weigh the same), each cut placed at the position of least
-`shared_prev` near its ideal place, so prefix groups stay together (a cut inside a group
-costs that engine one more prefill of the shared prefix). The chunks are dealt in pairs from
-both ends of the sequence, (compute-heavy left chunk, memory-heavy right chunk), the paper's
-dual scan applied to engines: largest pair first, each pair to the engine whose larger
-normalised resource (its Comp / (total Comp / k) or its Mem / (total Mem / k)) stays lowest
-after taking it. An engine's Comp and Mem both near 1/k of the total give it 1/k of the load
-at about the root's density.
+The sequence is cut into contiguous chunks of about equal load (Comp + Mem at the estimated
+lengths, blend/cost.py, normalised so both resources weigh the same), each cut placed at the
+position of least `shared_prev` near its ideal place, so prefix groups stay together (a cut
+inside a group costs that engine one more prefill of the shared prefix, counted in its load).
+Chunks are paired from both ends of the sequence (compute-heavy left chunk with memory-heavy
+right chunk: the paper's dual scan applied to engines) and the pairs dealt in blocks of k
+consecutive pairs, one per engine per block (the largest of a block to the least loaded
+engine), so every engine gets a slice of every density stratum and an estimate error of a
+stratum lands on all engines alike; swaps within blocks then even out Comp and Mem. An
+engine's Comp and Mem both near 1/k of the total give it 1/k of the load at about the root's
+density. docs/capacity.md has the measurements.
 """
 
 from __future__ import annotations
