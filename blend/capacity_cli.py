@@ -18,11 +18,25 @@ from blend.capacity import (
     dataset_capacity,
     deadline_after,
 )
-from blend.store import Store, StoreNotReadableError
+from blend.names import InvalidNameError, NameKind, validate_name
+from blend.store import Store, StoreNotReadableError, default_store_dir
+
+
+def _dataset_name(value: str) -> str:
+    """The naming rule, checked before anything is opened (as the other commands do)."""
+    try:
+        return validate_name(value, NameKind.DATASET)
+    except InvalidNameError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def capacity_command(
-    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (its latest profile).")],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset", help="Dataset name (its latest profile).", callback=_dataset_name
+        ),
+    ],
     deadline: Annotated[
         str, typer.Option(help="Time of day the run must be done by, HH:MM (local time).")
     ],
@@ -83,8 +97,10 @@ def capacity_command(
         if model is not None and not (model / "config.json").is_file():
             raise CapacityError(f"--model {model}: not a model folder (no config.json)")
         cost = resolve_cost(model_spec, hardware, model)
+        # Not Store.open: reading a profile creates nothing, not even the store folder.
+        opened = Store((store if store is not None else default_store_dir()).resolve())
         report = dataset_capacity(
-            Store.open(store),
+            opened,
             dataset,
             cost,
             start=begin,

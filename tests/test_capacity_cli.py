@@ -83,6 +83,20 @@ def test_capacity_refuses_bad_input(tmp_path: Path, args: list[str], message: st
     assert message in result.output
 
 
+def test_capacity_refuses_a_bad_name_and_an_empty_store_without_creating_one(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    bad = runner.invoke(
+        app,
+        ["capacity", "--dataset", "x'; drop", "--deadline", "06:00", *CLI, "--store", str(store)],
+    )
+    assert bad.exit_code == 2 and "invalid dataset name" in bad.output
+    empty = runner.invoke(app, ["capacity", "--dataset", "ds", *args])
+    assert empty.exit_code == 1 and "no database" in empty.output
+    assert not store.exists()
+
+
 def test_the_deadline_is_the_next_such_time_of_day() -> None:
     evening = datetime(2026, 11, 30, 22, 15, tzinfo=UTC)
     assert deadline_after(evening, "06:00") == datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
