@@ -87,10 +87,8 @@ def test_capacity_refuses_a_bad_name_and_an_empty_store_without_creating_one(
     tmp_path: Path,
 ) -> None:
     store = tmp_path / "store"
-    bad = runner.invoke(
-        app,
-        ["capacity", "--dataset", "x'; drop", "--deadline", "06:00", *CLI, "--store", str(store)],
-    )
+    args = ["--deadline", "06:00", *CLI, "--store", str(store)]
+    bad = runner.invoke(app, ["capacity", "--dataset", "x'; drop", *args])
     assert bad.exit_code == 2 and "invalid dataset name" in bad.output
     empty = runner.invoke(app, ["capacity", "--dataset", "ds", *args])
     assert empty.exit_code == 1 and "no database" in empty.output
