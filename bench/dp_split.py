@@ -2,6 +2,7 @@
 
     python bench/dp_split.py [--n 80000] [--family-n 20000] [--seeds 0] [--ks 2,4,8]
                              [--splits blendserve,round-robin,random] [--workers 1]
+                             [--families dolly,...]
                              [--json bench/results/dp-split.json] [--markdown FILE]
     python bench/dp_split.py --quick        # 4000 requests per workload, seed 0, k = 2, 4
 
@@ -123,11 +124,16 @@ def _row(
 
 
 def jobs(
-    n: int, family_n: int, seeds: Sequence[int], ks: tuple[int, ...], splits: tuple[str, ...]
+    n: int,
+    family_n: int,
+    seeds: Sequence[int],
+    ks: tuple[int, ...],
+    splits: tuple[str, ...],
+    families: Sequence[str],
 ) -> Iterator[Job]:
     for name in MAIN_MIXES:
         yield Job(name, MAIN_MIX, n, ks, splits)
-    for family in FAMILIES:
+    for family in families:
         if family == "main-mix":
             continue  # the paper's four mixes stand for it
         for seed in seeds:
@@ -180,6 +186,9 @@ def main() -> None:
     parser.add_argument("--ks", default="2,4,8", help="engine counts besides 1")
     parser.add_argument("--splits", default=",".join(SPLITS))
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--families", default=",".join(FAMILIES), help="families besides the mixes ('' for none)"
+    )
     parser.add_argument("--quick", action="store_true", help="4000 requests, seed 0, k = 2, 4")
     parser.add_argument("--json", type=Path, help="write every row here")
     parser.add_argument("--markdown", type=Path, help="write the table here")
@@ -192,7 +201,11 @@ def main() -> None:
     if unknown:
         parser.error(f"--splits: unknown {unknown}; known {', '.join(SPLITS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    todo = list(jobs(args.n, args.family_n, seeds, ks, splits))
+    families = [f for f in args.families.split(",") if f]
+    unknown_families = sorted(set(families) - set(FAMILIES))
+    if unknown_families:
+        parser.error(f"--families: unknown {unknown_families}; known {', '.join(FAMILIES)}")
+    todo = list(jobs(args.n, args.family_n, seeds, ks, splits, families))
     rows: list[Row] = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         for result in pool.map(run_job, todo):

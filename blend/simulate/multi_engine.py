@@ -102,7 +102,7 @@ class MultiEngineRun:
 
 @dataclass(frozen=True, slots=True)
 class GlobalPlan:
-    """The warm-up sample, what it measured, and the plan of every other request."""
+    """The warm-up sample and the plan of every other request, made with what it measured."""
 
     warmup: np.ndarray  # int64 request indices of the warm-up sample, in run order
     sequence: ScanSequence  # the re-plan's sequence (request indices, estimates)
