@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from blend.capacity_cli import capacity_command
 from blend.names import InvalidNameError, NameKind, validate_name
 from blend.planners import PlannerName
 from blend.query_format import OutputFormat
@@ -618,6 +619,7 @@ def _print_where(store: Store, dataset: str) -> None:
 
 
 app.command("simulate")(simulate_command)
+app.command("capacity")(capacity_command)
 
 
 def main() -> None:

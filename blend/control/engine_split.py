@@ -1,15 +1,17 @@
 """BlendServe's data-parallel split: one density-sorted plan cut into k engines' shares.
 
 Invariant: the shares are a partition of the sequence's positions, each in sequence order.
-The sequence is cut into contiguous chunks of about equal load (Comp + Mem, blend/cost.py,
-normalised so both resources weigh the same), each cut placed at the position of least
-`shared_prev` near its ideal place, so prefix groups stay together (a cut inside a group
-costs that engine one more prefill of the shared prefix). The chunks are dealt in pairs from
-both ends of the sequence, (compute-heavy left chunk, memory-heavy right chunk), the paper's
-dual scan applied to engines: largest pair first, each pair to the engine whose larger
-normalised resource (its Comp / (total Comp / k) or its Mem / (total Mem / k)) stays lowest
-after taking it. An engine's Comp and Mem both near 1/k of the total give it 1/k of the load
-at about the root's density.
+The sequence is cut into contiguous chunks of about equal load (Comp + Mem at the estimated
+lengths, blend/cost.py, normalised so both resources weigh the same), each cut placed at the
+position of least `shared_prev` near its ideal place, so prefix groups stay together (a cut
+inside a group costs that engine one more prefill of the shared prefix, counted in its load).
+Chunks are paired from both ends of the sequence (compute-heavy left chunk with memory-heavy
+right chunk: the paper's dual scan applied to engines) and the pairs dealt in blocks of k
+consecutive pairs, one per engine per block (the largest of a block to the least loaded
+engine), so every engine gets a slice of every density stratum and an estimate error of a
+stratum lands on all engines alike; swaps within blocks then even out Comp and Mem. An
+engine's Comp and Mem both near 1/k of the total give it 1/k of the load at about the root's
+density. docs/capacity.md has the measurements.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import numpy as np
 from blend.admission.dual_scan import ScanSequence
 from blend.cost import CostModel
 
-CHUNKS_PER_ENGINE = 16  # chunks the sequence is cut into per engine (finer: better balance)
+CHUNKS_PER_ENGINE = 256  # chunks the sequence is cut into per engine (finer: better balance)
+MIN_CHUNK = 16  # positions per chunk at least (smaller ones would cut prefix groups apart)
 CUT_SLACK = 0.5  # a cut may move this share of a chunk's width to find a low shared_prev
 
 
@@ -73,7 +76,8 @@ def split_for_engines(sequence: ScanSequence, cost: CostModel, k: int) -> list[n
     comp_norm = comp / comp_total if comp_total > 0 else np.zeros(n)
     mem_norm = mem / mem_total if mem_total > 0 else np.zeros(n)
     shared = np.asarray(sequence.shared_prev, dtype=np.float64)
-    bounds = chunk_bounds(comp_norm + mem_norm, shared, CHUNKS_PER_ENGINE * k)
+    n_chunks = max(2 * k, min(CHUNKS_PER_ENGINE * k, n // MIN_CHUNK))
+    bounds = chunk_bounds(comp_norm + mem_norm, shared, n_chunks)
     # a chunk's first position computes its whole prompt (the cut ends its sharing)
     restored = np.zeros(n)
     restored[bounds[:-1]] = shared[bounds[:-1]] * cost.comp_s(1.0, 0.0)
@@ -87,68 +91,70 @@ def split_for_engines(sequence: ScanSequence, cost: CostModel, k: int) -> list[n
     units = [sorted({a, b}) for a, b in pairs]
     unit_comp = np.array([chunk_comp[u].sum() for u in units])
     unit_mem = np.array([chunk_mem[u].sum() for u in units])
-    engine_comp, engine_mem = np.zeros(k), np.zeros(k)
+    unit_owner = deal(unit_comp, unit_mem, k)
     owner = np.zeros(n_chunks, dtype=np.int64)
-    for u in np.argsort(-(unit_comp + unit_mem), kind="stable").tolist():
-        after = np.maximum(engine_comp + unit_comp[u], engine_mem + unit_mem[u])
-        # least worst resource after taking it; among equals the engine with least load
-        e = int(np.lexsort((engine_comp + engine_mem, after))[0])
-        engine_comp[e] += unit_comp[u]
-        engine_mem[e] += unit_mem[u]
-        owner[units[u]] = e
-    owner = refine(owner, chunk_comp, chunk_mem, k)
+    for u, chunks in enumerate(units):
+        owner[chunks] = unit_owner[u]
     position_owner = np.repeat(owner, np.diff(bounds))
     return [np.flatnonzero(position_owner == e).astype(np.int64) for e in range(k)]
 
 
+def deal(comp: np.ndarray, mem: np.ndarray, k: int) -> np.ndarray:
+    """Engine of each unit (normalised Comp and Mem, outermost pair first): every block of k
+    consecutive units gives each engine one unit (so every engine gets a slice of every
+    density stratum and estimate errors of a stratum spread over all engines), the largest
+    unit of a block to the engine with the least load so far; then `refine` evens out Comp
+    and Mem by swaps within blocks."""
+    n = len(comp)
+    owner = np.zeros(n, dtype=np.int64)
+    load = np.zeros(k)
+    for start in range(0, n, k):
+        block = np.arange(start, min(n, start + k))
+        largest_first = block[np.argsort(-(comp[block] + mem[block]), kind="stable")]
+        least_loaded = np.argsort(load, kind="stable")[: len(block)]
+        owner[largest_first] = least_loaded
+        load[least_loaded] += comp[largest_first] + mem[largest_first]
+    return refine(owner, comp, mem, k)
+
+
 def refine(
-    owner: np.ndarray, comp: np.ndarray, mem: np.ndarray, k: int, rounds: int = 200
+    owner: np.ndarray, comp: np.ndarray, mem: np.ndarray, k: int, max_swaps: int | None = None
 ) -> np.ndarray:
-    """Chunk owners after local search: the single move or swap of chunks between engines
-    that most lowers sum_e (Comp_e - 1/k)^2 + (Mem_e - 1/k)^2 (normalised loads), repeated
-    while one helps (dealing whole pairs leaves what pairs cannot even out)."""
-    owner = owner.copy()
-    target = comp.sum() / k, mem.sum() / k
-    for _ in range(rounds):
-        dev_c = np.bincount(owner, comp, k) - target[0]  # per engine
-        dev_m = np.bincount(owner, mem, k) - target[1]
-        # move chunk i from its owner a to engine b
-        a = owner
-        move = (
-            (dev_c[a, None] - comp[:, None]) ** 2
-            - dev_c[a, None] ** 2
-            + (dev_c[None, :] + comp[:, None]) ** 2
-            - dev_c[None, :] ** 2
-            + (dev_m[a, None] - mem[:, None]) ** 2
-            - dev_m[a, None] ** 2
-            + (dev_m[None, :] + mem[:, None]) ** 2
-            - dev_m[None, :] ** 2
+    """Unit owners after local search: the swap of two units' engines within a block (k
+    consecutive units, each on its own engine; the last block padded with empty units on the
+    engines it misses) that most lowers sum_e (Comp_e - Comp/k)^2 + (Mem_e - Mem/k)^2,
+    repeated while one helps (at most `max_swaps`, default 4 per block)."""
+    n = len(comp)
+    blocks = -(-n // k)
+    pad = blocks * k - n
+    missing = sorted(set(range(k)) - set(owner[(blocks - 1) * k :].tolist()))
+    own = np.concatenate((owner, missing)).astype(np.int64).reshape(blocks, k)
+    c = np.concatenate((comp, np.zeros(pad))).reshape(blocks, k)
+    m = np.concatenate((mem, np.zeros(pad))).reshape(blocks, k)
+    target_c, target_m = comp.sum() / k, mem.sum() / k
+    gc = c[:, None, :] - c[:, :, None]  # [b, i, j]: unit j's Comp less unit i's
+    gm = m[:, None, :] - m[:, :, None]
+    for _ in range(4 * blocks if max_swaps is None else max_swaps):
+        dc = (np.bincount(own.ravel(), c.ravel(), k) - target_c)[own]  # per unit: its engine's
+        dm = (np.bincount(own.ravel(), m.ravel(), k) - target_m)[own]
+        # i's engine takes j (gains j - i), j's engine takes i (gains i - j)
+        ci, cj, mi, mj = dc[:, :, None], dc[:, None, :], dm[:, :, None], dm[:, None, :]
+        change = (
+            (ci + gc) ** 2
+            - ci**2
+            + (cj - gc) ** 2
+            - cj**2
+            + (mi + gm) ** 2
+            - mi**2
+            + (mj - gm) ** 2
+            - mj**2
         )
-        move[np.arange(len(owner)), a] = 0.0
-        # swap chunk i (owner a) with chunk j (owner b): a gains j - i, b gains i - j
-        gc, gm = comp[None, :] - comp[:, None], mem[None, :] - mem[:, None]
-        ca, cb, ma, mb = dev_c[a][:, None], dev_c[a][None, :], dev_m[a][:, None], dev_m[a][None, :]
-        swap = (
-            (ca + gc) ** 2
-            - ca**2
-            + (cb - gc) ** 2
-            - cb**2
-            + (ma + gm) ** 2
-            - ma**2
-            + (mb - gm) ** 2
-            - mb**2
-        )
-        swap[a[:, None] == a[None, :]] = 0.0
-        best_move, best_swap = float(move.min()), float(swap.min())
-        if min(best_move, best_swap) >= -1e-15:
+        best = int(np.argmin(change))
+        if change.flat[best] >= -1e-15:
             break
-        if best_move <= best_swap:
-            i, b = np.unravel_index(int(np.argmin(move)), move.shape)
-            owner[i] = b
-        else:
-            i, j = np.unravel_index(int(np.argmin(swap)), swap.shape)
-            owner[i], owner[j] = owner[j], owner[i]
-    return owner
+        b, i, j = np.unravel_index(best, change.shape)
+        own[b, i], own[b, j] = own[b, j], own[b, i]
+    return own.ravel()[:n]
 
 
 def share_loads(
