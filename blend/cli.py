@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from blend.capacity_cli import capacity_command
 from blend.control.cli import lp_command
 from blend.hetegen.cli import hetegen_app
 from blend.names import InvalidNameError, NameKind, validate_name
@@ -130,6 +131,24 @@ IncrementalOpt = Annotated[
         "--incremental/--full",
         help="Plan only prompts without a result from this model and sampling (--model), "
         "or all of them.",
+    ),
+]
+
+EnginesOpt = Annotated[
+    int,
+    typer.Option(
+        "--engines",
+        min=1,
+        help="Engines that run the plan in parallel, one share each, as Ray actors (one GPU "
+        "each where the cluster has GPUs; Ray: $RAY_ADDRESS, else a local cluster).",
+    ),
+]
+ResultsUriOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--results-uri",
+        help="With --engines: the store's results folder as the engines reach it (e.g. "
+        "s3://bucket/blend-results; default: its local path, shared by every node).",
     ),
 ]
 
@@ -299,6 +318,8 @@ def execute(
     ] = None,
     kv_cache_gib: Annotated[float, typer.Option(help="CPU build: KV cache GiB.")] = 1.0,
     engine: EngineOpt = "auto",
+    engines: EnginesOpt = 1,
+    results_uri: ResultsUriOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Run a plan through the engine (vLLM, or hetegen); results go to Parquet with lineage."""
@@ -310,7 +331,9 @@ def execute(
     )
     # Budgets given on the command line win over the ones the planner recommends.
     explicit = max_num_seqs is not None or max_num_batched_tokens is not None
-    options = ExecuteOptions(resume=resume, plan_budgets=not explicit)
+    options = ExecuteOptions(
+        resume=resume, plan_budgets=not explicit, engines=engines, results_uri=results_uri
+    )
     try:
         with _execute_progress() as progress:
             report = execute_plan(
@@ -368,9 +391,12 @@ def run(
     max_num_seqs: SeqsOpt = None,
     kv_cache_gib: Annotated[float, typer.Option(help="CPU build: KV cache GiB.")] = 1.0,
     engine: EngineOpt = "auto",
+    engines: EnginesOpt = 1,
+    results_uri: ResultsUriOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """The whole pipeline: ingest -> profile -> plan -> execute. No arguments: the demo."""
+    from blend.execute import ExecuteOptions
     from blend.pipeline import PipelineOptions, pipeline_input, run_pipeline
 
     opened = Store.open(store)
@@ -405,7 +431,13 @@ def run(
         report = run_pipeline(
             opened,
             _engine_config(model_dir, None, None, kv_cache_gib, engine),
-            PipelineOptions(input_path, dataset, options, incremental),
+            PipelineOptions(
+                input_path,
+                dataset,
+                options,
+                incremental,
+                execute=ExecuteOptions(engines=engines, results_uri=results_uri),
+            ),
             progress=progress,
             on_stage=lambda name, r: printers[name](r),
         )
@@ -616,6 +648,7 @@ def _print_where(store: Store, dataset: str) -> None:
 app.command("simulate")(simulate_command)
 app.command("lp")(lp_command)
 app.add_typer(hetegen_app, name="hetegen")
+app.command("capacity")(capacity_command)
 
 
 def main() -> None:

@@ -138,6 +138,10 @@ class ExecuteOptions:
     progress_interval_s: float = 0.2  # least time between progress callbacks (s)
     warmup_done_fraction: float = 0.9  # re-plan once this share of the warm-up finished
     on_replan: Callable[[dict], None] | None = None  # told the re-plan's report once stored
+    # more than 1: that many engines as Ray actors, one share of the plan each (blend/scale)
+    engines: int = 1
+    ray_address: str | None = None  # Ray cluster to use (default: $RAY_ADDRESS, else local)
+    results_uri: str | None = None  # the store's results folder as engines reach it (a URL)
 
 
 def default_engine_factory(config: EngineConfig) -> Engine:
@@ -161,6 +165,20 @@ def execute_plan(
     if run_id is not None:
         validate_name(run_id, NameKind.RUN_ID, "execute_plan(run_id=...)")
     options = options or ExecuteOptions()
+    if options.engines < 1:
+        raise ExecuteError(f"engines must be >= 1, got {options.engines}")
+    if options.engines > 1:
+        from blend.scale.ray_fleet import execute_on_ray
+
+        return execute_on_ray(
+            store,
+            plan_id,
+            engine_config,
+            run_id=run_id,
+            options=options,
+            engine_factory=engine_factory,
+            progress=progress,
+        )
     started = time.perf_counter()
     run = _prepare(store, plan_id, engine_config, run_id, options)
     with _run_lock(run.directory, run.run_id):

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from blend import sql
-from blend.cost import model_spec_from_dir
+from blend.capacity import CapacityReport, pipeline_capacity
+from blend.cost import model_spec_from_dir, resolve_cost
 from blend.engine_settings import EngineSettings, SettingsSource
 from blend.engines.base import EngineConfig
 from blend.execute import ExecuteOptions, ProgressCallback, RunReport, execute_plan, new_run_id
@@ -58,6 +59,9 @@ class PipelineOptions:
     incremental: bool = True  # plan only prompts without a result from this model + sampling
     resume: bool = True  # continue the latest unfinished run (incremental runs only)
     execute: ExecuteOptions = field(default_factory=ExecuteOptions)
+    # HH:MM: before executing, predict how many engines finish the run by then (capacity.py)
+    capacity_deadline: str | None = None
+    capacity_max_engines: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,7 @@ class PipelineReport:
     run: RunReport | None  # None when the plan had nothing left to run (incremental)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage (s)
     resumed_run: str | None = None  # the unfinished run this pipeline continued, if any
+    capacity: CapacityReport | None = None  # with options.capacity_deadline
 
 
 def pipeline_input(store: Store, input_path: Path | None, dataset: str | None) -> tuple[Path, str]:
@@ -145,6 +150,20 @@ def run_pipeline(
     resumed = unfinished.run_id if unfinished is not None else None
     if planned.n_requests == 0:
         return PipelineReport(ingested, profiled, planned, None, seconds, resumed)
+    capacity = None
+    if options.capacity_deadline is not None:
+        cost = resolve_cost(options.plan.model_spec, options.plan.hardware, model_dir)
+        capacity = stage(
+            "capacity",
+            pipeline_capacity,
+            store,
+            dataset,
+            options.capacity_deadline,
+            cost,
+            model_sha256=model_hash,
+            incremental=options.incremental,
+            max_engines=options.capacity_max_engines,
+        )
     # The run id is fixed before the stage, so a retried execute stage resumes the same run.
     run = stage(
         "execute",
@@ -156,7 +175,7 @@ def run_pipeline(
         options=options.execute,
         progress=progress,
     )
-    return PipelineReport(ingested, profiled, planned, run, seconds, resumed)
+    return PipelineReport(ingested, profiled, planned, run, seconds, resumed, capacity)
 
 
 def stored_plan_report(store: Store, plan_id: str, model_dir: Path) -> PlanReport:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -86,15 +87,19 @@ def run_dir(results_dir: Path, dataset: str, run_id: str) -> Path:
     return path_under(results_dir, f"dataset={dataset}", f"run_id={run_id}")
 
 
+def result_table(rows: Sequence[ResultRow], metadata: dict[str, str]) -> pa.Table:
+    """Rows as a table of RESULT_SCHEMA with file-level key-value metadata."""
+    # column by column: dataclasses.asdict would deep-copy every token list
+    columns = {name: [getattr(r, name) for r in rows] for name in RESULT_SCHEMA.names}
+    return pa.Table.from_pydict(columns, schema=RESULT_SCHEMA).replace_schema_metadata(metadata)
+
+
 def write_part(
     directory: Path, rows: Sequence[ResultRow], metadata: dict[str, str], part_index: int
 ) -> Path:
     """Write rows as one Parquet part (atomically) with file-level key-value metadata."""
     directory.mkdir(parents=True, exist_ok=True)
-    # column by column: dataclasses.asdict would deep-copy every token list
-    columns = {name: [getattr(r, name) for r in rows] for name in RESULT_SCHEMA.names}
-    table = pa.Table.from_pydict(columns, schema=RESULT_SCHEMA)
-    table = table.replace_schema_metadata(metadata)
+    table = result_table(rows, metadata)
     final = directory / f"part-{part_index:05d}-{uuid.uuid4().hex[:8]}.parquet"
     # Not `*.parquet`: the results glob (`**/*.parquet`) of a reader in another process, a
     # `blend query` or a second run, would match it, and read it half-written.
@@ -112,6 +117,10 @@ def write_part(
         ) from exc
     _fsync(directory)  # the rename itself survives a power loss
     return final
+
+
+# (rows, footer metadata, part index) -> where the part went
+PartWrite = Callable[[Sequence[ResultRow], dict[str, str], int], object]
 
 
 class ResultWriteError(OSError):
@@ -138,8 +147,11 @@ class PartWriter:
         flush_seconds: float,
         start_index: int,
         part_metadata: Callable[[], dict[str, str]] | None = None,
+        write: PartWrite | None = None,
     ) -> None:
         self._directory = directory
+        # how a part reaches storage (default: write_part into `directory`)
+        self._write: PartWrite = write or partial(write_part, directory)
         self._metadata = metadata
         self._flush_rows = flush_rows
         self._flush_seconds = flush_seconds
@@ -148,7 +160,7 @@ class PartWriter:
         self._oldest = 0.0  # monotonic time the oldest buffered row arrived
         self._next_index = start_index  # part file numbers follow the rows before them
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blend-parts")
-        self._writing: list[Future[Path]] = []
+        self._writing: list[Future[object]] = []
         self.rows_added = 0
         self.output_tokens = 0
 
@@ -179,7 +191,7 @@ class PartWriter:
             "blend.sampling_json": orjson.dumps([orjson.loads(s) for s in sampling]).decode(),
         }
         self._writing.append(
-            self._pool.submit(write_part, self._directory, self._buffer, metadata, self._next_index)
+            self._pool.submit(self._write, self._buffer, metadata, self._next_index)
         )
         self._next_index += len(self._buffer)
         self._buffer = []

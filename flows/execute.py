@@ -45,6 +45,17 @@ class ExecuteFlowOptions(ModelOptions):
         description="Global concurrency limit held while the engine runs (one slot per GPU; "
         "create it first: `prefect gcl create gpu --limit 1`); null: run without one",
     )
+    engines: int = Field(
+        1,
+        ge=1,
+        description="Engines that run the plan in parallel as Ray actors (one GPU and one "
+        "gpu_limit slot each; Ray: $RAY_ADDRESS, else a local cluster)",
+    )
+    results_uri: str | None = Field(
+        None,
+        description="With engines > 1: the store's results folder as the engines reach it "
+        "(e.g. s3://bucket/blend-results); default: its path, shared by every node",
+    )
 
 
 # Both execute tasks: a retry resumes the same run id, so it never duplicates rows.
@@ -61,7 +72,8 @@ _execute_task = task(
 def execute_task(store: Store, plan_id: str, options: ExecuteFlowOptions, run_id: str) -> RunReport:
     """Run (or, on a retry, resume) `run_id` of plan `plan_id`."""
     config = options.engine.engine_config(options.model_dir(store))
-    return _execute(store, plan_id, config, run_id, ExecuteOptions(), options.gpu_limit)
+    execute = ExecuteOptions(engines=options.engines, results_uri=options.results_uri)
+    return _execute(store, plan_id, config, run_id, execute, options.gpu_limit)
 
 
 @_execute_task
@@ -95,7 +107,9 @@ def _execute(
         flow_run_id=str(flow_run_id) if flow_run_id else None,
         deployment_name=deployment.name,
     )
-    with _gpu_slot(gpu_limit), BackgroundProgress(ProgressArtifact(plan_id)) as progress:
+    # one slot per engine: K engines hold K GPUs (blend/scale runs them as Ray actors)
+    slots = _gpu_slot(gpu_limit, options.engines)
+    with slots, BackgroundProgress(ProgressArtifact(plan_id)) as progress:
         report = execute_plan(
             store, plan_id, config, run_id=run_id, options=options, progress=progress
         )
@@ -153,12 +167,12 @@ def execute_flow(options: ExecuteFlowOptions) -> RunReport:
     return execute_task(options.open_store(), options.plan_id, options, run_id)
 
 
-def _gpu_slot(limit: str | None) -> AbstractContextManager[object]:
-    """One slot of the global concurrency limit `limit` (None: no limit)."""
+def _gpu_slot(limit: str | None, slots: int = 1) -> AbstractContextManager[object]:
+    """`slots` slots of the global concurrency limit `limit` (None: no limit)."""
     if limit is None:
         return nullcontext()
     _require_limit(limit)
-    return concurrency(limit, occupy=1, strict=True)
+    return concurrency(limit, occupy=slots, strict=True)
 
 
 def _require_limit(name: str) -> None:

@@ -15,14 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from prefect import Task, flow
+from prefect import Task, flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 from pydantic import Field, model_validator
 
 from blend import pipeline
-from blend.execute import execute_plan
+from blend.capacity import CapacityReport, pipeline_capacity
+from blend.execute import ExecuteOptions, execute_plan
 from blend.names import NameKind, validate_name
 from blend.pipeline import PipelineReport, StageRunner, run_pipeline
-from flows.artifacts import publish_summary
+from flows.artifacts import artifact_key, publish_summary
 from flows.execute import execute_stage_task
 from flows.ingest import ingest_task
 from flows.options import DatasetName, EngineOptions, ModelOptions, PlanningOptions
@@ -42,11 +44,29 @@ class PipelineOptions(ModelOptions):
         "false: run every prompt again",
     )
     engine: EngineOptions = Field(default_factory=EngineOptions)
+    engines: int = Field(
+        1,
+        ge=1,
+        description="Engines that run the plan in parallel as Ray actors (one GPU and one "
+        "gpu_limit slot each; Ray: $RAY_ADDRESS, else a local cluster)",
+    )
+    results_uri: str | None = Field(
+        None,
+        description="With engines > 1: the store's results folder as the engines reach it "
+        "(e.g. s3://bucket/blend-results); default: its path, shared by every node",
+    )
     gpu_limit: str | None = Field(
         "gpu",
         description="Global concurrency limit held by the execute task (one slot per GPU; "
         "`prefect gcl create gpu --limit 1`); null: none",
     )
+    capacity_deadline: str | None = Field(
+        None,
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="HH:MM: before executing, predict how many engines (GPUs) finish the run "
+        "by then (log lines and a capacity artifact); null: no prediction",
+    )
+    capacity_max_engines: int = Field(8, ge=1, description="Engine counts tried: 1, 2, 4, ...")
 
     @model_validator(mode="after")
     def _stem_is_a_name(self) -> PipelineOptions:
@@ -63,6 +83,9 @@ class PipelineOptions(ModelOptions):
             dataset=self.dataset,
             plan=self.planning.plan_options(),
             incremental=self.incremental,
+            execute=ExecuteOptions(engines=self.engines, results_uri=self.results_uri),
+            capacity_deadline=self.capacity_deadline,
+            capacity_max_engines=self.capacity_max_engines,
         )
 
 
@@ -79,10 +102,28 @@ def stage_runner(gpu_limit: str | None) -> StageRunner:
     def run_stage(name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         if fn is execute_plan:
             return cast(T, execute_stage_task(*args, gpu_limit=gpu_limit, **kwargs))
+        if fn is pipeline_capacity:  # published as soon as known, before the run starts
+            report = cast(CapacityReport, fn(*args, **kwargs))
+            publish_capacity(report)
+            return cast(T, report)
         task_ = STAGE_TASKS.get(fn)
         return cast(T, task_(*args, **kwargs)) if task_ is not None else fn(*args, **kwargs)
 
     return run_stage
+
+
+def publish_capacity(report: CapacityReport) -> None:
+    """The capacity prediction as log lines and a markdown artifact (one key per dataset)."""
+    logger = get_run_logger()
+    lines = report.summary()
+    for line in lines:
+        logger.info("capacity: %s", line)
+    dataset = report.dataset or "dataset"
+    create_markdown_artifact(
+        "\n".join([f"# Capacity of {dataset}", "", *(f"    {line}" for line in lines)]),
+        key=artifact_key("capacity", dataset),
+        description=f"engines needed for {dataset} by {report.deadline:%H:%M}",
+    )
 
 
 @flow(name="blend-pipeline")

@@ -1,0 +1,1 @@
+"""Scale-out: one plan run by several engines at once (Ray actors: blend/scale/ray_fleet.py)."""
