@@ -48,7 +48,7 @@ from blend.simulate.run import default_settings
 from blend.simulate.types import SimRequest
 from blend.store import Store, connect_read_only, fetch_arrow, fetch_dicts
 
-SAMPLE_LIMIT = 40_000  # requests simulated at most (larger datasets: a sample)
+SAMPLE_LIMIT = 20_000  # requests simulated at most (larger datasets: a sample)
 DRAWS = 3  # draws of the output lengths around their estimates simulated per prediction
 UNFITTED_STEP_ERROR = 0.15  # the band's step-model error where no fit is recorded
 _RMS = re.compile(r"rms(?: relative)? error (\d+(?:\.\d+)?)%|error rms (\d+(?:\.\d+)?)%")
