@@ -14,7 +14,8 @@ band leaves out: estimates biased as a whole (a prefix group's mean measured on 
 max_tokens where nothing was measured, counted apart as an upper bound), length tails heavier
 than lognormal, and engine behaviour the simulator does not model. A dataset of more than
 `sample_limit` requests is simulated on a seeded sample of each prefix group (the same
-fraction of every group) and its makespans divided by that fraction.
+fraction f of every group) on m = max(1, round(k f)) engines standing for k, each with about
+the share one of the k would have, the makespan scaled by m / (k f).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from blend.simulate.run import default_settings
 from blend.simulate.types import SimRequest
 from blend.store import Store, connect_read_only, fetch_arrow, fetch_dicts
 
-SAMPLE_LIMIT = 40_000  # requests simulated at most (larger datasets: a sample)
+SAMPLE_LIMIT = 20_000  # requests simulated at most (larger datasets: a sample)
 DRAWS = 3  # draws of the output lengths around their estimates simulated per prediction
 UNFITTED_STEP_ERROR = 0.15  # the band's step-model error where no fit is recorded
 _RMS = re.compile(r"rms(?: relative)? error (\d+(?:\.\d+)?)%|error rms (\d+(?:\.\d+)?)%")
@@ -295,6 +296,14 @@ def _hours(seconds: float) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{seconds / 60:.1f} min"
 
 
+def sample_engines(k: int, fraction: float) -> int:
+    """Engines to simulate a `fraction` sample on, standing for k engines on everything: as
+    many as give each about the share one of the k would have (at least one), so warm-up
+    and drain take the share of an engine's time they really take; the makespan is then
+    scaled by m / (k x fraction), the real share over the simulated one."""
+    return max(1, round(k * fraction))
+
+
 def engine_counts(max_engines: int) -> list[int]:
     """1, 2, 4, ... up to max_engines (which is included even when not a power of two)."""
     if max_engines < 1:
@@ -354,7 +363,12 @@ def predict_capacity(
         chunked = cost.hardware.device != "cpu"
         engine = SimulatedEngine(default_settings(workload, cost, chunked))
         simulator = MultiEngineSimulator(workload, cost, engine, seed=seed, history=history)
-        makespans[d] = [simulator.run(k).makespan_s / fraction for k in counts]
+        runs: dict[int, float] = {}  # makespan per engine count simulated
+        for j, k in enumerate(counts):
+            m = sample_engines(k, fraction)
+            if m not in runs:
+                runs[m] = simulator.run(m).makespan_s
+            makespans[d, j] = runs[m] * m / (k * fraction)
     step, lengths = step_model_error(cost.hardware), length_error(estimates)
     available = (deadline - start).total_seconds()
     predictions = []

@@ -20,6 +20,7 @@ from blend.capacity import (
     predict_capacity,
     prediction_workload,
     sample_by_group,
+    sample_engines,
     step_model_error,
 )
 from blend.cli import app
@@ -194,3 +195,9 @@ def test_outputs_are_drawn_around_their_estimates() -> None:
     assert lengths.max() > 3 * 200  # the long outputs a makespan depends on
     fixed = prediction_workload(requests, estimates, seed=None)
     assert {r.output_len for r in fixed.requests} == {200}
+
+
+def test_a_sample_runs_on_engines_with_the_share_one_of_k_would_have() -> None:
+    assert sample_engines(8, 0.25) == 2  # each of 2 gets 1/8 of everything, as one of 8 would
+    assert sample_engines(2, 0.25) == 1  # at least one (its makespan then scaled by 2)
+    assert [sample_engines(k, 1.0) for k in (1, 2, 4, 8)] == [1, 2, 4, 8]
