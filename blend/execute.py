@@ -180,8 +180,8 @@ def execute_plan(
             progress=progress,
         )
     started = time.perf_counter()
-    run = _prepare(store, plan_id, engine_config, run_id, options)
-    with _run_lock(run.directory, run.run_id):
+    run = prepare_run(store, plan_id, engine_config, run_id, options)
+    with held_run_lock(run.directory, run.run_id):
         remove_temporary_parts(run.directory)
         done = done_request_ids(run.directory)
         config = _with_stored_settings(store, run)
@@ -193,7 +193,7 @@ def execute_plan(
 
 
 @dataclass(frozen=True, slots=True)
-class _RunSetup:
+class RunSetup:
     """What an execution is about to run, checked before the engine starts."""
 
     run_id: str
@@ -205,13 +205,13 @@ class _RunSetup:
     directory: Path  # the run's results folder
 
 
-def _prepare(
+def prepare_run(
     store: Store,
     plan_id: str,
     engine_config: EngineConfig,
     run_id: str | None,
     options: ExecuteOptions,
-) -> _RunSetup:
+) -> RunSetup:
     header = _plan_header(store, plan_id)
     tokenizer_hash = tokenizer_sha256(engine_config.model_dir)
     if tokenizer_hash != header.tokenizer_sha256:
@@ -231,7 +231,7 @@ def _prepare(
         resume = check_resumable(store, run_id, plan_id, model_hash)
     except RunRecordError as exc:
         raise ExecuteError(str(exc)) from None
-    return _RunSetup(
+    return RunSetup(
         run_id=run_id,
         header=header,
         engine_config=engine_config,
@@ -252,7 +252,7 @@ def with_plan_settings(config: EngineConfig, header: PlanHeader) -> EngineConfig
     )
 
 
-def _with_stored_settings(store: Store, run: _RunSetup) -> EngineConfig:
+def _with_stored_settings(store: Store, run: RunSetup) -> EngineConfig:
     """A resumed run that restarted its engine with searched settings starts with them."""
     chosen = stored_settings(store, run.run_id) if run.resume else None
     if chosen is None:
@@ -266,7 +266,7 @@ def _with_stored_settings(store: Store, run: _RunSetup) -> EngineConfig:
 
 def _execute(
     store: Store,
-    run: _RunSetup,
+    run: RunSetup,
     engine: SupervisedEngine,
     done: set[str],
     options: ExecuteOptions,
@@ -321,7 +321,7 @@ def _execute(
     )
 
 
-def _lineage(run: _RunSetup, engine: SupervisedEngine, options: ExecuteOptions) -> RunLineage:
+def _lineage(run: RunSetup, engine: SupervisedEngine, options: ExecuteOptions) -> RunLineage:
     header = run.header
     return RunLineage(
         run_id=run.run_id,
@@ -352,7 +352,7 @@ def _plan_header(store: Store, plan_id: str) -> PlanHeader:
 
 
 @contextmanager
-def _run_lock(directory: Path, run_id: str) -> Iterator[None]:
+def held_run_lock(directory: Path, run_id: str) -> Iterator[None]:
     """Hold the run's lock (blend/runs.py) so that two processes never execute the same run."""
     try:
         fd = acquire_run_lock(directory, run_id)
@@ -387,7 +387,7 @@ class _RunLoop:
     def __init__(
         self,
         store: Store,
-        run: _RunSetup,
+        run: RunSetup,
         done: set[str],
         lineage: RunLineage,
         engine: SupervisedEngine,

@@ -35,9 +35,9 @@ from blend.execute import (
     ExecuteOptions,
     ProgressCallback,
     RunReport,
-    _prepare,
-    _run_lock,
-    _RunSetup,
+    RunSetup,
+    held_run_lock,
+    prepare_run,
 )
 from blend.lineage import LineageEvents, RunLineage, git_revision
 from blend.plan_items import PlanItems, RequestLoader, shared_across_gaps
@@ -84,8 +84,8 @@ def execute_on_ray(
     """Run (or resume) plan `plan_id` with `options.engines` engines on Ray."""
     started = time.perf_counter()
     limits = limits or FleetLimits()
-    run = _prepare(store, plan_id, engine_config, run_id, options)
-    with _run_lock(run.directory, run.run_id):
+    run = prepare_run(store, plan_id, engine_config, run_id, options)
+    with held_run_lock(run.directory, run.run_id):
         remove_temporary_parts(run.directory)
         folder = RunFolder(run_folder_uri(options.results_uri, store.results_dir, run.directory))
         done = folder.done_request_ids()
@@ -99,7 +99,7 @@ def execute_on_ray(
 
 def _shares(
     store: Store,
-    run: _RunSetup,
+    run: RunSetup,
     done: set[str],
     options: ExecuteOptions,
     split: EngineSplit,
@@ -193,7 +193,7 @@ class _Fleet:
 
     def __init__(
         self,
-        run: _RunSetup,
+        run: RunSetup,
         folder: RunFolder,
         cost: CostModel,
         options: ExecuteOptions,
