@@ -322,6 +322,17 @@ def _execute(
 
 
 def _lineage(run: RunSetup, engine: SupervisedEngine, options: ExecuteOptions) -> RunLineage:
+    return run_lineage(run, engine.name, engine.version, _engine_params_json(engine), options)
+
+
+def run_lineage(
+    run: RunSetup,
+    engine: str,
+    engine_version: str,
+    engine_params_json: str,
+    options: ExecuteOptions,
+) -> RunLineage:
+    """The lineage of `run` executed by `engine` (the one or many engines that run it)."""
     header = run.header
     return RunLineage(
         run_id=run.run_id,
@@ -332,9 +343,9 @@ def _lineage(run: RunSetup, engine: SupervisedEngine, options: ExecuteOptions) -
         model=run.engine_config.model_dir.name,
         model_sha256=run.model_sha256,
         tokenizer_sha256=run.tokenizer_sha256,
-        engine=engine.name,
-        engine_version=engine.version,
-        engine_params_json=_engine_params_json(engine),
+        engine=engine,
+        engine_version=engine_version,
+        engine_params_json=engine_params_json,
         flow_run_id=options.flow_run_id,
         deployment_name=options.deployment_name,
         git_revision=git_revision(),
@@ -535,28 +546,10 @@ class _RunLoop:
     def _row(self, output: EngineOutput) -> ResultRow:
         meta = self._loader.finish(output.request_id)
         self._pending[meta.seq] = False
-        lineage = self._lineage
-        return ResultRow(
-            dataset=lineage.dataset,
-            snapshot=lineage.snapshot,
-            request_id=output.request_id,
+        return ResultRow.of(
+            self._lineage,
+            output,
             seq=meta.seq,
             prompt_sha256=meta.prompt_sha256,
-            output_text=output.output_text,
-            output_token_ids=output.output_token_ids,
-            finish_reason=output.finish_reason,
-            n_prompt_tokens=output.n_prompt_tokens,
-            n_output_tokens=output.n_output_tokens,
-            n_cached_tokens=output.n_cached_tokens,
-            error=output.error,
-            run_id=lineage.run_id,
-            plan_id=lineage.plan_id,
-            model=lineage.model,
-            model_sha256=lineage.model_sha256,
-            tokenizer_sha256=lineage.tokenizer_sha256,
             sampling_json=meta.sampling_json,
-            engine=lineage.engine,
-            engine_version=lineage.engine_version,
-            started_at=output.started_at,
-            finished_at=output.finished_at,
         )

@@ -17,12 +17,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from blend.names import NameKind, path_under, validate_name
+
+if TYPE_CHECKING:
+    from blend.engines.base import EngineOutput
+    from blend.lineage import RunLineage
 
 RESULT_SCHEMA = pa.schema(
     [
@@ -78,6 +83,42 @@ class ResultRow:
     engine_version: str
     started_at: datetime
     finished_at: datetime
+
+    @classmethod
+    def of(
+        cls,
+        lineage: RunLineage,
+        output: EngineOutput,
+        *,
+        seq: int,
+        prompt_sha256: str,
+        sampling_json: str,
+    ) -> ResultRow:
+        """The row of `output` (plan position `seq`) in the run `lineage` describes."""
+        return cls(
+            dataset=lineage.dataset,
+            snapshot=lineage.snapshot,
+            request_id=output.request_id,
+            seq=seq,
+            prompt_sha256=prompt_sha256,
+            output_text=output.output_text,
+            output_token_ids=output.output_token_ids,
+            finish_reason=output.finish_reason,
+            n_prompt_tokens=output.n_prompt_tokens,
+            n_output_tokens=output.n_output_tokens,
+            n_cached_tokens=output.n_cached_tokens,
+            error=output.error,
+            run_id=lineage.run_id,
+            plan_id=lineage.plan_id,
+            model=lineage.model,
+            model_sha256=lineage.model_sha256,
+            tokenizer_sha256=lineage.tokenizer_sha256,
+            sampling_json=sampling_json,
+            engine=lineage.engine,
+            engine_version=lineage.engine_version,
+            started_at=output.started_at,
+            finished_at=output.finished_at,
+        )
 
 
 def run_dir(results_dir: Path, dataset: str, run_id: str) -> Path:

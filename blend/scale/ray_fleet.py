@@ -38,8 +38,9 @@ from blend.execute import (
     RunSetup,
     held_run_lock,
     prepare_run,
+    run_lineage,
 )
-from blend.lineage import LineageEvents, RunLineage, git_revision
+from blend.lineage import LineageEvents, RunLineage
 from blend.plan_items import PlanItems, RequestLoader, shared_across_gaps
 from blend.results import remove_temporary_parts
 from blend.run_records import estimate_accuracy, record_run_finish, record_run_start
@@ -403,22 +404,8 @@ class _Fleet:
     # -- records -----------------------------------------------------------------------------
 
     def _run_lineage(self, info: EngineInfo) -> RunLineage:
-        run, header = self._run, self._run.header
-        return RunLineage(
-            run_id=run.run_id,
-            plan_id=header.plan_id,
-            dataset=header.dataset,
-            snapshot=header.snapshot,
-            planner=header.planner,
-            model=run.engine_config.model_dir.name,
-            model_sha256=run.model_sha256,
-            tokenizer_sha256=run.tokenizer_sha256,
-            engine=info.name,
-            engine_version=info.version,
-            engine_params_json=info.engine_params_json,
-            flow_run_id=self._options.flow_run_id,
-            deployment_name=self._options.deployment_name,
-            git_revision=git_revision(),
+        return run_lineage(
+            self._run, info.name, info.version, info.engine_params_json, self._options
         )
 
     def _execution(self, status: str, wall_s: float) -> dict[str, Any]:

@@ -199,27 +199,10 @@ class _ShareSource:
 
 
 def _row(lineage: RunLineage, item: ShareRequest, output: EngineOutput) -> ResultRow:
-    return ResultRow(
-        dataset=lineage.dataset,
-        snapshot=lineage.snapshot,
-        request_id=output.request_id,
+    return ResultRow.of(
+        lineage,
+        output,
         seq=item.seq,
         prompt_sha256=item.prompt_sha256,
-        output_text=output.output_text,
-        output_token_ids=output.output_token_ids,
-        finish_reason=output.finish_reason,
-        n_prompt_tokens=output.n_prompt_tokens,
-        n_output_tokens=output.n_output_tokens,
-        n_cached_tokens=output.n_cached_tokens,
-        error=output.error,
-        run_id=lineage.run_id,
-        plan_id=lineage.plan_id,
-        model=lineage.model,
-        model_sha256=lineage.model_sha256,
-        tokenizer_sha256=lineage.tokenizer_sha256,
         sampling_json=item.sampling_json,
-        engine=lineage.engine,
-        engine_version=lineage.engine_version,
-        started_at=output.started_at,
-        finished_at=output.finished_at,
     )
