@@ -30,13 +30,13 @@ from blend.execute import (
 )
 from blend.store import Store
 from flows.artifacts import ProgressArtifact, publish_run_table
-from flows.options import EngineOptions, ModelOptions, PlanId, RunId
+from flows.options import EngineOptions, ModelOptions, PlanId, RunId, ScaleOutOptions
 from flows.retry import GpuLimitMissingError, is_transient
 
 logger = logging.getLogger(__name__)
 
 
-class ExecuteFlowOptions(ModelOptions):
+class ExecuteFlowOptions(ModelOptions, ScaleOutOptions):
     plan_id: PlanId = Field(description="Plan to run")
     run_id: RunId | None = Field(None, description="Resume this run instead of starting a new one")
     engine: EngineOptions = Field(default_factory=EngineOptions)
@@ -44,17 +44,6 @@ class ExecuteFlowOptions(ModelOptions):
         "gpu",
         description="Global concurrency limit held while the engine runs (one slot per GPU; "
         "create it first: `prefect gcl create gpu --limit 1`); null: run without one",
-    )
-    engines: int = Field(
-        1,
-        ge=1,
-        description="Engines that run the plan in parallel as Ray actors (one GPU and one "
-        "gpu_limit slot each; Ray: $RAY_ADDRESS, else a local cluster)",
-    )
-    results_uri: str | None = Field(
-        None,
-        description="With engines > 1: the store's results folder as the engines reach it "
-        "(e.g. s3://bucket/blend-results); default: its path, shared by every node",
     )
 
 

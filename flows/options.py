@@ -89,6 +89,22 @@ class EngineOptions(BaseModel):
         return EngineConfig(model_dir=model_dir, **self.model_dump())
 
 
+class ScaleOutOptions(BaseModel):
+    """How many engines run one plan (blend/scale: Ray actors), and where they write."""
+
+    engines: int = Field(
+        1,
+        ge=1,
+        description="Engines that run the plan in parallel as Ray actors (one GPU and one "
+        "gpu_limit slot each; Ray: $RAY_ADDRESS, else a local cluster)",
+    )
+    results_uri: str | None = Field(
+        None,
+        description="With engines > 1: the store's results folder as the engines reach it "
+        "(e.g. s3://bucket/blend-results); default: its path, shared by every node",
+    )
+
+
 class PlanningOptions(BaseModel):
     """How to plan: the planner, the cost model it plans for, the warm-up and the search."""
 

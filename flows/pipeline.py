@@ -27,14 +27,20 @@ from blend.pipeline import PipelineReport, StageRunner, run_pipeline
 from flows.artifacts import artifact_key, publish_summary
 from flows.execute import execute_stage_task
 from flows.ingest import ingest_task
-from flows.options import DatasetName, EngineOptions, ModelOptions, PlanningOptions
+from flows.options import (
+    DatasetName,
+    EngineOptions,
+    ModelOptions,
+    PlanningOptions,
+    ScaleOutOptions,
+)
 from flows.plan import plan_task
 from flows.profile import profile_task
 
 T = TypeVar("T")
 
 
-class PipelineOptions(ModelOptions):
+class PipelineOptions(ModelOptions, ScaleOutOptions):
     input_path: str | None = Field(None, description="Input file (default: the demo dataset)")
     dataset: DatasetName | None = Field(None, description="Dataset name (default: the file's stem)")
     planning: PlanningOptions = Field(default_factory=PlanningOptions)
@@ -44,17 +50,6 @@ class PipelineOptions(ModelOptions):
         "false: run every prompt again",
     )
     engine: EngineOptions = Field(default_factory=EngineOptions)
-    engines: int = Field(
-        1,
-        ge=1,
-        description="Engines that run the plan in parallel as Ray actors (one GPU and one "
-        "gpu_limit slot each; Ray: $RAY_ADDRESS, else a local cluster)",
-    )
-    results_uri: str | None = Field(
-        None,
-        description="With engines > 1: the store's results folder as the engines reach it "
-        "(e.g. s3://bucket/blend-results); default: its path, shared by every node",
-    )
     gpu_limit: str | None = Field(
         "gpu",
         description="Global concurrency limit held by the execute task (one slot per GPU; "
