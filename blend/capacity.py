@@ -292,8 +292,11 @@ class CapacityReport:
 
 
 def _hours(seconds: float) -> str:
+    """A duration for people: 1h05m, 12.5 min, or 8.2 s (short jobs)."""
     minutes = round(seconds / 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{seconds / 60:.1f} min"
+    if minutes >= 60:
+        return f"{minutes // 60}h{minutes % 60:02d}m"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def sample_engines(k: int, fraction: float) -> int:

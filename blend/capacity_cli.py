@@ -96,9 +96,11 @@ def capacity_command(
         begin = now if start is None else at_clock(now, start, "--start")
         if model is not None and not (model / "config.json").is_file():
             raise CapacityError(f"--model {model}: not a model folder (no config.json)")
-        cost = resolve_cost(model_spec, hardware, model)
         # Not Store.open: reading a profile creates nothing, not even the store folder.
         opened = Store((store if store is not None else default_store_dir()).resolve())
+        if model is None and model_spec is None:
+            model = _demo_model(opened)  # what `blend run` without --model runs
+        cost = resolve_cost(model_spec, hardware, model)
         report = dataset_capacity(
             opened,
             dataset,
@@ -117,6 +119,14 @@ def capacity_command(
         typer.echo(json.dumps(report.to_json()))
     else:
         _print(report)
+
+
+def _demo_model(store: Store) -> Path | None:
+    """The demo model of the store, if a run made it (None: the user must name a model)."""
+    from blend.demo.model import TinyModelShape
+
+    folder = store.models_dir / TinyModelShape().name
+    return folder if (folder / "config.json").is_file() else None
 
 
 def _print(report: CapacityReport) -> None:

@@ -201,3 +201,19 @@ def test_a_sample_runs_on_engines_with_the_share_one_of_k_would_have() -> None:
     assert sample_engines(8, 0.25) == 2  # each of 2 gets 1/8 of everything, as one of 8 would
     assert sample_engines(2, 0.25) == 1  # at least one (its makespan then scaled by 2)
     assert [sample_engines(k, 1.0) for k in (1, 2, 4, 8)] == [1, 2, 4, 8]
+
+
+def test_capacity_defaults_to_the_demo_model_a_run_made(tmp_path: Path, tiny_model: Path) -> None:
+    """Without --model or --model-spec, the cost model is the store's demo model (what `blend
+    run` without --model ran); a store without one gets told what to name."""
+    store = Store.open(tmp_path)
+    seed_groups(store, "tok")
+    args = ["capacity", "--dataset", "ds", "--deadline", "06:00", "--hardware", "a100-80g"]
+    refused = runner.invoke(app, [*args, "--store", str(tmp_path)])
+    assert refused.exit_code == 1
+    assert "name a model spec (--model-spec) or a model folder (--model)" in refused.output
+    store.models_dir.mkdir(parents=True, exist_ok=True)
+    (store.models_dir / tiny_model.name).symlink_to(tiny_model, target_is_directory=True)
+    result = runner.invoke(app, [*args, "--json", "--store", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["model"] == tiny_model.name
