@@ -188,7 +188,27 @@ def _profile_lines(profile: ProfileReport) -> list[str]:
             f"- group {g.rank}: {g.n_prompts} prompts share {g.shared_prefix_tokens} tokens "
             f"(first `{g.first_request_id}`)"
         )
-    return [*lines, ""] if profile.top_groups else lines
+    if profile.top_groups:
+        lines.append("")
+    return lines + _class_lines(profile)
+
+
+def _class_lines(profile: ProfileReport) -> list[str]:
+    """The request classes the fluid LP works with (docs/control.md)."""
+    if not profile.request_classes:
+        return []
+    rows = [
+        f"| {c.name} | {c.n_requests:,} | {c.prompt_tokens:,.0f} | {c.output_tokens:,.0f} |"
+        for c in profile.request_classes
+    ]
+    return [
+        "### Request classes",
+        "",
+        "| class | prompts | mean prompt tokens | mean estimated output tokens |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def histogram_bin_tokens(profile: ProfileReport, n_bins: int = 16) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,20 @@ def test_summary_draws_the_prompt_length_chart() -> None:
         "    100 - 200     " + "█" * 10 + " 1",
         "    300 - 400     " + "█" * 20 + " 2",
     ]
+
+
+def test_summary_lists_the_request_classes_of_the_profile() -> None:
+    from blend.control.classes import RequestClass
+    from blend.profile import ProfileReport
+
+    profile = ProfileReport(
+        *("nightly", 2, "t" * 64, "tiny", 1024, 3, 300, 100.0, 100.0, 100.0, 100.0, 100),
+        *(0, (), 0, (), 300, 0.0, 16, 0, (), 0.1, 0.1),
+        request_classes=(RequestClass(0, 2, 120.0, 4.0), RequestClass(1, 1, 60.0, 256.0)),
+    )
+    text = summary_markdown(PLAN, profile, None)
+    assert "### Request classes" in text
+    assert "| c0 | 2 | 120 | 4 |" in text and "| c1 | 1 | 60 | 256 |" in text
+    assert "Request classes" not in summary_markdown(
+        PLAN, dataclasses.replace(profile, request_classes=()), None
+    )
