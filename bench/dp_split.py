@@ -33,10 +33,9 @@ from blend.simulate.io import Workload
 from blend.simulate.multi_engine import SPLITS, MultiEngineRun, MultiEngineSimulator
 from blend.simulate.pipeline import SimulatedEngine
 from blend.simulate.run import default_settings
-from blend.workload_families import FAMILIES, draw_instance
-from blend.workloads import MAIN_MIXES, blend_mix, default_cost
+from blend.workload_families import FAMILIES, draw_instance, paper_mix_workload
+from blend.workloads import MAIN_MIXES, default_cost
 
-MIX_MAX_TOKENS = {"mmlu": 16, "burstgpt": 1024, "openvid": 32768}  # as bench/planners.py
 MAIN_MIX = "main-mix (paper)"
 
 
@@ -68,10 +67,7 @@ class Row:
 
 def load_workload(job: Job) -> Workload:
     if job.family == MAIN_MIX:
-        rho, sharing = MAIN_MIXES[job.workload]
-        requests = blend_mix(rho, sharing, job.n, 0)
-        limits: list[int | None] = [MIX_MAX_TOKENS[r.request_id.split("-")[0]] for r in requests]
-        return Workload(requests, limits)
+        return paper_mix_workload(job.workload, job.n)
     family, seed = job.workload.split("#")
     return draw_instance(family, job.n, int(seed)).workload
 

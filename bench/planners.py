@@ -58,12 +58,11 @@ from blend.simulate.pipeline import PipelineRun, PipelineSimulator, SimulatedEng
 from blend.simulate.run import search_after_warmup
 from blend.simulate.types import SimRequest
 from blend.tree import order_sharing_ratio
-from blend.workload_families import FAMILIES, draw_instance
-from blend.workloads import MAIN_MIXES, blend_mix, default_cost, few_shot_prompts
+from blend.workload_families import FAMILIES, draw_instance, paper_mix_workload
+from blend.workloads import MAIN_MIXES, default_cost, few_shot_prompts
 
 PLANNERS = ("fcfs", "random", "dfs", "naive-blend", "batchllm", "blendserve")
 MAX_MODEL_LEN = 65536  # the context candidate settings are validated against (tokens)
-MIX_MAX_TOKENS = {"mmlu": 16, "burstgpt": 1024, "openvid": 32768}  # output limits per source
 MAIN_MIX = "main-mix (paper)"
 
 
@@ -98,10 +97,7 @@ class Row:
 
 def load_workload(job: Job) -> Workload:
     if job.family == MAIN_MIX:
-        rho, sharing = MAIN_MIXES[job.workload]
-        requests = blend_mix(rho, sharing, job.n, 0)
-        limits: list[int | None] = [MIX_MAX_TOKENS[r.request_id.split("-")[0]] for r in requests]
-        return Workload(requests, limits)
+        return paper_mix_workload(job.workload, job.n)
     family, seed = job.workload.split("#")
     return draw_instance(family, job.n, int(seed)).workload
 

@@ -28,6 +28,7 @@ from blend.cost import CostModel
 from blend.simulate import SimRequest
 from blend.simulate.io import Workload
 from blend.workloads import (
+    MAIN_MIXES,
     WorkloadStats,
     _body,
     _lognormal,
@@ -453,6 +454,15 @@ def _heavy_tail(
 
 MAIN_MIX_MAX_TOKENS = {"burstgpt": 1024, "mmlu": 16, "openvid": 32768}
 MAIN_MIX_MIN_REQUESTS = 50  # below, the per-source counts cannot hit the targets
+
+
+def paper_mix_workload(name: str, n: int, seed: int = 0) -> Workload:
+    """One of the paper's four fixed main mixes (blend.workloads.MAIN_MIXES) as a workload:
+    blend_mix's requests as drawn, each source's output limit as its max_tokens."""
+    rho, sharing = MAIN_MIXES[name]
+    requests = blend_mix(rho, sharing, n, seed)
+    limits: list[int | None] = [MAIN_MIX_MAX_TOKENS[r.request_id.split("-")[0]] for r in requests]
+    return Workload(requests, limits)
 
 
 @dataclass(frozen=True, slots=True)
