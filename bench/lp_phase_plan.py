@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from blend.admission.base import AdmissionPolicy
+from blend.admission.dual_scan import scan_sequence
 from blend.admission.lp_gate import GateShares, LpGateAdmission, LpGateOptions
 from blend.control.classes import cluster_requests
 from blend.control.fluid_inputs import class_fluid_inputs
@@ -50,7 +51,6 @@ from blend.simulate.pipeline import (
     PipelineSimulator,
     PlannedRest,
     SimulatedEngine,
-    scan_sequence,
 )
 from blend.simulate.run import default_settings, plan_and_simulate
 from blend.workload_families import draw_instance

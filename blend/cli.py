@@ -587,6 +587,18 @@ def _print_plan(r: Any) -> None:
         console.print(
             f"  engine: {r.engine.label()} ({r.engine.source}); output estimates: {sources}"
         )
+    if r.bounds is not None:
+        console.print(f"  {bounds_line(r.bounds)}")
+
+
+def bounds_line(bounds: Any) -> str:
+    """The plan's bounds in words: T_seq first (the engine blend runs), T_opt beside it."""
+    steps = f" in at least {bounds.n_min_steps:,} steps" if bounds.n_min_steps else ""
+    return (
+        f"lower bounds at the estimated lengths: T_seq {bounds.t_seq_s:,.1f} s{steps} (vLLM: "
+        f"attention after the GEMMs), T_opt {bounds.t_opt_s:,.1f} s (an engine that overlaps "
+        "them); they hold as far as the estimates do"
+    )
 
 
 def _print_run(r: Any) -> None:

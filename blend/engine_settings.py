@@ -67,7 +67,9 @@ def vllm_default_settings(
     return EngineSettings(8192, 256)
 
 
-TOKEN_CANDIDATES = (512, 1024, 2048, 4096, 8192, 16384)  # max_num_batched_tokens searched
+# max_num_batched_tokens searched: from budgets that spread prefill thin over long decodes (the
+# token budget as the only throttle) to vLLM's largest default
+TOKEN_CANDIDATES = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 MEMORY_CENTRIC_MAX_SEQS = 2048  # running requests at most when KV memory is the bound
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 
 from blend.admission.base import AdmissionKind, AdmissionPolicy
-from blend.admission.dual_scan import ScanSequence
+from blend.admission.dual_scan import DualScanOptions, ScanSequence
 from blend.admission.factory import admission_policy
 from blend.admission.warmup import WarmupOutcome, WarmupThenReplan
 from blend.admission_feed import AdmissionFeed
@@ -503,7 +503,13 @@ class _RunLoop:
             output_tokens=revision.est_output_tokens[kept],
             output_spread=revision.est_spread[kept],
         )
-        return admission_policy(revision.admission, sequence, self._cost(), self._engine.settings)
+        return admission_policy(
+            revision.admission,
+            sequence,
+            self._cost(),
+            self._engine.settings,
+            DualScanOptions(pace=revision.pace),
+        )
 
     def _order_policy(self, kind: AdmissionKind, seqs: np.ndarray) -> AdmissionPolicy:
         items = self._items

@@ -31,6 +31,7 @@ from blend.plan import PlanOptions, PlanReport, plan_dataset
 from blend.planners import planner_name
 from blend.profile import ProfileReport, profile_dataset
 from blend.runs import UnfinishedRun, unfinished_run
+from blend.simulate.sequential_bound import EstimatedBounds
 from blend.store import Store, fetch_dicts
 
 T = TypeVar("T")
@@ -211,6 +212,9 @@ def stored_plan_report(store: Store, plan_id: str, model_dir: Path) -> PlanRepor
         admission=row["admission"],
         engine=engine,
         estimate_sources=dict(row["estimate_sources"] or {}),
+        bounds=None
+        if row["t_seq_makespan_s"] is None
+        else EstimatedBounds(row["t_seq_makespan_s"], row["optimal_makespan_s"], None),
     )
 
 

@@ -36,6 +36,7 @@ from blend.planners import (
     select_warmup,
 )
 from blend.planners.estimates import WARMUP_FRACTION
+from blend.simulate.sequential_bound import EstimatedBounds, estimated_bounds
 from blend.store import Store, fetch_arrow, fetch_dicts, transaction
 from blend.tree import RadixTree, adjacent_lcp, build_compact_trie, order_sharing_ratio
 
@@ -85,6 +86,8 @@ class PlanReport:
     admission: str = AdmissionKind.IN_ORDER.value
     engine: EngineSettings | None = None  # the settings the run starts with
     estimate_sources: dict[str, int] = field(default_factory=dict)  # requests per source
+    # T_seq (vLLM's sequential engine) and T_opt at the estimated output lengths, s
+    bounds: EstimatedBounds | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,7 @@ def plan_dataset(
     )
     plan, order, uses_lengths = _order(requests, estimates, warmup, options, cost)
     plan_seconds = time.perf_counter() - started
+    bounds = estimated_bounds(prompts, estimates.tokens, cost)
     engine = options.engine or vllm_default_settings(cost.hardware, snap.max_model_len)
     report = PlanReport(
         plan_id=f"{dataset}-s{snap.snapshot}-{plan.planner}-{uuid.uuid4().hex[:8]}",
@@ -176,6 +180,7 @@ def plan_dataset(
         admission=plan.admission.value,
         engine=engine.validated(snap.max_model_len),
         estimate_sources=estimates.source_counts(),
+        bounds=bounds,
     )
     items = _items_table(report.plan_id, requests, estimates, order, len(warmup), plan, options)
     plan = replace(plan, params={**plan.params, "options": _options_json(options)})
@@ -320,7 +325,8 @@ def _store_plan(
         "sharing_ratio": report.sharing_ratio,
         "plan_seconds": report.plan_seconds,
         "predicted_makespan_s": None,
-        "optimal_makespan_s": None,
+        "optimal_makespan_s": None if report.bounds is None else report.bounds.t_opt_s,
+        "t_seq_makespan_s": None if report.bounds is None else report.bounds.t_seq_s,
         "admission": report.admission,
         "max_num_batched_tokens": engine.max_num_batched_tokens,
         "max_num_seqs": engine.max_num_seqs,

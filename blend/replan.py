@@ -25,12 +25,7 @@ import pyarrow.compute as pc
 from blend import sql
 from blend.admission.base import AdmissionKind
 from blend.cost import CostModel, resolve_cost
-from blend.engine_settings import (
-    EngineSettings,
-    SettingsSource,
-    candidate_settings,
-    memory_centric_seqs,
-)
+from blend.engine_settings import EngineSettings, SettingsSource, memory_centric_seqs
 from blend.plan import HISTORY_LIMIT, requests_with_history
 from blend.plan_items import PlanHeader, PlanItems
 from blend.planners import (
@@ -40,8 +35,9 @@ from blend.planners import (
     estimate_outputs,
     make_planner,
 )
+from blend.simulate.settings_search import FeedChoice, PlanSearch, SearchInputs
 from blend.store import Store, fetch_arrow, fetch_dicts, transaction
-from blend.tree import adjacent_lcp
+from blend.tree import adjacent_lcp, lexicographic_order
 
 RESTART_GAIN_FACTOR = 2.0  # restart for new settings when the gain exceeds this x the start
 
@@ -57,6 +53,7 @@ class Revision:
     admission: AdmissionKind
     settings: EngineSettings | None  # new engine settings (None: keep the running ones)
     report: dict = field(default_factory=dict)  # what was measured and chosen (replan_json)
+    pace: bool = True  # the dual scan paces its compute-heavy side (the search may turn it off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +92,21 @@ def replan_after_warmup(
     estimates = estimate_outputs(requests, hints)
     cost = resolve_cost(header.model_spec, header.hardware, ctx.model_dir)  # type: ignore[arg-type]
     order, admission = _order(header, requests, estimates, cost, rest)
+    prompts = [rows[ids[s]]["token_ids"] for s in rest[order].tolist()]
+    max_tokens = np.fromiter((rows[ids[s]]["max_tokens"] for s in rest[order].tolist()), np.int64)
+    informed = any(source is not EstimateSource.MAX_TOKENS for source in estimates.source)
+    inputs = SearchInputs(
+        prompts, estimates.tokens[order], estimates.spread[order], max_tokens, admission
+    )
+    settings, feed, search = _settings(ctx, inputs, cost, informed)
+    if feed.dfs_fallback:  # the guard: the same requests in depth-first order, fed in order
+        order = order[lexicographic_order(prompts)]
+        prompts = [rows[ids[s]]["token_ids"] for s in rest[order].tolist()]
+    admission = feed.admission
     seqs = rest[order]
     ordered_estimates = estimates.tokens[order]
     ordered_spread = estimates.spread[order]
-    prompts = [rows[ids[s]]["token_ids"] for s in seqs.tolist()]
     shared = adjacent_lcp(prompts, np.arange(len(prompts))).astype(np.float64)
-    settings, search = _settings(ctx, prompts, ordered_estimates, ordered_spread, admission, cost)
     report = {
         "replanned_s": time.perf_counter() - started,
         "warmup_finished": len(measured),
@@ -108,6 +114,8 @@ def replan_after_warmup(
         "n_replanned": len(seqs),
         "estimate_sources": estimates.source_counts(),
         "admission": admission.value,
+        "feed": feed.label(),
+        "pace": feed.pace,
         "settings_search": search,
         "restart_settings": None
         if settings is None
@@ -117,7 +125,7 @@ def replan_after_warmup(
         },
     }
     revision = Revision(
-        seqs, shared, ordered_estimates, ordered_spread, admission, settings, report
+        seqs, shared, ordered_estimates, ordered_spread, admission, settings, report, feed.pace
     )
     _store(ctx, revision, ids, [estimates.source[i] for i in order.tolist()], estimates, order)
     return revision
@@ -140,6 +148,7 @@ def load_revision(ctx: ReplanContext) -> Revision | None:
         admission=AdmissionKind(report["admission"]),
         settings=None,
         report=report,
+        pace=bool(report.get("pace", True)),
     )
 
 
@@ -249,40 +258,53 @@ def _order(
 
 
 def _settings(
-    ctx: ReplanContext,
-    prompts: list[list[int]],
-    estimates: np.ndarray,
-    spread: np.ndarray,
-    admission: AdmissionKind,
-    cost: CostModel,
-) -> tuple[EngineSettings | None, dict | None]:
-    """New engine settings when the search finds ones worth a restart (else None)."""
-    if not ctx.header.search_settings or not prompts:
-        return None, None
-    from blend.simulate.settings_search import search_order_settings
-    from blend.simulate.types import SimConfig, SimRequest
+    ctx: ReplanContext, inputs: SearchInputs, cost: CostModel, informed: bool
+) -> tuple[EngineSettings | None, FeedChoice, dict | None]:
+    """How to feed the re-planned requests, and new engine settings when the search finds
+    ones worth a restart (else None). No search without a measured length: estimates that
+    are all max_tokens say nothing the defaults do not."""
+    own = FeedChoice(inputs.admission)
+    if not ctx.header.search_settings or not inputs.prompts:
+        return None, own, None
+    if not informed:
+        return None, own, {"note": "estimates are only max_tokens: no search, settings kept"}
+    from blend.simulate.settings_search import search_plan
+    from blend.simulate.types import SimConfig
 
-    requests = [SimRequest(str(i), p, 1) for i, p in enumerate(prompts)]
+    prompts, estimates = inputs.prompts, inputs.estimates
     footprint = float(np.mean([len(p) for p in prompts]) + estimates.mean() / 2.0)
-    max_model_len = max(ctx.running.max_num_batched_tokens, max(len(p) for p in prompts) + 1)
-    candidates = candidate_settings(
-        ctx.running, max_model_len, memory_centric_seqs(ctx.kv_capacity_tokens, footprint)
-    )
+    longest = max(len(p) for p in prompts) + int(inputs.max_tokens.max()) + 1
+    max_model_len = max(ctx.running.max_num_batched_tokens, longest)
     template = SimConfig(kv_capacity_tokens=ctx.kv_capacity_tokens, block_size=ctx.block_size)
-    search = search_order_settings(
-        requests, estimates, admission, cost, candidates, template, spread=spread
+    search = search_plan(
+        inputs,
+        cost,
+        ctx.running,
+        template,
+        memory_centric=memory_centric_seqs(ctx.kv_capacity_tokens, footprint),
+        max_model_len=max_model_len,
     )
-    current = search.makespan_of(candidates[0])
+    current = search.trials[0]  # the running settings, the plan's own feed
     best = search.best
-    gain_s = current - search.makespan_of(best)
-    restart = best != candidates[0] and gain_s > RESTART_GAIN_FACTOR * ctx.engine_start_s
+    gain_s = current.makespan_s - best.makespan_s
+    new_settings = best.settings != current.settings
+    restart = new_settings and gain_s > RESTART_GAIN_FACTOR * ctx.engine_start_s
+    # without a restart, the best feed at the running settings
+    feed = best.feed if restart or not new_settings else _best_feed_at(search, current.settings)
     summary = {
         "trials": search.to_json(),
+        "n_simulated": search.n_simulated,
+        "predicted_makespan_s": best.makespan_s,
         "predicted_gain_s": gain_s,
         "restart_cost_s": ctx.engine_start_s,
         "restart": restart,
     }
-    return (best if restart else None), summary
+    return (best.settings if restart else None), feed, summary
+
+
+def _best_feed_at(search: PlanSearch, settings: EngineSettings) -> FeedChoice:
+    at = [t for t in search.trials if t.settings == settings]
+    return min(at, key=lambda t: t.makespan_s).feed
 
 
 def _store(

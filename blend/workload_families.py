@@ -579,6 +579,180 @@ def _random_groups(
 
 
 # ---------------------------------------------------------------------------------------------
+# fewshot-generation: long shared few-shot context beside long open-ended generations
+
+FEWSHOT_GENERATION_MAX_TOKENS = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class FewShotGenerationFamily:
+    """Few-shot tasks whose long shared context (800-4000 tokens) comes before either a short
+    answer or a long open-ended generation: prefix sharing and the longest outputs in the
+    same prefix groups, so no order has both for free.
+
+    Drawn: 3-24 tasks (at most n / 20), weights ~ Dirichlet(1.5); per-task prefix uniform in
+    [800, 4000]; question mean in [20, 200] (lognormal, sigma 0.6, clipped to 4-1000); a share
+    in [0.2, 0.6] of the tasks (at least one, and one short task when there are two) generate
+    at a per-task mean log-uniform in [500, 6000] with sigma in [0.3, 0.9]; the others answer
+    at a mean log-uniform in [2, 40] (sigma 0.5). max_tokens: 16384 for every request (a user
+    who sets one limit for the job) or 16384 for generations and 256 for answers, a coin flip.
+    """
+
+    name: str = "fewshot-generation"
+    description: str = "few-shot context shared by short answers and long generations"
+
+    def params(self, rng: np.random.Generator, n: int) -> Params:
+        drawn_tasks = round(_log_uniform(rng, 3, 24))
+        n_tasks = max(1, min(drawn_tasks, n // 20))
+        gen_share = _uniform(rng, 0.2, 0.6)
+        n_gen = max(1, min(n_tasks - 1, round(gen_share * n_tasks))) if n_tasks > 1 else 1
+        is_gen = np.zeros(n_tasks, dtype=bool)
+        is_gen[rng.choice(n_tasks, n_gen, replace=False)] = True
+        gen_mean = np.exp(rng.uniform(np.log(500), np.log(6000), n_tasks))
+        short_mean = np.exp(rng.uniform(np.log(2), np.log(40), n_tasks))
+        return {
+            "n_tasks": n_tasks,
+            "generation_share": gen_share,
+            "task_weights": _round(rng.dirichlet(np.full(n_tasks, 1.5))),
+            "prefix_tokens": rng.integers(800, 4001, n_tasks).tolist(),
+            "question_mean": _log_uniform(rng, 20, 200),
+            "generation_tasks": np.flatnonzero(is_gen).tolist(),
+            "output_means": np.where(is_gen, gen_mean, short_mean).round(2).tolist(),
+            "output_sigmas": np.where(is_gen, rng.uniform(0.3, 0.9, n_tasks), 0.5)
+            .round(3)
+            .tolist(),
+            "one_limit": bool(rng.random() < 0.5),
+        }
+
+    def instance(self, n: int, seed: int) -> FamilyInstance:
+        shape_rng, rng = _rngs(107, seed, n)
+        p = self.params(shape_rng, n)
+        n_tasks = p["n_tasks"]
+        is_gen = np.isin(np.arange(n_tasks), p["generation_tasks"])
+        short_limit = FEWSHOT_GENERATION_MAX_TOKENS if p["one_limit"] else 256
+        limits = np.where(is_gen, FEWSHOT_GENERATION_MAX_TOKENS, short_limit)
+        task = _assign(rng, p["task_weights"], n)
+        question = _lognormal(rng, p["question_mean"], 0.6, n, 4, 1000)
+        output = _per_kind(
+            rng, task, p["output_means"], p["output_sigmas"], [1] * n_tasks, limits.tolist()
+        )
+        prefixes = [_EMPTY] + [_body(shape_rng, int(t)) for t in p["prefix_tokens"]]
+        kinds = [f"{'gen' if g else 'short'}{k}" for k, g in enumerate(is_gen.tolist())]
+        draft = _Draft(kinds, task, prefixes, task + 1, question, output, limits[task])
+        return _instance(self.name, self.description, n, seed, _workload(self.name, rng, draft), p)
+
+
+# ---------------------------------------------------------------------------------------------
+# bimodal: two output modes inside every prefix group (estimates by group are poor)
+
+BIMODAL_MAX_TOKENS = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class BimodalFamily:
+    """Prefix groups (a shared instruction, then a unique input) whose outputs are bimodal:
+    most requests answer briefly, a drawn share write at length, and nothing in the prompt
+    tells which, so a group's mean output is a poor estimate of any of its requests.
+
+    Drawn: 4-64 groups (at most n / 10), weights ~ Dirichlet(1); prefix uniform in
+    [50, 1500]; unique input mean log-uniform in [50, 1000] (sigma 0.8, clipped to 4-8000);
+    per group, a long share in [0.05, 0.5], a short mean log-uniform in [5, 100] (sigma 0.6)
+    and a long mean log-uniform in [1000, 8000] (sigma in [0.3, 0.7]). max_tokens 16384.
+    """
+
+    name: str = "bimodal"
+    description: str = "prefix groups with short and long outputs mixed (poor estimates)"
+
+    def params(self, rng: np.random.Generator, n: int) -> Params:
+        n_groups = max(1, min(round(_log_uniform(rng, 4, 64)), n // 10))
+        return {
+            "n_groups": n_groups,
+            "group_weights": _round(rng.dirichlet(np.ones(n_groups))),
+            "prefix_tokens": rng.integers(50, 1501, n_groups).tolist(),
+            "input_mean": _log_uniform(rng, 50, 1000),
+            "long_share": _round(rng.uniform(0.05, 0.5, n_groups)),
+            "short_mean": _round(np.exp(rng.uniform(np.log(5), np.log(100), n_groups)), 2),
+            "long_mean": _round(np.exp(rng.uniform(np.log(1000), np.log(8000), n_groups)), 1),
+            "long_sigma": _round(rng.uniform(0.3, 0.7, n_groups), 3),
+        }
+
+    def instance(self, n: int, seed: int) -> FamilyInstance:
+        shape_rng, rng = _rngs(108, seed, n)
+        p = self.params(shape_rng, n)
+        group = _assign(rng, p["group_weights"], n)
+        body = _lognormal(rng, p["input_mean"], 0.8, n, 4, 8000)
+        is_long = rng.random(n) < np.asarray(p["long_share"])[group]
+        kind = np.where(is_long, 2 * group + 1, 2 * group)  # per group: short, long
+        short_mean, long_mean = p["short_mean"], p["long_mean"]
+        means = [m for pair in zip(short_mean, long_mean, strict=True) for m in pair]
+        sigmas = [s for sigma in p["long_sigma"] for s in (0.6, sigma)]
+        n_kinds = 2 * p["n_groups"]
+        output = _per_kind(rng, kind, means, sigmas, [1] * n_kinds, [BIMODAL_MAX_TOKENS] * n_kinds)
+        prefixes = [_EMPTY] + [_body(shape_rng, int(t)) for t in p["prefix_tokens"]]
+        kinds = [f"g{g}{m}" for g in range(p["n_groups"]) for m in ("short", "long")]
+        limits = np.full(n, BIMODAL_MAX_TOKENS, np.int64)
+        draft = _Draft(kinds, kind, prefixes, group + 1, body, output, limits)
+        return _instance(self.name, self.description, n, seed, _workload(self.name, rng, draft), p)
+
+
+# ---------------------------------------------------------------------------------------------
+# rare-long: mostly short outputs, a rare very long tail, RAG contexts
+
+RARE_LONG_MAX_TOKENS = 16384
+_RARE_LONG_SOURCE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class RareLongFamily:
+    """Chat with retrieved documents: mostly short answers and a rare, very long tail, the
+    requests that decide the makespan and that a warm-up sample of 1% rarely sees.
+
+    Drawn: a system template of 8-64 tokens shared by all; a share in [0.2, 0.8] of the
+    requests carry one of 10-500 retrieved documents (uniform choice; each 300-3000 tokens,
+    shared by the requests that retrieve it); question mean log-uniform in [20, 400] (sigma
+    0.8, clipped to 4-4000); outputs lognormal with mean in [10, 150] (sigma in [0.4, 1.0]),
+    except a tail share log-uniform in [0.001, 0.02] whose outputs are log-uniform in
+    [4000, 16384]. max_tokens 16384.
+    """
+
+    name: str = "rare-long"
+    description: str = "RAG chat, mostly short answers, a rare very long tail"
+
+    def params(self, rng: np.random.Generator) -> Params:
+        n_docs = round(_log_uniform(rng, 10, 500))
+        return {
+            "system_template_tokens": int(rng.integers(8, 65)),
+            "rag_share": _uniform(rng, 0.2, 0.8),
+            "n_documents": n_docs,
+            "document_tokens": rng.integers(300, 3001, n_docs).tolist(),
+            "question_mean": _log_uniform(rng, 20, 400),
+            "output_mean": _log_uniform(rng, 10, 150),
+            "output_sigma": _uniform(rng, 0.4, 1.0),
+            "tail_share": _log_uniform(rng, 0.001, 0.02),
+        }
+
+    def instance(self, n: int, seed: int) -> FamilyInstance:
+        shape_rng, rng = _rngs(109, seed, n)
+        p = self.params(shape_rng)
+        system = _template(_RARE_LONG_SOURCE, p["system_template_tokens"])
+        documents = [
+            np.concatenate((system, _body(shape_rng, int(t)))) for t in p["document_tokens"]
+        ]
+        prefixes = [_EMPTY, system, *documents]
+        with_doc = rng.random(n) < p["rag_share"]
+        prefix = np.where(with_doc, 2 + rng.integers(0, len(documents), n), 1)
+        body = _lognormal(rng, p["question_mean"], 0.8, n, 4, 4000)
+        output = _lognormal(rng, p["output_mean"], p["output_sigma"], n, 1, RARE_LONG_MAX_TOKENS)
+        tail = rng.random(n) < p["tail_share"]
+        long = np.exp(rng.uniform(np.log(4000), np.log(RARE_LONG_MAX_TOKENS), n))
+        output = np.where(tail, np.rint(long).astype(np.int64), output)
+        kind = tail.astype(np.int64)
+        limits = np.full(n, RARE_LONG_MAX_TOKENS, np.int64)
+        draft = _Draft(["chat", "long"], kind, prefixes, prefix, body, output, limits)
+        return _instance(self.name, self.description, n, seed, _workload(self.name, rng, draft), p)
+
+
+# ---------------------------------------------------------------------------------------------
 # Registry and statistics
 
 FAMILIES: dict[str, WorkloadFamily] = {
@@ -590,6 +764,9 @@ FAMILIES: dict[str, WorkloadFamily] = {
         HeavyTailFamily(),
         MainMixFamily(),
         RandomFamily(),
+        FewShotGenerationFamily(),
+        BimodalFamily(),
+        RareLongFamily(),
     )
 }
 

@@ -156,7 +156,20 @@ def _plan_lines(plan: PlanReport) -> list[str]:
         f"| prefix sharing kept | {plan.sharing_ratio:.1%} (prefix tree: "
         f"{plan.dfs_sharing_ratio:.1%}) |",
         f"| plan time | {plan.plan_seconds:.3f} s |",
+        *_bound_lines(plan),
         "",
+    ]
+
+
+def _bound_lines(plan: PlanReport) -> list[str]:
+    """T_seq (the engine blend runs: vLLM, attention after the GEMMs) and T_opt (an engine
+    that overlaps them), both at the estimated output lengths."""
+    if plan.bounds is None:
+        return []
+    return [
+        f"| bound T_seq (vLLM), at the estimated lengths | {plan.bounds.t_seq_s:,.1f} s |",
+        f"| bound T_opt (an overlapping engine), at the estimated lengths | "
+        f"{plan.bounds.t_opt_s:,.1f} s |",
     ]
 
 

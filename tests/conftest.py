@@ -10,12 +10,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from blend import verbosity
 from blend.cost import CostModel
 from blend.demo.model import ensure_tiny_model
 from blend.store import Store
 from tests.support.toys import toy_cost
+
+
+# Property tests judge results, never speed: no per-example deadline, which a loaded CI
+# machine would turn into failures that say nothing about the code.
+settings.register_profile("blend", deadline=None)
+settings.load_profile("blend")
 
 
 @pytest.fixture(scope="session")

@@ -29,16 +29,17 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from blend.admission.base import EngineView
-from blend.admission.kv_projection import KvProjection
+from blend.admission.kv_projection import KvProjection, remaining_steps
 from blend.admission.kv_projection import _kernels as kv_kernels
 from blend.cost import CostModel
 from blend.planners.blendserve.scan import split_memory
+from blend.tree import adjacent_lcp
 
 LEFT, RIGHT = 0, 1
 
@@ -63,6 +64,18 @@ class ScanSequence:
                 raise ValueError(f"ScanSequence.{name} has {len(getattr(self, name))} != {n}")
 
 
+def scan_sequence(
+    prompts: Sequence[np.ndarray | Sequence[int]],
+    indices: np.ndarray,
+    output_tokens: np.ndarray,
+    output_spread: np.ndarray | None = None,
+) -> ScanSequence:
+    """The admission view of an ordered list of requests (indices into `prompts`)."""
+    lengths = np.fromiter((len(prompts[i]) for i in indices.tolist()), np.float64, len(indices))
+    shared = adjacent_lcp(prompts, indices).astype(np.float64)
+    return ScanSequence(indices.astype(np.int64), lengths, shared, output_tokens, output_spread)
+
+
 @dataclass(frozen=True, slots=True)
 class DualScanOptions:
     max_num_seqs: int = 256  # the engine's running-request limit
@@ -74,6 +87,8 @@ class DualScanOptions:
     borrow: bool = True  # a side may exceed its share while the other side cannot admit
     pace: bool = True  # spread the left side's work over the right side's remaining steps
     pace_burst_steps: float = 8.0  # left credit saved up at most (steps' worth of work)
+    horizon: str = "survival"  # EXPERIMENT: "longest" (old) | "survival"
+    pace_knee_floor: bool = True  # EXPERIMENT
 
 
 class _Prefix:
@@ -84,6 +99,26 @@ class _Prefix:
 
     def sum(self, a: int, b: int) -> float:
         return float(self._cum[b] - self._cum[a])
+
+
+class _RangeMax:
+    """O(1) maxima over any window [a, b) of the sequence (a sparse table)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        levels = [np.asarray(values, dtype=np.float64)]
+        width = 1
+        while 2 * width <= len(values):
+            prev = levels[-1]
+            levels.append(np.maximum(prev[:-width], prev[width:]))
+            width *= 2
+        self._levels = levels
+
+    def query(self, a: int, b: int) -> float:
+        if b <= a:
+            return 0.0
+        k = (b - a).bit_length() - 1
+        level = self._levels[k]
+        return float(max(level[a], level[b - (1 << k)]))
 
 
 @dataclass(slots=True)
@@ -137,6 +172,9 @@ class DualScanAdmission:
         self._last_step = 0
         self.remaining_steps = 0.0  # the last pacing estimate of the right side's steps
         self._spread: np.ndarray = np.asarray(sequence.output_spread, dtype=np.float64)
+        self._meta: dict[int, tuple[float, float]] = {}
+        self._heavy_max = _RangeMax(np.where(self._dense, 0.0, d))
+        self._area = _Prefix(unshared * d + d * d / 2.0)
 
     @property
     def num_remaining(self) -> int:
@@ -151,8 +189,14 @@ class DualScanAdmission:
         for index, _ in engine.finished:
             self._release(index)
         self._move_outliers(engine)
+        room = self.options.max_num_seqs - engine.num_running - engine.num_waiting
+        if room <= 0 or self.lo >= self.hi:  # nothing can join: skip the projection
+            return []
         self._projection.refresh(engine.generated_of)
-        pending = self._projection.pending_prompt_tokens
+        # prompt tokens handed over and not yet computed; a dry queue is the engine asking
+        # for more (the last request it started may still be prefilling in chunks, but its
+        # tokens are no longer queued ahead of anything)
+        pending = self._projection.pending_prompt_tokens if engine.num_waiting else 0.0
         self._generated_of = engine.generated_of
         self._earn_credit(engine.step)
         if self._since_split == 0 or self._since_split >= self.options.resplit_every:
@@ -160,7 +204,6 @@ class DualScanAdmission:
         # each request may hold up to a block more than its tokens (blocks fill as it grows)
         limit_kv = self.options.kv_fill * self._capacity - len(self._inflight) * self._block_size
         limit_queue = self.options.queue_steps * self.options.max_num_batched_tokens
-        room = self.options.max_num_seqs - engine.num_running - engine.num_waiting
         admitted: list[int] = []
         while self.lo < self.hi and len(admitted) < room:
             side = self._pick(limit_kv, pending, limit_queue, empty=not self._inflight)
@@ -177,6 +220,7 @@ class DualScanAdmission:
 
     def _release(self, index: int) -> None:
         entry = self._inflight.pop(index)
+        self._meta.pop(index, None)
         self._inflight_dense.discard(index)
         self._count[entry.side] -= 1
         self._projection.remove(index)
@@ -216,8 +260,13 @@ class DualScanAdmission:
         self._last_step = step
         if not self.options.pace:
             return
-        self.remaining_steps = max(1.0, self._longest_memory_heavy())
-        rate = max(self._work.sum(self.lo, self.hi) / self.remaining_steps, self._knee_tokens)
+        if self.options.horizon == "longest":
+            self.remaining_steps = max(1.0, self._longest_memory_heavy())
+        else:
+            self.remaining_steps = max(1.0, self._horizon())
+        rate = self._work.sum(self.lo, self.hi) / self.remaining_steps
+        if self.options.pace_knee_floor:
+            rate = max(rate, self._knee_tokens)
         cap = self.options.pace_burst_steps * rate
         self._credit = min(cap, self._credit + max(1, elapsed) * rate)
 
@@ -229,6 +278,38 @@ class DualScanAdmission:
         estimates = np.fromiter((self._inflight[i].estimate for i in heavy), float, len(heavy))
         generated = self._generated_of(np.asarray(heavy, dtype=np.int64))
         return float(np.max(estimates - generated))
+
+    def _horizon(self) -> float:
+        """Steps the run still needs by what is known now: the longest of the memory-heavy
+        requests in flight (at the top quantile of its length given what it produced), the
+        longest estimate still waiting on the right, and the KV-area of everything left over
+        the cache (token-steps / tokens)."""
+        heavy = [i for i in self._inflight if i not in self._inflight_dense]
+        path = 0.0
+        area = 0.0
+        if self._inflight:
+            idx = np.fromiter(self._inflight, np.int64, len(self._inflight))
+            est = np.fromiter((self._inflight[i].estimate for i in idx.tolist()), float, len(idx))
+            spread = self._inflight_spread(idx)
+            gen = self._generated_of(idx).astype(np.float64)
+            r = remaining_steps(est, spread, gen)
+            mean_r = r.mean(axis=1)
+            kv_now = self._inflight_prompt(idx) + gen
+            area = float((kv_now * mean_r + mean_r * mean_r / 2.0).sum())
+            if heavy:
+                is_heavy = np.isin(idx, np.asarray(heavy, dtype=np.int64))
+                top = r[is_heavy, -1] if self.options.horizon == "survival" else mean_r[is_heavy]
+                path = float(top.max())
+        waiting = self._heavy_max.query(self.lo, self.hi) if self.lo < self.hi else 0.0
+        area += self._area.sum(self.lo, self.hi)
+        kv = self.options.kv_fill * max(self._capacity, 1.0)
+        return max(path, waiting, area / kv)
+
+    def _inflight_spread(self, idx: np.ndarray) -> np.ndarray:
+        return np.fromiter((self._meta[i][1] for i in idx.tolist()), float, len(idx))
+
+    def _inflight_prompt(self, idx: np.ndarray) -> np.ndarray:
+        return np.fromiter((self._meta[i][0] for i in idx.tolist()), float, len(idx))
 
     def _resplit(self) -> None:
         lo, hi, w = self.lo, self.hi, self.options.window
@@ -352,6 +433,7 @@ class DualScanAdmission:
             self._credit -= unshared + estimate
             self._inflight_dense.add(index)
         self._inflight[index] = entry
+        self._meta[index] = (unshared, float(self._spread[k]))
         self._count[side] += 1
         self._since_split += 1
         self._projection.add(

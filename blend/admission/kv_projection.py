@@ -50,18 +50,14 @@ def _kernels() -> Any:
 
 def remaining_steps(estimate: np.ndarray, spread: np.ndarray, generated: np.ndarray) -> np.ndarray:
     """(requests, QUANTILES) remaining steps, each quantile of equal weight (module docstring);
-    a request without a spread has every quantile at its point estimate."""
-    from scipy.special import ndtr, ndtri
-
-    d = np.maximum(estimate, 1.0)[:, None]
-    g = generated.astype(np.float64)[:, None]
-    sigma = np.maximum(spread, 1e-9)[:, None]
-    mu = np.log(d) - sigma**2 / 2.0  # the lognormal whose mean is the estimate
-    survived = ndtr((np.log(np.maximum(g, 1e-9)) - mu) / sigma)  # P(length <= g)
-    p = np.minimum(survived + _MIDPOINTS[None, :] * (1.0 - survived), 1.0 - 1e-12)
-    quantile_r = np.maximum(np.ceil(np.exp(mu + sigma * ndtri(p)) - g), 1.0)  # whole steps
-    point_r = np.where(d > g, d - g, d)  # past a point estimate: another estimate's worth
-    return np.where((spread > 0)[:, None], quantile_r, point_r)
+    a request without a spread has every quantile at its point estimate (compiled:
+    kv_projection_kernels.remaining_steps, called at every admission event)."""
+    return _kernels().remaining_steps(
+        np.asarray(estimate, dtype=np.float64),
+        np.asarray(spread, dtype=np.float64),
+        np.asarray(generated, dtype=np.float64),
+        _MIDPOINTS,
+    )
 
 
 SharedBetween = Callable[[np.ndarray], np.ndarray]

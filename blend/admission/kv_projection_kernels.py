@@ -10,6 +10,8 @@ suffix_max[k] = max_{j >= k} T_j (suffix_max[n] = 0).
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -217,4 +219,74 @@ def adjacent_minima(tree: np.ndarray, positions: np.ndarray) -> np.ndarray:
             lo //= 2
             hi //= 2
         out[i] = best
+    return out
+
+
+# Acklam's rational approximation of the standard normal quantile (relative error < 1.2e-9),
+# refined by one Halley step against erfc to full double precision
+_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
+      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)  # fmt: skip
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
+      6.680131188771972e01, -1.328068155288572e01)  # fmt: skip
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
+      -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)  # fmt: skip
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
+      3.754408661907416e00)  # fmt: skip
+
+
+@_jit
+def ndtr(x: float) -> float:
+    """P(Z <= x) for a standard normal Z."""
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+@_jit
+def ndtri(p: float) -> float:
+    """The standard normal quantile of p in (0, 1) (the upper half by symmetry: 1 - p is
+    exact there, p itself near 1 is not)."""
+    if p > 0.5:
+        return -_lower_ndtri(1.0 - p)
+    return _lower_ndtri(p)
+
+
+@_jit
+def _lower_ndtri(p: float) -> float:
+    """ndtri for p in (0, 0.5]."""
+    if p < 0.02425:
+        q = math.sqrt(-2.0 * math.log(p))
+        x = (((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / (
+            (((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0
+        )
+    else:
+        q = p - 0.5
+        r = q * q
+        x = (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * q / (
+            ((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0
+        )
+    e = ndtr(x) - p  # Halley's step
+    u = e * math.sqrt(2.0 * math.pi) * math.exp(x * x / 2.0)
+    return x - u / (1.0 + x * u / 2.0)
+
+
+@_jit
+def remaining_steps(
+    estimate: np.ndarray, spread: np.ndarray, generated: np.ndarray, midpoints: np.ndarray
+) -> np.ndarray:
+    """kv_projection.remaining_steps, compiled: (requests, quantiles) remaining steps."""
+    m, q = len(estimate), len(midpoints)
+    out = np.empty((m, q))
+    for i in range(m):
+        d = max(estimate[i], 1.0)
+        g = float(generated[i])
+        if spread[i] <= 0.0:
+            point = d - g if d > g else d  # past a point estimate: another estimate's worth
+            for c in range(q):
+                out[i, c] = point
+            continue
+        sigma = max(spread[i], 1e-9)
+        mu = math.log(d) - sigma * sigma / 2.0  # the lognormal whose mean is the estimate
+        survived = ndtr((math.log(max(g, 1e-9)) - mu) / sigma)  # P(length <= g)
+        for c in range(q):
+            p = min(survived + midpoints[c] * (1.0 - survived), 1.0 - 1e-12)
+            out[i, c] = max(math.ceil(math.exp(mu + sigma * ndtri(p)) - g), 1.0)
     return out

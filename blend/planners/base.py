@@ -22,6 +22,7 @@ class PlannerName(StrEnum):
     FCFS = "fcfs"  # input order
     RANDOM = "random"  # seeded shuffle: balances load, destroys prefix sharing
     DFS = "dfs"  # prefix-tree depth-first: maximises prefix-cache hits
+    LPT = "lpt"  # longest estimated output first, ties in depth-first order
     NAIVE_BLEND = "naive-blend"  # prefix groups by density, taken alternately from both ends
     BATCHLLM = "batchllm"  # prefix groups kept together, the largest decode share first
     BLENDSERVE = "blendserve"  # resource-aware prefix tree + online dual scan (docs/papers.md)

@@ -10,8 +10,10 @@ Invariant: a request's estimate is, in this order of preference,
 A hint observed while its request was still running is censored (a lower bound): it counts
 as the larger of its length so far and the mean of the uncensored hints of its nearest
 subtree inside its prefix group that has any; a request of a prefix group with no finished
-measurement at all (its requests outlast most of the warm-up: long generations) counts at the
-midpoint of what is possible, (length so far + max_tokens) / 2: the mean under a uniform prior.
+measurement at all (its requests outlast most of the warm-up: long generations) is a guess:
+the scale-free (log-uniform) prior between its length so far and its max_tokens, taken as the
+lognormal of the same mean and spread of log length (log_uniform_guess); the estimates of its
+group carry that prior's spread, so admission and the settings search treat them as guesses.
 The warm-up sample (run first, to measure lengths) is drawn among the requests whose prefix
 group has no measured length yet, so earlier results shrink it.
 """
@@ -111,8 +113,11 @@ def estimate_outputs(
     censored[n:] = [h.censored for h in hints]
     levels = level_order(trie.parent)
     leaf_of = _leaf_of_request(trie)
+    prior_sigma = np.full(len(values), np.nan)
     if censored.any():
-        values = _censored_values(trie, levels, leaf_of, values, known, censored, hints, n)
+        values, prior_sigma = _censored_values(
+            trie, levels, leaf_of, values, known, censored, hints, n
+        )
     mean, has = _subtree_means(trie, levels, values, known)
     nearest, depth_ok = _nearest_measured(trie, levels, has)
     leaf_of = leaf_of[:n]
@@ -126,7 +131,7 @@ def estimate_outputs(
         for i, r in enumerate(requests)
     ]
     grouped = depth_ok[nearest[leaf_of]] & ~np.isnan(from_subtree)
-    spread = _spreads(trie, levels, values, known, nearest[leaf_of])
+    spread = _spreads(trie, levels, values, known, censored, prior_sigma, nearest[leaf_of])
     spread = np.where((own >= 0) | np.isnan(from_subtree), 0.0, spread)
     return OutputEstimates(tokens, sources, grouped, _group_keys(trie, n, prompts), spread)
 
@@ -139,20 +144,40 @@ def _spreads(
     levels: list[np.ndarray],
     values: np.ndarray,
     known: np.ndarray,
+    censored: np.ndarray,
+    prior_sigma: np.ndarray,
     estimate_nodes: np.ndarray,
 ) -> np.ndarray:
-    """Per request: the standard deviation of log length among the measurements below the
-    node its estimate comes from (where there are MIN_FOR_SPREAD of them), else the spread
-    pooled over every measured prefix group (each measurement against its group's mean)."""
+    """Per request, the spread of its length as far as the planner can tell (the std of log
+    length of the predictive distribution):
+    - the standard deviation of log length among the measurements below the node its
+      estimate comes from (where there are MIN_FOR_SPREAD of them), else the spread pooled
+      over every measured prefix group (each measurement against its group's mean);
+    - widened by sqrt(1 + 1/k) for a mean of k finished measurements (the predictive spread
+      of one more draw when the mean itself is estimated: a well-measured group keeps its
+      own spread, a group measured once counts 1.41 times as wide);
+    - where nothing below that node finished (only lower bounds: long generations still
+      running at the re-plan), the spread of the log-uniform prior between the length seen
+      and max_tokens, ln(max_tokens / g) / sqrt(12): the estimate is a guess, and admission
+      and the settings search count it as one."""
     logs = np.log(np.maximum(values, 1.0))
     use = known.astype(float)
     mean_log, _ = _subtree_means(trie, levels, logs, known)
     mean_sq, _ = _subtree_means(trie, levels, logs * logs, known)
     count = _subtree_counts(trie, levels, use)
+    finished = _subtree_counts(trie, levels, (known & ~censored).astype(float))
     variance = np.maximum(np.nan_to_num(mean_sq - mean_log**2), 0.0)
     pooled = _pooled_spread(trie, levels, logs, known)
     own = np.sqrt(variance[estimate_nodes])
-    return np.where(count[estimate_nodes] >= MIN_FOR_SPREAD, own, pooled)
+    spread = np.where(count[estimate_nodes] >= MIN_FOR_SPREAD, own, pooled)
+    k = finished[estimate_nodes]
+    spread = spread * np.sqrt(1.0 + 1.0 / np.maximum(k, 1.0))
+    has_prior = ~np.isnan(prior_sigma)
+    if has_prior.any():
+        prior, _ = _subtree_means(trie, levels, np.nan_to_num(prior_sigma), has_prior)
+        guessed = (k == 0) & ~np.isnan(prior[estimate_nodes])
+        spread = np.where(guessed, prior[estimate_nodes], spread)
+    return spread
 
 
 def _subtree_counts(trie: CompactTrie, levels: list[np.ndarray], use: np.ndarray) -> np.ndarray:
@@ -191,20 +216,37 @@ def _censored_values(
     censored: np.ndarray,
     hints: Sequence[LengthHint],
     n: int,
-) -> np.ndarray:
-    """`values` with each censored hint raised to its estimate (module invariant)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """`values` with each censored hint raised to its estimate (module invariant), and per
+    value the log-std of the log-uniform prior it was given (nan: none)."""
     mean, has = _subtree_means(trie, levels, values, known & ~censored)
     nearest, inside = _nearest_measured(trie, levels, has)
     out = values.copy()
+    prior_sigma = np.full(len(values), np.nan)
     for k in np.flatnonzero(censored).tolist():
         node = nearest[leaf_of[k]]
         hint = hints[k - n]
         if has[node] and inside[node]:
             out[k] = max(values[k], mean[node])
         else:  # nothing of its group finished: somewhere between now and its limit
-            limit = hint.max_tokens or 3 * values[k]
-            out[k] = max(values[k], (values[k] + limit) / 2.0)
-    return out
+            low = max(1.0, float(values[k]))
+            high = max(low, float(hint.max_tokens or 3 * values[k]))
+            out[k], prior_sigma[k] = log_uniform_guess(low, high)
+    return out, prior_sigma
+
+
+def log_uniform_guess(low: float, high: float) -> tuple[float, float]:
+    """(mean, sigma) of the lognormal that stands for a length known only to lie in
+    [low, high] tokens: the scale-free (log-uniform) prior, matched in the mean and the
+    standard deviation of log length, (ln low + ln high) / 2 and ln(high / low) / sqrt(12),
+    so that admission and the settings search, which read a length as a lognormal, see the
+    prior's shape (its median at the geometric mean, a long upper tail). A uniform prior's
+    midpoint would put the weight near the limit: a generation seen at 500 tokens with a
+    32,768-token limit would count as 16,634 tokens; this guess is 8,390 (median 4,048)."""
+    if high <= low:
+        return low, 0.0
+    sigma = math.log(high / low) / math.sqrt(12.0)
+    return math.sqrt(low * high) * math.exp(sigma * sigma / 2.0), sigma
 
 
 def _source(request: PlanRequest, subtree_mean: float, warmup_share: float) -> EstimateSource:

@@ -35,7 +35,7 @@ def make_planner(
     """
     from blend.planners.batchllm import BatchLlmPlanner
     from blend.planners.blendserve import BlendServePlanner, NaiveBlendPlanner
-    from blend.planners.simple import DfsPlanner, FcfsPlanner, RandomPlanner
+    from blend.planners.simple import DfsPlanner, FcfsPlanner, LptPlanner, RandomPlanner
 
     chosen = planner_name(name)
     if chosen is PlannerName.FCFS:
@@ -44,6 +44,8 @@ def make_planner(
         return RandomPlanner(batch_size=batch_size, seed=seed)
     if chosen is PlannerName.DFS:
         return DfsPlanner(batch_size=batch_size)
+    if chosen is PlannerName.LPT:
+        return LptPlanner(batch_size=batch_size)
     if chosen is PlannerName.BATCHLLM:
         return BatchLlmPlanner(batch_size=batch_size)
     if chosen is PlannerName.LP_GATE:

@@ -1,6 +1,7 @@
-"""The baseline planners: input order, seeded random order, prefix-tree depth-first order.
+"""The baseline planners: input order, seeded random order, prefix-tree depth-first order,
+and depth-first order with the longest estimated outputs first (lpt).
 
-None of them reads output-length estimates, so none is re-planned after the warm-up.
+Only lpt reads output-length estimates, so only it is re-planned after the warm-up.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from blend.admission.base import AdmissionKind
 from blend.planners.base import Plan, PlannerName, fixed_size_batches
-from blend.planners.estimates import OutputEstimates
+from blend.planners.estimates import OutputEstimates, estimate_outputs
 from blend.planners.request import PlanRequest
 from blend.tree import lexicographic_order
 
@@ -68,3 +71,37 @@ class DfsPlanner:
         # depth-first order of the prompt trie = lexicographic order (ties in input order)
         order = lexicographic_order([r.prompt_token_ids for r in requests])
         return _plan(self.name, order.tolist(), self.batch_size)
+
+
+@dataclass(frozen=True, slots=True)
+class LptPlanner:
+    """Longest processing time first: the requests by estimated output length, longest first,
+    ties in depth-first (prompt trie) order, fed in order.
+
+    The longest outputs are the critical path of a run (their tokens take as many steps one
+    after the other), so starting them first lets the rest fill the steps beside them instead
+    of leaving them alone at the end. Estimates are per prefix group (estimates.py), so a
+    group of equal estimates stays together in DFS order and keeps its prefix sharing. The
+    peer that credits BlendServe's gains to their cause: its admission and blend, not the
+    longest-first start alone.
+    """
+
+    batch_size: int = 256
+    name: PlannerName = PlannerName.LPT
+    uses_lengths: bool = True
+    admission: AdmissionKind = AdmissionKind.IN_ORDER
+
+    def plan(
+        self, requests: Sequence[PlanRequest], estimates: OutputEstimates | None = None
+    ) -> Plan:
+        estimates = estimates if estimates is not None else estimate_outputs(requests)
+        dfs = lexicographic_order([r.prompt_token_ids for r in requests])
+        rank = np.empty(len(dfs), dtype=np.int64)
+        rank[dfs] = np.arange(len(dfs))
+        order = np.lexsort((rank, -np.asarray(estimates.tokens, dtype=np.float64)))
+        return _plan(
+            self.name,
+            order.tolist(),
+            self.batch_size,
+            estimate_sources=estimates.source_counts(),
+        )

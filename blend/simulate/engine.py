@@ -318,5 +318,7 @@ def _result(state: sch.Sim) -> SimResult:
         compute_s=float(seconds[sch.COMPUTE]),
         kv_s=float(seconds[sch.KV_TRAFFIC]),
         kv_discarded_tokens=counts[sch.KV_DISCARDED],
+        attention_s=float(seconds[sch.ATTENTION]),
+        mean_kv_occupancy=counts[sch.KV_BLOCK_STEPS] / steps / max(capacity, 1),
         admission_order=state.queues.admitted[: int(state.queues.meta[sch.ADMITTED_LEN])].copy(),
     )

@@ -1,4 +1,9 @@
-"""Where a simulated run loses time against T_opt: an exact, additive breakdown of the gap.
+"""Where a simulated run loses time against its bounds: exact, additive breakdowns of the gap.
+
+Two bounds, two breakdowns: T_opt (optimal.py, an engine that overlaps GEMMs with attention;
+GapBreakdown below) and T_seq (sequential_bound.py, the engine blend runs: vLLM;
+SequentialGap at the end).
+
 
     makespan = T_opt                                     (docs/papers.md: max((1 - s) Comp, Mem))
              + bound_decode_sharing_s   the formula applies (1 - s) to decode tokens too, which
@@ -29,6 +34,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from blend.cost import CostModel
+from blend.simulate.sequential_bound import SequentialBound
+from blend.simulate.step_time import busy_time
 from blend.simulate.types import SimRequest, SimResult
 
 
@@ -96,4 +103,75 @@ def gap_breakdown(
         bound_side=bound_side,
         drain_s=result.drain_s,
         kv_discarded_tokens=result.kv_discarded_tokens,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SequentialGap:
+    """The makespan as T_seq (sequential_bound.py) plus where a run lost time against it.
+
+        makespan = T_seq
+                 + extra_steps_overhead_s   (N - N_min) o: steps beyond the fewest possible
+                 + extra_steps_weights_s    the weight reads of those steps where the GEMMs
+                                            do not hide them: B(C, A, N w, Mem) - B(.., N_min w, ..)
+                 + extra_work_s             GEMM, attention and KV work beyond the bound's:
+                                            prefix sharing lost, recomputation after
+                                            preemption, KV writes and prompt reads:
+                                            B(G, A', N w, K) - B(C, A, N w, Mem)
+                 + uneven_steps_s           the run's steps against the same work spread evenly
+                                            over as many steps: small steps whose weight read is
+                                            not hidden (a thin drain tail) and lumpy ones;
+                                            sum_i B(step i) - B(G, A', N w, K) (and offloaded
+                                            layers' time, if any)
+    B is the step model's busy time (step_time.busy_time); G, A', K the run's GEMM, prefill
+    attention and KV-traffic times; N its steps. Every term is >= 0 (B is increasing and
+    superadditive) and they add up to the makespan exactly.
+    """
+
+    t_seq_s: float
+    extra_steps_overhead_s: float
+    extra_steps_weights_s: float
+    extra_work_s: float
+    uneven_steps_s: float
+    makespan_s: float
+    n_steps: int
+    n_min_steps: int
+    drain_s: float  # time after the last admission (part of the terms above)
+
+    @property
+    def terms(self) -> dict[str, float]:
+        """The additive terms, in waterfall order (they sum to makespan_s)."""
+        return {
+            "t_seq_s": self.t_seq_s,
+            "extra_steps_overhead_s": self.extra_steps_overhead_s,
+            "extra_steps_weights_s": self.extra_steps_weights_s,
+            "extra_work_s": self.extra_work_s,
+            "uneven_steps_s": self.uneven_steps_s,
+        }
+
+    def to_json(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def sequential_gap(result: SimResult, bound: SequentialBound, cost: CostModel) -> SequentialGap:
+    """Split result.makespan_s - T_seq into its causes (see SequentialGap)."""
+    hw = cost.hardware
+    weight_s = cost.roofline_weight_bytes / hw.effective_bandwidth
+    n, n_min = result.n_steps, bound.n_min_steps
+    c, a, mem = bound.compute_s, bound.prefill_attention_s, bound.kv_reads_s
+    bound_busy = bound.makespan_s - bound.overhead_s
+    at_n_steps = busy_time(hw, c, a, n * weight_s, mem)
+    gemm = result.compute_s - result.attention_s
+    actual_at_n = busy_time(hw, gemm, result.attention_s, n * weight_s, result.kv_s)
+    extra_overhead = result.overhead_s - bound.overhead_s
+    return SequentialGap(
+        t_seq_s=bound.makespan_s,
+        extra_steps_overhead_s=extra_overhead,
+        extra_steps_weights_s=at_n_steps - bound_busy,
+        extra_work_s=actual_at_n - at_n_steps,
+        uneven_steps_s=result.makespan_s - result.overhead_s - actual_at_n,
+        makespan_s=result.makespan_s,
+        n_steps=n,
+        n_min_steps=n_min,
+        drain_s=result.drain_s,
     )

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from blend.admission.base import AdmissionKind, AdmissionPolicy, InOrderAdmission
-from blend.admission.dual_scan import DualScanOptions, ScanSequence
+from blend.admission.dual_scan import DualScanOptions, ScanSequence, scan_sequence
 from blend.admission.factory import admission_policy
 from blend.admission.warmup import WarmupOutcome, WarmupThenReplan
 from blend.control.engine_split import split_for_engines
@@ -39,7 +39,6 @@ from blend.simulate.io import Workload
 from blend.simulate.pipeline import (
     DEFAULT_MAX_TOKENS,
     SimulatedEngine,
-    scan_sequence,
     visible_requests,
     warmup_hints,
 )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from blend.admission.base import AdmissionPolicy
-from blend.admission.dual_scan import DualScanOptions, ScanSequence
+from blend.admission.dual_scan import DualScanOptions, scan_sequence
 from blend.admission.factory import admission_policy
 from blend.admission.warmup import WarmupOutcome, WarmupThenReplan
 from blend.cost import CostModel
@@ -35,9 +35,9 @@ from blend.planners import (
 from blend.planners.estimates import WARMUP_FRACTION
 from blend.simulate.engine import simulate_online
 from blend.simulate.io import Workload
-from blend.simulate.settings_search import SettingsSearch, search_order_settings
+from blend.simulate.settings_search import FeedChoice, PlanSearch, SearchInputs, search_plan
 from blend.simulate.types import SimConfig, SimResult
-from blend.tree import adjacent_lcp, build_compact_trie
+from blend.tree import build_compact_trie, lexicographic_order
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,7 @@ class PlannedRest:
     plan: Plan  # order: indices into `rest`
     estimates: OutputEstimates  # of `rest`
     plan_seconds: float  # wall time of estimating and planning (s)
+    max_tokens: np.ndarray  # int64 output limits of `rest`
 
     @property
     def ordered(self) -> np.ndarray:
@@ -82,6 +83,15 @@ class PlannedRest:
     def ordered_spread(self) -> np.ndarray:
         return self.estimates.spread[np.asarray(self.plan.order, dtype=np.int64)]
 
+    @property
+    def ordered_max_tokens(self) -> np.ndarray:
+        return self.max_tokens[np.asarray(self.plan.order, dtype=np.int64)]
+
+    @property
+    def informed(self) -> bool:
+        """Whether any estimate rests on a measurement (not only max_tokens)."""
+        return any(s is not EstimateSource.MAX_TOKENS for s in self.estimates.source)
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineRun:
@@ -92,6 +102,7 @@ class PipelineRun:
     warmup: np.ndarray  # request indices run first
     settings: EngineSettings
     replanned_at_step: int | None  # engine step of the re-plan (None: no warm-up)
+    feed: FeedChoice  # how the re-planned requests were fed
 
     @property
     def plan(self) -> Plan:
@@ -111,18 +122,6 @@ def visible_requests(
         known = request.output_len if oracle else None
         out.append(PlanRequest(request.request_id, request.prompt_token_ids, max_tokens, known))
     return out
-
-
-def scan_sequence(
-    prompts: Sequence[np.ndarray | Sequence[int]],
-    indices: np.ndarray,
-    output_tokens: np.ndarray,
-    output_spread: np.ndarray | None = None,
-) -> ScanSequence:
-    """The admission view of an ordered list of requests (indices into `prompts`)."""
-    lengths = np.fromiter((len(prompts[i]) for i in indices.tolist()), np.float64, len(indices))
-    shared = adjacent_lcp(prompts, indices).astype(np.float64)
-    return ScanSequence(indices.astype(np.int64), lengths, shared, output_tokens, output_spread)
 
 
 class PipelineSimulator:
@@ -161,53 +160,79 @@ class PipelineSimulator:
         started = time.perf_counter()
         estimates = estimate_outputs(self._rest_visible, hints)
         plan = self.planner.plan(self._rest_visible, estimates)
-        return PlannedRest(self.rest, plan, estimates, time.perf_counter() - started)
+        max_tokens = np.fromiter((r.max_tokens for r in self._rest_visible), np.int64)
+        return PlannedRest(self.rest, plan, estimates, time.perf_counter() - started, max_tokens)
 
-    def policy(self, planned: PlannedRest, settings: EngineSettings) -> AdmissionPolicy:
-        sequence = scan_sequence(
-            self._prompts, planned.ordered, planned.ordered_estimates, planned.ordered_spread
-        )
-        return admission_policy(
-            planned.plan.admission, sequence, self.cost, settings, self.dual_scan
-        )
+    def policy(
+        self, planned: PlannedRest, settings: EngineSettings, feed: FeedChoice | None = None
+    ) -> AdmissionPolicy:
+        """The admission of the re-planned requests: the plan's own, or `feed`'s."""
+        options = self.dual_scan or DualScanOptions()
+        feed = feed or FeedChoice(planned.plan.admission, pace=options.pace)
+        ordered = planned.ordered
+        estimates, spread = planned.ordered_estimates, planned.ordered_spread
+        if feed.dfs_fallback:  # the guard: the same requests in depth-first order
+            dfs = lexicographic_order([self._prompts[i] for i in ordered.tolist()])
+            ordered, estimates, spread = ordered[dfs], estimates[dfs], spread[dfs]
+        sequence = scan_sequence(self._prompts, ordered, estimates, spread)
+        options = replace(options, pace=feed.pace)
+        return admission_policy(feed.admission, sequence, self.cost, settings, options)
 
-    def admission(self, settings: EngineSettings) -> tuple[AdmissionPolicy, list[PlannedRest]]:
+    def admission(
+        self, settings: EngineSettings, feed: FeedChoice | None = None
+    ) -> tuple[AdmissionPolicy, list[PlannedRest]]:
         """The policy that runs the pipeline on an engine with `settings`: the warm-up, then
-        the re-plan (appended to the returned list when it happens). Drives the simulator
-        here, and a real engine the same way (bench/fidelity.py)."""
+        the re-plan (appended to the returned list when it happens), fed as `feed` says (the
+        plan's own admission by default). Drives the simulator here, and a real engine the
+        same way (bench/fidelity.py)."""
         planned: list[PlannedRest] = []
 
         def replan(outcome: WarmupOutcome) -> AdmissionPolicy:
             planned.append(self.plan_rest(warmup_hints(self._visible, outcome)))
-            return self.policy(planned[0], settings)
+            return self.policy(planned[0], settings, feed)
 
         if len(self.warmup):
             window = 2 * settings.max_num_seqs
             return WarmupThenReplan(self.warmup.tolist(), replan, len(self.rest), window), planned
         planned.append(self.plan_rest())
-        return self.policy(planned[0], settings), planned
+        return self.policy(planned[0], settings, feed), planned
 
-    def run(self, settings: EngineSettings) -> PipelineRun:
+    def run(self, settings: EngineSettings, feed: FeedChoice | None = None) -> PipelineRun:
         """Warm-up, re-plan, run: the whole workload on an engine with `settings`."""
         engine = replace(self.engine, settings=settings)
-        policy, planned = self.admission(settings)
+        policy, planned = self.admission(settings, feed)
         result = simulate_online(self.workload.requests, policy, self.cost, engine.config())
         replanned = policy.replanned_at_step if isinstance(policy, WarmupThenReplan) else None
-        return PipelineRun(result, planned[0], self.warmup, settings, replanned)
+        chosen = feed or FeedChoice(
+            planned[0].plan.admission, pace=(self.dual_scan or DualScanOptions()).pace
+        )
+        return PipelineRun(result, planned[0], self.warmup, settings, replanned, chosen)
 
-    def search(self, planned: PlannedRest, candidates: Sequence[EngineSettings]) -> SettingsSearch:
-        """The best candidate for `planned`, simulating its requests at their estimated
-        lengths (what the pipeline knows after the warm-up)."""
-        ordered = [self.workload.requests[i] for i in planned.ordered.tolist()]
-        return search_order_settings(
-            ordered,
-            planned.ordered_estimates,
-            planned.plan.admission,
+    def search(
+        self,
+        planned: PlannedRest,
+        running: EngineSettings,
+        *,
+        memory_centric: int | None,
+        max_model_len: int,
+    ) -> PlanSearch:
+        """The pipeline's search for `planned` (settings_search.py): its requests at lengths
+        drawn from their estimates (what the pipeline knows after the warm-up)."""
+        inputs = SearchInputs(
+            prompts=[self._prompts[i] for i in planned.ordered.tolist()],
+            estimates=planned.ordered_estimates,
+            spread=planned.ordered_spread,
+            max_tokens=planned.ordered_max_tokens,
+            admission=planned.plan.admission,
+            dual_scan=self.dual_scan or DualScanOptions(),
+        )
+        return search_plan(
+            inputs,
             self.cost,
-            candidates,
+            running,
             self.engine.config(),
-            self.dual_scan,
-            planned.ordered_spread,
+            memory_centric=memory_centric,
+            max_model_len=max_model_len,
         )
 
 

@@ -16,12 +16,11 @@ import numpy as np
 from blend.cost import CostModel
 from blend.engine_settings import (
     EngineSettings,
-    candidate_settings,
     memory_centric_seqs,
     vllm_default_settings,
 )
 from blend.planners import make_planner
-from blend.simulate.gap import GapBreakdown, gap_breakdown
+from blend.simulate.gap import GapBreakdown, SequentialGap, gap_breakdown, sequential_gap
 from blend.simulate.io import Workload
 from blend.simulate.optimal import dfs_sharing_ratio, optimal_makespan_s
 from blend.simulate.pipeline import (
@@ -30,7 +29,8 @@ from blend.simulate.pipeline import (
     PipelineSimulator,
     SimulatedEngine,
 )
-from blend.simulate.settings_search import SettingsSearch
+from blend.simulate.sequential_bound import SequentialBound, sequential_bound
+from blend.simulate.settings_search import PlanSearch
 from blend.tree import order_sharing_ratio
 
 
@@ -45,7 +45,10 @@ class SimulationReport:
     simulate_seconds: float  # wall time of the whole simulation (s)
     oracle_lengths: bool  # whether the planner saw the true output lengths
     gap: GapBreakdown  # the makespan as T_opt plus the causes of the gap
-    search: SettingsSearch | None  # the settings search, when one chose the settings
+    search: PlanSearch | None  # the search, when one chose the feed and settings
+    searched: bool  # a search was asked for (none runs on max_tokens-only estimates)
+    t_seq: SequentialBound  # T_seq, the bound of the engine blend runs (vLLM)
+    t_seq_gap: SequentialGap  # the makespan as T_seq plus the causes of the gap
 
     def to_json(self) -> dict[str, Any]:
         r, settings = self.run.result, self.run.settings
@@ -56,6 +59,11 @@ class SimulationReport:
             "output_tokens": r.output_tokens,
             "makespan_s": r.makespan_s,
             "throughput_tok_s": r.throughput_tok_s,
+            "t_seq_makespan_s": self.t_seq.makespan_s,
+            "fraction_of_t_seq": _fraction(self.t_seq.makespan_s, r.makespan_s),
+            "t_seq": self.t_seq.to_json(),
+            "t_seq_gap": self.t_seq_gap.to_json(),
+            # T_opt: the bound of an engine that overlaps GEMMs with attention (not vLLM)
             "optimal_makespan_s": self.optimal_makespan_s,
             "fraction_of_optimal": _fraction(self.optimal_makespan_s, r.makespan_s),
             "peak_optimal_makespan_s": self.peak_optimal_makespan_s,
@@ -72,6 +80,7 @@ class SimulationReport:
             "max_num_seqs": settings.max_num_seqs,
             "settings_source": settings.source.value,
             "admission": self.run.plan.admission.value,
+            "feed": self.run.feed.label(),
             "n_warmup": int(self.run.warmup.size),
             "estimate_sources": self.run.planned.estimates.source_counts(),
             "n_steps": r.n_steps,
@@ -79,7 +88,20 @@ class SimulationReport:
             **r.breakdown(),
             "gap": self.gap.to_json(),
             "settings_search": None if self.search is None else self.search.to_json(),
+            "settings_search_note": self._search_note(),
         }
+
+    def _search_note(self) -> str | None:
+        if self.searched and self.search is None:
+            return "estimates are only max_tokens: no search, vLLM's defaults kept"
+        if self.search is None:
+            return None
+        best = self.search.best
+        sampled = self.search.n_simulated < self.search.n_requests
+        return (
+            f"predicted {best.makespan_s:.1f} s at {best.settings.label()}, {best.feed.label()}"
+            + (f" (a sample of {self.search.n_simulated} requests)" if sampled else "")
+        )
 
 
 def _fraction(bound_s: float, makespan_s: float) -> float:
@@ -121,13 +143,15 @@ def plan_and_simulate(
     )
     run = simulator.run(engine.settings)
     settings_search = None
-    if search:
+    if search and run.planned.informed:
         settings_search = search_after_warmup(simulator, run, cost)
-        if settings_search.best != engine.settings:
-            run = simulator.run(settings_search.best)
+        best = settings_search.best
+        if best.settings != engine.settings or best.feed != run.feed:
+            run = simulator.run(best.settings, best.feed)
     requests = workload.requests
     sharing = dfs_sharing_ratio(requests)
     optimal_s = optimal_makespan_s(requests, cost, sharing)
+    bound = sequential_bound(requests, cost, engine.kv_capacity_tokens)
     return SimulationReport(
         planner=str(planner.name),
         run=run,
@@ -141,19 +165,25 @@ def plan_and_simulate(
         oracle_lengths=oracle_lengths,
         gap=gap_breakdown(run.result, requests, cost, sharing, optimal_s),
         search=settings_search,
+        searched=search,
+        t_seq=bound,
+        t_seq_gap=sequential_gap(run.result, bound, cost),
     )
 
 
 def search_after_warmup(
     simulator: PipelineSimulator, run: PipelineRun, cost: CostModel
-) -> SettingsSearch:
-    """The pipeline's search: candidates around the running settings, each simulated on the
-    re-planned requests at their estimated lengths."""
+) -> PlanSearch:
+    """The pipeline's search (settings_search.py) of the run's re-planned requests, around
+    the settings the run had."""
     planned = run.planned
     prompts = [simulator.workload.requests[i].prompt_token_ids for i in planned.ordered]
     footprint = float(np.mean([len(p) for p in prompts]) + planned.estimates.tokens.mean() / 2)
-    longest = max(len(p) for p in prompts) + int(planned.estimates.tokens.max()) + 1
-    candidates = candidate_settings(
-        run.settings, longest, memory_centric_seqs(cost.kv_capacity_tokens, footprint)
+    longest = max(len(p) for p in prompts) + int(planned.max_tokens.max()) + 1
+    capacity = simulator.engine.kv_capacity_tokens or cost.kv_capacity_tokens
+    return simulator.search(
+        planned,
+        run.settings,
+        memory_centric=memory_centric_seqs(capacity, footprint),
+        max_model_len=longest,
     )
-    return simulator.search(planned, candidates)

@@ -36,10 +36,11 @@ ORDER_LEN, FINISHED_LEN, ADMITTED_LEN = 5, 6, 7  # valid entries of order, finis
 DRAINED = 8  # 1 after a step that scheduled the last waiting request (the queue ran dry)
 # Totals.seconds fields (sums over steps, s)
 TIME, COMPUTE_BOUND, MEMORY_BOUND, OVERHEAD, WEIGHT_READ, BUSY_NO_WEIGHTS, DRAIN = range(7)
-COMPUTE, KV_TRAFFIC = 7, 8  # compute and KV-traffic times (s), summed
+COMPUTE, KV_TRAFFIC, ATTENTION = 7, 8, 9  # compute, KV-traffic, prefill-attention times (s)
 # Totals.counts fields
 N_COMPUTE_BOUND, N_STEPS, BATCH_SUM, TOKEN_SUM, PREEMPTIONS, PEAK_BLOCKS = range(6)
 HIT_TOKENS, QUERY_TOKENS, COMPUTED_TOKENS, KV_DISCARDED = range(6, 10)
+KV_BLOCK_STEPS = 10  # KV blocks in use after each step's allocation, summed over steps
 
 
 class Config(NamedTuple):
@@ -88,8 +89,8 @@ class Queues(NamedTuple):
 
 
 class Totals(NamedTuple):
-    seconds: np.ndarray  # float64, fields TIME ... KV_TRAFFIC
-    counts: np.ndarray  # int64, fields N_COMPUTE_BOUND ... KV_DISCARDED
+    seconds: np.ndarray  # float64, fields TIME ... ATTENTION
+    counts: np.ndarray  # int64, fields N_COMPUTE_BOUND ... KV_BLOCK_STEPS
 
 
 def new_queues(order: np.ndarray, max_running: int, n_requests: int | None = None) -> Queues:
@@ -116,7 +117,7 @@ def new_queues(order: np.ndarray, max_running: int, n_requests: int | None = Non
 
 
 def new_totals() -> Totals:
-    return Totals(np.zeros(KV_TRAFFIC + 1), np.zeros(KV_DISCARDED + 1, dtype=np.int64))
+    return Totals(np.zeros(ATTENTION + 1), np.zeros(KV_BLOCK_STEPS + 1, dtype=np.int64))
 
 
 class Sim(NamedTuple):
@@ -384,12 +385,13 @@ def _charge_step(s: Sim, n_batch: int, admitted: bool) -> None:
         float(prefill_kv),
     )
     _add(s, cost, 1, n_scheduled, n_prefill + n_decode, admitted)
+    s.totals.counts[KV_BLOCK_STEPS] += kv.num_used(s.pool)
 
 
 @_jit
 def _add(
     s: Sim,
-    cost: tuple[float, float, float, int, float, float, float, float, float],
+    cost: tuple[float, float, float, int, float, float, float, float, float, float],
     n_steps: int,
     n_requests: int,
     n_tokens: int,
@@ -405,6 +407,7 @@ def _add(
     seconds[BUSY_NO_WEIGHTS] += cost[sk.BUSY_NO_WEIGHTS]
     seconds[COMPUTE] += cost[sk.COMPUTE_S]
     seconds[KV_TRAFFIC] += cost[sk.KV_S]
+    seconds[ATTENTION] += cost[sk.ATTENTION_S]
     # the drain: steps after the last one that admitted a request
     seconds[DRAIN] = 0.0 if admitted else seconds[DRAIN] + cost[sk.TOTAL]
     counts[N_COMPUTE_BOUND] += cost[sk.N_COMPUTE_BOUND]
@@ -463,6 +466,13 @@ def _note_peak(s: Sim) -> None:
 @_jit
 def _ceil_div(a: int, b: int) -> int:
     return (a + b - 1) // b
+
+
+@_jit
+def _ceil_sum(n: int, b: int) -> int:
+    """sum of ceil(x / b) for x = 1 .. n."""
+    q, r = n // b, n % b
+    return b * q * (q + 1) // 2 + r * (q + 1)
 
 
 # -- skip-ahead ------------------------------------------------------------------------------
@@ -556,14 +566,16 @@ def _advance_decodes(s: Sim, n: int, steps: int) -> None:
         r = q.run[k]
         context += rq.computed[r]
         need += max(_ceil_div(rq.computed[r] + steps, bs) - rq.num_blocks[r], 0)
-    _add(
-        s,
-        sk.decode_run(s.cost, n, float(context + 2 * n), steps),
-        steps,
-        n * steps,
-        n * steps,
-        False,
-    )
+    cost = sk.decode_run(s.cost, n, float(context + 2 * n), steps)
+    _add(s, cost, steps, n * steps, n * steps, False)
+    # blocks in use after each step's allocation: step j holds ceil((computed + j + 1) / bs)
+    # blocks of each request, which held ceil(computed / bs) before the run
+    block_steps = steps * kv.num_used(s.pool)
+    for k in range(n):
+        r = q.run[k]
+        c = rq.computed[r]
+        block_steps += _ceil_sum(c + steps, bs) - _ceil_sum(c, bs) - steps * rq.num_blocks[r]
+    s.totals.counts[KV_BLOCK_STEPS] += block_steps
     kv.allocate(s.pool, need)
     for k in range(n):
         r = q.run[k]

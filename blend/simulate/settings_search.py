@@ -1,43 +1,83 @@
-"""Choose a plan's engine settings by simulating it under each candidate.
+"""Choose how a re-planned run is fed, and the engine's settings, by simulating the candidates.
 
 Invariant: the search sees only what the pipeline knows when it runs: the planner's order and
-the estimated output lengths (never the true ones, which a benchmark may pass separately to
-find the best settings in hindsight). Every candidate runs the same plan with the same
-admission policy; the fastest simulated makespan wins, ties to the earlier candidate (the
-default first). Requests are the simulator's, so estimated lengths are rounded and floored at
-one token.
+each request's estimated output length with its spread and its max_tokens, never the true
+lengths. Every candidate simulates the same requests, with the same output lengths drawn once
+from what the estimates say (a lognormal with the estimate as its mean and the spread as its
+sigma, clipped to [1, max_tokens]; a point estimate where the spread is 0; stratified within
+each group), so the search sees the tail a group's mean hides (the longest request of a group
+sets the drain). The
+fastest simulated makespan wins, ties to the earlier candidate (the running settings first).
+
+Candidates (at most 19 simulations for the dual scan, 9 for in-order plans):
+1. every way to feed the plan at every token budget of TOKEN_CANDIDATES (128 .. 16384) and the
+   running one, with the running max_num_seqs: the plan's own admission; for the dual scan
+   also the dual scan without pacing (the token budget then the only throttle) and the
+   guard's fallback, the same requests in depth-first order fed in order (vLLM filling its
+   cache), so that the blend is kept only where it is predicted to beat in-order admission.
+   One throttle, not two: the paced dual scan runs only at the running and the largest
+   budget (a small budget under pacing throttles twice);
+2. the best of 1 with the memory-centric max_num_seqs (as many requests as the KV cache
+   holds at the mean footprint: BatchLLM's batching).
+Above SEARCH_MAX_REQUESTS requests the search simulates a uniform sample in plan order and
+scales its makespans by n / sample (the ranking is what the search needs; the prediction of a
+sample is rougher).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from blend.admission.base import AdmissionKind
-from blend.admission.dual_scan import DualScanOptions
+from blend.admission.dual_scan import DualScanOptions, scan_sequence
 from blend.admission.factory import admission_policy
 from blend.cost import CostModel
-from blend.engine_settings import EngineSettings
+from blend.engine_settings import TOKEN_CANDIDATES, EngineSettings, SettingsSource
 from blend.simulate.types import SimConfig, SimRequest, SimResult
+
+SEARCH_MAX_REQUESTS = 20_000  # requests simulated per candidate at most (a sample above)
 
 
 @dataclass(frozen=True, slots=True)
-class SettingsTrial:
+class FeedChoice:
+    """How the re-planned requests enter the engine."""
+
+    admission: AdmissionKind  # the plan's admission, or IN_ORDER for the fallback
+    pace: bool = True  # the dual scan paces its compute-heavy side (dual scan only)
+    dfs_fallback: bool = False  # the guard: the requests in depth-first order, fed in order
+
+    def label(self) -> str:
+        if self.dfs_fallback:
+            return "in-order (depth-first fallback)"
+        if self.admission is AdmissionKind.DUAL_SCAN:
+            return "dual-scan" if self.pace else "dual-scan, unpaced"
+        return str(self.admission.value)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchTrial:
     settings: EngineSettings
-    makespan_s: float  # simulated, with the lengths the search was given
+    feed: FeedChoice
+    makespan_s: float  # predicted: simulated at the drawn lengths, scaled to the whole plan
     n_preemptions: int
 
 
 @dataclass(frozen=True, slots=True)
-class SettingsSearch:
-    best: EngineSettings
-    trials: list[SettingsTrial]  # in candidate order
+class PlanSearch:
+    """The search's trials, in the order simulated, and the fastest."""
 
-    def makespan_of(self, settings: EngineSettings) -> float:
+    best: SearchTrial
+    trials: list[SearchTrial]
+    n_simulated: int  # requests each candidate simulated (a sample above SEARCH_MAX_REQUESTS)
+    n_requests: int  # requests of the plan
+
+    def makespan_of(self, settings: EngineSettings, feed: FeedChoice | None = None) -> float:
+        """The predicted makespan of a candidate (with the plan's own feed by default)."""
         for trial in self.trials:
-            if trial.settings == settings:
+            if trial.settings == settings and (feed is None or trial.feed == feed):
                 return trial.makespan_s
         raise KeyError(settings.label())
 
@@ -46,6 +86,7 @@ class SettingsSearch:
             {
                 "max_num_batched_tokens": t.settings.max_num_batched_tokens,
                 "max_num_seqs": t.settings.max_num_seqs,
+                "feed": t.feed.label(),
                 "makespan_s": t.makespan_s,
                 "n_preemptions": t.n_preemptions,
             }
@@ -53,60 +94,159 @@ class SettingsSearch:
         ]
 
 
-def with_lengths(requests: Sequence[SimRequest], lengths: np.ndarray) -> list[SimRequest]:
-    """The requests with these output lengths (rounded, at least 1): what a search may assume."""
-    rounded = np.maximum(1, np.rint(np.asarray(lengths, dtype=np.float64))).astype(np.int64)
+@dataclass(frozen=True, slots=True)
+class SearchInputs:
+    """What the pipeline knows of the re-planned requests, in plan order."""
+
+    prompts: Sequence[Sequence[int] | np.ndarray]  # token ids
+    estimates: np.ndarray  # float64 estimated output tokens
+    spread: np.ndarray  # float64 std of log length behind each estimate (0: a point)
+    max_tokens: np.ndarray  # int64 output limits
+    admission: AdmissionKind  # how the plan is fed
+    seed: int = 0  # of the drawn lengths and the sample
+    dual_scan: DualScanOptions = field(default_factory=DualScanOptions)
+
+    def __post_init__(self) -> None:
+        n = len(self.prompts)
+        for name in ("estimates", "spread", "max_tokens"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"SearchInputs.{name} has {len(getattr(self, name))} != {n}")
+
+
+def sample_lengths(
+    estimates: np.ndarray, spread: np.ndarray, max_tokens: np.ndarray, seed: int
+) -> np.ndarray:
+    """Output lengths drawn from the estimates: lognormal with mean `estimates` and sigma
+    `spread` (a point where the spread is 0), rounded and clipped to [1, max_tokens].
+
+    Stratified: the requests that share an estimate (a prefix group) get one draw from each
+    of as many equal-probability slices of the lognormal, in random order, so a group of 20
+    always holds its share of the upper tail (independent draws leave a 1-in-10 chance that
+    20 draws of a sigma-1.9 guess all stay below its 88th percentile, and the drain the search
+    predicts with them)."""
+    from scipy.special import ndtri
+
+    rng = np.random.default_rng(seed)
+    mean = np.maximum(np.asarray(estimates, dtype=np.float64), 1.0)
+    sigma = np.maximum(np.asarray(spread, dtype=np.float64), 0.0)
+    n = len(mean)
+    u = np.empty(n)
+    _, group = np.unique(np.stack((mean, sigma)), axis=1, return_inverse=True)
+    group = group.reshape(-1)
+    by_group = np.argsort(group, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(group[by_group]) != 0])
+    for start, stop in zip(starts.tolist(), [*starts[1:].tolist(), n], strict=True):
+        members = by_group[start:stop]
+        m = len(members)
+        u[members] = (rng.permutation(m) + rng.random(m)) / m
+    z = ndtri(np.clip(u, 1e-12, 1.0 - 1e-12))
+    drawn = np.exp(np.log(mean) - sigma**2 / 2.0 + sigma * z)
+    lengths = np.where(sigma > 0, drawn, mean)
+    return np.clip(np.rint(lengths), 1, np.maximum(max_tokens, 1)).astype(np.int64)
+
+
+def feed_choices(admission: AdmissionKind) -> list[FeedChoice]:
+    """The plan's own feed first; for the dual scan also unpaced and the in-order fallback."""
+    own = FeedChoice(admission)
+    if admission is not AdmissionKind.DUAL_SCAN:
+        return [own]
     return [
-        SimRequest(r.request_id, r.prompt_token_ids, int(d))
-        for r, d in zip(requests, rounded.tolist(), strict=True)
+        own,
+        FeedChoice(admission, pace=False),
+        FeedChoice(AdmissionKind.IN_ORDER, dfs_fallback=True),
     ]
 
 
-def search_settings(
-    candidates: Sequence[EngineSettings],
-    run: Callable[[EngineSettings], SimResult],
-) -> SettingsSearch:
-    """Simulate `run(settings)` for every candidate and keep the fastest."""
-    if not candidates:
-        raise ValueError("no engine settings to search among")
-    trials = []
-    for settings in candidates:
-        result = run(settings)
-        trials.append(SettingsTrial(settings, result.makespan_s, result.n_preemptions))
-    best = min(trials, key=lambda t: t.makespan_s)  # min keeps the first of equal ones
-    return SettingsSearch(best.settings, trials)
-
-
-def search_order_settings(
-    requests: Sequence[SimRequest],
-    estimates: np.ndarray,
-    admission: AdmissionKind,
+def search_plan(
+    inputs: SearchInputs,
     cost: CostModel,
-    candidates: Sequence[EngineSettings],
+    running: EngineSettings,
     template: SimConfig,
-    dual_scan: DualScanOptions | None = None,
-    spread: np.ndarray | None = None,
-) -> SettingsSearch:
-    """The best candidate for running `requests` in this order (the plan order) with this
-    admission, at their estimated output lengths; `template` gives the engine's other
-    settings (KV capacity, block size, prefix caching); `spread`: of each estimate, as
-    admission sees it (the simulated lengths are the estimates themselves)."""
-    from blend.simulate.engine import simulate_online
-    from blend.simulate.pipeline import scan_sequence
+    *,
+    memory_centric: int | None = None,
+    max_model_len: int,
+) -> PlanSearch:
+    """Feed and settings for `inputs` (module docstring); `running`: the engine's settings
+    now; `template`: the engine's other settings (KV cache, block size, prefix caching)."""
+    simulator = _CandidateSimulator(inputs, cost, template)
+    trials: list[SearchTrial] = []
+    tried: set[tuple[int, int, FeedChoice]] = set()
 
-    assumed = with_lengths(requests, estimates)
-    prompts = [r.prompt_token_ids for r in assumed]
-    in_order = np.arange(len(assumed))
+    def run(tokens: int, n_seqs: int, feed: FeedChoice) -> None:
+        candidate = EngineSettings(
+            tokens, n_seqs, running.chunked_prefill, SettingsSource.SEARCH
+        ).validated(max_model_len)
+        if (candidate.max_num_batched_tokens, candidate.max_num_seqs) == (
+            running.max_num_batched_tokens,
+            running.max_num_seqs,
+        ):
+            candidate = running.validated(max_model_len)
+        key = (candidate.max_num_batched_tokens, candidate.max_num_seqs, feed)
+        if key not in tried:
+            tried.add(key)
+            trials.append(simulator.trial(candidate, feed))
 
-    def run(settings: EngineSettings) -> SimResult:
-        sequence = scan_sequence(prompts, in_order, np.asarray(estimates, dtype=np.float64), spread)
-        policy = admission_policy(admission, sequence, cost, settings, dual_scan)
+    for feed in feed_choices(inputs.admission):
+        for tokens in _budgets(feed, running.max_num_batched_tokens):
+            run(tokens, running.max_num_seqs, feed)
+    leader = min(trials, key=lambda t: t.makespan_s)
+    if memory_centric is not None:
+        run(leader.settings.max_num_batched_tokens, memory_centric, leader.feed)
+    best = min(trials, key=lambda t: t.makespan_s)  # min keeps the first of equal ones
+    return PlanSearch(best, trials, simulator.n_simulated, len(inputs.prompts))
+
+
+def _budgets(feed: FeedChoice, running_tokens: int) -> list[int]:
+    """Token budgets tried with a feed, the running one first: every candidate, except for
+    the paced dual scan, which is the throttle itself: a budget below the running one would
+    be a second throttle on top (they compound), so it runs at the running and the largest."""
+    if feed.admission is AdmissionKind.DUAL_SCAN and feed.pace:
+        return [running_tokens, max(TOKEN_CANDIDATES)]
+    return [running_tokens, *TOKEN_CANDIDATES]
+
+
+class _CandidateSimulator:
+    """The requests a search simulates (a sample in plan order above SEARCH_MAX_REQUESTS) at
+    their drawn lengths, and one simulation per candidate."""
+
+    def __init__(self, inputs: SearchInputs, cost: CostModel, template: SimConfig) -> None:
+        from blend.tree import lexicographic_order
+
+        n = len(inputs.prompts)
+        keep = np.arange(n)
+        if n > SEARCH_MAX_REQUESTS:
+            rng = np.random.default_rng([inputs.seed, 1])
+            keep = np.sort(rng.choice(n, SEARCH_MAX_REQUESTS, replace=False))
+        self.n_simulated = len(keep)
+        self.scale = n / max(1, len(keep))
+        self.inputs, self.cost, self.template = inputs, cost, template
+        self.prompts = [inputs.prompts[i] for i in keep.tolist()]
+        self.estimates = np.asarray(inputs.estimates, dtype=np.float64)[keep]
+        self.spread = np.asarray(inputs.spread, dtype=np.float64)[keep]
+        lengths = sample_lengths(
+            self.estimates, self.spread, np.asarray(inputs.max_tokens)[keep], inputs.seed
+        )
+        self.requests = [
+            SimRequest(str(i), prompt, int(d))
+            for i, (prompt, d) in enumerate(zip(self.prompts, lengths.tolist(), strict=True))
+        ]
+        self.dfs = lexicographic_order(self.prompts)
+
+    def trial(self, settings: EngineSettings, feed: FeedChoice) -> SearchTrial:
+        result = self.run(settings, feed)
+        return SearchTrial(settings, feed, result.makespan_s * self.scale, result.n_preemptions)
+
+    def run(self, settings: EngineSettings, feed: FeedChoice) -> SimResult:
+        from blend.simulate.engine import simulate_online
+
+        order = self.dfs if feed.dfs_fallback else np.arange(len(self.requests))
+        sequence = scan_sequence(self.prompts, order, self.estimates[order], self.spread[order])
+        options = replace(self.inputs.dual_scan, pace=feed.pace)
+        policy = admission_policy(feed.admission, sequence, self.cost, settings, options)
         config = replace(
-            template,
+            self.template,
             max_num_batched_tokens=settings.max_num_batched_tokens,
             max_num_seqs=settings.max_num_seqs,
             chunked_prefill=settings.chunked_prefill,
         )
-        return simulate_online(assumed, policy, cost, config)
-
-    return search_settings(candidates, run)
+        return simulate_online(self.requests, policy, self.cost, config)

@@ -4,8 +4,8 @@ The same formulas, in the same floating-point order (so the compiled engine repr
 step_cost and decode_run_cost to the last bit; tests/simulate/test_kernels.py checks it),
 on a flat array of the cost model's constants instead of a CostModel. Both also return the
 busy time the steps would have had without reading the weights (the step model with
-weight_s = 0), summed, and the compute (gemm_s + attn_s) and KV-traffic times summed (the gap
-breakdown, gap.py, compares them with the bounds).
+weight_s = 0), summed, the compute (gemm_s + attn_s), KV-traffic and prefill-attention times
+summed (the gap breakdowns, gap.py, compare them with the bounds).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ ATTN_FLOPS, AFTER_GEMM, SHARPNESS = 10, 11, 12
 OFFLOAD_N, OFFLOAD_TABLE = 13, 14
 # Fields of a kernel's result tuple: StepCost's, then the busy time without the weights
 TOTAL, COMPUTE_BOUND, MEMORY_BOUND, N_COMPUTE_BOUND, OVERHEAD, WEIGHT_READ = range(6)
-BUSY_NO_WEIGHTS, COMPUTE_S, KV_S = 6, 7, 8
+BUSY_NO_WEIGHTS, COMPUTE_S, KV_S, ATTENTION_S = 6, 7, 8, 9
 
 
 def cost_constants(cost: CostModel) -> np.ndarray:
@@ -107,8 +107,8 @@ def step(
     decode_kv_tokens: float,
     prefill_attention_flops: float,
     prefill_kv_tokens: float,
-) -> tuple[float, float, float, int, float, float, float, float, float]:
-    """step_cost (same arguments), as a tuple indexed by TOTAL ... KV_S."""
+) -> tuple[float, float, float, int, float, float, float, float, float, float]:
+    """step_cost (same arguments), as a tuple indexed by TOTAL ... ATTENTION_S."""
     tokens = n_prefill_tokens + n_decode_seqs
     gemm_s = 2.0 * c[N_PARAMS] * tokens / c[FLOPS]
     attn_s = prefill_attention_flops / c[ATTN_FLOPS]
@@ -126,6 +126,7 @@ def step(
         busy_no_weights,
         gemm_s + attn_s,
         kv_s,
+        attn_s,
     )
 
 
@@ -174,8 +175,9 @@ def _busy(
 @_jit
 def decode_run(
     c: np.ndarray, n_seqs: int, first_kv_tokens: float, n_steps: int
-) -> tuple[float, float, float, int, float, float, float, float, float]:
-    """decode_run_cost (same arguments, n_steps >= 1), as a tuple like step's."""
+) -> tuple[float, float, float, int, float, float, float, float, float, float]:
+    """decode_run_cost (same arguments, n_steps >= 1), as a tuple like step's (no prefill,
+    so no attention FLOPs)."""
     gemm_s = 2.0 * c[N_PARAMS] * n_seqs / c[FLOPS]
     kv_0 = first_kv_tokens * c[KV_TOKEN_S]  # KV time of step 0
     slope = n_seqs * c[KV_TOKEN_S]  # growth of the KV time per step
@@ -200,4 +202,5 @@ def decode_run(
         busy_no_weights,
         n_steps * gemm_s,
         n_steps * kv_0 + slope * n_steps * (n_steps - 1) / 2.0,
+        0.0,
     )

@@ -81,6 +81,9 @@ class SimResult:
     compute_s: float  # compute time (FLOPs / F_eff) summed over steps
     kv_s: float  # KV-cache traffic time (bytes / W_eff, weights excluded) summed over steps
     kv_discarded_tokens: int  # KV tokens preemptions threw away (computed again later)
+    attention_s: float = 0.0  # prefill-attention time (FLOPs / F_attn_eff) summed over steps
+    mean_kv_occupancy: float = 0.0  # KV blocks in use / KV blocks in the cache, mean over
+    #                                 steps (0..1)
     # request indices in the order they were first scheduled: the order the engine really saw
     admission_order: np.ndarray = field(
         default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False, compare=False
@@ -106,4 +109,6 @@ class SimResult:
             "compute_s": self.compute_s,
             "kv_s": self.kv_s,
             "kv_discarded_tokens": self.kv_discarded_tokens,
+            "attention_s": self.attention_s,
+            "mean_kv_occupancy": self.mean_kv_occupancy,
         }

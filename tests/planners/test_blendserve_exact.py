@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -116,11 +118,27 @@ def test_censored_warmup_lengths() -> None:
         LengthHint([1, 2, 8], 25, EstimateSource.WARMUP, censored=True, max_tokens=1000),
         LengthHint([5, 7], 100, EstimateSource.WARMUP, censored=True, max_tokens=1000),
     ]
-    estimates = estimate_outputs(requests, hints).tokens.tolist()
+    result = estimate_outputs(requests, hints)
+    estimates = result.tokens.tolist()
     # a group with a finished length: a lower bound counts at least as its mean (40, 40)
     assert estimates[:2] == [40.0, 40.0]
-    # a group where nothing finished: the midpoint of what is possible, (100 + 1000) / 2
-    assert estimates[2] == 550.0
+    # a group where nothing finished: a guess between 100 and 1000 under the log-uniform
+    # prior, as the lognormal of its log-mean ln(316.2) and log-spread ln(10) / sqrt(12)
+    sigma = math.log(10.0) / math.sqrt(12.0)
+    assert estimates[2] == pytest.approx(math.sqrt(100 * 1000) * math.exp(sigma**2 / 2))
+    assert 316 < estimates[2] < 550  # above the prior's median, well below the midpoint
+    assert result.spread[2] == pytest.approx(sigma)  # a guess carries the prior's spread
+
+
+def test_predictive_spread_widens_with_few_measurements() -> None:
+    """The spread of an estimate from k finished lengths is their spread x sqrt(1 + 1/k):
+    a group measured once counts wider than one measured often (pooled spread 0 aside)."""
+    group = [[7, 7, i] for i in range(12)]
+    requests = [PlanRequest(f"r{i}", p + [99], 1000) for i, p in enumerate(group[:2])]
+    lengths = [10, 40, 10, 40, 10, 40, 10, 40]  # log-std ln(4) / 2 around their mean
+    many = [LengthHint(p, n, EstimateSource.WARMUP) for p, n in zip(group[2:], lengths)]
+    widened = estimate_outputs(requests, many).spread
+    assert widened[0] == pytest.approx(math.log(4.0) / 2.0 * math.sqrt(1 + 1 / 8))
 
 
 def test_warmup_covers_large_prefix_groups_and_skips_measured_ones() -> None:

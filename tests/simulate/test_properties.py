@@ -1,16 +1,19 @@
-"""Invariants on random small workloads: capacity, completion, T_opt, skip-ahead."""
+"""Invariants on random small workloads: capacity, completion, T_opt, T_seq, skip-ahead."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blend.admission import InOrderAdmission
 from blend.simulate import SimConfig, SimRequest, optimal_makespan_s, simulate
 from blend.simulate.engine import simulate_online
+from blend.simulate.gap import sequential_gap
+from blend.simulate.sequential_bound import sequential_bound
 from tests.support.toys import toy_cost
 
 
@@ -64,6 +67,14 @@ def test_invariants(workload: tuple, hardware: tuple) -> None:
     assert result.makespan_s >= optimal_makespan_s(requests, cost) * (1 - 1e-9)
     parts = result.overhead_s + result.compute_bound_s + result.memory_bound_s
     assert abs(result.makespan_s - parts) <= 1e-9 * max(1.0, result.makespan_s)
+    assert 0.0 < result.mean_kv_occupancy <= 1.0
+    # T_seq holds for every order and engine setting, on every step model
+    bound = sequential_bound(requests, cost, config.kv_capacity_tokens)
+    assert result.makespan_s >= bound.makespan_s * (1 - 1e-9)
+    assert result.n_steps >= bound.n_min_steps
+    gap = sequential_gap(result, bound, cost)
+    assert sum(gap.terms.values()) == pytest.approx(result.makespan_s, rel=1e-9, abs=1e-12)
+    assert all(v >= -1e-9 * max(1.0, result.makespan_s) for v in gap.terms.values()), gap
 
 
 @settings(max_examples=150, deadline=None)
