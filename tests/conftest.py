@@ -18,7 +18,6 @@ from blend.demo.model import ensure_tiny_model
 from blend.store import Store
 from tests.support.toys import toy_cost
 
-
 # Property tests judge results, never speed: no per-example deadline, which a loaded CI
 # machine would turn into failures that say nothing about the code.
 settings.register_profile("blend", deadline=None)

@@ -134,9 +134,11 @@ def test_predictive_spread_widens_with_few_measurements() -> None:
     """The spread of an estimate from k finished lengths is their spread x sqrt(1 + 1/k):
     a group measured once counts wider than one measured often (pooled spread 0 aside)."""
     group = [[7, 7, i] for i in range(12)]
-    requests = [PlanRequest(f"r{i}", p + [99], 1000) for i, p in enumerate(group[:2])]
+    requests = [PlanRequest(f"r{i}", [*p, 99], 1000) for i, p in enumerate(group[:2])]
     lengths = [10, 40, 10, 40, 10, 40, 10, 40]  # log-std ln(4) / 2 around their mean
-    many = [LengthHint(p, n, EstimateSource.WARMUP) for p, n in zip(group[2:], lengths)]
+    many = [
+        LengthHint(p, n, EstimateSource.WARMUP) for p, n in zip(group[2:10], lengths, strict=True)
+    ]
     widened = estimate_outputs(requests, many).spread
     assert widened[0] == pytest.approx(math.log(4.0) / 2.0 * math.sqrt(1 + 1 / 8))
 

@@ -87,7 +87,7 @@ def test_every_request_is_valid(name: str, seed: int) -> None:
 
 
 def test_bad_arguments_are_named() -> None:
-    with pytest.raises(KeyError, match="known: .*chat-reasoning"):
+    with pytest.raises(KeyError, match=r"known: .*chat-reasoning"):
         draw_instance("nope", 10, 0)
     with pytest.raises(ValueError, match="seed >= 0"):
         draw_instance("dolly", 10, -1)
