@@ -42,6 +42,7 @@ from blend.query_check import QueryRefusedError, read_statement
 from blend.store import Store, open_read_only, require_database
 
 __all__ = [
+    "QueryNotConfinedError",
     "QueryOptions",
     "QueryRefusedError",
     "QueryResult",
@@ -60,6 +61,10 @@ _STOP_WAIT_S = 5.0  # how long an interrupted query thread is waited for (s)
 
 class QueryTimeoutError(RuntimeError):
     """The query ran longer than QueryOptions.timeout_s and was interrupted."""
+
+
+class QueryNotConfinedError(RuntimeError):
+    """The kernel has Landlock but refused to confine the query thread: nothing was run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +271,13 @@ def _confine(scratch: Path) -> bool:
     """Landlock this thread (writes only under `scratch`) where the kernel has it."""
     if landlock.abi_version() < 1:
         return False
-    landlock.deny_writes_in_this_thread([scratch])
+    try:
+        landlock.deny_writes_in_this_thread([scratch])
+    except landlock.LandlockError as exc:
+        # Where Landlock exists, a failure is a misconfiguration to see, not to run past.
+        raise QueryNotConfinedError(
+            f"could not confine the query (Landlock ABI {landlock.abi_version()}): {exc}"
+        ) from None
     return True
 
 

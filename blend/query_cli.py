@@ -85,7 +85,13 @@ def query_command(
     """
     import duckdb
 
-    from blend.query import QueryOptions, QueryRefusedError, QueryTimeoutError, open_query
+    from blend.query import (
+        QueryNotConfinedError,
+        QueryOptions,
+        QueryRefusedError,
+        QueryTimeoutError,
+        open_query,
+    )
     from blend.store import StoreNotReadableError
 
     # Not Store.open: a query creates nothing, not even the store folder.
@@ -100,6 +106,8 @@ def query_command(
         _fail("cannot read the store", str(exc))
     except QueryTimeoutError as exc:
         _fail("query stopped", f"{exc} (--timeout)")
+    except QueryNotConfinedError as exc:
+        _fail("query not run", str(exc))
     except duckdb.OutOfMemoryException as exc:
         first = str(exc).split("\n", 1)[0]
         _fail("query failed", f"{first} (raise the cap with --memory-limit, e.g. 8GB)")

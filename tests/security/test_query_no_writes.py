@@ -355,3 +355,18 @@ def test_json_serialised_writes_are_refused() -> None:
     text = "WITH x AS (COPY (SELECT 1) TO '/tmp/x.csv') SELECT 1"
     assert json.loads(_serialized(text))["error"] is False
     assert refused(f"SELECT * FROM json_execute_serialized_sql({_literal(_serialized(text))})")
+
+
+def test_a_kernel_that_refuses_confinement_runs_nothing(
+    filled_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Landlock present but refusing (a misconfigured sandbox): fail closed, in one line.
+    def refuse(writable: object = ()) -> int:
+        raise landlock.LandlockError(1, "landlock_restrict_self failed: Operation not permitted")
+
+    monkeypatch.setattr(landlock, "abi_version", lambda: 7)
+    monkeypatch.setattr(landlock, "deny_writes_in_this_thread", refuse)
+    result = runner.invoke(app, ["query", "SELECT 1", "--store", str(filled_store.root)])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert flat(result.stderr).startswith("query not run: could not confine the query")
+    assert "Traceback" not in result.stderr
