@@ -112,7 +112,8 @@ def open_query(
 
     Raises QueryRefusedError for anything but a read (before opening anything),
     blend.store.StoreNotReadableError when the database is missing or a writer holds it,
-    QueryTimeoutError, and duckdb.Error when the query fails (also while batches are read).
+    QueryNotConfinedError, QueryTimeoutError, and duckdb.Error when the query fails (also
+    while batches are read).
     Leaving the block stops the query.
     """
     checked = read_statement(sql_text)
