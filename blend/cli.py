@@ -15,7 +15,7 @@ from blend.control.cli import lp_command
 from blend.hetegen.cli import hetegen_app
 from blend.names import InvalidNameError, NameKind, validate_name
 from blend.planners import PlannerName
-from blend.query_cli import query_command
+from blend.query.cli import query_command
 from blend.simulate.cli import simulate_command
 from blend.store import Store
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from blend.cli import app
 from blend.query import run_query
-from blend.query_format import terminal_table
+from blend.query.output import terminal_table
 from blend.store import Store
 
 runner = CliRunner()

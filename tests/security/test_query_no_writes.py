@@ -22,11 +22,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from blend import landlock
 from blend.cli import app
-from blend.query import QueryOptions, _open_unchecked, run_query
-from blend.query_check import QueryRefusedError, read_statement
-from blend.query_cli import query_command
+from blend.query import QueryOptions, landlock, run_query
+from blend.query.check import QueryRefusedError, read_statement
+from blend.query.cli import query_command
+from blend.query.run import _open_unchecked
 from blend.store import Store
 from tests.support.attacks import flat, tree_digest
 

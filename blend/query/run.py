@@ -2,12 +2,12 @@
 
 Three guards, each of which holds when another misses a form:
 
-1. The parse tree (blend.query_check): DuckDB's own serialisation of the statement, searched
+1. The parse tree (blend.query.check): DuckDB's own serialisation of the statement, searched
    at every depth for anything but a read (a COPY inside a CTE, EXPLAIN ANALYZE, query(),
    ...), refused with a message before the database is opened.
 2. The kernel: DuckDB runs in a thread of its own that Linux Landlock forbids to create,
    change or delete any file outside a private scratch folder (for DuckDB's spills, removed
-   afterwards) or to open a TCP connection (blend.landlock). Every thread DuckDB starts is
+   afterwards) or to open a TCP connection (blend.query.landlock). Every thread DuckDB starts is
    bound the same way. Whatever SQL reaches DuckDB, the store cannot change and nothing is
    downloaded. Where Landlock is missing (not Linux, kernels before 5.13), this guard is
    absent and `QueryResult.confined` says so.
@@ -37,8 +37,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from blend import landlock, sql, store_lock
-from blend.query_check import QueryRefusedError, read_statement
+from blend import sql, store_lock
+from blend.query import landlock
+from blend.query.check import QueryRefusedError, read_statement
 from blend.store import Store, open_read_only, require_database
 
 __all__ = [

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from blend.query_format import OutputFormat, visible_lines
+from blend.query.output import OutputFormat, visible_lines
 from blend.store import Store, default_store_dir
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def _print_result(
     output_format: OutputFormat,
     max_rows: int | None,
 ) -> None:
-    from blend import query_format
+    from blend.query import output as query_format
 
     if output_format is OutputFormat.TABLE:
         blocks, shown = query_format.terminal_table(columns, batches, max_rows, console.width)
