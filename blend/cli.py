@@ -15,7 +15,7 @@ from blend.control.cli import lp_command
 from blend.hetegen.cli import hetegen_app
 from blend.names import InvalidNameError, NameKind, validate_name
 from blend.planners import PlannerName
-from blend.query_format import OutputFormat
+from blend.query.cli import query_command
 from blend.simulate.cli import simulate_command
 from blend.store import Store
 
@@ -450,81 +450,7 @@ def run(
     _print_where(opened, report.ingest.dataset)
 
 
-@app.command()
-def query(
-    sql_text: Annotated[
-        str, typer.Argument(metavar="SQL", help="One read-only SQL statement (SELECT ...).")
-    ],
-    output_format: Annotated[
-        OutputFormat,
-        typer.Option(
-            "--format",
-            help="table (cut to fit; says what it cut), or all of it: csv, json, markdown.",
-        ),
-    ] = OutputFormat.TABLE,
-    max_rows: Annotated[
-        int | None,
-        typer.Option(min=0, help="Rows to write at most (default: 50 for table, all otherwise)."),
-    ] = None,
-    allow_files: Annotated[
-        bool,
-        typer.Option(
-            "--allow-files", help="Let the query read files outside the store (read_csv, glob...)."
-        ),
-    ] = False,
-    store: StoreOpt = None,
-) -> None:
-    """Read the store with SQL (tables and the `results` view); never changes it.
-
-    The store is opened read-only, statements that would write are refused, and files outside
-    the store's results cannot be read without --allow-files.
-    """
-    import duckdb
-
-    from blend.query import QueryOptions, QueryRefusedError, run_query
-    from blend.store import StoreNotReadableError, default_store_dir
-
-    # Not Store.open: a query creates nothing, not even the store folder.
-    opened = Store((store if store is not None else default_store_dir()).resolve())
-    try:
-        table = run_query(opened, sql_text, QueryOptions(allow_files=allow_files))
-    except QueryRefusedError as exc:
-        err_console.print(f"[red]query refused:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    except StoreNotReadableError as exc:
-        err_console.print(f"[red]cannot read the store:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    except duckdb.Error as exc:
-        hint = ""
-        if isinstance(exc, duckdb.PermissionException) and not allow_files:
-            hint = " (files outside the store's results need --allow-files)"
-        err_console.print(f"[red]query failed:[/red] {escape(str(exc))}{hint}")
-        raise typer.Exit(1) from None
-    _print_query(table, output_format, max_rows)
-
-
-def _print_query(table: Any, output_format: OutputFormat, max_rows: int | None) -> None:
-    import sys
-
-    from blend import query_format
-
-    if output_format is OutputFormat.TABLE:
-        blocks, shown = query_format.terminal_table(table, max_rows, console.width)
-        for block in blocks:
-            console.print(block)
-        note = shown.cut_note()
-        if note:
-            console.print(escape(note))
-        return
-    writers = {
-        OutputFormat.CSV: query_format.write_csv,
-        OutputFormat.JSON: query_format.write_json,
-        OutputFormat.MARKDOWN: query_format.write_markdown,
-    }
-    shown = writers[output_format](table, sys.stdout, max_rows)
-    note = shown.cut_note(format_hint=False)
-    if note:  # on stderr: stdout stays machine-readable
-        err_console.print(escape(note))
+app.command("query")(query_command)
 
 
 def _execute_progress() -> Any:

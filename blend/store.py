@@ -12,7 +12,7 @@ does its work and closes it; nothing holds a connection across stages.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,22 +153,31 @@ def connect_read_only(store: Store) -> Iterator[duckdb.DuckDBPyConnection]:
     stage writes, this waits for it (see store_lock.reading); while another program writes,
     opening fails, and the StoreNotReadableError says so instead of DuckDB's lock error.
     """
+    require_database(store)
+    # A shared hold on blend's writer lock: a stage that writes waits for the query to end, and
+    # the query waits (saying so) for a stage's short write to end, instead of failing on
+    # DuckDB's file lock.
+    with store_lock.reading(store.root), open_read_only(store) as con:
+        yield con
+
+
+def require_database(store: Store) -> None:
+    """StoreNotReadableError unless the store has a database (a query never creates one)."""
     if not store.db_path.is_file():
         raise StoreNotReadableError(
             f"no database at {store.db_path}: nothing was ingested into this store yet "
             "(blend ingest FILE --dataset NAME), or --store / $BLEND_STORE names another folder"
         )
-    # A shared hold on blend's writer lock: a stage that writes waits for the query to end, and
-    # the query waits (saying so) for a stage's short write to end, instead of failing on
-    # DuckDB's file lock.
-    with store_lock.reading(store.root), _open_read_only(store) as con:
-        yield con
 
 
 @contextmanager
-def _open_read_only(store: Store) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_read_only(
+    store: Store, config: Mapping[str, Any] | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """connect_read_only without blend's reader lock, for a caller that holds it
+    (store_lock.reading) in another thread; `config`: DuckDB settings at start-up."""
     try:
-        con = duckdb.connect(str(store.db_path), read_only=True)
+        con = duckdb.connect(str(store.db_path), read_only=True, config=dict(config or {}))
     except duckdb.IOException as exc:
         if "lock" not in str(exc).lower():
             raise

@@ -8,9 +8,12 @@ import io
 import json
 import re
 
+from rich.console import Console
 from typer.testing import CliRunner
 
 from blend.cli import app
+from blend.query import run_query
+from blend.query.output import terminal_table
 from blend.store import Store
 
 runner = CliRunner()
@@ -82,3 +85,63 @@ def test_too_many_columns_become_one_block_per_row(filled_store: Store) -> None:
     assert "row 1" in out and "row 2" in out
     assert all(f"column_{i} " in out and f"value{i} " in out for i in range(25))
     assert "too many columns for the terminal: one block per row" in " ".join(out.split())
+
+
+# Terminal escapes in data (issue 16, item 7): ESC (clear screen), CSI as C1, DEL, a bell, a
+# carriage return, a right-to-left override, and a newline; one also in a column name.
+ESCAPES_SQL = (
+    "SELECT chr(27) || '[2J' AS clear, chr(155) || '31m' AS csi, 'a' || chr(127) || chr(7) AS del, "
+    "'x' || chr(13) || 'y' || chr(10) || 'z' AS lines, 'abc' || chr(8238) || 'def' AS rlo, "
+    '1 AS "name\x1b[1m"'
+)
+RAW = ["\x1b[2J", "\x9b31m", "a\x7f\x07", "x\ry\nz", "abc\u202edef", 1]
+UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # \n: lines
+
+
+def escapes(store: Store, *args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["query", ESCAPES_SQL, *args, "--store", str(store.root)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_table_shows_control_characters_escaped(filled_store: Store) -> None:
+    code, out, _ = escapes(filled_store)
+    assert code == 0
+    assert UNSAFE.search(out) is None, repr(out)
+    # The cells themselves, rendered wide enough that no cell folds.
+    result = run_query(filled_store, ESCAPES_SQL)
+    tables, _ = terminal_table(result.column_names, result.to_batches(), width=200)
+    console = Console(file=io.StringIO(), width=200)
+    console.print(*tables)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    cells = ["\\x1b[2J", "\\x9b31m", "a\\x7f\\x07", "x\\ry\\nz", "abc\\u202edef"]
+    for shown in [*cells, "name\\x1b[1m"]:
+        assert shown in text, (shown, text)
+
+
+def test_markdown_shows_control_characters_escaped(filled_store: Store) -> None:
+    code, out, _ = escapes(filled_store, "--format", "markdown")
+    assert code == 0 and UNSAFE.search(out) is None, repr(out)
+    lines = out.splitlines()
+    assert lines[0] == "| clear | csi | del | lines | rlo | name\\x1b[1m |"
+    assert lines[2] == "| \\x1b[2J | \\x9b31m | a\\x7f\\x07 | x\\ry<br>z | abc\\u202edef | 1 |"
+
+
+def test_json_escapes_them_and_keeps_the_text(filled_store: Store) -> None:
+    code, out, _ = escapes(filled_store, "--format", "json")
+    assert code == 0 and UNSAFE.search(out) is None, repr(out)
+    assert list(json.loads(out)[0].values()) == RAW  # the parsed text is the data itself
+
+
+def test_csv_keeps_the_exact_text(filled_store: Store) -> None:
+    # For programs: the data as stored (docs/querying.md says to page it, not cat it).
+    code, out, _ = escapes(filled_store, "--format", "csv")
+    assert code == 0
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[1] == [str(v) for v in RAW]
+
+
+def test_error_messages_show_data_escaped(filled_store: Store) -> None:
+    sql = "SELECT CAST(chr(27) || '[2J' AS INTEGER)"
+    result = runner.invoke(app, ["query", sql, "--store", str(filled_store.root)])
+    assert result.exit_code == 1
+    assert "\x1b" not in result.stderr and "'\\x1b[2J'" in result.stderr
