@@ -652,14 +652,16 @@ app.command("capacity")(capacity_command)
 
 
 def main() -> None:
+    from blend.process_lock import LockFileError
     from blend.results import ResultWriteError
     from blend.runs import RunBusyError
     from blend.store_lock import StoreError
 
     try:
         app()
-    except (StoreError, RunBusyError, ResultWriteError) as exc:  # clear errors, no traceback
-        err_console.print(f"[red]blend failed:[/red] {exc}")
+    # clear errors, no traceback
+    except (StoreError, RunBusyError, ResultWriteError, LockFileError) as exc:
+        err_console.print(f"[red]blend failed:[/red] {escape(str(exc))}")
         raise SystemExit(1) from None
 
 

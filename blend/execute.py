@@ -40,6 +40,7 @@ from blend.engines.supervisor import RestartPolicy, SupervisedEngine
 from blend.lineage import LineageEvents, RunLineage, git_revision, model_sha256
 from blend.names import NameKind, validate_name
 from blend.plan_items import PlanHeader, PlanItems, RequestLoader, shared_across_gaps
+from blend.process_lock import LockFileError
 from blend.replan import (
     ReplanContext,
     Revision,
@@ -367,7 +368,7 @@ def held_run_lock(directory: Path, run_id: str) -> Iterator[None]:
     """Hold the run's lock (blend/runs.py) so that two processes never execute the same run."""
     try:
         fd = acquire_run_lock(directory, run_id)
-    except RunBusyError as exc:
+    except (RunBusyError, LockFileError) as exc:
         raise ExecuteError(str(exc)) from None
     try:
         yield
