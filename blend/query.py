@@ -16,13 +16,12 @@ Three layers keep a query from changing anything or reading what it should not:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 
-from blend.store import Store, connect_read_only
+from blend.store import Store, connect_read_only, results_read_folders
 
 # Statement types that only read. SELECT covers FROM-first queries, VALUES, DESCRIBE, SHOW and
 # SUMMARIZE; EXPLAIN ANALYZE of a read runs the read. PIVOT is a MULTI statement (it may create
@@ -86,8 +85,8 @@ def _sandbox(con: duckdb.DuckDBPyConnection, store: Store, options: QueryOptions
     """Limit file access to the results folder (unless allow_files), then lock the settings."""
     if not options.allow_files:
         # The trailing separator makes it a folder prefix: `results-other/` stays out.
-        folder = str(store.results_dir) + os.sep
-        con.execute("SET allowed_directories = $folders", {"folders": [folder]})
+        folders = results_read_folders(store.results_dir)
+        con.execute("SET allowed_directories = $folders", {"folders": folders})
         con.execute("SET enable_external_access = false")
     # Even with --allow-files, a query never downloads an extension into ~/.duckdb.
     con.execute("SET autoinstall_known_extensions = false")
