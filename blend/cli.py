@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -402,7 +403,7 @@ def run(
     opened = Store.open(store)
     if input_path is None:
         input_path, dataset = pipeline_input(opened, None, dataset)
-        console.print(f"demo input: {input_path}")
+        console.print(f"demo input: {escape(str(input_path))}")
     if dataset is None:
         try:
             dataset = validate_name(input_path.stem, NameKind.DATASET, f"file {input_path}")
@@ -410,7 +411,7 @@ def run(
             hint = f"{exc}; name the dataset with --dataset"
             raise typer.BadParameter(hint, param_hint="--dataset") from None
     model_dir = resolve_model(opened, model)
-    console.print(f"model: {model_dir}")
+    console.print(f"model: {escape(str(model_dir))}")
     options = _plan_options(
         planner,
         seed,
@@ -451,6 +452,72 @@ def run(
 
 
 app.command("query")(query_command)
+
+
+@app.command()
+def verify(
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Move the unreadable parts to <store>/quarantine/ (never deleted; recorded in "
+            "quarantine.jsonl there): the next `blend run` runs their requests again.",
+        ),
+    ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full", help="Decode every row group, not only each part's footer (reads it all)."
+        ),
+    ] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Check that every result part can be read; exit 1 when one cannot (and is not repaired).
+
+    A part is readable when its Parquet footer parses (what every command that reads
+    `results` needs); --full also decodes its data. Commands that read results move a
+    damaged part to the quarantine themselves, saying so; `blend query` leaves it out.
+    """
+    from blend.store import default_store_dir, verify_results
+
+    root = (store if store is not None else default_store_dir()).resolve()
+    if not root.is_dir():
+        err_console.print(f"[red]verify failed:[/red] no store at {escape(str(root))}")
+        raise typer.Exit(1)
+    report = verify_results(Store(root), full=full, repair=repair)
+    _print_verify(Store(root), report)
+    if report.unreadable and not repair:
+        raise typer.Exit(1)
+
+
+def _print_verify(store: Store, r: Any) -> None:
+    what = "every row group" if r.full else "footers"
+    console.print(
+        f"[bold]verify[/bold] {r.n_parts} result parts ({r.n_bytes / 2**20:,.1f} MiB, {what}) "
+        f"under {escape(str(store.results_dir))} in {r.seconds:.2f} s: "
+        + (f"{len(r.unreadable)} unreadable" if r.unreadable else "all readable")
+    )
+    moved = {m.source for m in r.moved}
+    for part in r.unreadable:
+        state = "moved to the quarantine" if part.path in moved else "unreadable"
+        console.print(
+            f"  {state}: {escape(str(part.path.relative_to(store.root)))}: {escape(part.reason)}"
+        )
+    if r.moved:
+        console.print(
+            f"moved {len(r.moved)} part(s) to {escape(str(store.quarantine_dir))} (recorded in "
+            "quarantine.jsonl there); the next `blend run` runs their requests again"
+        )
+    elif r.unreadable:
+        console.print(
+            "`blend verify --repair` moves them to the quarantine (nothing is deleted), then "
+            "the next `blend run` runs their requests again"
+        )
+    if r.n_quarantined_before:
+        console.print(
+            f"{r.n_quarantined_before} part(s) were moved to the quarantine before: "
+            f"{escape(str(store.quarantine_dir))}/quarantine.jsonl"
+        )
 
 
 def _execute_progress() -> Any:
@@ -569,9 +636,9 @@ def _print_estimates(r: Any) -> None:
 
 
 def _print_where(store: Store, dataset: str) -> None:
-    console.print(f"\nresults: {store.results_dir / f'dataset={dataset}'}")
-    console.print(f"store:   {store.db_path}\n\ntry:")
-    prefix = f"blend query --store {store.root}"
+    console.print(f"\nresults: {escape(str(store.results_dir / f'dataset={dataset}'))}")
+    console.print(f"store:   {escape(str(store.db_path))}\n\ntry:")
+    prefix = f"blend query --store {escape(shlex.quote(str(store.root)))}"
     examples = [
         "SELECT finish_reason, count(*) AS n, avg(n_output_tokens) AS avg_out "
         "FROM results GROUP BY ALL",
@@ -590,14 +657,16 @@ app.command("capacity")(capacity_command)
 
 
 def main() -> None:
+    from blend.process_lock import LockFileError
     from blend.results import ResultWriteError
     from blend.runs import RunBusyError
     from blend.store_lock import StoreError
 
     try:
         app()
-    except (StoreError, RunBusyError, ResultWriteError) as exc:  # clear errors, no traceback
-        err_console.print(f"[red]blend failed:[/red] {exc}")
+    # clear errors, no traceback
+    except (StoreError, RunBusyError, ResultWriteError, LockFileError) as exc:
+        err_console.print(f"[red]blend failed:[/red] {escape(str(exc))}")
         raise SystemExit(1) from None
 
 

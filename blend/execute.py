@@ -40,6 +40,7 @@ from blend.engines.supervisor import RestartPolicy, SupervisedEngine
 from blend.lineage import LineageEvents, RunLineage, git_revision, model_sha256
 from blend.names import NameKind, validate_name
 from blend.plan_items import PlanHeader, PlanItems, RequestLoader, shared_across_gaps
+from blend.process_lock import LockFileError
 from blend.replan import (
     ReplanContext,
     Revision,
@@ -51,6 +52,7 @@ from blend.results import (
     PartWriter,
     ResultRow,
     done_request_ids,
+    finished_parts,
     remove_temporary_parts,
     run_dir,
 )
@@ -65,7 +67,7 @@ from blend.run_records import (
     record_run_start,
 )
 from blend.runs import RunBusyError, acquire_run_lock, mark_dead_runs
-from blend.store import Store, fetch_dicts
+from blend.store import Store, fetch_dicts, quarantine_unreadable, run_parts_glob
 from blend.tokenize import tokenizer_sha256
 
 ProgressCallback = Callable[[int, int, int], None]  # (rows done, rows total, output tokens)
@@ -183,6 +185,7 @@ def execute_plan(
     run = prepare_run(store, plan_id, engine_config, run_id, options)
     with held_run_lock(run.directory, run.run_id):
         remove_temporary_parts(run.directory)
+        quarantine_unreadable(store, finished_parts(run.directory))  # their rows run again
         done = done_request_ids(run.directory)
         config = _with_stored_settings(store, run)
         engine = SupervisedEngine(engine_factory, config, options.restart_policy)
@@ -367,7 +370,7 @@ def held_run_lock(directory: Path, run_id: str) -> Iterator[None]:
     """Hold the run's lock (blend/runs.py) so that two processes never execute the same run."""
     try:
         fd = acquire_run_lock(directory, run_id)
-    except RunBusyError as exc:
+    except (RunBusyError, LockFileError) as exc:
         raise ExecuteError(str(exc)) from None
     try:
         yield
@@ -533,7 +536,7 @@ class _RunLoop:
             header=self._run.header,
             items=self._items,
             run_id=self._run.run_id,
-            parts_glob=str(self._run.directory / "part-*.parquet"),
+            parts_glob=run_parts_glob(self._run.directory),
             model_sha256=self._run.model_sha256,
             model_dir=self._run.engine_config.model_dir,
             running=self._engine.settings,

@@ -4,17 +4,23 @@ Layout: <store>/results/dataset=<name>/run_id=<id>/part-<n>-<uuid>.parquet, one 
 request. A part is written under a hidden temporary name and renamed into place when its
 footer is complete, so a crash leaves either a whole part or none: readers (the `results`
 view, resume) only ever see finished parts.
+
+A finished part damaged afterwards (a truncated copy, a bad disk) is found by
+`unreadable_parts` and moved, never deleted, to <store>/quarantine/ with the same relative
+path by `quarantine_parts`, which appends what it moved to <store>/quarantine/quarantine.jsonl.
+Its requests then have no result, so the next incremental run plans them again.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -298,3 +304,143 @@ def read_metadata(part: Path) -> dict[str, str]:
 
 def rows_in(parts: Iterable[Path]) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+
+
+# --- unreadable parts: found, moved aside, recorded ----------------------------------------
+
+QUARANTINE_DIR = "quarantine"  # <store>/quarantine/<path of the part relative to the store>
+QUARANTINE_RECORD = "quarantine.jsonl"  # <store>/quarantine/quarantine.jsonl: one line a move
+REASON_CHARS = 200  # of the reader's error, kept in messages and the record
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadablePart:
+    """A finished part that cannot be read, and why (the reader's error, one line).
+
+    damaged: its bytes are not a Parquet file (truncated, overwritten); else the system could
+    not read it (an I/O error, a permission), which may pass or be fixed in place.
+    """
+
+    path: Path
+    reason: str
+    damaged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedPart:
+    """A part moved out of the results into the quarantine folder."""
+
+    source: Path  # where it was
+    destination: Path  # where it is now
+    reason: str
+    size_bytes: int
+
+
+def part_files(results_dir: Path) -> list[Path]:
+    """Every Parquet file the `results` view reads (its glob: `**/*.parquet`), sorted."""
+    if not results_dir.is_dir():
+        return []
+    # is_file: a FIFO or a folder named *.parquet is never opened (a FIFO would block)
+    return sorted(p for p in results_dir.rglob("*.parquet") if p.is_file())
+
+
+def part_problem(path: Path, *, full: bool = False) -> UnreadablePart | None:
+    """None when the part is readable, else why not.
+
+    Readable: its footer parses (magic bytes at both ends, metadata that decodes), which is
+    what DuckDB reads of every part when it creates the `results` view. full: also decode
+    every row group, which finds damage inside the data pages too (the whole file is read).
+    """
+    try:
+        with pq.ParquetFile(path) as part:
+            if full:
+                for index in range(part.metadata.num_row_groups):
+                    part.read_row_group(index)
+    except (OSError, pa.ArrowException) as exc:
+        # pyarrow raises OSError without errno for bytes that do not decode (a thrift footer)
+        system = isinstance(exc, OSError) and exc.errno is not None
+        return UnreadablePart(path, _one_line(exc), damaged=not system)
+    return None
+
+
+def unreadable_parts(paths: Iterable[Path], *, full: bool = False) -> list[UnreadablePart]:
+    """The parts among `paths` that cannot be read (see part_problem); gone ones are skipped."""
+    found = []
+    for path in paths:
+        problem = part_problem(path, full=full)
+        if problem is not None and path.exists():
+            found.append(problem)
+    return found
+
+
+def quarantine_parts(
+    store_root: Path, parts: Iterable[UnreadablePart], *, by: str = ""
+) -> list[QuarantinedPart]:
+    """Move each part to <store>/quarantine/<its path in the store> and record it.
+
+    Never deletes: a name already taken in the quarantine gets a numbered suffix. Each move
+    is appended to quarantine.jsonl (when, from, to, why, size, dataset, run id, `by`) before
+    the next one. The caller holds the store's writer lock. Parts already gone are skipped.
+    """
+    moved = []
+    for part in parts:
+        try:
+            size = part.path.stat().st_size
+        except FileNotFoundError:
+            continue  # moved by someone else meanwhile
+        relative = part.path.relative_to(store_root)
+        destination = _free_name(store_root / QUARANTINE_DIR / relative)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        # a rename within the store's file system (a copy, then the removal, across two)
+        shutil.move(part.path, destination)
+        _fsync(destination.parent)
+        done = QuarantinedPart(part.path, destination, part.reason, size)
+        _record(store_root, done, by)
+        moved.append(done)
+    return moved
+
+
+def quarantine_record(store_root: Path) -> Path:
+    return store_root / QUARANTINE_DIR / QUARANTINE_RECORD
+
+
+def _record(store_root: Path, moved: QuarantinedPart, by: str) -> None:
+    where = _layout_names(moved.source)
+    line = {
+        "moved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "from": moved.source.relative_to(store_root).as_posix(),
+        "to": moved.destination.relative_to(store_root).as_posix(),
+        "reason": moved.reason,
+        "size_bytes": moved.size_bytes,
+        "dataset": where.get("dataset"),
+        "run_id": where.get("run_id"),
+        "by": by,
+    }
+    with quarantine_record(store_root).open("ab") as record:
+        record.write(orjson.dumps(line) + b"\n")
+        record.flush()
+        os.fsync(record.fileno())
+
+
+def _layout_names(part: Path) -> dict[str, str]:
+    """{"dataset": ..., "run_id": ...} from a part's folders (dataset=<name>/run_id=<id>)."""
+    names = {}
+    for folder in part.parent.parts[-2:]:
+        key, sep, value = folder.partition("=")
+        if sep:
+            names[key] = value
+    return names
+
+
+def _free_name(path: Path) -> Path:
+    """`path`, or `path.1`, `path.2`... : the first name not taken."""
+    candidate, n = path, 0
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "..."

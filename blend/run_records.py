@@ -14,7 +14,7 @@ from pathlib import Path
 
 from blend import sql
 from blend.lineage import RunLineage
-from blend.store import Store, fetch_dicts
+from blend.store import Store, fetch_dicts, run_parts_glob
 
 
 class RunRecordError(Exception):
@@ -104,7 +104,7 @@ def record_run_finish(
     with store.connect(views=False) as con:
         if any(directory.glob("part-*.parquet")):
             row = fetch_dicts(
-                con, sql.load("results/run_totals"), {"glob": str(directory / "part-*.parquet")}
+                con, sql.load("results/run_totals"), {"glob": run_parts_glob(directory)}
             )[0]
             totals = {k: int(row[k]) for k in totals}
         con.execute(sql.load("execute/finish_run"), {"run_id": run_id, **execution, **totals})

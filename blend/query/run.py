@@ -40,7 +40,7 @@ import pyarrow as pa
 from blend import sql, store_lock
 from blend.query import landlock
 from blend.query.check import QueryRefusedError, read_statement
-from blend.store import Store, open_read_only, require_database
+from blend.store import Store, open_read_only, require_database, results_read_folders
 
 __all__ = [
     "QueryNotConfinedError",
@@ -297,8 +297,9 @@ def _startup_config(options: QueryOptions, scratch: Path) -> dict[str, Any]:
 def _lock_down(con: duckdb.DuckDBPyConnection, store: Store, options: QueryOptions) -> None:
     """Limit reads to the results folder (unless allow_files), then lock every setting."""
     if not options.allow_files:
-        # The trailing separator makes it a folder prefix: `results-other/` stays out.
-        folder = str(store.results_dir) + os.sep
-        con.execute(sql.load("query/allow_directories"), {"folders": [folder]})
+        # Folder prefixes (a trailing separator: `results-other/` stays out), the escaped
+        # pattern of the folder too: DuckDB checks the pattern before it globs.
+        folders = results_read_folders(store.results_dir)
+        con.execute(sql.load("query/allow_directories"), {"folders": folders})
         con.execute(sql.load("query/no_external_access"))
     con.execute(sql.load("query/lock_session"))

@@ -42,7 +42,7 @@ from blend.execute import (
 )
 from blend.lineage import LineageEvents, RunLineage
 from blend.plan_items import PlanItems, RequestLoader, shared_across_gaps
-from blend.results import remove_temporary_parts
+from blend.results import finished_parts, remove_temporary_parts
 from blend.run_records import estimate_accuracy, record_run_finish, record_run_start
 from blend.scale.parts import RunFolder, run_folder_uri
 from blend.scale.split import DEFAULT_SPLIT, EngineSplit, check_split
@@ -54,7 +54,7 @@ from blend.scale.worker import (
     ShareReport,
     ShareRequest,
 )
-from blend.store import Store
+from blend.store import Store, quarantine_unreadable
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ def execute_on_ray(
     run = prepare_run(store, plan_id, engine_config, run_id, options)
     with held_run_lock(run.directory, run.run_id):
         remove_temporary_parts(run.directory)
+        # the local run folder (a remote results_uri's parts are not checked): their rows run again
+        quarantine_unreadable(store, finished_parts(run.directory))
         folder = RunFolder(run_folder_uri(options.results_uri, store.results_dir, run.directory))
         done = folder.done_request_ids()
         shares, cost = _shares(store, run, done, options, split)
