@@ -1,24 +1,30 @@
 """Simulator fidelity: the pipeline run on the real vLLM CPU engine and in the simulator.
 
-    python bench/fidelity.py [--groups 30] [--per-group 5] [--prefix 1500] [--num-blocks 192]
-                             [--planners fcfs,dfs,blendserve] [--repeats 3] [--calibrate]
+    python bench/fidelity.py [--workloads groups,long-tail,blend] [--num-blocks 192]
+                             [--planners dfs,lpt,blendserve] [--repeats 3] [--calibrate]
                              [--hardware cpu-local|FILE] [--out FILE]
 
-Workload: groups of requests sharing a long random prefix (plus a short own suffix); each
-group has its own typical output length (8 to 256 tokens, lognormal around it), so output
-estimates matter; listed in shuffled order. The planner sees a generic limit (max_tokens
-1024); the engine is told each request's true length (min_tokens = max_tokens = it), which
-stands in for the end-of-sequence token a real model would emit there.
+Workloads (each 150 requests, listed in shuffled order; the planner sees a generic limit,
+max_tokens 1024, and the engine is told each request's true length, min_tokens = max_tokens
+= it, which stands in for the end-of-sequence token a real model would emit there):
+  groups     30 groups of 5 sharing a 1,500-token random prefix (plus a short own suffix);
+             each group has its own typical output length (8 to 256 tokens, lognormal)
+  long-tail  short prompts under 10 shared templates; outputs mostly 8-32 tokens, one in
+             twelve 380-500 tokens (the critical path an order can start first or last)
+  blend      half long shared prompts (6 prefixes of 1,200 tokens) with 4-8-token answers,
+             half short prompts (32-64 tokens) with 200-450-token outputs (BlendServe's case)
 
 For each planner the very same objects drive both: blend.simulate.pipeline.PipelineSimulator
 picks the warm-up sample and builds the admission policy (the warm-up, the re-plan from what
 it measured, then in-order feeding or BlendServe's online dual scan); one policy feeds blend's
 VllmEngine (the executor's engine wrapper: chunked prefill off, 128-token blocks, a KV cache
 of --num-blocks blocks so that order matters), a fresh one the simulator, both with the
-engine's own settings. Measured: the makespan from the first step to the last finish (wall
-time), the prefix-cache hit rate from vLLM's counters, steps and preemptions. --repeats runs
-the planners round-robin and takes each one's median; --calibrate fits the step model on this
-engine right before (bench/calibrate.py's grid) and predicts with that fit too.
+engine's own settings (the same for every planner). Measured: the makespan from the first
+step to the last finish (wall time), the prefix-cache hit rate from vLLM's counters, steps and
+preemptions. --repeats runs the planners round-robin and takes each one's median;
+--calibrate fits the step model on this engine right before (bench/calibrate.py's grid) and
+predicts with that fit too. Per workload it reports the ratios of makespans that decide which
+planner to pick (lpt / dfs, blendserve / dfs) measured and predicted, and their difference.
 """
 
 from __future__ import annotations
@@ -50,20 +56,49 @@ from blend.planners import make_planner
 from blend.simulate import SimRequest, optimal_makespan_s
 from blend.simulate.io import Workload
 from blend.simulate.pipeline import PipelineSimulator, SimulatedEngine
+from blend.simulate.sequential_bound import sequential_bound
 
 VISIBLE_MAX_TOKENS = 1024  # the output limit planners see
 
 
-def make_workload(groups: int, per_group: int, prefix: int, seed: int) -> Workload:
-    rng = np.random.default_rng(seed)
+WORKLOADS = ("groups", "long-tail", "blend")
+
+
+def make_workload(kind: str, seed: int, groups: int = 30, per_group: int = 5) -> Workload:
+    """One of WORKLOADS (module docstring), 150 requests by default, shuffled."""
+    rng = np.random.default_rng([seed, WORKLOADS.index(kind)])
+    vocab = BENCH_SHAPE.vocab_size
+
+    def tokens(n: int) -> list[int]:
+        return rng.integers(16, vocab, n).tolist()
+
     requests = []
-    for g in range(groups):
-        shared = rng.integers(16, BENCH_SHAPE.vocab_size, prefix).tolist()
-        typical = float(rng.choice([8, 32, 128, 256]))
-        for i in range(per_group):
-            own = rng.integers(16, BENCH_SHAPE.vocab_size, int(rng.integers(16, 97))).tolist()
-            length = int(np.clip(rng.lognormal(np.log(typical), 0.3), 4, 512))
-            requests.append(SimRequest(f"g{g}-{i}", tuple(shared + own), length))
+    if kind == "groups":
+        for g in range(groups):
+            shared = tokens(1500)
+            typical = float(rng.choice([8, 32, 128, 256]))
+            for i in range(per_group):
+                length = int(np.clip(rng.lognormal(np.log(typical), 0.3), 4, 512))
+                own = tokens(int(rng.integers(16, 97)))
+                requests.append(SimRequest(f"g{g}-{i}", tuple(shared + own), length))
+    elif kind == "long-tail":
+        templates = [tokens(int(rng.integers(64, 257))) for _ in range(10)]
+        for i in range(groups * per_group):
+            long = i % 12 == 0
+            length = int(rng.integers(380, 501)) if long else int(rng.integers(8, 33))
+            prompt = templates[i % 10] + tokens(int(rng.integers(8, 65)))
+            requests.append(SimRequest(f"t{i}", tuple(prompt), length))
+    elif kind == "blend":
+        prefixes = [tokens(1200) for _ in range(6)]
+        for i in range(groups * per_group):
+            if i % 2:
+                prompt = prefixes[i % 6] + tokens(int(rng.integers(8, 33)))
+                requests.append(SimRequest(f"b{i}", tuple(prompt), int(rng.integers(4, 9))))
+            else:
+                prompt = tokens(int(rng.integers(32, 65)))
+                requests.append(SimRequest(f"b{i}", tuple(prompt), int(rng.integers(200, 451))))
+    else:
+        raise ValueError(f"unknown fidelity workload {kind!r}; known: {', '.join(WORKLOADS)}")
     perm = rng.permutation(len(requests))
     ordered = [requests[i] for i in perm]
     return Workload(ordered, [VISIBLE_MAX_TOKENS] * len(ordered))
@@ -159,13 +194,13 @@ def calibrate_here(engine: Any, cost: CostModel, num_blocks: int) -> HardwareSpe
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--groups", type=int, default=30)
     parser.add_argument("--per-group", type=int, default=5)
-    parser.add_argument("--prefix", type=int, default=1500)
     parser.add_argument("--num-blocks", type=int, default=192, help="KV blocks (128 tokens)")
     parser.add_argument("--max-num-seqs", type=int, default=256)
     parser.add_argument("--hardware", default="cpu-local")
-    parser.add_argument("--planners", default="fcfs,dfs,blendserve")
+    parser.add_argument("--planners", default="dfs,lpt,blendserve")
     parser.add_argument("--calibrate", action="store_true", help="also fit the step model here")
     parser.add_argument("--repeats", type=int, default=1, help="round-robin runs per planner")
     parser.add_argument("--seed", type=int, default=0)
@@ -176,7 +211,6 @@ def main() -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     from blend.engines.vllm_engine import VllmEngine
 
-    workload = make_workload(args.groups, args.per_group, args.prefix, args.seed)
     model_dir = ensure_tiny_model(args.models_dir, BENCH_SHAPE)
     engine = VllmEngine(
         EngineConfig(
@@ -200,17 +234,63 @@ def main() -> None:
         costs["calibrated-here"] = CostModel(
             base.model, calibrate_here(engine, base, state.kv_blocks_total)
         )
-    cost = costs[args.hardware]
+    planners = args.planners.split(",")
+    results = []
+    for kind in args.workloads.split(","):
+        workload = make_workload(kind, args.seed, args.groups, args.per_group)
+        rows = measure(engine, workload, planners, costs, args.hardware, sim_engine, args.repeats)
+        ratios = ratio_rows(rows, planners)
+        print(f"-- {kind}: {len(workload.requests)} requests")
+        for i, row in enumerate(rows):
+            _print_row(row, header=i == 0)
+        for r in ratios:
+            print(
+                f"   {r['ratio']}: measured {r['measured']:.3f}, predicted {r['predicted']:.3f} "
+                f"({r['error_points']:+.1f} points)"
+            )
+        results.append(
+            {
+                "workload": kind,
+                "n_requests": len(workload.requests),
+                "input_tokens": sum(len(r.prompt_token_ids) for r in workload.requests),
+                "output_tokens": sum(r.output_len for r in workload.requests),
+                "rows": rows,
+                "ratios": ratios,
+            }
+        )
+    engine.close()
+    if args.out:
+        summary = {
+            "args": vars(args) | {"models_dir": str(args.models_dir), "out": str(args.out)},
+            "settings": settings.label(),
+            "num_blocks": state.kv_blocks_total,
+            "workloads": results,
+        }
+        args.out.write_text(json.dumps(summary, indent=2))
+
+
+def measure(
+    engine: Any,
+    workload: Workload,
+    planners: list[str],
+    costs: dict[str, CostModel],
+    hardware: str,
+    sim_engine: SimulatedEngine,
+    repeats: int,
+) -> list[dict]:
+    """Every planner on the real engine (round-robin, median of `repeats`) and predicted."""
+    cost = costs[hardware]
+    settings = sim_engine.settings
     simulators = {
         name: PipelineSimulator(workload, make_planner(name, cost=cost), cost, engine=sim_engine)
-        for name in args.planners.split(",")
+        for name in planners
     }
     runs: dict[str, list[dict]] = {name: [] for name in simulators}
-    for _ in range(args.repeats):  # round-robin: each planner sees the same machine drift
+    for _ in range(repeats):  # round-robin: each planner sees the same machine drift
         for name, simulator in simulators.items():
             runs[name].append(run_real(engine, simulator, workload))
-    engine.close()
     t_opt = optimal_makespan_s(workload.requests, cost)
+    t_seq = sequential_bound(workload.requests, cost, sim_engine.kv_capacity_tokens)
     rows = []
     for name in simulators:
         measured = sorted(runs[name], key=lambda m: m["wall_s"])[(len(runs[name]) - 1) // 2]
@@ -220,11 +300,11 @@ def main() -> None:
             ).run(settings)
             for label, c in costs.items()
         }
-        main_run = predicted[args.hardware].result
+        main_run = predicted[hardware].result
         rows.append(
             {
                 "planner": name,
-                "admission": predicted[args.hardware].plan.admission.value,
+                "admission": predicted[hardware].plan.admission.value,
                 "measured_makespan_s": measured["wall_s"],
                 "measured_makespan_s_all": [m["wall_s"] for m in runs[name]],
                 "measured_engine_busy_s": measured["engine_busy_s"],
@@ -239,24 +319,37 @@ def main() -> None:
                 "measured_preemptions": measured["preemptions"],
                 "predicted_preemptions": main_run.n_preemptions,
                 "optimal_makespan_s": t_opt,
+                "t_seq_makespan_s": t_seq.makespan_s,
                 "load_average": os.getloadavg()[0],
                 "predicted_makespan_s_other": {
                     label: run.result.makespan_s for label, run in predicted.items()
                 },
             }
         )
-        _print_row(rows[-1], header=len(rows) == 1)
-    if args.out:
-        summary = {
-            "workload": vars(args) | {"models_dir": str(args.models_dir), "out": str(args.out)},
-            "settings": settings.label(),
-            "num_blocks": state.kv_blocks_total,
-            "n_requests": len(workload.requests),
-            "input_tokens": sum(len(r.prompt_token_ids) for r in workload.requests),
-            "output_tokens": sum(r.output_len for r in workload.requests),
-            "rows": rows,
-        }
-        args.out.write_text(json.dumps(summary, indent=2))
+    return rows
+
+
+def ratio_rows(rows: list[dict], planners: list[str], base: str = "dfs") -> list[dict]:
+    """Each planner's makespan over the base's, measured and predicted, and the difference
+    in points (100 x predicted ratio - measured ratio)."""
+    by = {r["planner"]: r for r in rows}
+    if base not in by:
+        return []
+    out = []
+    for name in planners:
+        if name == base:
+            continue
+        measured = by[name]["measured_makespan_s"] / by[base]["measured_makespan_s"]
+        predicted = by[name]["predicted_makespan_s"] / by[base]["predicted_makespan_s"]
+        out.append(
+            {
+                "ratio": f"{name} / {base}",
+                "measured": measured,
+                "predicted": predicted,
+                "error_points": 100 * (predicted - measured),
+            }
+        )
+    return out
 
 
 def _print_row(r: dict, header: bool) -> None:

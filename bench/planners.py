@@ -9,22 +9,23 @@
 
 Workloads: the paper's four main mixes (BurstGPT + MMLU + OpenVid at fixed rho and sharing,
 `--n` requests) and `--instances` draws of every family of blend/workload_families.py
-(`--family-n` requests; each draw has its own shape). Every planner runs the pipeline as it
-runs for real (blend/simulate/pipeline.py: a warm-up sample first, then the rest re-planned
-from the lengths it measured; planners never see true lengths), for llama-3.1-8b on
-a100-80g, under three engine settings:
-  default    vLLM's offline defaults for the hardware (what a user gets without a search)
-  best       each planner's own best candidate in hindsight (every candidate simulated with
-             the true lengths; the same candidates for every planner)
-  pipeline   the candidate the pipeline's search picks after the warm-up, from estimated
-             lengths only (what `blend run` does; the engine restart it may cost is not
-             counted)
-plus, for BlendServe, an oracle row (all true lengths known when planning) and two ablations
-(its order fed in order instead of by the online dual scan; the dual scan without pacing),
-all at its best row's settings. --step-model overlap replaces vLLM's step model by one where
-compute and memory traffic overlap within a step (the engine the BlendServe paper runs on).
-Per run: throughput, the fraction of T_opt at effective and at peak rates, the prefix sharing
-of the order the engine really saw over DFS's, preemptions, settings and the gap breakdown.
+(`--family-n` requests; each draw has its own shape, none tuned on). Planners: dfs, lpt,
+naive-blend, batchllm (the peers) and blendserve. Every planner runs the pipeline as it runs
+for real (blend/simulate/pipeline.py: a warm-up sample first, then the rest re-planned from
+the lengths it measured; planners never see true lengths), for llama-3.1-8b on a100-80g,
+in three modes:
+  default    vLLM's offline defaults for the hardware and the plan's own feed (what a user
+             gets without the search)
+  pipeline   what the pipeline's search picks after the warm-up from estimated lengths only
+             (blend/simulate/settings_search.py: feed and settings; `blend run` does the
+             same; the engine restart it may cost is not counted), with its prediction
+  best       the fastest of the same candidates in hindsight, each run on the true lengths
+plus, for BlendServe, an oracle row (true lengths known when planning, at its best feed and
+settings) and the paper's static merge fed in order. --step-model overlap replaces vLLM's step
+model by one where compute and memory traffic overlap within a step (the BlendServe paper's
+engine). Per run: the fraction of T_seq (the sequential engine's bound) and of T_opt,
+throughput over DFS's and over the best peer, steps over T_seq's fewest, KV occupancy, mean
+batch size, preemptions, the feed and settings chosen, and the makespan split against T_seq.
 """
 
 from __future__ import annotations
@@ -41,27 +42,24 @@ from pathlib import Path
 
 import numpy as np
 
-from blend.admission.dual_scan import DualScanOptions
 from blend.cost import CostModel
-from blend.engine_settings import (
-    EngineSettings,
-    candidate_settings,
-    memory_centric_seqs,
-    vllm_default_settings,
-)
-from blend.planners import PlanRequest, make_planner
+from blend.engine_settings import memory_centric_seqs, vllm_default_settings
+from blend.planners import Plan, PlanRequest, estimate_outputs, make_planner
 from blend.planners.blendserve import BlendServePlanner
-from blend.simulate.gap import gap_breakdown
+from blend.simulate.gap import sequential_gap
 from blend.simulate.io import Workload
-from blend.simulate.optimal import dfs_sharing_ratio, optimal_makespan_s
+from blend.simulate.optimal import optimal_makespan_s
 from blend.simulate.pipeline import PipelineRun, PipelineSimulator, SimulatedEngine
 from blend.simulate.run import search_after_warmup
-from blend.simulate.types import SimRequest
+from blend.simulate.sequential_bound import prompt_trie_totals, sequential_bound
+from blend.simulate.settings_search import SearchInputs, search_plan
+from blend.simulate.types import SimConfig, SimRequest
 from blend.tree import order_sharing_ratio
 from blend.workload_families import FAMILIES, draw_instance, paper_mix_workload
 from blend.workloads import MAIN_MIXES, default_cost, few_shot_prompts
 
-PLANNERS = ("fcfs", "random", "dfs", "naive-blend", "batchllm", "blendserve")
+PLANNERS = ("dfs", "lpt", "naive-blend", "batchllm", "blendserve")
+PEERS = ("dfs", "lpt", "naive-blend", "batchllm")  # what BlendServe is held against
 MAX_MODEL_LEN = 65536  # the context candidate settings are validated against (tokens)
 MAIN_MIX = "main-mix (paper)"
 
@@ -81,17 +79,23 @@ class Job:
 class Row:
     workload: str
     family: str
-    planner: str  # a planner name, or blendserve-oracle / -in-order / -no-pace (ablations)
+    planner: str  # a planner name, or blendserve-oracle / -in-order (ablations)
     mode: str  # default | best | pipeline
     max_num_batched_tokens: int
     max_num_seqs: int
+    feed: str  # how the re-planned requests were fed (dual-scan, unpaced, fallback, in-order)
     throughput_tok_s: float
     makespan_s: float
-    fraction_of_optimal: float  # T_opt (effective rates) / makespan
-    fraction_of_peak_optimal: float  # T_opt (peak rates) / makespan
+    fraction_of_t_seq: float  # T_seq / makespan: the sequential engine's (vLLM's) bound
+    fraction_of_optimal: float  # T_opt (effective rates) / makespan: an overlapping engine's
+    steps_over_n_min: float  # engine steps / the fewest T_seq counts
+    mean_kv_occupancy: float  # KV blocks in use / cache, mean over steps
+    mean_batch_size: float  # requests scheduled per step, mean over steps
     merged_sharing: float  # prefix sharing of the order the engine saw / DFS sharing
     n_preemptions: int
-    gap: dict  # the gap breakdown (blend/simulate/gap.py)
+    n_requests: int
+    predicted_makespan_s: float | None  # what the pipeline's search predicted (pipeline mode)
+    t_seq_gap: dict  # the makespan as T_seq plus its causes (blend/simulate/gap.py)
     simulate_s: float  # wall time of this row's simulations (s)
 
 
@@ -122,15 +126,23 @@ class _Recorder:
     def __init__(self, job: Job, requests: Sequence[SimRequest], cost: CostModel) -> None:
         self.job, self.requests, self.cost = job, requests, cost
         self.prompts = [r.prompt_token_ids for r in requests]
-        self.sharing = dfs_sharing_ratio(requests)
+        trie = prompt_trie_totals(self.prompts)
+        self.sharing = trie.sharing_ratio
         self.t_opt = optimal_makespan_s(requests, cost, self.sharing)
-        self.t_opt_peak = optimal_makespan_s(requests, cost, self.sharing, peak=True)
+        self.t_seq = sequential_bound(requests, cost, trie=trie)
         self.rows: list[Row] = []
 
-    def add(self, label: str, mode: str, run: PipelineRun, seconds: float) -> None:
+    def add(
+        self,
+        label: str,
+        mode: str,
+        run: PipelineRun,
+        seconds: float,
+        predicted_s: float | None = None,
+    ) -> None:
         result = run.result
         merged = order_sharing_ratio(self.prompts, result.admission_order.tolist())
-        gap = gap_breakdown(result, self.requests, self.cost, self.sharing, self.t_opt)
+        gap = sequential_gap(result, self.t_seq, self.cost)
         self.rows.append(
             Row(
                 workload=self.job.workload,
@@ -139,13 +151,19 @@ class _Recorder:
                 mode=mode,
                 max_num_batched_tokens=run.settings.max_num_batched_tokens,
                 max_num_seqs=run.settings.max_num_seqs,
+                feed=run.feed.label(),
                 throughput_tok_s=result.throughput_tok_s,
                 makespan_s=result.makespan_s,
+                fraction_of_t_seq=self.t_seq.makespan_s / result.makespan_s,
                 fraction_of_optimal=self.t_opt / result.makespan_s,
-                fraction_of_peak_optimal=self.t_opt_peak / result.makespan_s,
+                steps_over_n_min=result.n_steps / self.t_seq.n_min_steps,
+                mean_kv_occupancy=result.mean_kv_occupancy,
+                mean_batch_size=result.mean_batch_size,
                 merged_sharing=merged / self.sharing if self.sharing > 0 else 1.0,
                 n_preemptions=result.n_preemptions,
-                gap=gap.to_json(),
+                n_requests=len(self.requests),
+                predicted_makespan_s=predicted_s,
+                t_seq_gap=gap.to_json(),
                 simulate_s=seconds,
             )
         )
@@ -166,7 +184,12 @@ def bench_cost(step_model: str) -> CostModel:
 
 
 def run_job(job: Job) -> list[Row]:
-    """Every settings mode of one planner on one workload (in a worker process)."""
+    """Every settings mode of one planner on one workload (in a worker process).
+
+    default: vLLM's defaults and the plan's own feed; pipeline: what the pipeline's search
+    picks after the warm-up (estimates only) and its prediction; best: the fastest of the
+    same candidates (every feed and setting the search tries), each run on the true lengths.
+    """
     workload = load_workload(job)
     cost = bench_cost(job.step_model)
     recorder = _Recorder(job, workload.requests, cost)
@@ -178,152 +201,240 @@ def run_job(job: Job) -> list[Row]:
     first = simulator.run(default)
     recorder.add(job.planner, "default", first, time.perf_counter() - started)
     started = time.perf_counter()
-    candidates = candidates_for(default, first, workload.requests, cost)
-    runs = [simulator.run(c) for c in candidates]
-    best = min(runs, key=lambda r: r.result.makespan_s)
-    recorder.add(job.planner, "best", best, time.perf_counter() - started)
+    search = search_after_warmup(simulator, first, cost)
+    search_s = time.perf_counter() - started
     started = time.perf_counter()
-    chosen = search_after_warmup(simulator, first, cost).best
-    pipeline = next((r for r in runs if r.settings == chosen), None) or simulator.run(chosen)
-    recorder.add(job.planner, "pipeline", pipeline, time.perf_counter() - started)
+    runs = {
+        (t.settings, t.feed): simulator.run(t.settings, t.feed)
+        for t in search.trials
+        if (t.settings, t.feed) != (first.settings, first.feed)
+    }
+    runs[(first.settings, first.feed)] = first
+    best = min(runs.values(), key=lambda r: r.result.makespan_s)
+    recorder.add(job.planner, "best", best, time.perf_counter() - started)
+    chosen = runs[(search.best.settings, search.best.feed)]
+    recorder.add(job.planner, "pipeline", chosen, search_s, search.best.makespan_s)
     if job.planner == "blendserve":
         started = time.perf_counter()
-        oracle = PipelineSimulator(workload, planner, cost, oracle=True).run(best.settings)
-        recorder.add("blendserve-oracle", "best", oracle, time.perf_counter() - started)
+        oracle = PipelineSimulator(workload, planner, cost, oracle=True)
+        at_best = oracle.run(best.settings, best.feed)
+        recorder.add("blendserve-oracle", "best", at_best, time.perf_counter() - started)
         started = time.perf_counter()
         static = BlendServePlanner(cost, online=False)
         in_order = PipelineSimulator(workload, static, cost).run(best.settings)
         recorder.add("blendserve-in-order", "best", in_order, time.perf_counter() - started)
-        started = time.perf_counter()
-        unpaced = PipelineSimulator(
-            workload, planner, cost, dual_scan=DualScanOptions(pace=False)
-        ).run(best.settings)
-        recorder.add("blendserve-no-pace", "best", unpaced, time.perf_counter() - started)
     return recorder.rows
-
-
-def candidates_for(
-    default: EngineSettings, run: PipelineRun, requests: Sequence[SimRequest], cost: CostModel
-) -> list[EngineSettings]:
-    """The candidates every planner's best is taken among: the pipeline's search list."""
-    prompts = np.mean([len(r.prompt_token_ids) for r in requests])
-    footprint = float(prompts + run.planned.estimates.tokens.mean() / 2.0)
-    centric = memory_centric_seqs(cost.kv_capacity_tokens, footprint)
-    return candidate_settings(default, MAX_MODEL_LEN, centric)
 
 
 # -- reporting ---------------------------------------------------------------------------------
 
 
+def _index(rows: Sequence[Row]) -> dict[tuple[str, str, str], Row]:
+    return {(r.workload, r.planner, r.mode): r for r in rows}
+
+
+def _best_peer(by: dict, workload: str, mode: str) -> Row | None:
+    peers = [by[(workload, p, mode)] for p in PEERS if (workload, p, mode) in by]
+    return max(peers, key=lambda r: r.throughput_tok_s) if peers else None
+
+
 def ratio_table(rows: Sequence[Row]) -> str:
-    """Per workload and planner: throughput over DFS's in each settings mode."""
-    by = {(r.workload, r.planner, r.mode): r for r in rows}
+    """Per workload and planner: the fraction of T_seq in each mode, throughput over DFS's and
+    over the best peer as the pipeline runs it, and what the pipeline chose."""
+    by = _index(rows)
     workloads = list(dict.fromkeys(r.workload for r in rows))
     labels = list(dict.fromkeys(r.planner for r in rows))
     lines = [
-        "| workload | planner | vs DFS: default | best | pipeline | best settings (tokens x seqs)"
-        " | of T_opt (eff. / peak) | sharing kept | preemptions |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| workload | planner | of T_seq: default | best | pipeline | pipeline vs DFS "
+        "| vs best peer | pipeline: tokens x seqs, feed | predicted / simulated | steps / N_min "
+        "| KV occupancy | mean batch | preempted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in workloads:
         for label in labels:
-            cells = []
-            for mode in ("default", "best", "pipeline"):
-                row, dfs = by.get((w, label, mode)), by.get((w, "dfs", mode))
-                cells.append(
-                    f"{row.throughput_tok_s / dfs.throughput_tok_s:.2f}x" if row and dfs else ""
-                )
-            best = by.get((w, label, "best"))
-            if best is None:
+            cells = [
+                f"{by[(w, label, m)].fraction_of_t_seq:.1%}" if (w, label, m) in by else ""
+                for m in ("default", "best", "pipeline")
+            ]
+            row = by.get((w, label, "pipeline")) or by.get((w, label, "best"))
+            if row is None:
                 continue
+            dfs, peer = by.get((w, "dfs", row.mode)), _best_peer(by, w, row.mode)
+            vs_dfs = f"{row.throughput_tok_s / dfs.throughput_tok_s:.3f}x" if dfs else ""
+            vs_peer = f"{row.throughput_tok_s / peer.throughput_tok_s:.3f}x" if peer else ""
+            predicted = (
+                f"{row.predicted_makespan_s / row.makespan_s:.2f}"
+                if row.predicted_makespan_s
+                else ""
+            )
             lines.append(
-                f"| {w} | {label} | {' | '.join(cells)} | "
-                f"{best.max_num_batched_tokens} x {best.max_num_seqs} | "
-                f"{best.fraction_of_optimal:.0%} / {best.fraction_of_peak_optimal:.0%} | "
-                f"{best.merged_sharing:.1%} | {best.n_preemptions} |"
+                f"| {w} | {label} | {' | '.join(cells)} | {vs_dfs} | {vs_peer} | "
+                f"{row.max_num_batched_tokens} x {row.max_num_seqs}, {row.feed} | {predicted} | "
+                f"{row.steps_over_n_min:.2f} | {row.mean_kv_occupancy:.0%} | "
+                f"{row.mean_batch_size:.0f} | {row.n_preemptions / row.n_requests:.1%} |"
             )
     return "\n".join(lines)
 
 
 def family_summary(rows: Sequence[Row]) -> str:
-    """Per family, at each planner's best settings: BlendServe against each peer (mean and
-    worst instance), the warm-up plan against the oracle, and the sharing kept."""
-    by = {(r.workload, r.planner, r.mode): r for r in rows}
+    """Per family: BlendServe as the pipeline runs it against T_seq and against its peers
+    (each at what the pipeline chose for it), at every planner's best, at vLLM's defaults;
+    with true lengths; KV occupancy and batch size against DFS's; the search's prediction."""
+    by = _index(rows)
     per_family: dict[str, list[str]] = defaultdict(list)
     for r in rows:
-        if r.planner == "blendserve" and r.mode == "best":
+        if r.planner == "blendserve" and r.mode == "pipeline":
             per_family[r.family].append(r.workload)
     lines = [
-        "| family | instances | BlendServe vs DFS (mean, worst) | vs naive-blend | vs BatchLLM "
-        "| vs DFS, all at the default engine | vs DFS as the pipeline chooses "
-        "| warm-up plan / oracle plan | pacing on / off | sharing kept (worst) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| family | draws | BlendServe of T_seq (mean, worst) | with true lengths "
+        "| vs best peer (mean, worst) | vs best peer, each at its best | vs DFS at the defaults "
+        "| KV occupancy: BlendServe / DFS | mean batch: BlendServe / DFS | most preempted "
+        "| predicted / simulated (range) | feeds picked |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def ratios(workloads: list[str], peer: str, mode: str = "best") -> list[float]:
-        return [
-            by[(w, "blendserve", mode)].throughput_tok_s / by[(w, peer, mode)].throughput_tok_s
-            for w in workloads
-            if (w, peer, mode) in by
-        ]
-
-    def cell(values: list[float]) -> str:
-        return f"{np.mean(values):.2f}x ({min(values):.2f}x)" if values else "-"
+    def cell(values: list[float], fmt: str = "{:.2f}x") -> str:
+        if not values:
+            return "-"
+        return f"{fmt.format(np.mean(values))} ({fmt.format(min(values))})"
 
     for family, workloads in per_family.items():
+        own = [by[(w, "blendserve", "pipeline")] for w in workloads]
         oracle = [
-            by[(w, "blendserve", "best")].throughput_tok_s
-            / by[(w, "blendserve-oracle", "best")].throughput_tok_s
+            by[(w, "blendserve-oracle", "best")].fraction_of_t_seq
             for w in workloads
+            if (w, "blendserve-oracle", "best") in by
         ]
-        sharing = min(by[(w, "blendserve", "best")].merged_sharing for w in workloads)
+
+        def versus(mode: str, ws: list[str] = workloads) -> list[float]:
+            out = []
+            for w in ws:
+                peer = _best_peer(by, w, mode)
+                if peer is not None and (w, "blendserve", mode) in by:
+                    out.append(by[(w, "blendserve", mode)].throughput_tok_s / peer.throughput_tok_s)
+            return out
+
+        dfs_default = [
+            by[(w, "blendserve", "default")].throughput_tok_s
+            / by[(w, "dfs", "default")].throughput_tok_s
+            for w in workloads
+            if (w, "dfs", "default") in by
+        ]
+        dfs = [by[(w, "dfs", "pipeline")] for w in workloads if (w, "dfs", "pipeline") in by]
+        occupancy = (
+            f"{np.mean([r.mean_kv_occupancy for r in own]):.0%} / "
+            f"{np.mean([r.mean_kv_occupancy for r in dfs]):.0%}"
+            if dfs
+            else "-"
+        )
+        batch = (
+            f"{np.mean([r.mean_batch_size for r in own]):.0f} / "
+            f"{np.mean([r.mean_batch_size for r in dfs]):.0f}"
+            if dfs
+            else "-"
+        )
+        predicted = [r.predicted_makespan_s / r.makespan_s for r in own if r.predicted_makespan_s]
+        feeds = ", ".join(sorted({r.feed for r in own}))
         lines.append(
-            f"| {family} | {len(workloads)} | {cell(ratios(workloads, 'dfs'))} | "
-            f"{cell(ratios(workloads, 'naive-blend'))} | {cell(ratios(workloads, 'batchllm'))} | "
-            f"{cell(ratios(workloads, 'dfs', 'default'))} | "
-            f"{cell(ratios(workloads, 'dfs', 'pipeline'))} | "
-            f"{cell(oracle)} | {cell(ratios(workloads, 'blendserve-no-pace'))} | "
-            f"{sharing:.1%} |"
+            f"| {family} | {len(workloads)} | "
+            f"{cell([r.fraction_of_t_seq for r in own], '{:.1%}')} | "
+            f"{cell(oracle, '{:.1%}')} | {cell(versus('pipeline'), '{:.3f}x')} | "
+            f"{cell(versus('best'), '{:.3f}x')} | {cell(dfs_default)} | {occupancy} | {batch} | "
+            f"{max(r.n_preemptions / r.n_requests for r in own):.1%} | "
+            + (f"{min(predicted):.2f}-{max(predicted):.2f}" if predicted else "-")
+            + f" | {feeds} |"
         )
     return "\n".join(lines)
 
 
-GAP_PLANNERS = ("dfs", "batchllm", "blendserve", "blendserve-oracle")
+GAP_PLANNERS = ("dfs", "lpt", "blendserve", "blendserve-oracle")
+GAP_TERMS = (
+    "t_seq_s",
+    "extra_steps_overhead_s",
+    "extra_steps_weights_s",
+    "extra_work_s",
+    "uneven_steps_s",
+)
 
 
 def gap_table(rows: Sequence[Row]) -> str:
-    """The main mixes' makespans split into T_opt and the causes of the gap (each planner at
-    its best settings; blend/simulate/gap.py)."""
+    """The main mixes' makespans split into T_seq and the causes of the gap (each planner as
+    the pipeline runs it; the oracle at BlendServe's best; blend/simulate/gap.py)."""
     lines = [
-        "| mix | planner | T_opt s | + bound's decode sharing | + extra work | + weight reads "
-        "| + other side | + overhead | = makespan s | drain s | KV discarded (tokens) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mix | planner | T_seq s | + extra steps: overhead | + extra steps: weight reads "
+        "| + extra work | + uneven steps | = makespan s | steps / N_min | drain s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        if r.family != MAIN_MIX or r.mode != "best" or r.planner not in GAP_PLANNERS:
+        if r.family != MAIN_MIX or r.planner not in GAP_PLANNERS:
             continue
-        g = r.gap
-        terms = [
-            "optimal_s",
-            "bound_decode_sharing_s",
-            "extra_work_s",
-            "weight_reads_s",
-            "other_side_s",
-            "overhead_s",
-        ]
-        cells = " | ".join(f"{g[t]:,.0f} ({g[t] / g['makespan_s']:.0%})" for t in terms)
+        if r.mode != ("best" if r.planner == "blendserve-oracle" else "pipeline"):
+            continue
+        g = r.t_seq_gap
+        cells = " | ".join(f"{g[t]:,.0f} ({g[t] / g['makespan_s']:.0%})" for t in GAP_TERMS)
         lines.append(
             f"| {r.workload} | {r.planner} | {cells} | {g['makespan_s']:,.0f} | "
-            f"{g['drain_s']:,.0f} | {g['kv_discarded_tokens']:,} |"
+            f"{r.steps_over_n_min:.2f} | {g['drain_s']:,.0f} |"
         )
     return "\n".join(lines)
+
+
+def target_table(rows: Sequence[Row]) -> str:
+    """The issue's targets, measured (BlendServe as the pipeline runs it unless named)."""
+    by = _index(rows)
+    own = [r for r in rows if r.planner == "blendserve" and r.mode == "pipeline"]
+    oracle = [r for r in rows if r.planner == "blendserve-oracle"]
+    versus = []
+    for r in own:
+        peer = _best_peer(by, r.workload, "pipeline")
+        if peer is not None:
+            versus.append((r.throughput_tok_s / peer.throughput_tok_s, r.workload, peer.planner))
+    fractions = [r.fraction_of_t_seq for r in own]
+    worst_t = min(own, key=lambda r: r.fraction_of_t_seq)
+    worst_v = min(versus) if versus else (float("nan"), "-", "-")
+    preempted = max(own, key=lambda r: r.n_preemptions / r.n_requests)
+    predicted = [(r.predicted_makespan_s / r.makespan_s, r.workload) for r in own]
+    off = [(abs(p - 1.0), w, p) for p, w in predicted if p]
+    worst_p = max(off) if off else (0.0, "-", float("nan"))
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "missed"
+
+    return "\n".join(
+        [
+            "| target | measured | |",
+            "|---|---|---|",
+            f"| >= 0.95 of T_seq on every draw (warm-up estimates, the pipeline's settings) | "
+            f"worst {worst_t.fraction_of_t_seq:.1%} ({worst_t.workload}) | "
+            f"{verdict(min(fractions) >= 0.95)} |",
+            f"| mean >= 0.97 of T_seq | {np.mean(fractions):.1%} | "
+            f"{verdict(np.mean(fractions) >= 0.97)} |",
+            "| >= 0.97 of T_seq with true lengths, everywhere | "
+            + (
+                f"worst {min(r.fraction_of_t_seq for r in oracle):.1%} | "
+                f"{verdict(min(r.fraction_of_t_seq for r in oracle) >= 0.97)} |"
+                if oracle
+                else "- | |"
+            ),
+            f"| >= 0.99x the best peer on every draw | worst {worst_v[0]:.3f}x ({worst_v[1]}, "
+            f"vs {worst_v[2]}) | {verdict(worst_v[0] >= 0.99)} |",
+            f"| > 1.00x the best peer on the mean | {np.mean([v[0] for v in versus]):.3f}x | "
+            f"{verdict(np.mean([v[0] for v in versus]) > 1.0)} |",
+            f"| preemptions <= 1% of requests | worst "
+            f"{preempted.n_preemptions / preempted.n_requests:.1%} ({preempted.workload}) | "
+            f"{verdict(all(r.n_preemptions <= 0.01 * r.n_requests for r in own))} |",
+            f"| search predicts within 15% | worst {worst_p[2]:.2f} ({worst_p[1]}) | "
+            f"{verdict(worst_p[0] <= 0.15)} |",
+        ]
+    )
 
 
 def write_tables(path: Path, rows: Sequence[Row], model: str) -> None:
     """Fill the step model's tables of `path` (markers name the table and the model)."""
     for name, table in (
-        ("rows", ratio_table(rows)),
+        ("targets", target_table(rows)),
         ("families", family_summary(rows)),
+        ("rows", ratio_table(rows)),
         ("gap", gap_table(rows)),
     ):
         write_markdown(
@@ -360,6 +471,41 @@ def plan_1m(n: int = 1_000_000, mean_tokens: int = 500, seed: int = 0) -> None:
         f"{seconds:.1f} s ({cpu_seconds:.1f} s CPU); peak RSS {rss:.2f} GiB (inputs alone "
         f"{rss_before:.2f} GiB); n_split {plan.params['n_split']}"
     )
+    search_1m(requests, plan)
+
+
+def search_1m(requests: Sequence[PlanRequest], plan: Plan) -> None:
+    """The pipeline's search of the plan (every candidate, on its sample), timed."""
+    cost = default_cost()
+    started = time.perf_counter()
+    estimates = estimate_outputs(requests)
+    order = np.asarray(plan.order, dtype=np.int64)
+    inputs = SearchInputs(
+        prompts=[requests[i].prompt_token_ids for i in order.tolist()],
+        estimates=estimates.tokens[order],
+        spread=estimates.spread[order],
+        max_tokens=np.full(len(order), 4096),
+        admission=plan.admission,
+        residuals=estimates.residuals,
+        guessed=estimates.guessed[order],
+    )
+    default = vllm_default_settings(cost.hardware, MAX_MODEL_LEN)
+    footprint = float(np.mean([len(p) for p in inputs.prompts]) + estimates.tokens.mean() / 2)
+    search = search_plan(
+        inputs,
+        cost,
+        default,
+        SimConfig(),
+        memory_centric=memory_centric_seqs(cost.kv_capacity_tokens, footprint),
+        max_model_len=MAX_MODEL_LEN,
+    )
+    seconds = time.perf_counter() - started
+    best = search.best
+    print(
+        f"searched {len(search.trials)} candidates for the {len(order):,}-request plan on a "
+        f"sample of {search.n_simulated:,} in {seconds:.1f} s (estimates included): "
+        f"{best.settings.label()}, {best.feed.label()}, predicted {best.makespan_s:,.0f} s"
+    )
 
 
 def main() -> None:
@@ -368,6 +514,7 @@ def main() -> None:
     parser.add_argument("--family-n", type=int, default=10_000, help="requests per family draw")
     parser.add_argument("--instances", type=int, default=2, help="draws per family")
     parser.add_argument("--planners", default=",".join(PLANNERS))
+    parser.add_argument("--families", default=None, help="only these families (comma list)")
     parser.add_argument("--workers", type=int, default=2, help="processes")
     parser.add_argument("--step-model", choices=STEP_MODELS, default="vllm")
     parser.add_argument("--quick", action="store_true", help="10k requests, one draw per family")
@@ -382,7 +529,7 @@ def main() -> None:
         rows = [Row(**r) for r in json.loads(args.from_json.read_text())]
         if args.markdown:
             write_tables(args.markdown, rows, args.step_model)
-        print(ratio_table(rows), family_summary(rows), gap_table(rows), sep="\n\n")
+        print(target_table(rows), family_summary(rows), gap_table(rows), sep="\n\n")
         return
     if args.scale_1m:
         plan_1m()
@@ -391,6 +538,9 @@ def main() -> None:
         args.n, args.family_n, args.instances = 10_000, 10_000, 1
     planners = args.planners.split(",")
     todo = list(jobs(args.n, args.family_n, args.instances, planners, args.step_model))
+    if args.families:
+        keep = set(args.families.split(","))
+        todo = [j for j in todo if j.family in keep or (j.family == MAIN_MIX and "main" in keep)]
     started = time.perf_counter()
     rows: list[Row] = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
@@ -401,8 +551,7 @@ def main() -> None:
                 f"{r.workload} {r.planner}: {r.throughput_tok_s:,.0f} tok/s (default)", flush=True
             )
     print(f"\n{len(todo)} jobs in {time.perf_counter() - started:.0f} s\n")
-    table, summary = ratio_table(rows), family_summary(rows)
-    print(table, "\n\n", summary, sep="")
+    print(target_table(rows), family_summary(rows), sep="\n\n")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))

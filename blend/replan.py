@@ -96,7 +96,13 @@ def replan_after_warmup(
     max_tokens = np.fromiter((rows[ids[s]]["max_tokens"] for s in rest[order].tolist()), np.int64)
     informed = any(source is not EstimateSource.MAX_TOKENS for source in estimates.source)
     inputs = SearchInputs(
-        prompts, estimates.tokens[order], estimates.spread[order], max_tokens, admission
+        prompts,
+        estimates.tokens[order],
+        estimates.spread[order],
+        max_tokens,
+        admission,
+        residuals=estimates.residuals,
+        guessed=estimates.guessed[order],
     )
     settings, feed, search = _settings(ctx, inputs, cost, informed)
     if feed.dfs_fallback:  # the guard: the same requests in depth-first order, fed in order

@@ -53,6 +53,11 @@ def test_warmup_first_then_the_planned_order_with_estimates(store: Store, tiny_m
     assert (plan["max_num_batched_tokens"], plan["max_num_seqs"]) == (4096, 256)
     assert plan["settings_source"] == "vllm-default"
     assert report.engine is not None and report.engine.max_num_seqs == 256
+    # both bounds at the estimated lengths, stored with the plan: T_seq is vLLM's (tighter)
+    assert report.bounds is not None and report.bounds.n_min_steps == 9  # the longest estimate
+    assert plan["t_seq_makespan_s"] == pytest.approx(report.bounds.t_seq_s)
+    assert plan["optimal_makespan_s"] == pytest.approx(report.bounds.t_opt_s)
+    assert 0 < report.bounds.t_opt_s < report.bounds.t_seq_s
 
 
 def test_order_only_planners_and_explicit_settings(store: Store, tiny_model: Path) -> None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from blend.admission.base import EngineView
-from blend.admission.kv_projection import KvProjection, remaining_steps
+from blend.admission.kv_projection import KvProjection
 from blend.admission.kv_projection import _kernels as kv_kernels
 from blend.cost import CostModel
 from blend.planners.blendserve.scan import split_memory
@@ -87,8 +87,6 @@ class DualScanOptions:
     borrow: bool = True  # a side may exceed its share while the other side cannot admit
     pace: bool = True  # spread the left side's work over the right side's remaining steps
     pace_burst_steps: float = 8.0  # left credit saved up at most (steps' worth of work)
-    horizon: str = "survival"  # EXPERIMENT: "longest" (old) | "survival"
-    pace_knee_floor: bool = True  # EXPERIMENT
 
 
 class _Prefix:
@@ -99,26 +97,6 @@ class _Prefix:
 
     def sum(self, a: int, b: int) -> float:
         return float(self._cum[b] - self._cum[a])
-
-
-class _RangeMax:
-    """O(1) maxima over any window [a, b) of the sequence (a sparse table)."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        levels = [np.asarray(values, dtype=np.float64)]
-        width = 1
-        while 2 * width <= len(values):
-            prev = levels[-1]
-            levels.append(np.maximum(prev[:-width], prev[width:]))
-            width *= 2
-        self._levels = levels
-
-    def query(self, a: int, b: int) -> float:
-        if b <= a:
-            return 0.0
-        k = (b - a).bit_length() - 1
-        level = self._levels[k]
-        return float(max(level[a], level[b - (1 << k)]))
 
 
 @dataclass(slots=True)
@@ -171,10 +149,8 @@ class DualScanAdmission:
         self._inflight_dense: set[int] = set()  # compute-heavy requests in flight
         self._last_step = 0
         self.remaining_steps = 0.0  # the last pacing estimate of the right side's steps
+        self._critical = 0.0  # steps the longest memory-heavy request in flight has left
         self._spread: np.ndarray = np.asarray(sequence.output_spread, dtype=np.float64)
-        self._meta: dict[int, tuple[float, float]] = {}
-        self._heavy_max = _RangeMax(np.where(self._dense, 0.0, d))
-        self._area = _Prefix(unshared * d + d * d / 2.0)
 
     @property
     def num_remaining(self) -> int:
@@ -198,6 +174,7 @@ class DualScanAdmission:
         # tokens are no longer queued ahead of anything)
         pending = self._projection.pending_prompt_tokens if engine.num_waiting else 0.0
         self._generated_of = engine.generated_of
+        self._critical = self._longest_memory_heavy()
         self._earn_credit(engine.step)
         if self._since_split == 0 or self._since_split >= self.options.resplit_every:
             self._resplit()
@@ -220,7 +197,6 @@ class DualScanAdmission:
 
     def _release(self, index: int) -> None:
         entry = self._inflight.pop(index)
-        self._meta.pop(index, None)
         self._inflight_dense.discard(index)
         self._count[entry.side] -= 1
         self._projection.remove(index)
@@ -260,13 +236,8 @@ class DualScanAdmission:
         self._last_step = step
         if not self.options.pace:
             return
-        if self.options.horizon == "longest":
-            self.remaining_steps = max(1.0, self._longest_memory_heavy())
-        else:
-            self.remaining_steps = max(1.0, self._horizon())
-        rate = self._work.sum(self.lo, self.hi) / self.remaining_steps
-        if self.options.pace_knee_floor:
-            rate = max(rate, self._knee_tokens)
+        self.remaining_steps = max(1.0, self._critical)
+        rate = max(self._work.sum(self.lo, self.hi) / self.remaining_steps, self._knee_tokens)
         cap = self.options.pace_burst_steps * rate
         self._credit = min(cap, self._credit + max(1, elapsed) * rate)
 
@@ -278,38 +249,6 @@ class DualScanAdmission:
         estimates = np.fromiter((self._inflight[i].estimate for i in heavy), float, len(heavy))
         generated = self._generated_of(np.asarray(heavy, dtype=np.int64))
         return float(np.max(estimates - generated))
-
-    def _horizon(self) -> float:
-        """Steps the run still needs by what is known now: the longest of the memory-heavy
-        requests in flight (at the top quantile of its length given what it produced), the
-        longest estimate still waiting on the right, and the KV-area of everything left over
-        the cache (token-steps / tokens)."""
-        heavy = [i for i in self._inflight if i not in self._inflight_dense]
-        path = 0.0
-        area = 0.0
-        if self._inflight:
-            idx = np.fromiter(self._inflight, np.int64, len(self._inflight))
-            est = np.fromiter((self._inflight[i].estimate for i in idx.tolist()), float, len(idx))
-            spread = self._inflight_spread(idx)
-            gen = self._generated_of(idx).astype(np.float64)
-            r = remaining_steps(est, spread, gen)
-            mean_r = r.mean(axis=1)
-            kv_now = self._inflight_prompt(idx) + gen
-            area = float((kv_now * mean_r + mean_r * mean_r / 2.0).sum())
-            if heavy:
-                is_heavy = np.isin(idx, np.asarray(heavy, dtype=np.int64))
-                top = r[is_heavy, -1] if self.options.horizon == "survival" else mean_r[is_heavy]
-                path = float(top.max())
-        waiting = self._heavy_max.query(self.lo, self.hi) if self.lo < self.hi else 0.0
-        area += self._area.sum(self.lo, self.hi)
-        kv = self.options.kv_fill * max(self._capacity, 1.0)
-        return max(path, waiting, area / kv)
-
-    def _inflight_spread(self, idx: np.ndarray) -> np.ndarray:
-        return np.fromiter((self._meta[i][1] for i in idx.tolist()), float, len(idx))
-
-    def _inflight_prompt(self, idx: np.ndarray) -> np.ndarray:
-        return np.fromiter((self._meta[i][0] for i in idx.tolist()), float, len(idx))
 
     def _resplit(self) -> None:
         lo, hi, w = self.lo, self.hi, self.options.window
@@ -392,9 +331,13 @@ class DualScanAdmission:
         self, limit_kv: float, pending: float, limit_queue: float, *, empty: bool
     ) -> int | None:
         """The side to admit from next: the one further below its share among those whose
-        next request fits (KV projection, prefill queue, pacing); None if neither fits."""
+        next request fits (KV projection, prefill queue, pacing); None if neither fits.
+        The critical path first: a right request expected to outlast every memory-heavy
+        request in flight would lengthen the run by starting later, so its side goes first."""
         deficits = [(self._slots[s] - self._count[s]) / self._slots[s] for s in (LEFT, RIGHT)]
         preferred = LEFT if deficits[LEFT] >= deficits[RIGHT] else RIGHT
+        if self.lo < self.hi and self._is_critical(self.hi - 1):
+            preferred = RIGHT
         for side in (preferred, 1 - preferred):
             if self.lo == self.hi:
                 return None
@@ -418,6 +361,13 @@ class DualScanAdmission:
                 return side
         return None
 
+    def _is_critical(self, k: int) -> bool:
+        """Whether memory-heavy position k would outlast every memory-heavy request in flight
+        and is longer than what the left side offers next."""
+        estimate = float(self.sequence.output_tokens[k])
+        left = float(self.sequence.output_tokens[self.lo])
+        return not self._dense[k] and estimate > self._critical and estimate > left
+
     def _take(self, side: int, step: int) -> int:
         if side == LEFT:
             k = self.lo
@@ -433,7 +383,6 @@ class DualScanAdmission:
             self._credit -= unshared + estimate
             self._inflight_dense.add(index)
         self._inflight[index] = entry
-        self._meta[index] = (unshared, float(self._spread[k]))
         self._count[side] += 1
         self._since_split += 1
         self._projection.add(

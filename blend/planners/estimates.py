@@ -67,10 +67,18 @@ class OutputEstimates:
     # float64 spread of the length around the estimate: the standard deviation of log length
     # among the measurements the estimate comes from (0: a known or an assumed length)
     spread: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # log length of every finished measurement less its prefix group's mean log length: the
+    # shape of lengths within a group (bimodal, heavy-tailed), pooled; what the settings
+    # search draws lengths from where it has enough of them (not per request)
+    residuals: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # bool: the estimate is a guess, nothing of its group finished (log_uniform_guess)
+    guessed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __post_init__(self) -> None:
         if len(self.spread) != len(self.tokens):
             object.__setattr__(self, "spread", np.zeros(len(self.tokens)))
+        if len(self.guessed) != len(self.tokens):
+            object.__setattr__(self, "guessed", np.zeros(len(self.tokens), dtype=bool))
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -83,6 +91,8 @@ class OutputEstimates:
             grouped=self.grouped[picked],
             group_key=[self.group_key[i] for i in picked.tolist()],
             spread=self.spread[picked],
+            residuals=self.residuals,
+            guessed=self.guessed[picked],
         )
 
     def measured(self) -> np.ndarray:
@@ -131,9 +141,14 @@ def estimate_outputs(
         for i, r in enumerate(requests)
     ]
     grouped = depth_ok[nearest[leaf_of]] & ~np.isnan(from_subtree)
-    spread = _spreads(trie, levels, values, known, censored, prior_sigma, nearest[leaf_of])
+    spread, guessed = _spreads(trie, levels, values, known, censored, prior_sigma, nearest[leaf_of])
     spread = np.where((own >= 0) | np.isnan(from_subtree), 0.0, spread)
-    return OutputEstimates(tokens, sources, grouped, _group_keys(trie, n, prompts), spread)
+    guessed &= own < 0
+    finished = known & ~censored
+    residuals = _group_residuals(trie, levels, np.log(np.maximum(values, 1.0)), finished)
+    return OutputEstimates(
+        tokens, sources, grouped, _group_keys(trie, n, prompts), spread, residuals, guessed
+    )
 
 
 MIN_FOR_SPREAD = 4  # measurements a subtree needs to give its own spread
@@ -147,7 +162,7 @@ def _spreads(
     censored: np.ndarray,
     prior_sigma: np.ndarray,
     estimate_nodes: np.ndarray,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Per request, the spread of its length as far as the planner can tell (the std of log
     length of the predictive distribution):
     - the standard deviation of log length among the measurements below the node its
@@ -159,7 +174,7 @@ def _spreads(
     - where nothing below that node finished (only lower bounds: long generations still
       running at the re-plan), the spread of the log-uniform prior between the length seen
       and max_tokens, ln(max_tokens / g) / sqrt(12): the estimate is a guess, and admission
-      and the settings search count it as one."""
+      and the settings search count it as one (the second array: bool, guessed)."""
     logs = np.log(np.maximum(values, 1.0))
     use = known.astype(float)
     mean_log, _ = _subtree_means(trie, levels, logs, known)
@@ -173,11 +188,12 @@ def _spreads(
     k = finished[estimate_nodes]
     spread = spread * np.sqrt(1.0 + 1.0 / np.maximum(k, 1.0))
     has_prior = ~np.isnan(prior_sigma)
+    guessed = np.zeros(len(estimate_nodes), dtype=bool)
     if has_prior.any():
         prior, _ = _subtree_means(trie, levels, np.nan_to_num(prior_sigma), has_prior)
         guessed = (k == 0) & ~np.isnan(prior[estimate_nodes])
         spread = np.where(guessed, prior[estimate_nodes], spread)
-    return spread
+    return spread, guessed
 
 
 def _subtree_counts(trie: CompactTrie, levels: list[np.ndarray], use: np.ndarray) -> np.ndarray:
@@ -193,6 +209,16 @@ def _pooled_spread(
     """The standard deviation of log length around each measurement's prefix-group mean."""
     if known.sum() < 2:
         return 0.0
+    return float(np.sqrt(np.mean(_group_residuals(trie, levels, logs, known) ** 2)))
+
+
+def _group_residuals(
+    trie: CompactTrie, levels: list[np.ndarray], logs: np.ndarray, known: np.ndarray
+) -> np.ndarray:
+    """Each measurement's log length less its prefix group's mean log length (the shape of
+    lengths within a group, pooled over the groups)."""
+    if not known.any():
+        return np.zeros(0)
     group_of = np.full(trie.num_nodes, -1, dtype=np.int64)
     groups = prefix_groups(trie)
     group_of[groups] = groups
@@ -204,7 +230,7 @@ def _pooled_spread(
     group = group_of[leaf_of[measured]]
     mean_log, _ = _subtree_means(trie, levels, logs, known)
     centre = np.where(group >= 0, mean_log[np.maximum(group, 0)], logs[measured].mean())
-    return float(np.sqrt(np.mean((logs[measured] - centre) ** 2)))
+    return np.asarray(logs[measured] - centre, dtype=np.float64)
 
 
 def _censored_values(

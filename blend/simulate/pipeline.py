@@ -224,6 +224,8 @@ class PipelineSimulator:
             spread=planned.ordered_spread,
             max_tokens=planned.ordered_max_tokens,
             admission=planned.plan.admission,
+            residuals=planned.estimates.residuals,
+            guessed=planned.estimates.guessed[np.asarray(planned.plan.order, dtype=np.int64)],
             dual_scan=self.dual_scan or DualScanOptions(),
         )
         return search_plan(

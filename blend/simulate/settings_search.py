@@ -103,6 +103,10 @@ class SearchInputs:
     spread: np.ndarray  # float64 std of log length behind each estimate (0: a point)
     max_tokens: np.ndarray  # int64 output limits
     admission: AdmissionKind  # how the plan is fed
+    # log-length residuals of the measurements around their groups' means (estimates.py):
+    # the shape lengths are drawn with where there are MIN_RESIDUALS of them
+    residuals: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    guessed: np.ndarray | None = None  # bool: the estimate is a guess (drawn from its prior)
     seed: int = 0  # of the drawn lengths and the sample
     dual_scan: DualScanOptions = field(default_factory=DualScanOptions)
 
@@ -113,22 +117,53 @@ class SearchInputs:
                 raise ValueError(f"SearchInputs.{name} has {len(getattr(self, name))} != {n}")
 
 
+MIN_RESIDUALS = 20  # finished measurements that make their shape worth drawing from
+
+
 def sample_lengths(
-    estimates: np.ndarray, spread: np.ndarray, max_tokens: np.ndarray, seed: int
+    estimates: np.ndarray,
+    spread: np.ndarray,
+    max_tokens: np.ndarray,
+    seed: int,
+    residuals: np.ndarray | None = None,
+    guessed: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Output lengths drawn from the estimates: lognormal with mean `estimates` and sigma
-    `spread` (a point where the spread is 0), rounded and clipped to [1, max_tokens].
+    """Output lengths drawn from what the estimates say, rounded and clipped to
+    [1, max_tokens]: a point where the spread is 0; where at least MIN_RESIDUALS lengths were
+    measured, the estimate times a measured shape (exp(residual), residuals drawn from the
+    measurements' own log deviations from their groups' means, scaled so the mean is the
+    estimate: a bimodal or heavy-tailed group keeps its shape, and the tail goes no further
+    than what was seen); else, and for guesses (`guessed`), a lognormal with the estimate as
+    its mean and the spread as its sigma.
 
     Stratified: the requests that share an estimate (a prefix group) get one draw from each
-    of as many equal-probability slices of the lognormal, in random order, so a group of 20
-    always holds its share of the upper tail (independent draws leave a 1-in-10 chance that
-    20 draws of a sigma-1.9 guess all stay below its 88th percentile, and the drain the search
-    predicts with them)."""
+    of as many equal-probability slices, in random order, so a group of 20 always holds its
+    share of the upper tail (independent draws leave a 1-in-10 chance that 20 draws of a
+    sigma-1.9 guess all stay below its 88th percentile, and the drain the search predicts
+    with them)."""
     from scipy.special import ndtri
 
     rng = np.random.default_rng(seed)
     mean = np.maximum(np.asarray(estimates, dtype=np.float64), 1.0)
     sigma = np.maximum(np.asarray(spread, dtype=np.float64), 0.0)
+    u = _stratified(mean, sigma, rng)
+    z = ndtri(np.clip(u, 1e-12, 1.0 - 1e-12))
+    lengths = np.where(sigma > 0, np.exp(np.log(mean) - sigma**2 / 2.0 + sigma * z), mean)
+    shape = np.sort(np.asarray(residuals if residuals is not None else [], dtype=np.float64))
+    if len(shape) >= MIN_RESIDUALS:
+        measured = sigma > 0
+        if guessed is not None:
+            measured &= ~np.asarray(guessed, dtype=bool)
+        # the empirical quantile of u (a measured residual, as drawn with replacement), then
+        # a scale that keeps the estimate as the mean
+        at = shape[np.minimum((u * len(shape)).astype(np.int64), len(shape) - 1)]
+        lengths = np.where(measured, mean * np.exp(at) / np.mean(np.exp(shape)), lengths)
+    return np.clip(np.rint(lengths), 1, np.maximum(max_tokens, 1)).astype(np.int64)
+
+
+def _stratified(mean: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A probability per request: within each set of equal (mean, sigma), one uniform draw
+    from each of as many equal slices of [0, 1), in random order."""
     n = len(mean)
     u = np.empty(n)
     _, group = np.unique(np.stack((mean, sigma)), axis=1, return_inverse=True)
@@ -139,10 +174,7 @@ def sample_lengths(
         members = by_group[start:stop]
         m = len(members)
         u[members] = (rng.permutation(m) + rng.random(m)) / m
-    z = ndtri(np.clip(u, 1e-12, 1.0 - 1e-12))
-    drawn = np.exp(np.log(mean) - sigma**2 / 2.0 + sigma * z)
-    lengths = np.where(sigma > 0, drawn, mean)
-    return np.clip(np.rint(lengths), 1, np.maximum(max_tokens, 1)).astype(np.int64)
+    return u
 
 
 def feed_choices(admission: AdmissionKind) -> list[FeedChoice]:
@@ -223,8 +255,14 @@ class _CandidateSimulator:
         self.prompts = [inputs.prompts[i] for i in keep.tolist()]
         self.estimates = np.asarray(inputs.estimates, dtype=np.float64)[keep]
         self.spread = np.asarray(inputs.spread, dtype=np.float64)[keep]
+        guessed = None if inputs.guessed is None else np.asarray(inputs.guessed)[keep]
         lengths = sample_lengths(
-            self.estimates, self.spread, np.asarray(inputs.max_tokens)[keep], inputs.seed
+            self.estimates,
+            self.spread,
+            np.asarray(inputs.max_tokens)[keep],
+            inputs.seed,
+            inputs.residuals,
+            guessed,
         )
         self.requests = [
             SimRequest(str(i), prompt, int(d))

@@ -125,3 +125,36 @@ def test_on_the_simulator_every_request_runs_once_and_exact_estimates_never_pree
 def test_unknown_options_fail_loudly() -> None:
     with pytest.raises(ValueError, match="shared_prev has 1 != 2"):
         ScanSequence(np.arange(2), np.ones(2), np.ones(1), np.ones(2))
+
+
+def test_a_dry_queue_is_the_engine_asking_for_more() -> None:
+    """Prompt tokens queued in the engine bound admission (two steps of the budget); once the
+    queue ran dry, the prompt still prefilling in chunks no longer counts as queued."""
+    options = DualScanOptions(max_num_batched_tokens=100, pace=False)
+    policy = DualScanAdmission(sequence([150] * 6, [5] * 6), TOY, options)
+    assert len(policy.admit(FakeView(kv_blocks_total=10_000))) == 1  # 150 + 150 > 2 x 100
+    queued = FakeView(kv_blocks_total=10_000, step=1, num_running=0, num_waiting=1)
+    assert policy.admit(queued) == []  # its prompt still waits in the engine's queue
+    # started (no longer waiting) but still prefilling in chunks: no token yet
+    dry = FakeView(kv_blocks_total=10_000, step=2, num_running=1, num_waiting=0)
+    assert len(policy.admit(dry)) == 1
+
+
+# compute 100 FLOP/s, KV reads 1e3 bytes/s: a 400-token prompt with 1 output is compute-heavy,
+# an 8-token prompt with hundreds of outputs memory-heavy
+MIXED = CostModel(
+    TOY_MODEL,
+    HardwareSpec("toy-hw", peak_flops=100.0, mem_bandwidth_bytes_s=1e3, mem_bytes=1e9),
+)
+
+
+def test_a_request_longer_than_the_critical_path_starts_first() -> None:
+    """The right side goes first when its next request would outlast every memory-heavy
+    request in flight (and is longer than the left's next), whatever the shares say."""
+    prompts, outputs = [400, 400, 8, 8], [1, 1, 600, 900]
+    policy = DualScanAdmission(sequence(prompts, outputs), MIXED, DualScanOptions(pace=False))
+    admitted = policy.admit(FakeView(kv_blocks_total=100_000))
+    assert admitted[0] == 3  # the longest (900) before anything else
+    # the same sequence with nothing longer on the right than on the left: shares decide
+    even = DualScanAdmission(sequence([8, 8], [600, 600]), MIXED, DualScanOptions(pace=False))
+    assert even.admit(FakeView(kv_blocks_total=100_000))[0] == 0

@@ -10,6 +10,7 @@ import pytest
 from blend.execute import RunReport
 from blend.plan import PlanReport
 from blend.run_records import GroupEstimate
+from blend.simulate.sequential_bound import EstimatedBounds
 from flows import artifacts
 from flows.artifacts import ProgressArtifact, artifact_key, run_table, summary_markdown
 
@@ -83,6 +84,15 @@ def test_summary_names_the_plan_and_says_when_nothing_ran() -> None:
     group = GroupEstimate("a1b2", "warmup", 12, 300.0, 280.0, 41.0, 300 / 280)
     text = summary_markdown(PLAN, None, make_run(estimates=[group]))
     assert "| a1b2 | 12 | warmup | 300 | 280 | 41 |" in text
+
+
+def test_summary_shows_both_bounds_t_seq_first() -> None:
+    bounded = dataclasses.replace(PLAN, bounds=EstimatedBounds(123.4, 56.7, 4096))
+    text = summary_markdown(bounded, None, None)
+    seq = text.index("| bound T_seq (vLLM), at the estimated lengths | 123.4 s |")
+    opt = text.index("| bound T_opt (an overlapping engine), at the estimated lengths | 56.7 s |")
+    assert seq < opt
+    assert "bound T_seq" not in summary_markdown(PLAN, None, None)  # none known: none shown
 
 
 def test_progress_updates_at_most_every_interval_and_on_the_last_request(

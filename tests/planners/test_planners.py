@@ -25,6 +25,21 @@ def test_dfs_orders_by_prefix_tree() -> None:
     assert plan.order == [1, 3, 2, 0, 4]
 
 
+def test_lpt_starts_the_longest_estimates_first_ties_in_dfs_order() -> None:
+    requests = [
+        PlanRequest("a", [5, 1], 100, 10),
+        PlanRequest("b", [1, 2], 100, 50),
+        PlanRequest("c", [1, 1], 100, 50),
+        PlanRequest("d", [3], 100, 5),
+    ]
+    planner = make_planner("lpt")
+    assert planner.uses_lengths and planner.name is PlannerName.LPT
+    assert planner.plan(requests).order == [2, 1, 0, 3]  # c, b (50: [1, 1] < [1, 2]), a, d
+    # no lengths known: every estimate is max_tokens, so the order is DFS's
+    unknown = [PlanRequest(r.request_id, r.prompt_token_ids, 100) for r in requests]
+    assert planner.plan(unknown).order == make_planner("dfs").plan(unknown).order
+
+
 def test_random_is_seeded() -> None:
     a = make_planner("random", seed=1).plan(requests_of(PROMPTS * 4)).order
     b = make_planner("random", seed=1).plan(requests_of(PROMPTS * 4)).order

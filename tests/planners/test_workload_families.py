@@ -38,6 +38,9 @@ def test_registry_has_the_families() -> None:
         "heavy-tail",
         "main-mix",
         "random",
+        "fewshot-generation",
+        "bimodal",
+        "rare-long",
     }
     for name, family in FAMILIES.items():
         assert isinstance(family, WorkloadFamily)
@@ -136,6 +139,50 @@ def test_heavy_tail_outputs_are_heavy_tailed(seed: int) -> None:
     assert output.std() / output.mean() > 1.5
     assert 100 <= output.mean() <= 700
     assert family_stats(instance).sharing < 0.2
+
+
+def _kinds(instance: FamilyInstance) -> np.ndarray:
+    return np.array([r.request_id.rsplit("-", 2)[1] for r in instance.workload.requests])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fewshot_generation_puts_long_generations_behind_long_shared_contexts(seed: int) -> None:
+    instance = draw_instance("fewshot-generation", 2000, seed)
+    kind = _kinds(instance)
+    gen = np.char.startswith(kind, "gen")
+    assert gen.any() and (~gen).any()
+    output = _outputs(instance)
+    assert np.median(output[gen]) > 10 * np.median(output[~gen])
+    assert output[gen].max() > 1000
+    assert family_stats(instance).sharing > 0.8  # contexts of 800-4000 tokens shared
+    assert _prompt_lens(instance).min() > 800
+    assert set(np.array(instance.workload.max_tokens)[gen].tolist()) == {16384}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bimodal_groups_mix_short_and_long_answers(seed: int) -> None:
+    """Inside one prefix group (one instruction), short and long outputs both occur: the
+    group's mean says little about any of its requests."""
+    instance = draw_instance("bimodal", 2000, seed)
+    kind = _kinds(instance)
+    group = np.array([k.removesuffix("short").removesuffix("long") for k in kind])
+    output = _outputs(instance)
+    mixed = 0
+    for g in np.unique(group):
+        lengths = output[group == g]
+        if (lengths <= 200).any() and (lengths >= 1000).any():
+            mixed += 1
+    assert mixed >= max(1, len(np.unique(group)) // 2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rare_long_is_short_but_for_a_rare_very_long_tail(seed: int) -> None:
+    instance = draw_instance("rare-long", 5000, seed)
+    output = _outputs(instance)
+    long = output >= 4000
+    assert 0 < long.mean() <= 0.03
+    assert np.median(output) < 150
+    assert output.max() <= 16384
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from blend.cli import app
 
 KEYS = {
+    "t_seq_makespan_s",
+    "fraction_of_t_seq",
     "planner",
     "n_requests",
     "input_tokens",
@@ -64,6 +66,12 @@ def test_json_keys_and_plan_out(workload: Path, tmp_path: Path, suffix: str) -> 
     assert data.keys() >= KEYS
     assert data["planner"] == "dfs" and data["n_requests"] == 7
     assert 0 < data["fraction_of_optimal"] <= 1
+    # T_seq (vLLM: attention after the GEMMs) is the tighter bound on this hardware profile
+    assert data["optimal_makespan_s"] < data["t_seq_makespan_s"] <= data["makespan_s"]
+    assert data["fraction_of_t_seq"] == data["t_seq_makespan_s"] / data["makespan_s"]
+    terms = data["t_seq_gap"]
+    parts = ("t_seq_s", "extra_steps_overhead_s", "extra_steps_weights_s", "extra_work_s")
+    assert sum(terms[k] for k in (*parts, "uneven_steps_s")) == pytest.approx(data["makespan_s"])
     assert data["output_tokens"] == sum(5 + i for i in range(6)) + 3
     table = pq.read_table(plan_out) if suffix == ".parquet" else pacsv.read_csv(plan_out)
     ids = table.column("request_id").to_pylist()
@@ -100,6 +108,13 @@ def test_engine_settings_default_to_vllms_and_can_be_searched(workload: Path) ->
     best = min(trials, key=lambda t: t["makespan_s"])
     chosen = (searched["max_num_batched_tokens"], searched["max_num_seqs"])
     assert chosen == (best["max_num_batched_tokens"], best["max_num_seqs"])
+    assert searched["feed"] == best["feed"]
+    assert {t["feed"] for t in trials} == {
+        "dual-scan",
+        "dual-scan, unpaced",
+        "in-order (depth-first fallback)",
+    }
+    assert searched["settings_search_note"].startswith("predicted")
     assert all(t["max_num_batched_tokens"] >= t["max_num_seqs"] for t in trials)  # vLLM starts
     overridden = _simulate(workload, "--planner", "dfs", "--max-num-batched-tokens", "999")
     assert (overridden["max_num_batched_tokens"], overridden["settings_source"]) == (
