@@ -543,6 +543,13 @@ def _print_ingest(r: Any) -> None:
     )
     for reason, count in sorted(r.reject_reasons.items()):
         console.print(f"  rejected {count} x {reason}")
+    if r.n_named_model:
+        names = ", ".join(f"{name} x {n}" for name, n in r.named_models.items())
+        more = ", ..." if sum(r.named_models.values()) < r.n_named_model else ""
+        console.print(
+            f"  {r.n_named_model} lines name a model in body.model ({escape(names)}{more}); "
+            "blend answers them with the run's model (--model) instead"
+        )
 
 
 def _print_profile(r: Any) -> None:

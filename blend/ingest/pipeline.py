@@ -89,7 +89,8 @@ def ingest_file(
             return dataclasses.replace(existing, seconds=time.perf_counter() - started)
         with transaction(con):  # the whole ingest: nothing is visible before the commit
             target = open_snapshot(con, dataset)
-            staged = _stage_file(con, target, job, digest.n_lines, progress)
+            validator = Validator(job.fmt)
+            staged = _stage_file(con, target, job, validator, digest.n_lines, progress)
             if _version(path) != version:
                 raise IngestError(
                     f"{path}: the file changed while it was being ingested; nothing was written, "
@@ -107,6 +108,8 @@ def ingest_file(
         reused=False,
         reject_reasons=dict(sorted(staged.reject_reasons.items())),
         seconds=time.perf_counter() - started,
+        n_named_model=validator.named_models.n_lines,
+        named_models=dict(validator.named_models.names.most_common()),
     )
 
 
@@ -125,6 +128,7 @@ def _stage_file(
     con: duckdb.DuckDBPyConnection,
     target: Target,
     job: _FileJob,
+    validator: Validator,
     n_lines: int,
     progress: Progress | None,
 ) -> StagedCounts:
@@ -134,16 +138,17 @@ def _stage_file(
     """
     stager = Stager(con, target)
     with _gc_paused():
-        _stage_records(stager, job, n_lines, progress)
+        _stage_records(stager, job, validator, n_lines, progress)
     _require_accepted(job.path, stager.counts)
     if assign_ids(con, target, stager.counts) > 0:
         _stage_duplicates(con, stager, job)
     return stager.counts
 
 
-def _stage_records(stager: Stager, job: _FileJob, n_lines: int, progress: Progress | None) -> None:
+def _stage_records(
+    stager: Stager, job: _FileJob, validator: Validator, n_lines: int, progress: Progress | None
+) -> None:
     """Read, validate and stage the records, job.batch_rows at a time."""
-    validator = Validator(job.fmt)
     total = _total_units(job.path, job.fmt, n_lines)
     if job.vectorised:
         for decided in decide_file(job.path, job.max_line_bytes, job.batch_rows, validator):
