@@ -128,37 +128,43 @@ def read_parquet_rows(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
                 yield _unread_reject(parquet, group, max_line_bytes)
                 continue
             for first, batch in group_batches(parquet, group):
-                yield from _batch_records(first, batch, max_line_bytes)
+                sizes = _column_bytes(batch)
+                row_bytes = sum(sizes.values(), np.zeros(batch.num_rows, np.int64))
+                if row_bytes.max(initial=0) > max_line_bytes:
+                    yield from _with_oversize(first, batch, sizes, row_bytes, max_line_bytes)
+                    continue
+                # The common case, inline: one frame per row (millions of rows).
+                for row_index, row in enumerate(batch.to_pylist(), first):
+                    data = {key: value for key, value in row.items() if value is not None}
+                    yield RawRecord(row_index + 1, data, row_index, 0, None)
 
 
-def _batch_records(first: int, batch: pa.RecordBatch, max_line_bytes: int) -> Iterator[RawRecord]:
+def _column_bytes(batch: pa.RecordBatch) -> dict[str, Sizes]:
+    """Per input column: the text bytes of each row (value_bytes)."""
     columns = zip(batch.schema.names, batch.columns, strict=True)
-    sizes = {name: value_bytes(column) for name, column in columns}
-    row_bytes = sum(sizes.values(), np.zeros(batch.num_rows, np.int64))
+    return {name: value_bytes(column) for name, column in columns}
+
+
+def _with_oversize(
+    first: int,
+    batch: pa.RecordBatch,
+    sizes: dict[str, Sizes],
+    row_bytes: Sizes,
+    max_line_bytes: int,
+) -> Iterator[RawRecord]:
+    """The records of a batch holding rows over the limit: those are rejects with a preview,
+    and only the others become Python objects."""
     over = row_bytes > max_line_bytes
-    if not over.any():
-        yield from _records(first, batch.to_pylist())
-        return
-    keep = np.flatnonzero(~over)
-    rows = iter(batch.take(pa.array(keep)).to_pylist())
+    rows = iter(batch.filter(pa.array(~over)).to_pylist())
     for i in range(batch.num_rows):
         row_index = first + i
-        if not over[i]:
-            yield _record(row_index, next(rows))
+        if over[i]:
+            preview = render_row(_preview(batch, i, sizes))
+            problem = row_too_long(int(row_bytes[i]), max_line_bytes)
+            yield RawRecord(row_index + 1, {}, row_index, 0, preview, problem)
             continue
-        preview = render_row(_preview(batch, i, sizes))
-        problem = row_too_long(int(row_bytes[i]), max_line_bytes)
-        yield RawRecord(row_index + 1, {}, row_index, 0, preview, problem)
-
-
-def _records(first: int, rows: list[dict[str, Any]]) -> Iterator[RawRecord]:
-    for i, row in enumerate(rows):
-        yield _record(first + i, row)
-
-
-def _record(row_index: int, row: dict[str, Any]) -> RawRecord:
-    data = {key: value for key, value in row.items() if value is not None}
-    return RawRecord(row_index + 1, data, row_index, 0, None)
+        data = {key: value for key, value in next(rows).items() if value is not None}
+        yield RawRecord(row_index + 1, data, row_index, 0, None)
 
 
 def row_too_long(n_bytes: int, max_line_bytes: int, *, measured: bool = True) -> str:
