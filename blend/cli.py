@@ -17,7 +17,6 @@ from blend.hetegen.cli import hetegen_app
 from blend.names import InvalidNameError, NameKind, validate_name
 from blend.planners import PlannerName
 from blend.query_format import OutputFormat
-from blend.results import dataset_dir
 from blend.simulate.cli import simulate_command
 from blend.store import Store
 
@@ -327,6 +326,7 @@ def execute(
 ) -> None:
     """Run a plan through the engine (vLLM, or hetegen); results go to Parquet with lineage."""
     from blend.plan_items import PlanNotFoundError, read_plan_header
+    from blend.results import dataset_dir
 
     opened = writable_store(store)
     try:  # before the engine code is imported or a model built (seconds)
@@ -408,6 +408,7 @@ def run(
 ) -> None:
     """The whole pipeline: ingest -> profile -> plan -> execute. No arguments: the demo."""
     from blend.ingest import IngestError, check_input
+    from blend.results import dataset_dir
 
     given = None
     if input_path is not None:
