@@ -39,7 +39,14 @@ from blend.engines.base import Engine, EngineConfig, EngineOutput, RestartEngine
 from blend.engines.supervisor import RestartPolicy, SupervisedEngine
 from blend.lineage import LineageEvents, RunLineage, git_revision, model_sha256
 from blend.names import NameKind, validate_name
-from blend.plan_items import PlanHeader, PlanItems, RequestLoader, shared_across_gaps
+from blend.plan_items import (
+    PlanHeader,
+    PlanItems,
+    PlanNotFoundError,
+    RequestLoader,
+    read_plan_header,
+    shared_across_gaps,
+)
 from blend.process_lock import LockFileError
 from blend.replan import (
     ReplanContext,
@@ -67,7 +74,7 @@ from blend.run_records import (
     record_run_start,
 )
 from blend.runs import RunBusyError, acquire_run_lock, mark_dead_runs
-from blend.store import Store, fetch_dicts, quarantine_unreadable, run_parts_glob
+from blend.store import Store, quarantine_unreadable, run_parts_glob
 from blend.tokenize import tokenizer_sha256
 
 ProgressCallback = Callable[[int, int, int], None]  # (rows done, rows total, output tokens)
@@ -356,13 +363,10 @@ def run_lineage(
 
 
 def _plan_header(store: Store, plan_id: str) -> PlanHeader:
-    from blend import sql
-
-    with store.connect(views=False) as con:
-        rows = fetch_dicts(con, sql.load("execute/plan_header"), {"plan_id": plan_id})
-    if not rows:
-        raise ExecuteError(f"no plan {plan_id!r} in {store.db_path}: run `blend plan` first")
-    return PlanHeader.from_row(rows[0])
+    try:
+        return read_plan_header(store, plan_id)
+    except PlanNotFoundError as exc:
+        raise ExecuteError(str(exc)) from None
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from blend.cost import model_spec_from_dir, resolve_cost
 from blend.engine_settings import EngineSettings, SettingsSource
 from blend.engines.base import EngineConfig
 from blend.execute import ExecuteOptions, ProgressCallback, RunReport, execute_plan, new_run_id
-from blend.ingest import IngestReport, ingest_file
+from blend.ingest import IngestReport, check_input, ingest_file
 from blend.lineage import model_sha256
 from blend.plan import PlanOptions, PlanReport, plan_dataset
 from blend.planners import planner_name
@@ -103,6 +103,7 @@ def run_pipeline(
     """
     options = options or PipelineOptions()
     input_path, dataset = pipeline_input(store, options.input_path, options.dataset)
+    check_input(input_path)  # a missing or remote input fails before the model is hashed
     model_dir = engine_config.model_dir
     model_hash = model_sha256(model_dir)
     seconds: dict[str, float] = {}

@@ -69,6 +69,20 @@ class PlanHeader:
         return orjson.loads(self.params_json) if self.params_json else {}
 
 
+class PlanNotFoundError(LookupError):
+    """The store holds no plan of that id; the message says what to run."""
+
+
+def read_plan_header(store: Store, plan_id: str) -> PlanHeader:
+    """The header of plan `plan_id`, else PlanNotFoundError. Cheap (one row, no engine, no
+    model): the CLI checks a plan id with it before building anything."""
+    with store.connect(views=False) as con:
+        rows = fetch_arrow(con, sql.load("execute/plan_header"), {"plan_id": plan_id}).to_pylist()
+    if not rows:
+        raise PlanNotFoundError(f"no plan {plan_id!r} in {store.db_path}: run `blend plan` first")
+    return PlanHeader.from_row(rows[0])
+
+
 @dataclass(frozen=True, slots=True)
 class PlanItems:
     """Per plan position (seq): arrays of what admission needs."""

@@ -128,10 +128,31 @@ class ResultRow:
 
 
 def run_dir(results_dir: Path, dataset: str, run_id: str) -> Path:
-    """The run's results folder; refuses names that break the naming rule (blend.names)."""
-    validate_name(dataset, NameKind.DATASET, "the results folder")
+    """The run's results folder; refuses names that break the naming rule (blend.names), and
+    a dataset or run folder that is a symbolic link (ResultsFolderError)."""
     validate_name(run_id, NameKind.RUN_ID, "the results folder")
+    refuse_link(dataset_dir(results_dir, dataset) / f"run_id={run_id}")
     return path_under(results_dir, f"dataset={dataset}", f"run_id={run_id}")
+
+
+def dataset_dir(results_dir: Path, dataset: str) -> Path:
+    """The dataset's results folder, checked as run_dir checks it (the CLI asks before it
+    builds anything)."""
+    validate_name(dataset, NameKind.DATASET, "the results folder")
+    refuse_link(results_dir / f"dataset={dataset}")  # before path_under resolves the link
+    return path_under(results_dir, f"dataset={dataset}")
+
+
+def refuse_link(folder: Path) -> Path:
+    """`folder`, unless it is a symbolic link (ResultsFolderError)."""
+    # A link would put a run's parts in another folder of the store (another dataset's: the
+    # `results` view would show them twice) or outside it.
+    if folder.is_symlink():
+        raise ResultsFolderError(
+            f"{folder} is a symbolic link (to {os.readlink(folder)}): blend writes results "
+            "only into real folders; remove the link and run again"
+        )
+    return folder
 
 
 def result_table(rows: Sequence[ResultRow], metadata: dict[str, str]) -> pa.Table:
@@ -173,6 +194,10 @@ PartWrite = Callable[[Sequence[ResultRow], dict[str, str], int], object]
 class ResultWriteError(OSError):
     """A result part could not be written (disk full, read-only folder); nothing of it was
     left in the run folder."""
+
+
+class ResultsFolderError(ResultWriteError):
+    """A run's results folder is refused before anything is written into it."""
 
 
 class PartWriter:

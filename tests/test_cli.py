@@ -38,6 +38,23 @@ def test_ingest_exits_non_zero_when_nothing_can_be_read(tmp_path: Path) -> None:
     assert "bad.jsonl" in result.output
 
 
+def test_ingest_says_that_body_model_is_not_used(tmp_path: Path) -> None:
+    def line(i: int, model: str | None) -> dict:
+        body: dict = {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
+        if model is not None:
+            body["model"] = model
+        return {"custom_id": f"r{i}", "url": "/v1/chat/completions", "body": body}
+
+    models = ["gpt-4o-mini", "gpt-4o-mini", "gpt-4o", None]
+    src = write_jsonl(tmp_path / "batch.jsonl", [line(i, m) for i, m in enumerate(models)])
+    result = runner.invoke(app, ["ingest", str(src), "--dataset", "d", "--store", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "4 prompts, 0 rejected" in said
+    assert "3 lines name a model in body.model (gpt-4o-mini x 2, gpt-4o x 1)" in said
+    assert "the run's model (--model) instead" in said
+
+
 def test_plan_before_profile_names_the_fix(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", "--dataset", "nope", "--store", str(tmp_path)])
     assert result.exit_code == 1

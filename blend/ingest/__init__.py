@@ -7,6 +7,7 @@ together with its `datasets` row in one transaction.
 """
 
 from blend.ingest.formats import SourceFormat, detect_format
+from blend.ingest.inputs import check_input
 from blend.ingest.pipeline import Progress, ingest_file
 from blend.ingest.records import IngestError, IngestReport
 from blend.ingest.validate import DEFAULT_MAX_TOKENS
@@ -17,6 +18,7 @@ __all__ = [
     "IngestReport",
     "Progress",
     "SourceFormat",
+    "check_input",
     "detect_format",
     "ingest_file",
 ]

@@ -5,7 +5,8 @@ checked with pyarrow.compute. A line is *accepted here* only when the exact vali
 (validate.py) would surely accept it with the same columns: a one-line object of the usual
 shape (string prompt or messages with known roles, non-blank text, top-level sampling
 parameters that validate). Every other line - malformed, oddly typed, blank-looking, nested
-"sampling" or "stop", too long, invalid UTF-8 - goes to the exact per-record validator, so
+"sampling" or "stop", content given as a list of parts, too long, invalid UTF-8 - goes to
+the exact per-record validator, so
 rejects keep their line numbers and reasons and the staged rows equal the exact path's.
 tests/ingest/test_fast_path.py runs both paths and compares the tables.
 
@@ -87,6 +88,11 @@ _PRESENCE_ONLY = {
 }
 _ERROR_ROW = re.compile(r" in row (\d+)$")
 _ID_ERROR = re.compile(r"Column\(/id\) changed from (string|number)")
+# Message content given as a list of parts (parsed as a string column here): such lines go to
+# the validator. Looked for only in a range whose parse failed on it, so files without parts
+# pay nothing. A key inside a JSON string has escaped quotes and does not match.
+_PARTS_ERROR = re.compile(r"Column\(/messages/\[\]/content\) changed from string to array")
+_PARTS_CONTENT = re.compile(rb'"content"\s*:\s*\[')
 
 # The staged columns this path produces (the staging table's, less prompt_sha256).
 FAST_SCHEMA = pa.schema(
@@ -289,6 +295,10 @@ def _parse(
         if table.num_rows == len(index):  # one object per line, as the line checks ensured
             return [(index, table)]
         break
+    if failure is not None and _PARTS_ERROR.search(str(failure)):
+        plain = _without_content_parts(data, lines, index)
+        if len(plain) < len(index):  # a file of content parts costs one failed parse a block
+            return _parse(data, lines, plain, schema)
     # Small ranges step over the line the error names; others (and errors naming no line) are
     # halved, so k bad lines among n cost O(n log n) parsing, not O(k n).
     row = _error_row(failure, payload) if len(index) <= _LEAF_LINES else None
@@ -299,6 +309,17 @@ def _parse(
     else:
         return []
     return _parse(data, lines, before, schema) + _parse(data, lines, after, schema)
+
+
+def _without_content_parts(data: bytes, lines: _Lines, index: Index) -> Index:
+    """The lines of `index` in which no "content" key holds a list (of parts)."""
+    first, last = int(index[0]), int(index[-1])
+    hits = np.fromiter(
+        (m.start() for m in _PARTS_CONTENT.finditer(data, lines.starts[first], lines.ends[last])),
+        np.int64,
+    )
+    with_parts = np.searchsorted(lines.starts, hits, side="right") - 1
+    return index[~np.isin(index, with_parts)]
 
 
 def _read_json(payload: bytes, schema: _Schema) -> pa.Table:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 
 from blend.ingest.fast import decide_file
 from blend.ingest.formats import SourceFormat, detect_format
+from blend.ingest.inputs import check_input
 from blend.ingest.load import (
     Source,
     StagedCounts,
@@ -65,18 +65,20 @@ def ingest_file(
 ) -> IngestReport:
     """Ingest `input_path` as the next snapshot of `dataset`, or find it already ingested.
 
-    max_line_bytes: longer JSONL lines are rejected without being loaded whole.
+    max_line_bytes: longer JSONL lines (CSV records, Parquet rows) are rejected without being
+    loaded whole.
     batch_rows: records validated and staged per batch (bounds Python memory).
     vectorised: JSON Lines take the vectorised path (blend/ingest/fast.py), which hands only
     the lines it cannot decide to the per-record validator; False validates every record one
     by one (same tables, slower: for comparison).
-    Raises IngestError when nothing at all could be read: the file is missing, unreadable or
-    empty, its format is unknown, or no record was accepted.
+    Raises IngestError when nothing at all could be read: the file is missing, a URL, a loop
+    of links, unreadable or empty, its format is unknown, or no record was accepted
+    (check_input tells the first few before the store is opened).
     """
     started = time.perf_counter()
     validate_name(dataset, NameKind.DATASET, "ingest_file(dataset=...)")
     _check_arguments(dataset, max_line_bytes, batch_rows)
-    path = _readable_file(Path(input_path))
+    path = check_input(input_path)
     fmt = detect_format(path, max_line_bytes)
     job = _FileJob(path, fmt, max_line_bytes, batch_rows, vectorised and fmt is SourceFormat.JSONL)
     version = _version(path)
@@ -89,7 +91,8 @@ def ingest_file(
             return dataclasses.replace(existing, seconds=time.perf_counter() - started)
         with transaction(con):  # the whole ingest: nothing is visible before the commit
             target = open_snapshot(con, dataset)
-            staged = _stage_file(con, target, job, digest.n_lines, progress)
+            validator = Validator(job.fmt)
+            staged = _stage_file(con, target, job, validator, digest.n_lines, progress)
             if _version(path) != version:
                 raise IngestError(
                     f"{path}: the file changed while it was being ingested; nothing was written, "
@@ -107,6 +110,8 @@ def ingest_file(
         reused=False,
         reject_reasons=dict(sorted(staged.reject_reasons.items())),
         seconds=time.perf_counter() - started,
+        n_named_model=validator.named_models.n_lines,
+        named_models=dict(validator.named_models.names.most_common()),
     )
 
 
@@ -125,6 +130,7 @@ def _stage_file(
     con: duckdb.DuckDBPyConnection,
     target: Target,
     job: _FileJob,
+    validator: Validator,
     n_lines: int,
     progress: Progress | None,
 ) -> StagedCounts:
@@ -134,16 +140,17 @@ def _stage_file(
     """
     stager = Stager(con, target)
     with _gc_paused():
-        _stage_records(stager, job, n_lines, progress)
+        _stage_records(stager, job, validator, n_lines, progress)
     _require_accepted(job.path, stager.counts)
     if assign_ids(con, target, stager.counts) > 0:
         _stage_duplicates(con, stager, job)
     return stager.counts
 
 
-def _stage_records(stager: Stager, job: _FileJob, n_lines: int, progress: Progress | None) -> None:
+def _stage_records(
+    stager: Stager, job: _FileJob, validator: Validator, n_lines: int, progress: Progress | None
+) -> None:
     """Read, validate and stage the records, job.batch_rows at a time."""
-    validator = Validator(job.fmt)
     total = _total_units(job.path, job.fmt, n_lines)
     if job.vectorised:
         for decided in decide_file(job.path, job.max_line_bytes, job.batch_rows, validator):
@@ -190,41 +197,6 @@ def _check_arguments(dataset: str, max_line_bytes: int, batch_rows: int) -> None
         raise ValueError(f"max_line_bytes must be >= 1, got {max_line_bytes}")
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
-
-
-def _readable_file(path: Path) -> Path:
-    """The absolute path of an existing, readable, non-empty regular file, else IngestError."""
-    path = path.expanduser().resolve()
-    if not path.exists():
-        raise IngestError(f"{path}: no such file")
-    if not path.is_file():
-        raise IngestError(f"{path}: not a regular file")
-    if not os.access(path, os.R_OK):
-        raise IngestError(f"{path}: permission denied (not readable)")
-    if path.stat().st_size == 0:
-        raise IngestError(f"{path}: the file is empty (0 bytes)")
-    _refuse_compressed(path)
-    return path
-
-
-# Leading bytes of compressed files: their lines would all be rejected as invalid UTF-8.
-_COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2"}
-
-
-def _refuse_compressed(path: Path) -> None:
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return  # Parquet compresses inside; its magic is PAR1
-    try:
-        with path.open("rb") as f:
-            head = f.read(4)
-    except OSError as error:
-        raise IngestError(f"{path}: cannot read: {error}") from None
-    for magic, name in _COMPRESSED_MAGIC.items():
-        if head.startswith(magic):
-            raise IngestError(
-                f"{path}: the file is {name}-compressed (starts with bytes {magic.hex(' ')}); "
-                "decompress it first"
-            )
 
 
 def _version(path: Path) -> tuple[int, int]:

@@ -1,27 +1,24 @@
 """Streaming readers: each yields the records of one file as RawRecords, in file order.
 
 Invariant: memory is bounded by one record (JSONL: by max_line_bytes, whatever the file holds;
-Parquet: by one record batch), never by the file. Blank lines / rows are skipped silently.
-RawReader reads a record's source text back by its (offset, length) when it is needed later.
+Parquet: by one record batch of about parquet.BATCH_BYTES, see blend/ingest/parquet.py), never
+by the file. Blank lines / rows are skipped silently. RawReader reads a record's source text
+back by its (offset, length) when it is needed later.
 """
 
 from __future__ import annotations
 
-import bisect
 import csv
 import hashlib
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from blend.ingest.formats import SourceFormat
 from blend.ingest.lines import UTF8_BOM, bounded_lines, skip_bom
+from blend.ingest.parquet import ParquetRows, read_parquet_rows, require_prompt_column
 from blend.ingest.records import (
     RAW_LIMIT_BYTES,
     IngestError,
@@ -29,12 +26,9 @@ from blend.ingest.records import (
     line_too_long,
     render_row,
 )
-from blend.ingest.validate import INPUT_COLUMNS
 
 _HASH_CHUNK_BYTES = 1 << 20
 _READ_BUFFER_BYTES = 1 << 20
-_PARQUET_BATCH_ROWS = 8192
-_PROMPT_COLUMNS = ("prompt", "messages")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +59,7 @@ def read_records(path: Path, fmt: SourceFormat, max_line_bytes: int) -> Iterator
     if fmt is SourceFormat.CSV:
         return read_csv(path, max_line_bytes)
     if fmt is SourceFormat.PARQUET:
-        return read_parquet(path)
+        return read_parquet(path, max_line_bytes)
     return read_jsonl(path, max_line_bytes)
 
 
@@ -145,7 +139,7 @@ def _csv_header(path: Path, reader: Any) -> list[str]:
         raise IngestError(f"{path}: no CSV header row (the file holds no data)") from None
     except csv.Error as error:
         raise IngestError(f"{path}: unreadable CSV header: {error}") from None
-    _require_prompt_column(path, header)
+    require_prompt_column(path, header)
     return header
 
 
@@ -180,57 +174,25 @@ def _csv_record(
     return RawRecord(line_no, row, offset, len(raw), raw)
 
 
-def read_parquet(path: Path) -> Iterator[RawRecord]:
-    """One record per row (line_no = row index + 1); only the input columns are read."""
-    parquet = _open_parquet(path)
-    with parquet:
-        row_index = 0
-        for batch in parquet.iter_batches(
-            batch_size=_PARQUET_BATCH_ROWS, columns=_columns(parquet)
-        ):
-            for row in batch.to_pylist():
-                data = {key: value for key, value in row.items() if value is not None}
-                yield RawRecord(row_index + 1, data, row_index, 0, None)
-                row_index += 1
-
-
-def _open_parquet(path: Path) -> pq.ParquetFile:
-    try:
-        parquet = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as error:
-        raise IngestError(f"{path}: not a readable Parquet file: {error}") from None
-    _require_prompt_column(path, parquet.schema_arrow.names)
-    return parquet
-
-
-def _columns(parquet: pq.ParquetFile) -> list[str]:
-    return [name for name in parquet.schema_arrow.names if name in INPUT_COLUMNS]
-
-
-def _require_prompt_column(path: Path, columns: list[str]) -> None:
-    if not any(name in columns for name in _PROMPT_COLUMNS):
-        raise IngestError(
-            f"{path}: no 'prompt' or 'messages' column (columns: {', '.join(columns) or 'none'})"
-        )
+def read_parquet(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
+    """One record per row (line_no = row index + 1); only the input columns are read, and a
+    row over max_line_bytes is a reader reject (blend/ingest/parquet.py)."""
+    return read_parquet_rows(path, max_line_bytes)
 
 
 class RawReader:
     """Reads back the source text of records by their RawRecord (offset, length).
 
     At most RAW_LIMIT_BYTES + 1 bytes per record (enough for cut_raw to cut on a character
-    boundary); Parquet rows are rendered as JSON, one row group held at a time. Reads are
+    boundary); Parquet rows are rendered as JSON, one record batch held at a time. Reads are
     fastest in file order.
     """
 
     def __init__(self, path: Path, fmt: SourceFormat) -> None:
-        self._parquet: pq.ParquetFile | None = None
+        self._parquet: ParquetRows | None = None
         self._text: BinaryIO | None = None
         if fmt is SourceFormat.PARQUET:
-            self._parquet = _open_parquet(path)
-            metadata = self._parquet.metadata
-            sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
-            self._group_starts = [0, *itertools.accumulate(sizes)][:-1]
-            self._group: tuple[int, pa.Table] | None = None
+            self._parquet = ParquetRows(path)
         else:
             self._text = path.open("rb")
 
@@ -239,18 +201,8 @@ class RawReader:
         if self._text is not None:
             self._text.seek(offset)
             return self._text.read(min(length, RAW_LIMIT_BYTES + 1))
-        return render_row(self._parquet_row(offset))
-
-    def _parquet_row(self, row_index: int) -> dict[str, Any]:
         assert self._parquet is not None
-        group = bisect.bisect_right(self._group_starts, row_index) - 1
-        if self._group is None or self._group[0] != group:
-            table = self._parquet.read_row_group(group, columns=_columns(self._parquet))
-            self._group = (group, table)
-        row: dict[str, Any] = (
-            self._group[1].slice(row_index - self._group_starts[group], 1).to_pylist()[0]
-        )
-        return row
+        return render_row(self._parquet.row(offset))
 
     def close(self) -> None:
         if self._text is not None:

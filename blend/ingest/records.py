@@ -105,3 +105,7 @@ class IngestReport:
     reused: bool  # True: this content was already ingested; nothing was written
     reject_reasons: dict[str, int] = field(default_factory=dict)  # category -> count
     seconds: float = 0.0  # wall time of this call
+    # OpenAI batch input: accepted lines whose body.model names a model (not used: the run's
+    # model answers them), and the names with their line counts (the first few names)
+    n_named_model: int = 0
+    named_models: dict[str, int] = field(default_factory=dict)

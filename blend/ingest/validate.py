@@ -14,7 +14,9 @@ A reject reason reads "<category>: <field path>: <message>", e.g.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -42,11 +44,19 @@ ID_FIELDS = ("custom_id", "id")  # custom_id wins when both are given
 # Every column a CSV / Parquet input may use; others are ignored.
 INPUT_COLUMNS = frozenset({*ID_FIELDS, "prompt", "messages", "sampling", *SAMPLING_FIELDS})
 ROLES = frozenset({"system", "user", "assistant"})
+# The content part type a chat message may hold (OpenAI's {"type": "text", "text": ...}); the
+# parts' texts are joined with TEXT_PART_SEPARATOR, as vLLM's chat parsing joins them for a
+# text-only model, so the stored text is what the engine would be given.
+TEXT_PART = "text"
+TEXT_PART_SEPARATOR = "\n"
 
 # The reject category of a record of the other JSONL flavour (batch request vs plain prompt).
 MIXED_FORMATS = "mixed formats"
 
 OPENAI_URLS = {"/v1/chat/completions": "messages", "/v1/completions": "prompt"}
+
+# Distinct body.model names remembered by NamedModels (the lines beyond are counted, not named).
+MAX_MODEL_NAMES = 8
 
 # Distinct sampling inputs whose validated result is remembered; the cache is cleared when full
 # so memory stays bounded when every row has its own seed.
@@ -82,6 +92,34 @@ def _no_bool(value: Any) -> Any:
     return value
 
 
+def _content_text(content: Any) -> Any:
+    """Message content given as a list of parts -> the text of its parts, joined with
+    TEXT_PART_SEPARATOR; any other value is left to the string check."""
+    if type(content) is not list:
+        return content
+    if not content:
+        raise PydanticCustomError("empty_prompt", "must hold at least one content part")
+    texts = []
+    for index, part in enumerate(content):
+        kind = part.get("type") if type(part) is dict else None
+        if kind is not None and kind != TEXT_PART:
+            raise PydanticCustomError(
+                "unsupported_part",
+                "part {index} has type {kind}; only text parts are supported "
+                "(blend runs text-only models)",
+                {"index": index, "kind": repr(kind)},
+            )
+        text = part.get("text") if kind is not None else None
+        if type(text) is not str:
+            raise PydanticCustomError(
+                "wrong_type",
+                "part {index}: Input should be an object with type 'text' and a string text",
+                {"index": index},
+            )
+        texts.append(text)
+    return TEXT_PART_SEPARATOR.join(texts)
+
+
 def _stop_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
@@ -112,12 +150,13 @@ Float = Annotated[float, BeforeValidator(_no_bool)]
 
 
 class Message(BaseModel):
-    """One chat message; keys other than role and content are dropped."""
+    """One chat message; keys other than role and content are dropped. Content is a string or
+    a list of text parts (kept as their joined text)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     role: Literal["system", "user", "assistant"]
-    content: NonBlank
+    content: Annotated[NonBlank, BeforeValidator(_content_text)]
 
 
 class PromptInput(BaseModel):
@@ -171,6 +210,7 @@ class Sampling(BaseModel):
 
 _CATEGORY_BY_ERROR = {
     "empty_prompt": "empty prompt",
+    "unsupported_part": "unsupported content",
     "missing_prompt": "missing prompt",
     "missing": "missing field",
     "int_from_float": "wrong type",
@@ -200,6 +240,23 @@ def reject_from(error: ValidationError, where: str = "") -> Reject:
 # --- the validator ---------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class NamedModels:
+    """The accepted OpenAI batch lines whose body names a model, which blend does not use (the
+    run's model answers every request): how many, and the first MAX_MODEL_NAMES names."""
+
+    n_lines: int = 0
+    names: Counter[str] = field(default_factory=Counter)  # name -> lines naming it
+
+    def add(self, model: object) -> None:
+        if model is None:
+            return
+        self.n_lines += 1
+        name = str(model)
+        if name in self.names or len(self.names) < MAX_MODEL_NAMES:
+            self.names[name] += 1
+
+
 class Validator:
     """Validates the records of one input file (one format); not thread-safe (it caches)."""
 
@@ -212,6 +269,7 @@ class Validator:
         self._openai_batch = fmt is SourceFormat.OPENAI_BATCH
         self._plain_jsonl = fmt is SourceFormat.JSONL
         self._sampling_cache: dict[bytes, tuple[str, int] | Reject] = {}
+        self.named_models = NamedModels()  # OpenAI batch lines with a body.model
 
     def validate(self, record: RawRecord) -> PromptRow | RejectRow:
         """The accepted row for `record`, or why it is rejected."""
@@ -261,7 +319,10 @@ class Validator:
                 "a plain prompt record (no url, no body) in a file read as OpenAI batch input "
                 "(its first record is a batch request); put plain records in a file of their own",
             )
-        return self._accept(obj, openai_body(obj), "body.", record)
+        body = openai_body(obj)
+        row = self._accept(obj, body, "body.", record)
+        self.named_models.add(body.get("model"))
+        return row
 
     def _sampling(self, given: dict[str, Any], where: str) -> tuple[str, int]:
         """(canonical sampling JSON, max_tokens) for the given parameters, cached by value."""
@@ -392,10 +453,25 @@ def _fast_messages(messages: Any) -> bytes | None:
         role, content = message.get("role"), message.get("content")
         if type(role) is not str or role not in ROLES:
             return None
+        if type(content) is list:
+            content = _fast_parts_text(content)
         if type(content) is not str or not content or content.isspace():
             return None
         pairs.append((role, content))
     return _canonical_messages(pairs)
+
+
+def _fast_parts_text(parts: list[Any]) -> str | None:
+    """The joined text of a non-empty list of text parts (as _content_text), else None."""
+    texts = []
+    for part in parts:
+        if type(part) is not dict or part.get("type") != TEXT_PART:
+            return None
+        text = part.get("text")
+        if type(text) is not str:
+            return None
+        texts.append(text)
+    return TEXT_PART_SEPARATOR.join(texts) if texts else None
 
 
 def _canonical_messages(pairs: list[tuple[str, str]]) -> bytes:
@@ -437,7 +513,8 @@ def _validate_sampling(given: dict[str, Any], where: str) -> tuple[str, int]:
 def openai_body(obj: dict[str, Any]) -> dict[str, Any]:
     """The request body of one OpenAI batch line, holding only the prompt key its url uses.
 
-    body.model is ignored (the run chooses the model); max_completion_tokens is max_tokens.
+    body.model is not used (the run chooses the model; Validator.named_models counts the lines
+    that name one); max_completion_tokens is max_tokens.
     """
     method, url = obj.get("method", "POST"), obj.get("url")
     if method != "POST":

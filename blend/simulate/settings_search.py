@@ -1,13 +1,12 @@
 """Choose how a re-planned run is fed, and the engine's settings, by simulating the candidates.
 
 Invariant: the search sees only what the pipeline knows when it runs: the planner's order and
-each request's estimated output length with its spread and its max_tokens, never the true
-lengths. Every candidate simulates the same requests, with the same output lengths drawn once
-from what the estimates say (a lognormal with the estimate as its mean and the spread as its
-sigma, clipped to [1, max_tokens]; a point estimate where the spread is 0; stratified within
-each group), so the search sees the tail a group's mean hides (the longest request of a group
-sets the drain). The
-fastest simulated makespan wins, ties to the earlier candidate (the running settings first).
+each request's estimated output length with its spread and its max_tokens, and the measured
+lengths' shape around their groups' means; never the true lengths. Every candidate simulates
+the same requests with the same output lengths, drawn once from what the estimates say
+(sample_lengths), so the search sees the tail a group's mean hides: the longest request of a
+group sets the drain. The fastest simulated makespan wins, ties to the earlier candidate (the
+running settings and the plan's own feed first).
 
 Candidates (at most 19 simulations for the dual scan, 9 for in-order plans):
 1. every way to feed the plan at every token budget of TOKEN_CANDIDATES (128 .. 16384) and the
@@ -73,13 +72,6 @@ class PlanSearch:
     trials: list[SearchTrial]
     n_simulated: int  # requests each candidate simulated (a sample above SEARCH_MAX_REQUESTS)
     n_requests: int  # requests of the plan
-
-    def makespan_of(self, settings: EngineSettings, feed: FeedChoice | None = None) -> float:
-        """The predicted makespan of a candidate (with the plan's own feed by default)."""
-        for trial in self.trials:
-            if trial.settings == settings and (feed is None or trial.feed == feed):
-                return trial.makespan_s
-        raise KeyError(settings.label())
 
     def to_json(self) -> list[dict[str, object]]:
         return [

@@ -408,6 +408,32 @@ def test_ingest_error_when_nothing_is_readable(
     assert query("SELECT count(*) FROM datasets") == [(0,)]
 
 
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        ("loop", r"loop.jsonl: a loop of symbolic links \(the link leads back to itself\)"),
+        ("dangling", r"dangling.jsonl: a symbolic link to .*gone.jsonl, which is missing"),
+        ("url", r"^s3://bucket/x.jsonl: s3:// inputs are not supported yet; copy the file"),
+        ("url path", r"^s3:/bucket/x.jsonl: s3:// inputs are not supported yet"),
+    ],
+)
+def test_inputs_that_cannot_be_opened_say_why(
+    store: Store, query: Query, tmp_path: Path, make: str, message: str
+) -> None:
+    given: str | Path
+    if make == "loop":
+        given = tmp_path / "loop.jsonl"
+        given.symlink_to("loop.jsonl")
+    elif make == "dangling":
+        given = tmp_path / "dangling.jsonl"
+        given.symlink_to(tmp_path / "gone.jsonl")
+    else:  # the CLI's text, or a Path of it (pathlib keeps one slash)
+        given = "s3://bucket/x.jsonl" if make == "url" else Path("s3://bucket/x.jsonl")
+    with pytest.raises(IngestError, match=message):
+        ingest_file(store, given, "d")
+    assert query("SELECT count(*) FROM datasets") == [(0,)]
+
+
 def test_a_directory_is_an_ingest_error(store: Store, tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="not a regular file"):
         ingest_file(store, tmp_path, "d")

@@ -163,6 +163,76 @@ def test_invalid_utf8_is_its_own_category_and_raw_escapes_the_byte() -> None:
     )
 
 
+def chat_line(content: Any) -> bytes:
+    return orjson.dumps({"messages": [{"role": "user", "content": content}]})
+
+
+def test_text_parts_are_accepted_as_their_text_joined_by_newlines() -> None:
+    """OpenAI's list-of-parts content, as vLLM reads it for a text model: texts joined by "\n"
+    (the same prompt, hash and id as the joined string given directly)."""
+    parts = [{"type": "text", "text": "first"}, {"type": "text", "text": "second"}]
+    row = validate_line(chat_line(parts))
+    same = validate_line(chat_line("first\nsecond"))
+    assert isinstance(row, PromptRow) and isinstance(same, PromptRow)
+    assert row.messages_json == '[{"content":"first\\nsecond","role":"user"}]'
+    assert row.prompt_sha256 == same.prompt_sha256
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (
+            [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "u"}}],
+            "unsupported content: messages.0.content: part 1 has type 'image_url'; only text "
+            "parts are supported (blend runs text-only models)",
+        ),
+        (
+            [{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}],
+            "unsupported content: messages.0.content: part 0 has type 'input_audio'; only text "
+            "parts are supported (blend runs text-only models)",
+        ),
+        ([], "empty prompt: messages.0.content: must hold at least one content part"),
+        (
+            [{"type": "text", "text": " "}],
+            "empty prompt: messages.0.content: must not be empty or whitespace",
+        ),
+        (
+            ["bare string"],
+            "wrong type: messages.0.content: part 0: Input should be an object with type 'text' "
+            "and a string text",
+        ),
+        (
+            [{"text": "no type"}],
+            "wrong type: messages.0.content: part 0: Input should be an object with type 'text' "
+            "and a string text",
+        ),
+        (
+            [{"type": "text", "text": ["nested"]}],
+            "wrong type: messages.0.content: part 0: Input should be an object with type 'text' "
+            "and a string text",
+        ),
+    ],
+)
+def test_content_part_reject_reason(content: Any, reason: str) -> None:
+    assert reason_of(chat_line(content)) == reason
+
+
+def test_openai_batch_lines_naming_a_model_are_counted() -> None:
+    validator = Validator(SourceFormat.OPENAI_BATCH)
+    bodies = [
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "a"}]},
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "b"}]},
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "c"}]},
+        {"messages": [{"role": "user", "content": "d"}]},  # no model: not counted
+        {"model": "rejected", "messages": []},  # a reject: not counted
+    ]
+    for body in bodies:
+        line = batch_line("/v1/chat/completions", body)
+        validator.validate(RawRecord(1, line, 0, len(line), line))
+    named = validator.named_models
+    assert (named.n_lines, dict(named.names)) == (3, {"gpt-4o-mini": 2, "gpt-4o": 1})
+
+
 def batch_line(url: str, body: Any, **extra: Any) -> bytes:
     return orjson.dumps({"custom_id": "c", "method": "POST", "url": url, "body": body, **extra})
 
@@ -267,7 +337,18 @@ def fast_prompt_outcome(body: dict[str, Any]) -> tuple[str | None, str | None] |
 
 
 texts = st.sampled_from(["", " ", "\n\t", "hi", " x ", "é", "\u3000"])
-values = st.one_of(texts, st.none(), st.integers(-2, 2), st.booleans(), st.lists(texts, max_size=2))
+parts = st.lists(
+    st.one_of(
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["text", "image_url", 1])}, optional={"text": texts}
+        ),
+        texts,
+    ),
+    max_size=3,
+)
+values = st.one_of(
+    texts, st.none(), st.integers(-2, 2), st.booleans(), st.lists(texts, max_size=2), parts
+)
 messages = st.lists(
     st.one_of(
         st.fixed_dictionaries(

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from blend.capacity_cli import capacity_command
+from blend.cli.errors import one_line, writable_store
 from blend.control.cli import lp_command
 from blend.hetegen.cli import hetegen_app
 from blend.names import InvalidNameError, NameKind, validate_name
@@ -173,17 +174,18 @@ def resolve_model(store: Store, model: Path | None) -> Path:
 
 @app.command()
 def ingest(
-    input_path: Annotated[Path, typer.Argument(help="JSONL, OpenAI batch JSONL, CSV or Parquet.")],
+    input_path: Annotated[str, typer.Argument(help="JSONL, OpenAI batch JSONL, CSV or Parquet.")],
     dataset: DatasetOpt,
     store: StoreOpt = None,
 ) -> None:
     """Read prompts into the store; bad rows go to `rejects`."""
-    from blend.ingest import IngestError, ingest_file
+    from blend.ingest import IngestError, check_input, ingest_file
 
     try:
-        report = ingest_file(Store.open(store), input_path, dataset)
+        path = check_input(input_path)  # before the store is made or opened
+        report = ingest_file(writable_store(store), path, dataset)
     except IngestError as exc:
-        err_console.print(f"[red]ingest failed:[/red] {exc}")
+        err_console.print(f"[red]ingest failed:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     _print_ingest(report)
 
@@ -196,10 +198,10 @@ def profile(
     store: StoreOpt = None,
 ) -> None:
     """Tokenize with the model's chat template; SQL profiles of lengths and prefix overlap."""
+    opened = writable_store(store)  # before the tokenizer code is imported (seconds)
     from blend.lineage import model_sha256
     from blend.profile import profile_dataset
 
-    opened = Store.open(store)
     model_dir = resolve_model(opened, model)
     try:
         report = profile_dataset(
@@ -263,10 +265,10 @@ def plan(
     store: StoreOpt = None,
 ) -> None:
     """Order the requests of a profiled dataset and store the plan."""
+    opened = writable_store(store)  # before the planner code is imported (seconds)
     from blend.lineage import model_sha256
     from blend.plan import PlanError, plan_dataset
 
-    opened = Store.open(store)
     model_dir = resolve_model(opened, model)
     try:
         options = _plan_options(
@@ -324,9 +326,18 @@ def execute(
     store: StoreOpt = None,
 ) -> None:
     """Run a plan through the engine (vLLM, or hetegen); results go to Parquet with lineage."""
+    from blend.plan_items import PlanNotFoundError, read_plan_header
+    from blend.results import dataset_dir
+
+    opened = writable_store(store)
+    try:  # before the engine code is imported or a model built (seconds)
+        header = read_plan_header(opened, plan_id)
+    except PlanNotFoundError as exc:
+        err_console.print(f"[red]execute failed:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    dataset_dir(opened.results_dir, header.dataset)  # a planted link: refused now
     from blend.execute import ExecuteError, ExecuteOptions, execute_plan
 
-    opened = Store.open(store)
     config = _engine_config(
         resolve_model(opened, model), max_num_seqs, max_num_batched_tokens, kv_cache_gib, engine
     )
@@ -372,7 +383,7 @@ def _engine_config(
 @app.command()
 def run(
     input_path: Annotated[
-        Path | None, typer.Argument(help="Input file (default: the bundled demo dataset).")
+        str | None, typer.Argument(help="Input file (default: the bundled demo dataset).")
     ] = None,
     dataset: Annotated[
         str | None,
@@ -397,19 +408,33 @@ def run(
     store: StoreOpt = None,
 ) -> None:
     """The whole pipeline: ingest -> profile -> plan -> execute. No arguments: the demo."""
-    from blend.execute import ExecuteOptions
-    from blend.pipeline import PipelineOptions, pipeline_input, run_pipeline
+    from blend.ingest import IngestError, check_input
+    from blend.results import dataset_dir
 
-    opened = Store.open(store)
-    if input_path is None:
-        input_path, dataset = pipeline_input(opened, None, dataset)
-        console.print(f"demo input: {escape(str(input_path))}")
-    if dataset is None:
+    given = None
+    if input_path is not None:
+        try:  # before the store is touched or a model built: a typo fails at once
+            check_input(input_path)
+        except IngestError as exc:
+            err_console.print(f"[red]run failed:[/red] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        given = Path(input_path)
+    if given is not None and dataset is None:
         try:
-            dataset = validate_name(input_path.stem, NameKind.DATASET, f"file {input_path}")
+            dataset = validate_name(given.stem, NameKind.DATASET, f"file {given}")
         except InvalidNameError as exc:
             hint = f"{exc}; name the dataset with --dataset"
             raise typer.BadParameter(hint, param_hint="--dataset") from None
+    opened = writable_store(store)
+    # Imported once the input and the store are known good: the engine code takes seconds.
+    from blend.execute import ExecuteOptions
+    from blend.pipeline import PipelineOptions, pipeline_input, run_pipeline
+
+    if given is None:
+        given, dataset = pipeline_input(opened, None, dataset)
+        console.print(f"demo input: {escape(str(given))}")
+    assert dataset is not None  # named above, or the demo's
+    dataset_dir(opened.results_dir, dataset)  # a planted link: refused before any stage runs
     model_dir = resolve_model(opened, model)
     console.print(f"model: {escape(str(model_dir))}")
     options = _plan_options(
@@ -433,7 +458,7 @@ def run(
             opened,
             _engine_config(model_dir, None, None, kv_cache_gib, engine),
             PipelineOptions(
-                input_path,
+                given,
                 dataset,
                 options,
                 incremental,
@@ -536,6 +561,13 @@ def _print_ingest(r: Any) -> None:
     )
     for reason, count in sorted(r.reject_reasons.items()):
         console.print(f"  rejected {count} x {reason}")
+    if r.n_named_model:
+        names = ", ".join(f"{name} x {n}" for name, n in r.named_models.items())
+        more = ", ..." if sum(r.named_models.values()) < r.n_named_model else ""
+        console.print(
+            f"  {r.n_named_model} lines name a model in body.model ({escape(names)}{more}); "
+            "blend answers them with the run's model (--model) instead"
+        )
 
 
 def _print_profile(r: Any) -> None:
@@ -657,18 +689,12 @@ app.command("capacity")(capacity_command)
 
 
 def main() -> None:
-    from blend.process_lock import LockFileError
-    from blend.results import ResultWriteError
-    from blend.runs import RunBusyError
-    from blend.store_lock import StoreError
-
+    """The `blend` command: a user error (blend/cli/errors.py) is one line and exit code 1."""
     try:
         app()
-    # clear errors, no traceback
-    except (StoreError, RunBusyError, ResultWriteError, LockFileError) as exc:
-        err_console.print(f"[red]blend failed:[/red] {escape(str(exc))}")
+    except Exception as exc:
+        message = one_line(exc)
+        if message is None:
+            raise  # a bug: its traceback helps
+        err_console.print(f"[red]blend failed:[/red] {escape(message)}")
         raise SystemExit(1) from None
-
-
-if __name__ == "__main__":
-    main()
