@@ -31,7 +31,7 @@ import orjson
 from blend.admission.base import AdmissionKind, AdmissionPolicy
 from blend.admission.dual_scan import DualScanOptions, ScanSequence
 from blend.admission.factory import admission_policy
-from blend.admission.warmup import WarmupOutcome, WarmupThenReplan
+from blend.admission.warmup import WarmupOutcome, WarmupThenReplan, adopt_running
 from blend.admission_feed import AdmissionFeed
 from blend.cost import CostModel, resolve_cost
 from blend.engine_settings import EngineSettings
@@ -498,7 +498,11 @@ class _RunLoop:
                 max_num_seqs=settings.max_num_seqs,
             )
             raise RestartEngine(config, f"settings searched after the warm-up: {settings.label()}")
-        return self._revision_policy(self.revision)
+        policy = self._revision_policy(self.revision)
+        running = {s: n for s, n in outcome.running.items() if s in self.revision.adopted}
+        prompts = {s: float(self._items.prompt_tokens[s]) for s in running}
+        adopt_running(policy, running, prompts, self.revision.adopted)
+        return policy
 
     def _revision_policy(self, revision: Revision) -> AdmissionPolicy:
         kept = np.flatnonzero(self._pending[revision.seqs])  # done in an earlier attempt: out

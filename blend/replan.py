@@ -54,6 +54,9 @@ class Revision:
     settings: EngineSettings | None  # new engine settings (None: keep the running ones)
     report: dict = field(default_factory=dict)  # what was measured and chosen (replan_json)
     pace: bool = True  # the dual scan paces its compute-heavy side (the search may turn it off)
+    # warm-up requests still running at the re-plan: plan position -> (estimate, spread), for
+    # the feed's KV projection (not stored: a resumed run has none running)
+    adopted: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +90,19 @@ def replan_after_warmup(
     ids = items.request_id.to_pylist()
     rest_ids = [ids[s] for s in rest.tolist()]
     rows, history = _requests(ctx, set(rest_ids) | set(measured) | {ids[s] for s in running})
-    requests, hints = requests_with_history([rows[r] for r in rest_ids], history)
+    running_seqs = sorted(running)
+    requests, hints = requests_with_history(
+        [rows[r] for r in rest_ids] + [rows[ids[s]] for s in running_seqs], history
+    )
     hints += _warmup_hints(ids, rows, measured, running)
-    estimates = estimate_outputs(requests, hints)
+    # the warm-up requests still running are estimated with the rest (the feed adopts them)
+    both = estimate_outputs(requests, hints)
+    estimates = both.subset(np.arange(len(rest)))
+    requests = requests[: len(rest)]
+    adopted = {
+        seq: (float(both.tokens[len(rest) + i]), float(both.spread[len(rest) + i]))
+        for i, seq in enumerate(running_seqs)
+    }
     cost = resolve_cost(header.model_spec, header.hardware, ctx.model_dir)  # type: ignore[arg-type]
     order, admission = _order(header, requests, estimates, cost, rest)
     prompts = [rows[ids[s]]["token_ids"] for s in rest[order].tolist()]
@@ -131,7 +144,15 @@ def replan_after_warmup(
         },
     }
     revision = Revision(
-        seqs, shared, ordered_estimates, ordered_spread, admission, settings, report, feed.pace
+        seqs,
+        shared,
+        ordered_estimates,
+        ordered_spread,
+        admission,
+        settings,
+        report,
+        feed.pace,
+        adopted,
     )
     _store(ctx, revision, ids, [estimates.source[i] for i in order.tolist()], estimates, order)
     return revision

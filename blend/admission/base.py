@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -67,6 +67,16 @@ class EngineView(Protocol):
     def generated_of(self, indices: np.ndarray) -> np.ndarray:
         """Output tokens so far of requests in flight (int64; 0 before their first token)."""
         ...
+
+
+@runtime_checkable
+class AdoptsInFlight(Protocol):
+    """A policy that can count requests it did not admit (the warm-up's still running when
+    it takes over): their finishes reach its admit too."""
+
+    adopted: set[int]
+
+    def adopt(self, index: int, prompt_tokens: float, estimate: float, spread: float) -> None: ...
 
 
 class AdmissionPolicy(Protocol):

@@ -120,6 +120,7 @@ class DualScanAdmission:
         self._slots = [1.0, 1.0]  # N_L, N_R: running requests each side should hold
         self._share = [0.0, 0.0]  # M_L, M_R (tokens)
         self._inflight: dict[int, _InFlight] = {}
+        self.adopted: set[int] = set()  # requests in flight it did not admit (adopt)
         self._checks: list[tuple[int, int]] = []  # (step, index): outlive checks of left ones
         self._since_split = 0
         self._capacity = 0.0
@@ -179,11 +180,13 @@ class DualScanAdmission:
         if self._since_split == 0 or self._since_split >= self.options.resplit_every:
             self._resplit()
         # each request may hold up to a block more than its tokens (blocks fill as it grows)
-        limit_kv = self.options.kv_fill * self._capacity - len(self._inflight) * self._block_size
+        in_flight = len(self._inflight) + len(self.adopted)
+        limit_kv = self.options.kv_fill * self._capacity - in_flight * self._block_size
         limit_queue = self.options.queue_steps * self.options.max_num_batched_tokens
         admitted: list[int] = []
         while self.lo < self.hi and len(admitted) < room:
-            side = self._pick(limit_kv, pending, limit_queue, empty=not self._inflight)
+            idle = not self._inflight and not self.adopted
+            side = self._pick(limit_kv, pending, limit_queue, empty=idle)
             if side is None:
                 break
             k = self.lo if side == LEFT else self.hi - 1
@@ -195,7 +198,17 @@ class DualScanAdmission:
 
     # -- bookkeeping -----------------------------------------------------------------------
 
+    def adopt(self, index: int, prompt_tokens: float, estimate: float, spread: float) -> None:
+        """Count a request someone else admitted and that still runs (the warm-up's, at the
+        re-plan) in the KV projection, until it finishes (its finish reaches admit)."""
+        self.adopted.add(index)
+        self._projection.add_foreign(index, float(prompt_tokens), float(estimate), float(spread))
+
     def _release(self, index: int) -> None:
+        if index in self.adopted:
+            self.adopted.discard(index)
+            self._projection.remove(index)
+            return
         entry = self._inflight.pop(index)
         self._inflight_dense.discard(index)
         self._count[entry.side] -= 1
@@ -357,7 +370,7 @@ class DualScanAdmission:
                 or self._credit >= unshared + estimate
                 or not self._inflight_dense
             )
-            if paced and self._projection.peak_with(unshared, estimate) <= limit_kv:
+            if paced and self._projection.peak_while(unshared, estimate) <= limit_kv:
                 return side
         return None
 

@@ -14,8 +14,11 @@ projected KV at step tau from now is
 growing entries (b = weight) for what a request holds alone, fixed ones (b = 0) for the shared
 prefix blocks; T only peaks just before an entry ends (tau = r - 1) or now (tau = 0).
 `peak_with(u, d)` answers, in O(log n), the peak of T once a new request of u KV tokens of its
-own and d estimated output tokens joins; admission keeps that peak within the cache, which is
-what keeps vLLM from preempting (recomputing) requests for lack of blocks. Spreading a request
+own and d estimated output tokens joins, and `peak_while(u, d)` the peak over its own life
+(now .. d): the breakpoints it changes. Admission keeps the latter within the cache, which is
+what keeps vLLM from preempting (recomputing) requests for lack of blocks without letting a
+far peak of the requests in flight (a long generation guessed long) block short requests
+that will be gone by then. Spreading a request
 over its quantiles keeps a group of requests with the same estimate from looking as if they
 all ended at once (a peak no real run reaches).
 
@@ -95,6 +98,9 @@ class KvProjection:
         self._spread = np.zeros(capacity)
         self._prefill = np.zeros(capacity)
         self._lifetime = np.zeros(capacity)  # latest remaining steps at the last refresh
+        # requests someone else admitted (the warm-up's, still running at the re-plan): their
+        # KV counts, without prefix sharing; index -> (prompt KV tokens, estimate, spread)
+        self._foreign: dict[int, tuple[float, float, float]] = {}
         self._n = 0  # entries of the sorted view
         self._alloc(2 * capacity * QUANTILES)
         # prompt tokens still to compute of requests with no token yet at the last refresh
@@ -128,7 +134,15 @@ class KvProjection:
         self._lifetime[slot] = max(1.0, estimated_output)
         self._prefill[slot] = prompt_kv if prefill_tokens is None else prefill_tokens
 
+    def add_foreign(
+        self, index: int, prompt_kv: float, estimated_output: float, spread: float
+    ) -> None:
+        """A request in flight that this projection's owner did not admit (counted from the
+        next refresh, by its quantiles, sharing nothing)."""
+        self._foreign[index] = (prompt_kv, estimated_output, spread)
+
     def remove(self, index: int) -> None:
+        self._foreign.pop(index, None)
         slot = self._slot.pop(index, None)
         if slot is not None:
             self._index[slot] = -1
@@ -157,10 +171,35 @@ class KvProjection:
             shared[1:] = np.minimum(shared[1:], np.minimum(prompt[1:], prompt[:-1]))
         kernels = _kernels()
         a, b, r_entries = kernels.prefix_entries(g, self._prompt_kv[live], shared, r)
+        if self._foreign:
+            a, b, r_entries = self._with_foreign(generated_of, a, b, r_entries)
         if len(r_entries) + 1 > len(self._r):
             self._alloc(2 * len(r_entries))
         self._n = len(r_entries)
         kernels.build(a, r_entries, b, *self._arrays())
+
+    def _with_foreign(
+        self,
+        generated_of: Callable[[np.ndarray], np.ndarray],
+        a: np.ndarray,
+        b: np.ndarray,
+        r: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The entries with the foreign requests' added: each its QUANTILES equal-weight
+        entries of its prompt and its output so far, growing a token a step."""
+        index = np.fromiter(self._foreign, np.int64, len(self._foreign))
+        prompt, estimate, spread = (
+            np.asarray(v) for v in zip(*self._foreign.values(), strict=True)
+        )
+        g = generated_of(index).astype(np.float64)
+        remaining = remaining_steps(estimate, spread, g)
+        weight = 1.0 / QUANTILES
+        held = np.repeat((prompt + g) * weight, QUANTILES)
+        return (
+            np.concatenate((a, held)),
+            np.concatenate((b, np.full(len(held), weight))),
+            np.concatenate((r, remaining.reshape(-1))),
+        )
 
     def commit(self, unshared_prompt_tokens: float, estimated_output: float) -> None:
         """Count a request just admitted, holding these KV tokens alone, at its estimate (call
@@ -182,16 +221,27 @@ class KvProjection:
     def peak_with(self, unshared_prompt_tokens: float, estimated_output: float) -> float:
         """The peak projected KV use (tokens) if this request joined now (at its estimate),
         holding these KV tokens alone."""
+        return self._peak_with(unshared_prompt_tokens, estimated_output, while_only=False)
+
+    def peak_while(self, unshared_prompt_tokens: float, estimated_output: float) -> float:
+        """The peak projected KV use (tokens) from now to this request's expected end if it
+        joined now: the part of the projection it changes. A peak further out, from requests
+        already in flight, is theirs whether it joins or not: a request that ends before it
+        neither causes it nor makes it worse."""
+        return self._peak_with(unshared_prompt_tokens, estimated_output, while_only=True)
+
+    def _peak_with(self, unshared: float, estimated_output: float, *, while_only: bool) -> float:
         return float(
             _kernels().peak_with(
                 self._n,
-                unshared_prompt_tokens,
+                unshared,
                 max(1.0, estimated_output),
                 self._r,
                 self._suffix_a,
                 self._suffix_b,
                 self._prefix_max,
                 self._suffix_max,
+                while_only,
             )
         )
 

@@ -112,8 +112,10 @@ def peak_with(
     suffix_b: np.ndarray,
     prefix_max: np.ndarray,
     suffix_max: np.ndarray,
+    while_only: bool = False,
 ) -> float:
-    """Peak of T with one more entry of a = u, b = 1, r = d (d >= 1)."""
+    """Peak of T with one more entry of a = u, b = 1, r = d (d >= 1); with `while_only`, the
+    peak over now .. its end only (the part of the future the entry changes)."""
     tau = d - 1.0
     # its own end: everyone still there at tau, plus itself at u + tau
     j = np.searchsorted(r[:n], tau, side="right")
@@ -125,6 +127,8 @@ def peak_with(
     k = np.searchsorted(r[:n], d, side="right")
     if k > 0:
         peak = max(peak, prefix_max[k - 1] + u)
+    if while_only:  # the later breakpoints are the same with or without it
+        return peak
     return max(peak, suffix_max[k])
 
 

@@ -4,20 +4,20 @@ Invariant: the warm-up requests are handed over first, in order; once all of the
 engine and `done_fraction` of them have finished (or the engine has nothing left to run),
 `replan` is called exactly once with what was measured: the finished requests' lengths and
 the still-running ones' lengths so far (lower bounds). It returns the policy for every other
-request, which from then on sees only its own requests' finishes (warm-up requests still
-running finish unseen by it). Waiting for the slowest few is not worth an idle engine: the
-re-plan treats them as censored.
+request, which from then on sees only its own requests' finishes, and those of the warm-up
+requests it adopted (AdoptsInFlight: counted in its KV projection). Waiting for the slowest
+few is not worth an idle engine: the re-plan treats them as censored.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from blend.admission.base import AdmissionPolicy, EngineView
+from blend.admission.base import AdmissionPolicy, AdoptsInFlight, EngineView
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +87,15 @@ class WarmupThenReplan:
 
     def admit(self, engine: EngineView) -> list[int]:
         others = []
+        adopted: set[int] = set()
+        if isinstance(self._after, AdoptsInFlight):
+            adopted = self._after.adopted
         for index, tokens in engine.finished:
             if index in self._inflight:
                 self._inflight.discard(index)
                 self.measured[index] = tokens
+                if index in adopted:  # the re-planned policy counts it: it must see it end
+                    others.append((index, tokens))
             else:
                 others.append((index, tokens))
         if self._after is not None:
@@ -116,3 +121,18 @@ class WarmupThenReplan:
         idle = engine.num_running == 0 and engine.num_waiting == 0
         needed = math.ceil(self.done_fraction * len(self.warmup))
         return idle or len(self.measured) >= needed
+
+
+def adopt_running(
+    policy: AdmissionPolicy,
+    running: Mapping[int, int],
+    prompt_tokens: Mapping[int, float],
+    estimates: Mapping[int, tuple[float, float]],
+) -> None:
+    """Hand the warm-up requests still running at the re-plan to `policy`, if it counts
+    requests it did not admit: their prompt tokens and (estimate, spread) by index."""
+    if not isinstance(policy, AdoptsInFlight):
+        return
+    for index in running:
+        estimate, spread = estimates[index]
+        policy.adopt(index, prompt_tokens[index], estimate, spread)

@@ -8,12 +8,14 @@ Invariant: a request's estimate is, in this order of preference,
      prefix (template, few-shot prefix, conversation) with a measured length;
   3. its max_tokens.
 A hint observed while its request was still running is censored (a lower bound): it counts
-as the larger of its length so far and the mean of the uncensored hints of its nearest
-subtree inside its prefix group that has any; a request of a prefix group with no finished
-measurement at all (its requests outlast most of the warm-up: long generations) is a guess:
-the scale-free (log-uniform) prior between its length so far and its max_tokens, taken as the
-lognormal of the same mean and spread of log length (log_uniform_guess); the estimates of its
-group carry that prior's spread, so admission and the settings search treat them as guesses.
+as the larger of its length so far, the mean of the uncensored hints of its nearest subtree
+inside its prefix group that has any, and the mean of their lognormal beyond its length so
+far (conditional_mean: a request still running is one of the long ones). A request of a
+prefix group with no finished measurement at all (its requests outlast most of the warm-up:
+long generations) is a guess: the scale-free (log-uniform) prior between its length so far
+and its max_tokens, taken as the lognormal of the same mean and spread of log length
+(log_uniform_guess); the estimates of its group carry that prior's spread, so admission and
+the settings search treat them as guesses.
 The warm-up sample (run first, to measure lengths) is drawn among the requests whose prefix
 group has no measured length yet, so earlier results shrink it.
 """
@@ -245,7 +247,13 @@ def _censored_values(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`values` with each censored hint raised to its estimate (module invariant), and per
     value the log-std of the log-uniform prior it was given (nan: none)."""
-    mean, has = _subtree_means(trie, levels, values, known & ~censored)
+    finished = known & ~censored
+    mean, has = _subtree_means(trie, levels, values, finished)
+    logs = np.log(np.maximum(values, 1.0))
+    mean_log, _ = _subtree_means(trie, levels, logs, finished)
+    mean_sq, _ = _subtree_means(trie, levels, logs * logs, finished)
+    count = _subtree_counts(trie, levels, finished.astype(float))
+    pooled = _pooled_spread(trie, levels, logs, finished)
     nearest, inside = _nearest_measured(trie, levels, has)
     out = values.copy()
     prior_sigma = np.full(len(values), np.nan)
@@ -253,12 +261,31 @@ def _censored_values(
         node = nearest[leaf_of[k]]
         hint = hints[k - n]
         if has[node] and inside[node]:
-            out[k] = max(values[k], mean[node])
+            # what finished of its group, as a lognormal: the mean of the part beyond g
+            var = float(mean_sq[node] - mean_log[node] ** 2) if count[node] >= MIN_FOR_SPREAD else 0
+            sigma = math.sqrt(var) if var > 0 else pooled
+            tail = conditional_mean(float(mean_log[node]), sigma, float(values[k]))
+            out[k] = max(values[k], mean[node], tail)
         else:  # nothing of its group finished: somewhere between now and its limit
             low = max(1.0, float(values[k]))
             high = max(low, float(hint.max_tokens or 3 * values[k]))
             out[k], prior_sigma[k] = log_uniform_guess(low, high)
     return out, prior_sigma
+
+
+def conditional_mean(mu: float, sigma: float, seen: float) -> float:
+    """E[L | L > seen] for a lognormal length L with log-mean mu and log-spread sigma: a
+    request still running at `seen` tokens is one of its group's long ones (the finished ones
+    are the short ones: counting it at the group's mean would bias the group low)."""
+    from scipy.special import ndtr
+
+    if sigma <= 0 or seen <= 0:
+        return max(seen, math.exp(mu))
+    z = (math.log(seen) - mu) / sigma
+    survive = float(ndtr(-z))
+    if survive < 1e-12:
+        return seen
+    return math.exp(mu + sigma * sigma / 2.0) * float(ndtr(sigma - z)) / survive
 
 
 def log_uniform_guess(low: float, high: float) -> tuple[float, float]:

@@ -19,7 +19,7 @@ import numpy as np
 from blend.admission.base import AdmissionPolicy
 from blend.admission.dual_scan import DualScanOptions, scan_sequence
 from blend.admission.factory import admission_policy
-from blend.admission.warmup import WarmupOutcome, WarmupThenReplan
+from blend.admission.warmup import WarmupOutcome, WarmupThenReplan, adopt_running
 from blend.cost import CostModel
 from blend.engine_settings import EngineSettings
 from blend.planners import (
@@ -188,14 +188,36 @@ class PipelineSimulator:
         planned: list[PlannedRest] = []
 
         def replan(outcome: WarmupOutcome) -> AdmissionPolicy:
-            planned.append(self.plan_rest(warmup_hints(self._visible, outcome)))
-            return self.policy(planned[0], settings, feed)
+            hints = warmup_hints(self._visible, outcome)
+            planned.append(self.plan_rest(hints))
+            policy = self.policy(planned[0], settings, feed)
+            self._adopt(policy, outcome, hints)
+            return policy
 
         if len(self.warmup):
             window = 2 * settings.max_num_seqs
             return WarmupThenReplan(self.warmup.tolist(), replan, len(self.rest), window), planned
         planned.append(self.plan_rest())
         return self.policy(planned[0], settings, feed), planned
+
+    def _adopt(
+        self, policy: AdmissionPolicy, outcome: WarmupOutcome, hints: Sequence[LengthHint]
+    ) -> None:
+        """The warm-up requests still running, with the estimates the re-plan makes of them,
+        handed to the policy (its KV projection counts them until they end)."""
+        running = sorted(outcome.running)
+        if not running:
+            return
+        estimates = estimate_outputs([self._visible[i] for i in running], hints)
+        adopt_running(
+            policy,
+            outcome.running,
+            {i: float(len(self._prompts[i])) for i in running},
+            {
+                i: (float(t), float(s))
+                for i, t, s in zip(running, estimates.tokens, estimates.spread, strict=True)
+            },
+        )
 
     def run(self, settings: EngineSettings, feed: FeedChoice | None = None) -> PipelineRun:
         """Warm-up, re-plan, run: the whole workload on an engine with `settings`."""

@@ -158,3 +158,15 @@ def test_a_request_longer_than_the_critical_path_starts_first() -> None:
     # the same sequence with nothing longer on the right than on the left: shares decide
     even = DualScanAdmission(sequence([8, 8], [600, 600]), MIXED, DualScanOptions(pace=False))
     assert even.admit(FakeView(kv_blocks_total=100_000))[0] == 0
+
+
+def test_adopted_warmup_requests_count_in_the_projection_until_they_end() -> None:
+    """A warm-up request still running at the re-plan holds KV the policy did not admit: it
+    is projected like its own (so a second long request waits) until its finish arrives."""
+    policy = DualScanAdmission(sequence([100], [800]), TOY, DualScanOptions(pace=False))
+    policy.adopt(99, prompt_tokens=100, estimate=800, spread=0.0)
+    busy = FakeView(kv_blocks_total=1000, num_running=1, step=5, generated={99: 5})
+    assert policy.admit(busy) == []  # 100 + 800 each: two never fit in 1000
+    done = FakeView(kv_blocks_total=1000, step=800, finished=[(99, 800)])
+    assert policy.admit(done) == [0]
+    assert policy.adopted == set()
