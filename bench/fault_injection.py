@@ -12,6 +12,7 @@ ends with one run, not one per kill.
 
     python bench/fault_injection.py --kills 10 --seeds 1 2       # prints lost/duplicated
     python bench/fault_injection.py --kills 5 --plain-rerun      # re-run without the run id
+    python bench/fault_injection.py --kills 5 --alternate-rerun  # with it, then without, ...
     python bench/fault_injection.py child --store S --plan-id P --run-id R --model M
 """
 
@@ -30,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -211,15 +213,23 @@ def run_with_kills(
     n_kills: int,
     seed: int,
     kinds: tuple[str, ...] = KILL_KINDS,
-    plain_rerun: bool = False,
+    plain_rerun: bool | Literal["alternate"] = False,
 ) -> Outcome:
     """Kill the run `n_kills` times, cycling through `kinds` of kill point, then let it
     complete; count rows. A kind that no longer applies (the warm-up or the re-plan is past)
-    becomes a random row."""
+    becomes a random row. plain_rerun: every re-run without the run id, or ("alternate") the
+    executions take turns, with the run id first."""
     rng = random.Random(seed)
     store = Store.open(store_dir)
     run_id = f"run-faults-{seed}"
-    command = _child_command(store.root, plan_id, LATEST if plain_rerun else run_id, model_dir)
+    by_id = _child_command(store.root, plan_id, run_id, model_dir)
+    plain = _child_command(store.root, plan_id, LATEST, model_dir)
+
+    def command_for(execution: int) -> list[str]:
+        if plain_rerun == "alternate":
+            return plain if execution % 2 else by_id
+        return plain if plain_rerun else by_id
+
     with store.connect() as con:
         plan = fetch_dicts(
             con, "SELECT n_requests, n_warmup FROM plans WHERE plan_id = $p", {"p": plan_id}
@@ -245,14 +255,14 @@ def run_with_kills(
             "rows": ("rows", done_now + rng.randrange(0, max(1, n_planned - done_now))),
         }[kind]
         executions += 1
-        if run_once(command, kill_at, rng):
+        if run_once(command_for(executions - 1), kill_at, rng):
             kills += 1
             landed.append(kind)
         else:
             break  # it completed before the kill point
     if kills == n_kills or executions == 0:
         executions += 1
-        if run_once(command, None, rng):
+        if run_once(command_for(executions - 1), None, rng):
             raise RuntimeError("the completing run was killed")
     if plain_rerun:
         run_id = _only_run(store, plan_id) or run_id
@@ -350,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="re-run without the run id (resume the latest unfinished run of the plan)",
     )
+    parser.add_argument(
+        "--alternate-rerun",
+        action="store_true",
+        help="re-runs take turns: with the run id, then without it",
+    )
     args = parser.parse_args(argv)
     from blend.demo.model import ensure_tiny_model
 
@@ -360,7 +375,12 @@ def main(argv: list[str] | None = None) -> int:
         store_dir = work / f"store-{seed}"
         plan_id = prepare(store_dir, model, args.requests, seed)
         outcome = run_with_kills(
-            store_dir, plan_id, model, args.kills, seed, plain_rerun=args.plain_rerun
+            store_dir,
+            plan_id,
+            model,
+            args.kills,
+            seed,
+            plain_rerun="alternate" if args.alternate_rerun else args.plain_rerun,
         )
         total_lost += outcome.lost
         total_duplicated += outcome.duplicated

@@ -1,7 +1,8 @@
 """Simulator fidelity: the pipeline run on the real vLLM CPU engine and in the simulator.
 
     python bench/fidelity.py [--workloads groups,long-tail,blend] [--num-blocks 192]
-                             [--planners dfs,lpt,blendserve] [--repeats 3] [--calibrate]
+                             [--max-num-seqs 16] [--planners dfs,lpt,blendserve]
+                             [--repeats 3] [--calibrate]
                              [--hardware cpu-local|FILE] [--out FILE]
 
 Workloads (each 150 requests, listed in shuffled order; the planner sees a generic limit,
@@ -18,7 +19,8 @@ For each planner the very same objects drive both: blend.simulate.pipeline.Pipel
 picks the warm-up sample and builds the admission policy (the warm-up, the re-plan from what
 it measured, then in-order feeding or BlendServe's online dual scan); one policy feeds blend's
 VllmEngine (the executor's engine wrapper: chunked prefill off, 128-token blocks, a KV cache
-of --num-blocks blocks so that order matters), a fresh one the simulator, both with the
+of --num-blocks blocks and 16 running requests at most, so that order matters), a fresh one
+the simulator, both with the
 engine's own settings (the same for every planner). Measured: the makespan from the first
 step to the last finish (wall time), the prefix-cache hit rate from vLLM's counters, steps and
 preemptions. --repeats runs the planners round-robin and takes each one's median;
@@ -198,7 +200,12 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=30)
     parser.add_argument("--per-group", type=int, default=5)
     parser.add_argument("--num-blocks", type=int, default=192, help="KV blocks (128 tokens)")
-    parser.add_argument("--max-num-seqs", type=int, default=256)
+    parser.add_argument(
+        "--max-num-seqs",
+        type=int,
+        default=16,
+        help="running requests at most (small: order matters)",
+    )
     parser.add_argument("--hardware", default="cpu-local")
     parser.add_argument("--planners", default="dfs,lpt,blendserve")
     parser.add_argument("--calibrate", action="store_true", help="also fit the step model here")
@@ -244,9 +251,12 @@ def main() -> None:
         for i, row in enumerate(rows):
             _print_row(row, header=i == 0)
         for r in ratios:
+            by_profile = ", ".join(
+                f"{label} {value:+.1f}" for label, value in r["error_points_by_profile"].items()
+            )
             print(
                 f"   {r['ratio']}: measured {r['measured']:.3f}, predicted {r['predicted']:.3f} "
-                f"({r['error_points']:+.1f} points)"
+                f"({r['error_points']:+.1f} points; by profile: {by_profile})"
             )
         results.append(
             {
@@ -341,12 +351,18 @@ def ratio_rows(rows: list[dict], planners: list[str], base: str = "dfs") -> list
             continue
         measured = by[name]["measured_makespan_s"] / by[base]["measured_makespan_s"]
         predicted = by[name]["predicted_makespan_s"] / by[base]["predicted_makespan_s"]
+        other = {
+            label: seconds / by[base]["predicted_makespan_s_other"][label]
+            for label, seconds in by[name]["predicted_makespan_s_other"].items()
+        }
         out.append(
             {
                 "ratio": f"{name} / {base}",
                 "measured": measured,
                 "predicted": predicted,
                 "error_points": 100 * (predicted - measured),
+                "predicted_by_profile": other,
+                "error_points_by_profile": {k: 100 * (v - measured) for k, v in other.items()},
             }
         )
     return out

@@ -191,3 +191,27 @@ def test_naive_blend_alternates_groups_from_both_ends() -> None:
     plan = make_planner("naive-blend").plan(requests)
     assert plan.order == [0, 1, 2, 3, 4, 5, 6, 7, 8]
     assert plan.sides == ["L"] * 3 + ["R"] * 3 + ["L"] * 3
+
+
+def test_a_request_still_running_counts_at_its_groups_tail() -> None:
+    """A censored length is one of its group's long ones: with a lognormal fitted to what
+    finished, it counts as the mean beyond its length so far."""
+    from scipy import integrate, stats
+
+    from blend.planners.estimates import conditional_mean
+
+    mu, sigma, seen = math.log(200.0), 0.8, 400.0
+    dist = stats.lognorm(s=sigma, scale=math.exp(mu))
+    tail, _ = integrate.quad(lambda x: x * dist.pdf(x), seen, np.inf)
+    assert conditional_mean(mu, sigma, seen) == pytest.approx(tail / dist.sf(seen), rel=1e-6)
+    assert conditional_mean(mu, sigma, seen) > seen
+    prompts = [[1, 2, i] for i in range(6)]
+    requests = [PlanRequest("a", [1, 2, 99], 10_000)]
+    finished = [
+        LengthHint(p, n, EstimateSource.WARMUP)
+        for p, n in zip(prompts, (100, 200, 400, 100, 200), strict=False)
+    ]
+    running = LengthHint(prompts[5], 900, EstimateSource.WARMUP, censored=True, max_tokens=10_000)
+    with_running = estimate_outputs(requests, [*finished, running]).tokens[0]
+    without = estimate_outputs(requests, finished).tokens[0]
+    assert with_running > (5 * without + 900) / 6  # counted beyond its 900 tokens so far

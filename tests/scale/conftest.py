@@ -24,7 +24,15 @@ def ray_cluster() -> Iterator[Any]:
     ray = pytest.importorskip("ray")
     path = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), path]))
-    ray.init(num_cpus=2, namespace="blend", include_dashboard=False, log_to_driver=False)
+    # "local": a cluster of this test process, never the latest one on the machine (which
+    # is another test worker's when the suite runs in parallel, `pytest -n 2`)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        namespace="blend",
+        include_dashboard=False,
+        log_to_driver=False,
+    )
     try:
         yield ray
     finally:
