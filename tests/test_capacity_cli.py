@@ -30,7 +30,7 @@ from blend.planners.estimates import EstimateSource
 from blend.store import Store
 from blend.workload_families import draw_instance
 from blend.workloads import default_cost
-from tests.support.cli_text import words
+from tests.support.cli_text import flat
 from tests.support.seeds import seed_groups
 
 runner = CliRunner()
@@ -91,7 +91,7 @@ def test_capacity_refuses_a_bad_name_and_an_empty_store_without_creating_one(
     store = tmp_path / "store"
     args = ["--deadline", "06:00", *CLI, "--store", str(store)]
     bad = runner.invoke(app, ["capacity", "--dataset", "x'; drop", *args])
-    assert bad.exit_code == 2 and "invalid dataset name" in words(bad.output)
+    assert bad.exit_code == 2 and "invalid dataset name" in flat(bad.output)
     empty = runner.invoke(app, ["capacity", "--dataset", "ds", *args])
     assert empty.exit_code == 1 and "no database" in empty.output
     assert not store.exists()

@@ -15,7 +15,7 @@ from blend.cli import app
 from blend.cost import load_model_spec
 from blend.hetegen.hardware_profile import HeteGenProfile
 from blend.hetegen.profiler import ProfileOptions, measure_profile
-from tests.support.cli_text import words
+from tests.support.cli_text import flat
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "hetegen_device.py"
 
@@ -75,7 +75,7 @@ def test_target_and_place_commands_print_their_tables(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     refused = CliRunner().invoke(app, [*place, "--profile", str(bad)])
-    assert refused.exit_code != 0 and "schema_version" in words(refused.output)
+    assert refused.exit_code != 0 and "schema_version" in flat(refused.output)
 
 
 def test_a_microbench_result_becomes_a_profile(tmp_path: Path) -> None:
@@ -91,4 +91,4 @@ def test_a_microbench_result_becomes_a_profile(tmp_path: Path) -> None:
     assert profile.gpu_s(1e9, 1) < profile.cpu_s(1e9, 1) / 10
     assert 20e9 < (profile.h2d_bytes_s or 0) < 100e9
     missing = CliRunner().invoke(app, ["hetegen", "import-microbench", str(out), "--out", "x"])
-    assert missing.exit_code != 0 and "not a gpu_microbench result" in words(missing.output)
+    assert missing.exit_code != 0 and "not a gpu_microbench result" in flat(missing.output)

@@ -19,7 +19,8 @@ from blend.ingest import ingest_file
 from blend.profile import profile_dataset
 from blend.store import Store, fetch_dicts
 from blend.tokenize import ChatTemplateError
-from tests.support.attacks import flat, write_jsonl
+from tests.support.attacks import write_jsonl
+from tests.support.cli_text import flat
 
 runner = CliRunner()
 SYSTEM_REFUSING = (

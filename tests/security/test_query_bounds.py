@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from blend.cli import app
 from blend.query import MEMORY_FRACTION, default_memory_limit
 from blend.store import Store
-from tests.support.attacks import flat
+from tests.support.cli_text import flat
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]

@@ -28,7 +28,8 @@ from blend.query.check import QueryRefusedError, read_statement
 from blend.query.cli import query_command
 from blend.query.run import _open_unchecked
 from blend.store import Store
-from tests.support.attacks import flat, tree_digest
+from tests.support.attacks import tree_digest
+from tests.support.cli_text import flat
 
 runner = CliRunner()
 needs_landlock = pytest.mark.skipif(

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from blend.cli import app
 from blend.query import QueryRefusedError, read_statement, run_query
 from blend.store import Store, StoreNotReadableError
-from tests.support.attacks import flat, tree_digest
+from tests.support.attacks import tree_digest
+from tests.support.cli_text import flat
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from blend.cli import app
-from tests.support.cli_text import words
+from tests.support.cli_text import flat
 
 KEYS = {
     "t_seq_makespan_s",
@@ -128,7 +128,7 @@ def test_bad_planner_and_bad_file(workload: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     base = ["simulate", "--model-spec", "llama-3.1-8b", "--hardware", "a100-80g", "--json"]
     result = runner.invoke(app, [*base, "--requests", str(workload), "--planner", "nope"])
-    assert result.exit_code == 2 and "'nope' is not one of" in words(result.output)
+    assert result.exit_code == 2 and "'nope' is not one of" in flat(result.output)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"request_id": "x", "prompt_token_ids": [1, 2]}\n')
     result = runner.invoke(app, [*base, "--requests", str(bad), "--planner", "fcfs"])
