@@ -34,10 +34,10 @@ from tests.support.attacks import (
     DATASET,
     PLAN_ID,
     RUN_ID,
-    flat,
     tree_digest,
     write_jsonl,
 )
+from tests.support.cli_text import flat
 
 runner = CliRunner()
 ATTACKS = sorted(BAD_NAMES)
