@@ -499,9 +499,9 @@ class _RunLoop:
             )
             raise RestartEngine(config, f"settings searched after the warm-up: {settings.label()}")
         policy = self._revision_policy(self.revision)
-        running = {s: n for s, n in outcome.running.items() if s in self.revision.adopted}
-        prompts = {s: float(self._items.prompt_tokens[s]) for s in running}
-        adopt_running(policy, running, prompts, self.revision.adopted)
+        # those the revision estimated that still run on this engine (a restart ran them again)
+        adopted = {s: e for s, e in self.revision.adopted.items() if s in outcome.running}
+        adopt_running(policy, adopted, {s: float(self._items.prompt_tokens[s]) for s in adopted})
         return policy
 
     def _revision_policy(self, revision: Revision) -> AdmissionPolicy:

@@ -78,6 +78,9 @@ class WarmupThenReplan:
     _next: int = 0
     _inflight: set[int] = field(default_factory=set)
     _after: AdmissionPolicy | None = None
+    # the re-planned policy's adopted warm-up requests (AdoptsInFlight), read at the re-plan:
+    # the same set it updates, so their finishes go on reaching it
+    _adopted: set[int] = field(default_factory=set)
 
     @property
     def num_remaining(self) -> int:
@@ -87,14 +90,11 @@ class WarmupThenReplan:
 
     def admit(self, engine: EngineView) -> list[int]:
         others = []
-        adopted: set[int] = set()
-        if isinstance(self._after, AdoptsInFlight):
-            adopted = self._after.adopted
         for index, tokens in engine.finished:
             if index in self._inflight:
                 self._inflight.discard(index)
                 self.measured[index] = tokens
-                if index in adopted:  # the re-planned policy counts it: it must see it end
+                if index in self._adopted:  # the re-planned policy counts it: it must see it end
                     others.append((index, tokens))
             else:
                 others.append((index, tokens))
@@ -113,6 +113,8 @@ class WarmupThenReplan:
         )
         self.replanned_at_step = engine.step
         self._after = self.replan(outcome)
+        if isinstance(self._after, AdoptsInFlight):
+            self._adopted = self._after.adopted
         return self._after.admit(_Filtered(engine, []))
 
     def _warmup_done(self, engine: EngineView) -> bool:
@@ -125,14 +127,12 @@ class WarmupThenReplan:
 
 def adopt_running(
     policy: AdmissionPolicy,
-    running: Mapping[int, int],
-    prompt_tokens: Mapping[int, float],
     estimates: Mapping[int, tuple[float, float]],
+    prompt_tokens: Mapping[int, float],
 ) -> None:
     """Hand the warm-up requests still running at the re-plan to `policy`, if it counts
-    requests it did not admit: their prompt tokens and (estimate, spread) by index."""
+    requests it did not admit: by index, their (estimate, spread) and prompt tokens."""
     if not isinstance(policy, AdoptsInFlight):
         return
-    for index in running:
-        estimate, spread = estimates[index]
+    for index, (estimate, spread) in estimates.items():
         policy.adopt(index, prompt_tokens[index], estimate, spread)

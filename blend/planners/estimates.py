@@ -178,15 +178,10 @@ def _spreads(
       and max_tokens, ln(max_tokens / g) / sqrt(12): the estimate is a guess, and admission
       and the settings search count it as one (the second array: bool, guessed)."""
     logs = np.log(np.maximum(values, 1.0))
-    use = known.astype(float)
-    mean_log, _ = _subtree_means(trie, levels, logs, known)
-    mean_sq, _ = _subtree_means(trie, levels, logs * logs, known)
-    count = _subtree_counts(trie, levels, use)
+    moments = _log_moments(trie, levels, logs, known)
     finished = _subtree_counts(trie, levels, (known & ~censored).astype(float))
-    variance = np.maximum(np.nan_to_num(mean_sq - mean_log**2), 0.0)
-    pooled = _pooled_spread(trie, levels, logs, known)
-    own = np.sqrt(variance[estimate_nodes])
-    spread = np.where(count[estimate_nodes] >= MIN_FOR_SPREAD, own, pooled)
+    own = moments.std[estimate_nodes]
+    spread = np.where(moments.count[estimate_nodes] >= MIN_FOR_SPREAD, own, moments.pooled)
     k = finished[estimate_nodes]
     spread = spread * np.sqrt(1.0 + 1.0 / np.maximum(k, 1.0))
     has_prior = ~np.isnan(prior_sigma)
@@ -196,6 +191,32 @@ def _spreads(
         guessed = (k == 0) & ~np.isnan(prior[estimate_nodes])
         spread = np.where(guessed, prior[estimate_nodes], spread)
     return spread, guessed
+
+
+@dataclass(frozen=True, slots=True)
+class _LogMoments:
+    """Per trie node, of the log lengths measured below it: mean, standard deviation and
+    count; and the spread pooled over the prefix groups (_pooled_spread)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    count: np.ndarray
+    pooled: float
+
+
+def _log_moments(
+    trie: CompactTrie, levels: list[np.ndarray], logs: np.ndarray, use: np.ndarray
+) -> _LogMoments:
+    """The moments of `logs` over the values `use` marks, per node."""
+    mean_log, _ = _subtree_means(trie, levels, logs, use)
+    mean_sq, _ = _subtree_means(trie, levels, logs * logs, use)
+    variance = np.maximum(np.nan_to_num(mean_sq - mean_log**2), 0.0)
+    return _LogMoments(
+        mean_log,
+        np.sqrt(variance),
+        _subtree_counts(trie, levels, use.astype(float)),
+        _pooled_spread(trie, levels, logs, use),
+    )
 
 
 def _subtree_counts(trie: CompactTrie, levels: list[np.ndarray], use: np.ndarray) -> np.ndarray:
@@ -249,11 +270,7 @@ def _censored_values(
     value the log-std of the log-uniform prior it was given (nan: none)."""
     finished = known & ~censored
     mean, has = _subtree_means(trie, levels, values, finished)
-    logs = np.log(np.maximum(values, 1.0))
-    mean_log, _ = _subtree_means(trie, levels, logs, finished)
-    mean_sq, _ = _subtree_means(trie, levels, logs * logs, finished)
-    count = _subtree_counts(trie, levels, finished.astype(float))
-    pooled = _pooled_spread(trie, levels, logs, finished)
+    moments = _log_moments(trie, levels, np.log(np.maximum(values, 1.0)), finished)
     nearest, inside = _nearest_measured(trie, levels, has)
     out = values.copy()
     prior_sigma = np.full(len(values), np.nan)
@@ -262,9 +279,9 @@ def _censored_values(
         hint = hints[k - n]
         if has[node] and inside[node]:
             # what finished of its group, as a lognormal: the mean of the part beyond g
-            var = float(mean_sq[node] - mean_log[node] ** 2) if count[node] >= MIN_FOR_SPREAD else 0
-            sigma = math.sqrt(var) if var > 0 else pooled
-            tail = conditional_mean(float(mean_log[node]), sigma, float(values[k]))
+            own = moments.count[node] >= MIN_FOR_SPREAD and moments.std[node] > 0
+            sigma = float(moments.std[node]) if own else moments.pooled
+            tail = conditional_mean(float(moments.mean[node]), sigma, float(values[k]))
             out[k] = max(values[k], mean[node], tail)
         else:  # nothing of its group finished: somewhere between now and its limit
             low = max(1.0, float(values[k]))

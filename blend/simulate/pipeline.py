@@ -211,12 +211,11 @@ class PipelineSimulator:
         estimates = estimate_outputs([self._visible[i] for i in running], hints)
         adopt_running(
             policy,
-            outcome.running,
-            {i: float(len(self._prompts[i])) for i in running},
             {
                 i: (float(t), float(s))
                 for i, t, s in zip(running, estimates.tokens, estimates.spread, strict=True)
             },
+            {i: float(len(self._prompts[i])) for i in running},
         )
 
     def run(self, settings: EngineSettings, feed: FeedChoice | None = None) -> PipelineRun:
