@@ -25,26 +25,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from hashlib import blake2b
 
 import numpy as np
 
 from blend.planners.arrays import level_order, subtree_sums
-from blend.planners.request import PlanRequest
+from blend.planners.request import EstimateSource, PlanRequest
 from blend.tree import CompactTrie, TokenIds, build_compact_trie
 
 MIN_WARMUP = 4  # requests in a warm-up sample at least (fewer only if there are fewer)
 MIN_GROUP = 8  # prefix groups this large get at least one warm-up request
 WARMUP_FRACTION = 0.01  # share of the unmeasured requests run first (BlendServe uses ~1%)
-
-
-class EstimateSource(StrEnum):
-    OWN = "own"  # the request's own earlier result (same prompt, model and sampling)
-    ORACLE = "oracle"  # the true length (simulation only)
-    WARMUP = "warmup"  # mean of warm-up results in its nearest measured prefix subtree
-    HISTORY = "history"  # mean of earlier results (same model and sampling), same rule
-    MAX_TOKENS = "max_tokens"  # nothing measured: the request's output limit
 
 
 @dataclass(frozen=True, slots=True)

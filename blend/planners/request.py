@@ -1,15 +1,20 @@
-"""What a planner may know of one request."""
+"""What a planner may know of one request, and where a known output length comes from."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from enum import StrEnum
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from blend.planners.estimates import EstimateSource
+
+class EstimateSource(StrEnum):
+    OWN = "own"  # the request's own earlier result (same prompt, model and sampling)
+    ORACLE = "oracle"  # the true length (simulation only)
+    WARMUP = "warmup"  # mean of warm-up results in its nearest measured prefix subtree
+    HISTORY = "history"  # mean of earlier results (same model and sampling), same rule
+    MAX_TOKENS = "max_tokens"  # nothing measured: the request's output limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +32,4 @@ class PlanRequest:
 
     @property
     def length_source(self) -> EstimateSource:
-        from blend.planners.estimates import EstimateSource
-
         return self.known_from or EstimateSource.ORACLE
