@@ -195,7 +195,10 @@ def run_job(job: Job) -> list[Row]:
     recorder = _Recorder(job, workload.requests, cost)
     default = vllm_default_settings(cost.hardware, MAX_MODEL_LEN)
     planner = make_planner(job.planner, cost=cost)
-    simulator = PipelineSimulator(workload, planner, cost, engine=SimulatedEngine(default))
+    # the jobs already run side by side (--workers): one process per search
+    simulator = PipelineSimulator(
+        workload, planner, cost, engine=SimulatedEngine(default), search_workers=1
+    )
 
     started = time.perf_counter()
     first = simulator.run(default)

@@ -139,9 +139,11 @@ class PipelineSimulator:
         dual_scan: DualScanOptions | None = None,
         engine: SimulatedEngine | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        search_workers: int | None = None,
     ) -> None:
         self.workload, self.planner, self.cost = workload, planner, cost
         self.dual_scan = dual_scan
+        self.search_workers = search_workers  # processes of the settings search (None: auto)
         self.engine = engine or SimulatedEngine(EngineSettings(8192, 256))
         self._prompts = [r.prompt_token_ids for r in workload.requests]
         self._visible = visible_requests(
@@ -256,6 +258,7 @@ class PipelineSimulator:
             self.engine.config(),
             memory_centric=memory_centric,
             max_model_len=max_model_len,
+            workers=self.search_workers,
         )
 
 

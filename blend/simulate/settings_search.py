@@ -21,11 +21,18 @@ Candidates (at most 19 simulations for the dual scan, 9 for in-order plans):
 Above SEARCH_MAX_REQUESTS requests the search simulates a uniform sample in plan order and
 scales its makespans by n / sample (the ranking is what the search needs; the prediction of a
 sample is rougher).
+
+The candidates are independent simulations: from PARALLEL_MIN_REQUESTS simulated requests up
+they run in a pool of processes, one per core this process may use (search_workers); the
+result is the same as one after the other, trial for trial.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -38,6 +45,9 @@ from blend.engine_settings import TOKEN_CANDIDATES, EngineSettings, SettingsSour
 from blend.simulate.types import SimConfig, SimRequest, SimResult
 
 SEARCH_MAX_REQUESTS = 20_000  # requests simulated per candidate at most (a sample above)
+# below this many simulated requests a candidate takes well under a second, less than a
+# worker process needs to start (imports, compiled kernels read from numba's cache: ~2 s)
+PARALLEL_MIN_REQUESTS = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,9 @@ class FeedChoice:
         if self.admission is AdmissionKind.DUAL_SCAN:
             return "dual-scan" if self.pace else "dual-scan, unpaced"
         return str(self.admission.value)
+
+
+Candidate = tuple[EngineSettings, FeedChoice]  # engine settings and a feed, simulated once
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,35 +202,112 @@ def search_plan(
     *,
     memory_centric: int | None = None,
     max_model_len: int,
+    workers: int | None = None,
 ) -> PlanSearch:
     """Feed and settings for `inputs` (module docstring); `running`: the engine's settings
-    now; `template`: the engine's other settings (KV cache, block size, prefix caching)."""
+    now; `template`: the engine's other settings (KV cache, block size, prefix caching);
+    `workers`: processes that simulate candidates side by side (None: search_workers)."""
     simulator = _CandidateSimulator(inputs, cost, template)
-    trials: list[SearchTrial] = []
-    tried: set[tuple[int, int, FeedChoice]] = set()
+    candidates: list[Candidate] = []
 
-    def run(tokens: int, n_seqs: int, feed: FeedChoice) -> None:
-        candidate = EngineSettings(
+    def candidate(tokens: int, n_seqs: int, feed: FeedChoice) -> Candidate:
+        settings = EngineSettings(
             tokens, n_seqs, running.chunked_prefill, SettingsSource.SEARCH
         ).validated(max_model_len)
-        if (candidate.max_num_batched_tokens, candidate.max_num_seqs) == (
+        if (settings.max_num_batched_tokens, settings.max_num_seqs) == (
             running.max_num_batched_tokens,
             running.max_num_seqs,
         ):
-            candidate = running.validated(max_model_len)
-        key = (candidate.max_num_batched_tokens, candidate.max_num_seqs, feed)
-        if key not in tried:
-            tried.add(key)
-            trials.append(simulator.trial(candidate, feed))
+            settings = running.validated(max_model_len)
+        return settings, feed
 
-    for feed in feed_choices(inputs.admission):
-        for tokens in _budgets(feed, running.max_num_batched_tokens):
-            run(tokens, running.max_num_seqs, feed)
-    leader = min(trials, key=lambda t: t.makespan_s)
-    if memory_centric is not None:
-        run(leader.settings.max_num_batched_tokens, memory_centric, leader.feed)
+    def fresh(pairs: list[Candidate]) -> list[Candidate]:
+        """The pairs not yet tried, first of each kind kept (settings compared by shape)."""
+        seen = {_shape(c) for c in candidates}
+        out = []
+        for pair in pairs:
+            if _shape(pair) not in seen:
+                seen.add(_shape(pair))
+                out.append(pair)
+        return out
+
+    first_round = fresh(
+        [
+            candidate(tokens, running.max_num_seqs, feed)
+            for feed in feed_choices(inputs.admission)
+            for tokens in _budgets(feed, running.max_num_batched_tokens)
+        ]
+    )
+    n_workers = workers or search_workers(simulator.n_simulated, len(first_round))
+    with _TrialRunner(simulator, n_workers) as runner:
+        candidates += first_round
+        trials = runner.trials(first_round)
+        leader = min(trials, key=lambda t: t.makespan_s)
+        if memory_centric is not None:
+            second = fresh(
+                [candidate(leader.settings.max_num_batched_tokens, memory_centric, leader.feed)]
+            )
+            candidates += second
+            trials += runner.trials(second)
     best = min(trials, key=lambda t: t.makespan_s)  # min keeps the first of equal ones
     return PlanSearch(best, trials, simulator.n_simulated, len(inputs.prompts))
+
+
+def _shape(pair: Candidate) -> tuple[int, int, FeedChoice]:
+    settings, feed = pair
+    return settings.max_num_batched_tokens, settings.max_num_seqs, feed
+
+
+def search_workers(n_simulated: int, n_candidates: int) -> int:
+    """Processes worth starting for n_candidates simulations of n_simulated requests each:
+    one per core this process may use, none beyond the candidates, and 1 (no pool) for
+    samples too small to repay a worker's start."""
+    if n_simulated < PARALLEL_MIN_REQUESTS or n_candidates < 2:
+        return 1
+    return max(1, min(n_candidates, len(os.sched_getaffinity(0))))
+
+
+class _TrialRunner:
+    """Runs candidates here (one worker) or in a pool of spawned processes that each hold a
+    copy of the simulator. Spawned, not forked: the search may run in a process that holds
+    an engine's threads or a GPU context, which a fork would copy half-initialised."""
+
+    def __init__(self, simulator: _CandidateSimulator, workers: int) -> None:
+        self.simulator, self.workers = simulator, workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> _TrialRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def trials(self, pairs: list[Candidate]) -> list[SearchTrial]:
+        """One trial per pair, in the order given."""
+        if self.workers <= 1 or len(pairs) < 2:
+            return [self.simulator.trial(settings, feed) for settings, feed in pairs]
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_hold_simulator,
+                initargs=(self.simulator,),
+            )
+        return list(self._pool.map(_pooled_trial, pairs))
+
+
+_WORKER_SIMULATOR: _CandidateSimulator | None = None  # a pool worker's copy
+
+
+def _hold_simulator(simulator: _CandidateSimulator) -> None:
+    global _WORKER_SIMULATOR
+    _WORKER_SIMULATOR = simulator
+
+
+def _pooled_trial(pair: Candidate) -> SearchTrial:
+    assert _WORKER_SIMULATOR is not None, "the pool's initializer sets the simulator"
+    return _WORKER_SIMULATOR.trial(*pair)
 
 
 def _budgets(feed: FeedChoice, running_tokens: int) -> list[int]:
@@ -243,7 +333,8 @@ class _CandidateSimulator:
             keep = np.sort(rng.choice(n, SEARCH_MAX_REQUESTS, replace=False))
         self.n_simulated = len(keep)
         self.scale = n / max(1, len(keep))
-        self.inputs, self.cost, self.template = inputs, cost, template
+        # only the sample is kept: a pool worker receives a pickled copy of this object
+        self.cost, self.template, self.dual_scan = cost, template, inputs.dual_scan
         self.prompts = [inputs.prompts[i] for i in keep.tolist()]
         self.estimates = np.asarray(inputs.estimates, dtype=np.float64)[keep]
         self.spread = np.asarray(inputs.spread, dtype=np.float64)[keep]
@@ -271,7 +362,7 @@ class _CandidateSimulator:
 
         order = self.dfs if feed.dfs_fallback else np.arange(len(self.requests))
         sequence = scan_sequence(self.prompts, order, self.estimates[order], self.spread[order])
-        options = replace(self.inputs.dual_scan, pace=feed.pace)
+        options = replace(self.dual_scan, pace=feed.pace)
         policy = admission_policy(feed.admission, sequence, self.cost, settings, options)
         config = replace(
             self.template,

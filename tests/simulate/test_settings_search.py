@@ -4,6 +4,7 @@ ones), every feed tried, the fastest kept."""
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -122,3 +123,24 @@ def test_a_sample_stands_for_a_large_plan(monkeypatch: pytest.MonkeyPatch) -> No
     config = SimConfig(kv_capacity_tokens=20_000, block_size=16)
     search = search_plan(inputs, default_cost(), _DEFAULT, config, max_model_len=1024)
     assert search.n_simulated == 25 and search.n_requests == 100
+
+
+def test_candidates_simulated_in_worker_processes_give_the_same_search() -> None:
+    """The pool changes where candidates run, not what they predict: trial for trial the
+    same settings, feeds, makespans and preemptions, and the same winner."""
+    simulator, first, cost = _planned("blendserve")
+    planned, running = first.planned, first.settings
+    serial = simulator.search(planned, running, memory_centric=300, max_model_len=4096)
+    simulator.search_workers = 2
+    pooled = simulator.search(planned, running, memory_centric=300, max_model_len=4096)
+    assert pooled.trials == serial.trials and pooled.best == serial.best
+    assert len(serial.trials) > 2  # a first round in the pool, then the memory-centric one
+
+
+def test_small_searches_stay_in_process_and_large_ones_use_the_cores() -> None:
+    from blend.simulate.settings_search import PARALLEL_MIN_REQUESTS, search_workers
+
+    assert search_workers(PARALLEL_MIN_REQUESTS - 1, 17) == 1
+    assert search_workers(PARALLEL_MIN_REQUESTS, 1) == 1
+    cores = len(os.sched_getaffinity(0))
+    assert search_workers(PARALLEL_MIN_REQUESTS, 17) == min(17, cores)
