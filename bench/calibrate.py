@@ -7,7 +7,7 @@
 Starts vLLM in process (1 GiB of KV) on a locally built random-weight Llama (4 layers,
 hidden 512, 8 heads and 8 KV heads of 64, max_position 2048), times LLMEngine.step() over a
 grid of pure-prefill steps (prompt tokens per step) and pure-decode steps (decoding requests
-x context length), and fits the simulator's step model (blend/simulate/step_time.py) by least
+x context length), and fits the simulator's step model (blend/cost/step_time.py) by least
 squares on one repeat per grid point (--pick median, or min on a busy machine), in wall time
 (--clock wall) or process CPU time (--clock cpu). --step-model overlap (default) fits
 t = overhead + max(compute / F, memory / W): points are assigned to the compute or memory
@@ -15,7 +15,7 @@ side by the current fit and the piecewise-linear problem is re-solved until the 
 is stable; additive fits t = overhead + compute / F + memory / W  linearly. The other
 model's fit error is printed beside it.
 Writes peak_flops = F, mem_bandwidth_bytes_s = W (efficiencies 1.0), step_overhead_s and
-overlap_compute_memory into the "cpu-local" entry of blend/specs/hardware.json (or --out),
+overlap_compute_memory into the "cpu-local" entry of blend/cost/specs/hardware.json (or --out),
 with a "source" line. The measuring and the fit live in blend/calibration/ (cpu_measure.py,
 cpu_fit.py, hardware_file.py); this script reads the options, prints and writes.
 """
@@ -41,7 +41,7 @@ from blend.calibration.cpu_fit import (
 )
 from blend.calibration.cpu_measure import default_models_dir, describe, measure
 from blend.calibration.hardware_file import HARDWARE_JSON, write_flat_profile, write_profile
-from blend.cost import ModelSpec
+from blend.cost.model import ModelSpec
 
 
 def main() -> None:

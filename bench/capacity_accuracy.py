@@ -3,10 +3,10 @@
     python bench/capacity_accuracy.py [--n 5000] [--seeds 0,1] [--max-engines 8]
                                       [--families dolly,...] [--json FILE] [--markdown FILE]
 
-Per workload family draw (blend/workload_families.py): a draw of 2n requests is shuffled and
+Per workload family draw (bench/workloads/families.py): a draw of 2n requests is shuffled and
 halved; the first half is "last night" (its true lengths become the history hints the plan
 stage reads from earlier results), the second is tonight's dataset. The prediction
-(blend/capacity.py) sees tonight's prompts and max_tokens plus the history, never tonight's
+(blend/plan/capacity.py) sees tonight's prompts and max_tokens plus the history, never tonight's
 true lengths; the truth is the same k-engine pipeline simulation (blend/simulate/
 multi_engine.py, same history) run with tonight's true lengths. Also shown: the prediction
 without history (every estimate at max_tokens until the warm-up: an upper bound). Target:
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,14 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from blend.capacity import predict_capacity
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.workloads
+
+from bench.workloads.families import FAMILIES, draw_instance
+from bench.workloads.generators import default_cost
+from blend.plan.capacity import predict_capacity
 from blend.planners import EstimateSource, LengthHint, PlanRequest, estimate_outputs
 from blend.simulate.io import Workload
 from blend.simulate.multi_engine import MultiEngineSimulator
 from blend.simulate.pipeline import DEFAULT_MAX_TOKENS, SimulatedEngine
 from blend.simulate.run import default_settings
-from blend.workload_families import FAMILIES, draw_instance
-from blend.workloads import default_cost
 
 TARGET = 0.15  # largest relative error allowed
 

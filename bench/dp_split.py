@@ -8,7 +8,7 @@
 
 Workloads: the paper's four main mixes (BurstGPT + MMLU + OpenVid at fixed rho and sharing,
 `--n` requests, output limits as bench/planners.py sets them) and `--seeds` draws of every
-other family of blend/workload_families.py (`--family-n` requests). Each runs the pipeline
+other family of bench/workloads/families.py (`--family-n` requests). Each runs the pipeline
 (blend/simulate/multi_engine.py: one warm-up spread over the engines, one BlendServe plan,
 k shares, each engine's online dual scan) for llama-3.1-8b on a100-80g at vLLM's offline
 default settings, the same for every k and split. The ratio is k engines' throughput over k
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -28,13 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from blend.cost import CostModel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.workloads
+
+from bench.workloads.families import FAMILIES, draw_instance, paper_mix_workload
+from bench.workloads.generators import MAIN_MIXES, default_cost
+from blend.cost.model import CostModel
 from blend.simulate.io import Workload
 from blend.simulate.multi_engine import SPLITS, MultiEngineRun, MultiEngineSimulator
 from blend.simulate.pipeline import SimulatedEngine
 from blend.simulate.run import default_settings
-from blend.workload_families import FAMILIES, draw_instance, paper_mix_workload
-from blend.workloads import MAIN_MIXES, default_cost
 
 MAIN_MIX = "main-mix (paper)"
 

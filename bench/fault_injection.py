@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from blend.store import Store, fetch_dicts  # noqa: E402
+from blend.store.database import Store, fetch_dicts  # noqa: E402
 
 CHILD_TIMEOUT_S = 300.0
 
@@ -81,8 +81,8 @@ def write_prompts(path: Path, n_requests: int, seed: int) -> Path:
 def prepare(store_dir: Path, model_dir: Path, n_requests: int, seed: int) -> str:
     """Ingest, profile and plan a generated dataset; returns the plan id."""
     from blend.ingest import ingest_file
-    from blend.plan import PlanOptions, plan_dataset
-    from blend.profile import profile_dataset
+    from blend.plan.stage import PlanOptions, plan_dataset
+    from blend.profile.stage import profile_dataset
 
     store = Store.open(store_dir)
     source = write_prompts(store.root / "prompts.jsonl", n_requests, seed)
@@ -95,7 +95,7 @@ def prepare(store_dir: Path, model_dir: Path, n_requests: int, seed: int) -> str
 def child_main(args: argparse.Namespace) -> int:
     """Execute (or resume) the run; prints `started` and `progress DONE` lines."""
     from blend.engines.base import EngineConfig
-    from blend.execute import ExecuteOptions, execute_plan
+    from blend.execute.stage import ExecuteOptions, execute_plan
 
     print("started", flush=True)
 
@@ -197,7 +197,7 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def rows_done(store: Store, dataset: str, run_id: str) -> int:
     """Rows in the run's finished parts (what a resume would skip)."""
-    from blend.results import rows_in, run_dir
+    from blend.store.results import rows_in, run_dir
 
     return rows_in(sorted(run_dir(store.results_dir, dataset, run_id).glob("part-*.parquet")))
 
@@ -296,7 +296,7 @@ def check(
     started: float,
     kinds: tuple[str, ...] = (),
 ) -> Outcome:
-    from blend.results import run_dir
+    from blend.store.results import run_dir
 
     directory = run_dir(store.results_dir, "faults", run_id)
     glob = str(directory / "part-*.parquet")

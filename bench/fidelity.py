@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from blend.admission_feed import AdmissionFeed
+from blend.admission.feed import AdmissionFeed
+from blend.admission.warmup import hand_over_if_ended
 from blend.calibration.cpu_fit import BENCH_SHAPE, fit_step_model, model_spec, per_point
 from blend.calibration.cpu_measure import (
     CPU_BLOCK_SIZE,
@@ -50,10 +51,10 @@ from blend.calibration.cpu_measure import (
     default_models_dir,
     prefill_samples,
 )
-from blend.cost import CostModel, HardwareSpec, load_hardware
+from blend.cost.model import CostModel, HardwareSpec, load_hardware
 from blend.demo.model import ensure_tiny_model
-from blend.engine_settings import EngineSettings
 from blend.engines.base import EngineConfig, EngineRequest
+from blend.engines.settings import EngineSettings
 from blend.planners import make_planner
 from blend.simulate import SimRequest, optimal_makespan_s
 from blend.simulate.io import Workload
@@ -132,7 +133,7 @@ def run_real(engine: Any, simulator: PipelineSimulator, workload: Workload) -> d
     vllm_engine = engine._engine
     vllm_engine.reset_prefix_cache()
     before = counters(vllm_engine)
-    policy, _ = simulator.admission(engine.settings)
+    policy, rest_of_run, _ = simulator.admission(engine.settings)
     feed = AdmissionFeed(policy, _Requests(workload))
     lengths = {r.request_id: r.output_len for r in workload.requests}
     started = time.perf_counter()
@@ -144,6 +145,8 @@ def run_real(engine: Any, simulator: PipelineSimulator, workload: Workload) -> d
             if output.error or output.n_output_tokens != lengths[output.request_id]:
                 raise RuntimeError(f"{output.request_id}: not the requested output length")
             done += 1
+        if feed.paused and rest_of_run is not None:  # the warm-up ended: re-plan, hand over
+            hand_over_if_ended(policy, rest_of_run)
     wall = time.perf_counter() - started
     busy = engine.busy_seconds - busy_before
     after = counters(vllm_engine)

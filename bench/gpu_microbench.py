@@ -1,6 +1,6 @@
 """GPU microbenchmarks for fitting the roofline step-time model (one self-contained script).
 
-Measures what blend/simulate/step_time.py models on an NVIDIA GPU, with plain PyTorch (no
+Measures what blend/cost/step_time.py models on an NVIDIA GPU, with plain PyTorch (no
 vLLM): bf16 GEMMs of Llama linear layers, HBM bandwidth, SDPA attention (prefill and
 decode, GQA), whole eager "engine steps" of a random-weight Llama-3.1-8B-shaped decoder,
 host<->device copies and CPU GEMMs. Depends only on torch, numpy and the standard library

@@ -6,7 +6,7 @@
 Prints the fit (blend/calibration/gpu_steps.py) with and without fixing the bandwidth
 efficiency at the measured read bandwidth of the `hbm` section, the error per step, and the
 same data fitted with one hard max over everything (the step model blend used before), so
-the two can be compared; the h200 entry of blend/specs/hardware.json holds the first fit.
+the two can be compared; the h200 entry of blend/cost/specs/hardware.json holds the first fit.
 """
 
 from __future__ import annotations

@@ -40,11 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blend.cost import ModelSpec, load_model_spec
-from blend.hetegen.hardware_profile import HeteGenProfile
-from blend.hetegen.placement import Placement, all_resident, place
+from blend.cost.model import ModelSpec, load_model_spec
+from blend.cost.offload.hardware_profile import HeteGenProfile
+from blend.cost.offload.placement import Placement, all_resident, place
+from blend.cost.offload.shapes import LinearShape, linear_shapes
 from blend.hetegen.profiler import ProfileOptions, measure_profile
-from blend.hetegen.shapes import LinearShape, linear_shapes
 from blend.hetegen.split_linear import SplitLinear
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

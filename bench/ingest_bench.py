@@ -80,7 +80,7 @@ def run_contender(contender: str, path: Path, work: Path) -> dict[str, object]:
         con.close()
         return {"rows": rows, "seconds": time.perf_counter() - started}
     from blend.ingest import ingest_file
-    from blend.store import Store
+    from blend.store.database import Store
 
     started = time.perf_counter()
     report = ingest_file(

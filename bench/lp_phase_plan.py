@@ -4,7 +4,7 @@
                                   [--step-models vllm,overlap] [--no-search]
                                   [--json bench/results/lp-phase-plan.json]
 
-Workloads: draws of the `dolly` family (blend/workload_families.py: Dolly-15k's eight
+Workloads: draws of the `dolly` family (bench/workloads/families.py: Dolly-15k's eight
 instruction classes, each seed its own class weights, spreads and templates) at each size.
 Cost: llama-3.1-8b on a100-80g (as bench/planners.py), under vLLM's step model (attention
 after the GEMMs) and, one knob changed, a step model where compute and memory traffic overlap
@@ -30,20 +30,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.workloads
+
+from bench.workloads.families import draw_instance
 from blend.admission.base import AdmissionPolicy
 from blend.admission.dual_scan import scan_sequence
 from blend.admission.lp_gate import GateShares, LpGateAdmission, LpGateOptions
 from blend.control.classes import cluster_requests
 from blend.control.fluid_inputs import class_fluid_inputs
 from blend.control.phase_plan import fluid_min_makespan_s, phase_plan
-from blend.cost import CostModel, load_hardware, load_model_spec
-from blend.engine_settings import EngineSettings, candidate_settings, memory_centric_seqs
+from blend.cost.model import CostModel, load_hardware, load_model_spec
+from blend.engines.settings import EngineSettings, candidate_settings, memory_centric_seqs
 from blend.planners import make_planner
 from blend.simulate.io import Workload
 from blend.simulate.optimal import optimal_makespan_s
@@ -53,7 +57,6 @@ from blend.simulate.pipeline import (
     SimulatedEngine,
 )
 from blend.simulate.run import default_settings, plan_and_simulate
-from blend.workload_families import draw_instance
 
 PLANNERS = ("dfs", "blendserve", "lp-gate")
 COLUMNS = ("fluid_seq", "fluid_min", *PLANNERS, "lp-gate-job")
@@ -67,12 +70,8 @@ class JobSharesSimulator(PipelineSimulator):
         sequence = scan_sequence(
             prompts, planned.ordered, planned.ordered_estimates, planned.ordered_spread
         )
-        options = LpGateOptions(
-            max_num_seqs=settings.max_num_seqs,
-            max_num_batched_tokens=settings.max_num_batched_tokens,
-            shares=GateShares.JOB,
-        )
-        return LpGateAdmission(sequence, self.cost, options)
+        options = LpGateOptions(shares=GateShares.JOB)
+        return LpGateAdmission(sequence, self.cost, options, settings)
 
 
 def bench_cost(step_model: str) -> CostModel:

@@ -44,11 +44,11 @@ def main() -> int:
 
     from blend.demo.model import ensure_tiny_model
     from blend.engines.base import EngineConfig
-    from blend.execute import ExecuteOptions, execute_plan
+    from blend.execute.stage import ExecuteOptions, execute_plan
     from blend.ingest import ingest_file
-    from blend.plan import plan_dataset
-    from blend.profile import profile_dataset
-    from blend.store import Store
+    from blend.plan.stage import plan_dataset
+    from blend.profile.stage import profile_dataset
+    from blend.store.database import Store
 
     work = args.store or Path(tempfile.mkdtemp(prefix="blend-overhead-"))
     store = Store.open(work / "store")

@@ -8,7 +8,7 @@
     python bench/planners.py --scale-1m       # planning time and peak memory at 1M requests
 
 Workloads: the paper's four main mixes (BurstGPT + MMLU + OpenVid at fixed rho and sharing,
-`--n` requests) and `--instances` draws of every family of blend/workload_families.py
+`--n` requests) and `--instances` draws of every family of bench/workloads/families.py
 (`--family-n` requests; each draw has its own shape, none tuned on). Planners: dfs, lpt,
 naive-blend, batchllm (the peers) and blendserve. Every planner runs the pipeline as it runs
 for real (blend/simulate/pipeline.py: a warm-up sample first, then the rest re-planned from
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -42,10 +43,15 @@ from pathlib import Path
 
 import numpy as np
 
-from blend.cost import CostModel
-from blend.engine_settings import memory_centric_seqs, vllm_default_settings
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.workloads
+
+from bench.workloads.families import FAMILIES, draw_instance, paper_mix_workload
+from bench.workloads.generators import MAIN_MIXES, default_cost, few_shot_prompts
+from blend.cost.model import CostModel
+from blend.engines.settings import memory_centric_seqs, vllm_default_settings
 from blend.planners import Plan, PlanRequest, estimate_outputs, make_planner
 from blend.planners.blendserve import BlendServePlanner
+from blend.planners.tree import order_sharing_ratio
 from blend.simulate.gap import sequential_gap
 from blend.simulate.io import Workload
 from blend.simulate.optimal import optimal_makespan_s
@@ -54,9 +60,6 @@ from blend.simulate.run import search_after_warmup
 from blend.simulate.sequential_bound import prompt_trie_totals, sequential_bound
 from blend.simulate.settings_search import SearchInputs, search_plan
 from blend.simulate.types import SimConfig, SimRequest
-from blend.tree import order_sharing_ratio
-from blend.workload_families import FAMILIES, draw_instance, paper_mix_workload
-from blend.workloads import MAIN_MIXES, default_cost, few_shot_prompts
 
 PLANNERS = ("dfs", "lpt", "naive-blend", "batchllm", "blendserve")
 PEERS = ("dfs", "lpt", "naive-blend", "batchllm")  # what BlendServe is held against

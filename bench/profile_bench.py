@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from blend import sql
 from blend.demo.model import CORPUS_PATH, ensure_tiny_model
-from blend.profile import MAX_LISTED_IDS, ProfileReport, profile_dataset
-from blend.store import Store, fetch_dicts
+from blend.profile.stage import MAX_LISTED_IDS, ProfileReport, profile_dataset
+from blend.store import sql
+from blend.store.database import Store, fetch_dicts
 
 DATASET = "bench"
 WORDS = CORPUS_PATH.read_text(encoding="utf-8").split()

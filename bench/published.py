@@ -13,27 +13,30 @@ vLLM v0.6.0 figures are read off the blog's bar charts, about +-0.5 req/s):
 
 Each workload is simulated with the engine settings of that vLLM version (256 running
 requests; the token budget: max_model_len, no chunked prefill), no prefix caching (off by
-default then), and each hardware profile as committed (blend/specs/hardware.json): nothing is
+default then), and each hardware profile as committed (blend/cost/specs/hardware.json): nothing is
 fitted to these figures. ShareGPT-like lengths are lognormal with the published means.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from blend.cost import CostModel, load_hardware, load_model_spec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: bench.workloads
+
+from bench.workloads.generators import ChatTrace
+from blend.cost.model import CostModel, load_hardware, load_model_spec
 from blend.simulate import SimConfig, SimRequest, simulate
-from blend.workloads import ChatTrace
 
 
 @dataclass(frozen=True, slots=True)
 class Published:
     source: str
-    hardware: str  # a profile of blend/specs/hardware.json
+    hardware: str  # a profile of blend/cost/specs/hardware.json
     workload: str
     n: int
     requests_per_s: float  # as published (read off a chart where the source has one)

@@ -31,10 +31,10 @@ CHILD = """
 import json, sys
 from pathlib import Path
 from blend.engines.base import EngineConfig
-from blend.execute import ExecuteOptions, default_engine_factory, execute_plan
-from blend.results import finished_parts, read_metadata
-from blend.scale.ray_fleet import execute_on_ray
-from blend.store import Store, fetch_dicts
+from blend.execute.stage import ExecuteOptions, default_engine_factory, execute_plan
+from blend.store.results import finished_parts, read_metadata
+from blend.execute.ray_fleet import execute_on_ray
+from blend.store.database import Store, fetch_dicts
 import pyarrow.parquet as pq
 def engine_spans(run_dir):
     spans = {}
@@ -78,10 +78,10 @@ MODE_ENV = {"local-1-1t": {"OMP_NUM_THREADS": "1"}}
 def plan_demo(store_dir: Path) -> tuple[str, Path]:
     from blend.demo.model import ensure_tiny_model
     from blend.ingest import ingest_file
-    from blend.pipeline import pipeline_input
-    from blend.plan import PlanOptions, plan_dataset
-    from blend.profile import profile_dataset
-    from blend.store import Store
+    from blend.pipeline.chain import pipeline_input
+    from blend.plan.stage import PlanOptions, plan_dataset
+    from blend.profile.stage import profile_dataset
+    from blend.store.database import Store
 
     store = Store.open(store_dir)
     model_dir = ensure_tiny_model(store.models_dir)

@@ -36,8 +36,8 @@ WORKLOADS = ("openvid", "mix", "short")
 
 def short_requests(n: int, mean_tokens: int = 500, seed: int = 0) -> list:
     """n prompts of ~mean_tokens tokens as plan_1m makes them; outputs ~32 tokens."""
+    from bench.workloads.generators import few_shot_prompts
     from blend.simulate import SimRequest
-    from blend.workloads import few_shot_prompts
 
     prompts, rng = few_shot_prompts(n, mean_tokens, seed)
     outputs = np.clip(np.rint(rng.lognormal(np.log(32) - 0.32, 0.8, n)), 1, 512).astype(int)
@@ -45,7 +45,7 @@ def short_requests(n: int, mean_tokens: int = 500, seed: int = 0) -> list:
 
 
 def make_workload(name: str, scale: float) -> list:
-    from blend.workloads import OPENVID, blend_mix
+    from bench.workloads.generators import OPENVID, blend_mix
 
     if name == "openvid":
         return OPENVID.generate(round(40_000 * scale), 0)
@@ -56,8 +56,8 @@ def make_workload(name: str, scale: float) -> list:
 
 def time_compile() -> float:
     """Seconds of the process's first simulate call, on two tiny requests."""
+    from bench.workloads.generators import default_cost
     from blend.simulate import SimConfig, SimRequest, simulate
-    from blend.workloads import default_cost
 
     tiny = [SimRequest("a", (1, 2, 3, 4, 5), 3), SimRequest("b", (1, 2, 3, 4, 6), 2)]
     started = time.perf_counter()
@@ -73,8 +73,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.cold:  # numba reads it on import, so before anything imports blend.simulate
         os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-cache-")
+    from bench.workloads.generators import default_cost
     from blend.simulate import SimConfig, simulate
-    from blend.workloads import default_cost
 
     print(f"compile (first call, {'cold' if args.cold else 'cached'}): {time_compile():.2f} s")
     cost = default_cost()

@@ -21,10 +21,10 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from blend.execute import RunReport
-from blend.plan import PlanReport
-from blend.profile import LengthBin, ProfileReport, length_histogram
-from blend.store import Store
+from blend.execute.stage import RunReport
+from blend.plan.stage import PlanReport
+from blend.profile.stage import LengthBin, ProfileReport, length_histogram
+from blend.store.database import Store
 
 
 def artifact_key(kind: str, name: str) -> str:

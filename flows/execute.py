@@ -21,14 +21,14 @@ from prefect.runtime import deployment, flow_run
 from pydantic import Field
 
 from blend.engines.base import EngineConfig
-from blend.execute import (
+from blend.execute.stage import (
     ExecuteOptions,
     ProgressCallback,
     RunReport,
     execute_plan,
     new_run_id,
 )
-from blend.store import Store
+from blend.store.database import Store
 from flows.artifacts import ProgressArtifact, publish_run_table
 from flows.options import EngineOptions, ModelOptions, PlanId, RunId, ScaleOutOptions
 from flows.retry import GpuLimitMissingError, is_transient
@@ -76,7 +76,7 @@ def execute_stage_task(
     gpu_limit: str | None,
     progress: ProgressCallback | None = None,
 ) -> RunReport:
-    """The pipeline's execute stage (blend.execute.execute_plan's arguments) as a task; the
+    """The pipeline's execute stage (blend.execute.stage.execute_plan's arguments) as a task; the
     progress shows as an artifact instead of `progress`."""
     del progress  # the progress artifact (a callback cannot reach the UI)
     return _execute(store, plan_id, engine_config, run_id, options, gpu_limit)

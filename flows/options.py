@@ -1,6 +1,6 @@
 """Flow parameters as pydantic models, so the Prefect UI renders them as forms.
 
-Names (datasets, plan ids, run ids, model folders) follow blend.names' rule: the models refuse
+Names (datasets, plan ids, run ids, model folders) follow blend.store.names' rule: the models refuse
 anything else when they are built, so a value typed into the Prefect form is refused before
 the flow runs, and the form itself gets the rule as a JSON-schema `pattern`.
 """
@@ -14,11 +14,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from blend.engines.base import EngineConfig
-from blend.names import NAME_PATTERN, NameKind, validate_name
-from blend.plan import PlanOptions
+from blend.engines.base import EngineConfig, EngineName
+from blend.plan.stage import PlanOptions
 from blend.planners import PlannerName
-from blend.store import Store
+from blend.store.database import Store
+from blend.store.names import NAME_PATTERN, NameKind, validate_name
 
 
 def _schema(kind: NameKind) -> dict[str, Any]:
@@ -86,7 +86,8 @@ class EngineOptions(BaseModel):
     )
 
     def engine_config(self, model_dir: Path) -> EngineConfig:
-        return EngineConfig(model_dir=model_dir, **self.model_dump())
+        fields = self.model_dump()
+        return EngineConfig(model_dir=model_dir, **fields | {"engine": EngineName(self.engine)})
 
 
 class ScaleOutOptions(BaseModel):

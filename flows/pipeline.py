@@ -4,9 +4,9 @@ Incremental by default: ingest reuses an unchanged file's snapshot, and the plan
 every prompt this model already answered with the same sampling, so a nightly run over the
 same input plans nothing and starts no engine. The summary artifact is written either way.
 
-The chain of stages is the library's (blend.pipeline.run_pipeline, what `blend run` runs): this
-flow hands it a hook that runs each stage function as its Prefect task, so the demo default
-input, the resume of an unfinished run and the stage order live in one place.
+The chain of stages is the library's (blend.pipeline.chain.run_pipeline, what `blend run`
+runs): this flow hands it a hook that runs each stage function as its Prefect task, so the
+demo default input, the resume of an unfinished run and the stage order live in one place.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from prefect import Task, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field, model_validator
 
-from blend import pipeline
-from blend.capacity import CapacityReport, pipeline_capacity
-from blend.execute import ExecuteOptions, execute_plan
-from blend.names import NameKind, validate_name
-from blend.pipeline import PipelineReport, StageRunner, run_pipeline
+from blend.execute.stage import ExecuteOptions, execute_plan
+from blend.pipeline import chain as pipeline
+from blend.pipeline.chain import PipelineReport, StageRunner, run_pipeline
+from blend.plan.capacity import CapacityReport, pipeline_capacity
+from blend.store.names import NameKind, validate_name
 from flows.artifacts import artifact_key, publish_summary
 from flows.execute import execute_stage_task
 from flows.ingest import ingest_task
@@ -72,7 +72,7 @@ class PipelineOptions(ModelOptions, ScaleOutOptions):
         return self
 
     def pipeline_options(self) -> pipeline.PipelineOptions:
-        """The library's options (blend.pipeline): one chain for the CLI and the flow."""
+        """The library's options (blend.pipeline.chain): one chain for the CLI and the flow."""
         return pipeline.PipelineOptions(
             input_path=Path(self.input_path) if self.input_path else None,
             dataset=self.dataset,
@@ -84,14 +84,14 @@ class PipelineOptions(ModelOptions, ScaleOutOptions):
         )
 
 
-# The stage functions of blend.pipeline, each run as its own Prefect task.
+# The stage functions of blend.pipeline.chain, each run as its own Prefect task.
 STAGE_TASKS: dict[Callable[..., Any], Task[..., Any]] = {
     t.fn: t for t in (ingest_task, profile_task, plan_task)
 }
 
 
 def stage_runner(gpu_limit: str | None) -> StageRunner:
-    """blend.pipeline's `run_stage` hook: each stage function as its task; the execute stage
+    """blend.pipeline.chain's `run_stage` hook: each stage function as its task; the execute stage
     holds a `gpu_limit` slot. Anything else (the quick look-ups) is called as it is."""
 
     def run_stage(name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

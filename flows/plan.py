@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import flow, task
 from pydantic import Field
 
-from blend.lineage import model_sha256
-from blend.plan import PlanReport, plan_dataset
+from blend.plan.stage import PlanReport, plan_dataset
+from blend.store.lineage import model_sha256
 from flows.options import DatasetName, ModelOptions, PlanningOptions
 from flows.retry import is_transient
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, task
 from pydantic import Field
 
-from blend.profile import ProfileReport, profile_dataset
+from blend.profile.stage import ProfileReport, profile_dataset
 from flows.options import DatasetName, ModelOptions
 from flows.retry import is_transient
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from blend.execute import ExecuteError
+from blend.execute.stage import ExecuteError
 from blend.ingest import IngestError
-from blend.plan import PlanError
-from blend.store_lock import StoreNotWritableError
+from blend.plan.stage import PlanError
+from blend.store.store_lock import StoreNotWritableError
 
 
 class GpuLimitMissingError(RuntimeError):

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from blend import verbosity
-from blend.cost import CostModel
+from blend.cli import verbosity
+from blend.cost.model import CostModel
 from blend.demo.model import ensure_tiny_model
-from blend.store import Store
+from blend.store.database import Store
 from tests.support.toys import toy_cost
 
 # Property tests judge results, never speed: no per-example deadline, which a loaded CI

@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from blend.capacity import (
+from bench.workloads.families import draw_instance
+from bench.workloads.generators import default_cost
+from blend.cli import app
+from blend.cost.model import load_hardware
+from blend.plan.capacity import (
     UNFITTED_STEP_ERROR,
     CapacityError,
     deadline_after,
@@ -23,13 +27,9 @@ from blend.capacity import (
     sample_engines,
     step_model_error,
 )
-from blend.cli import app
-from blend.cost import load_hardware
 from blend.planners import LengthHint, OutputEstimates, PlanRequest, estimate_outputs
 from blend.planners.estimates import EstimateSource
-from blend.store import Store
-from blend.workload_families import draw_instance
-from blend.workloads import default_cost
+from blend.store.database import Store
 from tests.support.cli_text import flat
 from tests.support.seeds import seed_groups
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from blend.demo.dataset import DemoSize, write_demo_dataset
 from blend.engines.base import EngineConfig
-from blend.pipeline import PipelineOptions, run_pipeline
-from blend.plan import PlanOptions
-from blend.store import Store
+from blend.pipeline.chain import PipelineOptions, run_pipeline
+from blend.plan.stage import PlanOptions
+from blend.store.database import Store
 from tests.support.fault_child import fake_engine_stages
 
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from blend.cli import app
-from blend.store import Store, fetch_dicts
+from blend.store.database import Store, fetch_dicts
 
 runner = CliRunner()
 

@@ -21,7 +21,7 @@ import pytest
 from blend import cli
 from blend.cli import errors as cli_errors
 from blend.cli import main
-from blend.store import Store
+from blend.store.database import Store
 from tests.support.children import REPO
 
 COMMANDS = ["ingest", "profile", "plan", "execute", "run"]
@@ -220,7 +220,7 @@ def test_a_results_folder_planted_as_a_link_is_refused(
 
 
 def test_a_run_folder_planted_as_a_link_is_refused(tmp_path: Path) -> None:
-    from blend.results import ResultsFolderError, run_dir
+    from blend.store.results import ResultsFolderError, run_dir
 
     results = tmp_path / "results"
     (results / "dataset=d").mkdir(parents=True)

@@ -9,11 +9,11 @@ import pytest
 
 from blend.engines.base import EngineConfig
 from blend.engines.supervisor import EngineFailedError, RestartPolicy
-from blend.execute import ExecuteError, ExecuteOptions, execute_plan
-from blend.plan import PlanOptions, plan_dataset
-from blend.results import RESULT_SCHEMA, finished_parts, read_metadata
-from blend.store import Store, fetch_dicts
-from blend.tokenize import tokenizer_sha256
+from blend.engines.tokenize import tokenizer_sha256
+from blend.execute.stage import ExecuteError, ExecuteOptions, execute_plan
+from blend.plan.stage import PlanOptions, plan_dataset
+from blend.store.database import Store, fetch_dicts
+from blend.store.results import RESULT_SCHEMA, finished_parts, read_metadata
 from tests.support.fake_engine import FakeEngine
 from tests.support.seeds import seed_store
 
@@ -74,13 +74,14 @@ def test_crash_then_resume_gives_exactly_one_row_per_request(planned) -> None:
         )
     with store.connect() as con:
         assert fetch_dicts(con, "SELECT status FROM runs") == [{"status": "failed"}]
-        assert fetch_dicts(con, "SELECT count(*) AS n FROM results") == [{"n": 3}]
+        # three answers and the refusal of "long" (refused as it was handed over)
+        assert fetch_dicts(con, "SELECT count(*) AS n FROM results") == [{"n": 4}]
     resumed = FakeEngine(config)
     report = execute_plan(
         store, plan_id, config, run_id="run-x", engine_factory=lambda c: resumed, options=options
     )
-    assert resumed.seen == ["c", "long"]
-    assert (report.n_skipped, report.n_requests, report.status) == (3, 5, "completed")
+    assert resumed.seen == ["c"]
+    assert (report.n_skipped, report.n_requests, report.status) == (4, 5, "completed")
     with store.connect() as con:
         counts = fetch_dicts(
             con, "SELECT count(*) AS n, count(DISTINCT request_id) AS d FROM results"
@@ -111,7 +112,10 @@ def _run(planned, factory, **options):
 
 def _results(store: Store) -> list[dict]:
     with store.connect() as con:
-        return fetch_dicts(con, "SELECT request_id, error FROM results ORDER BY seq")
+        return fetch_dicts(
+            con,
+            "SELECT request_id, error, finish_reason, output_text FROM results ORDER BY seq",
+        )
 
 
 def test_engine_crash_is_retried_with_halved_budgets(planned) -> None:
@@ -174,10 +178,12 @@ def test_rows_are_flushed_on_time_while_the_engine_is_busy(planned) -> None:
         return FakeEngine(cfg, idle_steps=2, idle_step_s=0.04)
 
     report = _run(planned, factory, flush_rows=100, flush_seconds=0.05)
-    # each row is written alone, during the idle steps after it, before the next output
-    # (checked only when rows arrive, rows 1+2, 3+4 and 5 would share parts)
+    # each answer is written during the idle steps after it, before the next one (the
+    # refusal of "long", handed back with the first step, may share the first part); were
+    # parts checked only when rows arrive, rows 1+2, 3+4 and 5 would share parts
     parts = finished_parts(report.results_dir)
-    assert [pq.ParquetFile(p).metadata.num_rows for p in parts] == [1, 1, 1, 1, 1]
+    rows = [pq.ParquetFile(p).metadata.num_rows for p in parts]
+    assert sum(rows) == 5 and len(rows) >= 4 and max(rows) <= 2
 
 
 def test_plan_settings_are_used_unless_turned_off(planned) -> None:
@@ -221,7 +227,8 @@ def test_resume_picks_the_latest_unfinished_run(planned) -> None:
     report = execute_plan(
         store, plan_id, config, engine_factory=FakeEngine, options=ExecuteOptions(resume=True)
     )
-    assert (report.run_id, report.n_skipped, report.n_requests) == ("run-1", 2, 5)
+    # two answers and the refusal of "long" were written before the crash
+    assert (report.run_id, report.n_skipped, report.n_requests) == ("run-1", 3, 5)
     with store.connect() as con:
         run = fetch_dicts(con, "SELECT status, n_attempts FROM runs")
     assert run == [{"status": "completed", "n_attempts": 2}]
@@ -290,3 +297,24 @@ def test_failed_restart_is_retried_and_leftover_temporary_files_are_removed(plan
     assert [c.max_num_seqs for c in calls] == [256, 128, 64]
     assert (report.status, report.n_requests, report.n_engine_restarts) == ("completed", 5, 2)
     assert [r["request_id"] for r in _results(store)] == ["a", "d", "b", "c", "long"]
+
+
+def test_a_request_the_engine_refuses_becomes_an_error_row_and_the_run_goes_on(planned) -> None:
+    """A refusal (vLLM's validation errors, a prompt without room for output) comes back
+    through the engine loop at once: one error row, no retry, every other request runs."""
+    store = planned[0]
+    engines: list[FakeEngine] = []
+
+    def factory(cfg: EngineConfig) -> FakeEngine:
+        engines.append(FakeEngine(cfg, refuse=frozenset({"b"})))
+        return engines[-1]
+
+    report = _run(planned, factory)
+    assert len(engines) == 1  # a refusal is not an engine failure: no restart
+    assert (report.status, report.n_requests, report.n_errors) == ("completed", 5, 2)
+    rows = {r["request_id"]: r for r in _results(store)}
+    assert sorted(rows) == ["a", "b", "c", "d", "long"]
+    assert rows["b"]["error"] == "refused by the fake engine"
+    assert rows["b"]["finish_reason"] == "error" and rows["b"]["output_text"] is None
+    assert rows["long"]["error"].startswith("prompt too long")
+    assert all(rows[r]["error"] is None for r in ("a", "c", "d"))

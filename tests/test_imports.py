@@ -19,7 +19,8 @@ def _python(code: str) -> str:
 def test_the_cli_and_flows_do_not_import_numba() -> None:
     code = (
         "import sys\n"
-        "import blend.cli, blend.execute, blend.simulate, blend.simulate.run, blend.workloads\n"
+        "import blend.cli, blend.execute.stage, blend.simulate, blend.simulate.run\n"
+        "import bench.workloads.generators\n"
         "import flows.pipeline\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'llvmlite')))\n"
     )
@@ -31,7 +32,7 @@ def test_simulating_imports_numba() -> None:
     code = (
         "import sys\n"
         "from blend.simulate import SimRequest, simulate\n"
-        "from blend.workloads import default_cost\n"
+        "from bench.workloads.generators import default_cost\n"
         "simulate([SimRequest('a', [1, 2, 3], 2)], [0], default_cost())\n"
         "print('numba' in sys.modules)\n"
     )

@@ -9,11 +9,11 @@ import pytest
 
 from blend.engines.base import EngineConfig
 from blend.engines.supervisor import EngineFailedError, RestartPolicy
-from blend.execute import ExecuteOptions, execute_plan
-from blend.lineage import OPENLINEAGE_JOB, LineageEvents, openlineage_run_id
-from blend.plan import PlanOptions, plan_dataset
-from blend.store import Store
-from blend.tokenize import tokenizer_sha256
+from blend.engines.tokenize import tokenizer_sha256
+from blend.execute.stage import ExecuteOptions, execute_plan
+from blend.plan.stage import PlanOptions, plan_dataset
+from blend.store.database import Store
+from blend.store.lineage import OPENLINEAGE_JOB, LineageEvents, openlineage_run_id
 from tests.support.fake_engine import FakeEngine
 from tests.support.seeds import seed_store
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from blend.engines.base import EngineConfig
-from blend.execute import execute_plan
-from blend.plan import PlanOptions, plan_dataset
-from blend.store import Store, fetch_dicts
-from blend.tokenize import tokenizer_sha256
+from blend.engines.tokenize import tokenizer_sha256
+from blend.execute.stage import execute_plan
+from blend.plan.stage import PlanOptions, plan_dataset
+from blend.store.database import Store, fetch_dicts
 from tests.support.fake_engine import FakeEngine
 from tests.support.seeds import GROUPS, seed_groups
 
@@ -61,7 +61,7 @@ def test_warmup_first_then_the_planned_order_with_estimates(store: Store, tiny_m
 
 
 def test_order_only_planners_and_explicit_settings(store: Store, tiny_model: Path) -> None:
-    from blend.engine_settings import EngineSettings, SettingsSource
+    from blend.engines.settings import EngineSettings, SettingsSource
 
     seed_groups(store, tokenizer_sha256(tiny_model))
     explicit = EngineSettings(2048, 16, False, SettingsSource.EXPLICIT)
@@ -79,7 +79,7 @@ def test_earlier_results_seed_estimates_and_shrink_the_warmup(store: Store, tiny
     first = plan_dataset(store, "ds", PlanOptions(planner="dfs"), model_dir=tiny_model)
     config = EngineConfig(model_dir=tiny_model)
     execute_plan(store, first.plan_id, config, engine_factory=lambda c: FakeEngine(c, 1024))
-    from blend.lineage import model_sha256
+    from blend.store.lineage import model_sha256
 
     model_hash = model_sha256(tiny_model)
     again = plan_dataset(

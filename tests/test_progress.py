@@ -14,12 +14,11 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from blend import verbosity
-from blend.cli import app
-from blend.plan import PlanOptions, plan_dataset
-from blend.progress import BarReporter, PlainReporter, format_seconds, progress_reporter
-from blend.store import Store
-from blend.tokenize import tokenizer_sha256
+from blend.cli import app, verbosity
+from blend.cli.progress import BarReporter, PlainReporter, format_seconds, progress_reporter
+from blend.engines.tokenize import tokenizer_sha256
+from blend.plan.stage import PlanOptions, plan_dataset
+from blend.store.database import Store
 from tests.support.fake_engine import FakeEngine
 from tests.support.seeds import seed_store
 
@@ -103,7 +102,7 @@ def test_quiet_hides_the_libraries_warnings_but_not_blends(
     assert not logging.getLogger("torch").isEnabledFor(logging.WARNING)
     with warnings.catch_warnings(record=True) as caught:  # pytest restores filters after
         warnings.warn_explicit("noise", FutureWarning, "dispatcher.py", 1, module="vllm.x")
-        warnings.warn_explicit("ours", UserWarning, "plan.py", 1, module="blend.plan")
+        warnings.warn_explicit("ours", UserWarning, "plan.py", 1, module="blend.plan.stage")
     assert [str(w.message) for w in caught] == ["ours"]
 
 

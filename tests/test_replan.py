@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from blend.engines.base import EngineConfig
 from blend.engines.supervisor import EngineFailedError, RestartPolicy
-from blend.execute import ExecuteOptions, execute_plan
-from blend.plan import PlanOptions, plan_dataset
-from blend.store import Store, fetch_dicts
-from blend.tokenize import tokenizer_sha256
+from blend.engines.tokenize import tokenizer_sha256
+from blend.execute.replan import ReplanReport
+from blend.execute.stage import ExecuteOptions, execute_plan
+from blend.plan.stage import PlanOptions, plan_dataset
+from blend.store.database import Store, fetch_dicts
 from tests.support.fake_engine import FakeEngine
 from tests.support.seeds import seed_groups
 
@@ -37,7 +39,7 @@ def revision(store: Store, run_id: str) -> list[dict]:
 
 def test_the_rest_is_replanned_from_the_warmups_lengths(blended) -> None:
     store, plan_id, config = blended
-    reports: list[dict] = []
+    reports: list[ReplanReport] = []
     configs: list[EngineConfig] = []
 
     def factory(cfg: EngineConfig) -> FakeEngine:
@@ -57,7 +59,7 @@ def test_the_rest_is_replanned_from_the_warmups_lengths(blended) -> None:
             "FROM estimate_accuracy ORDER BY mean_actual",
         )
     # every request that had not run when it re-planned, each with its group's measured length
-    assert len(rows) == 32 - n_warmup - reports[0]["warmup_running"]
+    assert len(rows) == 32 - n_warmup - reports[0].warmup_running
     assert {r["est_source"] for r in rows} == {"warmup"}
     assert {r["request_id"][0]: r["est_output_tokens"] for r in rows} == {"a": 3.0, "b": 9.0}
     # the view: estimate against actual per prefix group (the fake engine writes max_tokens)
@@ -65,7 +67,8 @@ def test_the_rest_is_replanned_from_the_warmups_lengths(blended) -> None:
     # ... and the run's own summary, largest groups first
     summary = sorted((g.mean_estimate, g.mean_actual, g.n_requests) for g in report.estimates)
     assert summary == [(a["mean_estimate"], a["mean_actual"], a["n_requests"]) for a in accuracy]
-    assert reports[0]["settings_search"]["trials"]  # searched in simulation
+    search = reports[0].settings_search
+    assert search is not None and search.trials  # searched in simulation
 
 
 def test_a_run_killed_after_its_replan_resumes_with_the_stored_order(blended) -> None:
@@ -111,16 +114,20 @@ def test_searched_settings_restart_the_engine_when_worth_it(blended) -> None:
         configs.append(cfg)
         return FakeEngine(cfg, max_model_len=1024)  # starts in no time: any gain is worth it
 
-    reports: list[dict] = []
+    reports: list[ReplanReport] = []
     options = ExecuteOptions(on_replan=reports.append)
     report = execute_plan(store, plan_id, config, engine_factory=factory, options=options)
-    search = reports[0]["settings_search"]
-    chosen = reports[0]["restart_settings"]
-    assert search["restart"] and search["predicted_gain_s"] > 0
-    assert chosen["max_num_seqs"] > 1  # many requests at a time beat one at a time
+    search, chosen = reports[0].settings_search, reports[0].restart_settings
+    assert search is not None and chosen is not None
+    assert search.restart and search.predicted_gain_s is not None and search.predicted_gain_s > 0
+    assert chosen.max_num_seqs > 1  # many requests at a time beat one at a time
     assert [(c.max_num_batched_tokens, c.max_num_seqs) for c in configs] == [
         (1024, 1),
-        (chosen["max_num_batched_tokens"], chosen["max_num_seqs"]),
+        (chosen.max_num_batched_tokens, chosen.max_num_seqs),
     ]
-    assert report.settings is not None and report.settings.max_num_seqs == chosen["max_num_seqs"]
+    assert report.settings is not None and report.settings.max_num_seqs == chosen.max_num_seqs
+    # what is stored reads back as what was told
+    with store.connect() as con:
+        stored = fetch_dicts(con, "SELECT replan_json FROM runs")[0]["replan_json"]
+    assert ReplanReport.from_json(orjson.loads(stored)) == reports[0]
     assert (report.status, report.n_requests, report.n_engine_restarts) == ("completed", 32, 0)

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blend.tree import RadixTree, adjacent_lcp, build_compact_trie, order_sharing_ratio
+from blend.planners.tree import RadixTree, adjacent_lcp, build_compact_trie, order_sharing_ratio
 
 prompts_strategy = st.lists(st.lists(st.integers(0, 3), min_size=0, max_size=8), max_size=25)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from blend.results import ResultRow, run_dir, write_part
-from blend.store import Store, fetch_dicts
+from blend.store.database import Store, fetch_dicts
+from blend.store.results import ResultRow, run_dir, write_part
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

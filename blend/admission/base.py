@@ -14,16 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-
-
-class AdmissionKind(StrEnum):
-    IN_ORDER = "in-order"  # the plan order, a window ahead of the engine (vLLM admits FCFS)
-    DUAL_SCAN = "dual-scan"  # BlendServe's two scanners, admitting by their memory shares
-    LP_GATE = "lp-gate"  # the fluid LP's prefill shares pick the class admitted next
 
 
 class EngineView(Protocol):

@@ -36,10 +36,11 @@ import numpy as np
 
 from blend.admission.base import EngineView
 from blend.admission.kv_projection import KvProjection
-from blend.admission.kv_projection import _kernels as kv_kernels
-from blend.cost import CostModel
+from blend.admission.kv_projection import kernels as kv_kernels
+from blend.cost.model import CostModel
+from blend.engines.settings import DEFAULT_ENGINE_SETTINGS, EngineSettings
 from blend.planners.blendserve.scan import split_memory
-from blend.tree import adjacent_lcp
+from blend.planners.tree import adjacent_lcp
 
 LEFT, RIGHT = 0, 1
 
@@ -78,8 +79,6 @@ def scan_sequence(
 
 @dataclass(frozen=True, slots=True)
 class DualScanOptions:
-    max_num_seqs: int = 256  # the engine's running-request limit
-    max_num_batched_tokens: int = 8192  # the engine's tokens per step
     window: int = 256  # positions ahead of a scanner that give its density
     resplit_every: int = 32  # admissions between memory re-splits
     kv_fill: float = 0.98  # projected peak KV kept within this share of the cache
@@ -109,10 +108,15 @@ class DualScanAdmission:
     """The online dual scan over `sequence` (see the module invariant)."""
 
     def __init__(
-        self, sequence: ScanSequence, cost: CostModel, options: DualScanOptions | None = None
+        self,
+        sequence: ScanSequence,
+        cost: CostModel,
+        options: DualScanOptions | None = None,
+        settings: EngineSettings = DEFAULT_ENGINE_SETTINGS,
     ) -> None:
         self.sequence = sequence
         self.options = options or DualScanOptions()
+        self.settings = settings  # the engine's: its running-request limit and step budget
         self.lo, self.hi = 0, len(sequence.index)  # left takes lo, right takes hi - 1
         self.n_resplits = 0
         self.n_moved = 0  # left requests moved right after outliving their estimate
@@ -128,16 +132,15 @@ class DualScanAdmission:
         self._shared_tree: np.ndarray | None = None  # range minima of shared_prev (blocks)
         self._projection = KvProjection(self._shared_between)
         p, d = sequence.prompt_tokens, sequence.output_tokens
-        comp_per_token = cost.comp_s(1.0, 0.0)
-        mem_per_read = cost.mem_s(1.0, 1.0) - cost.mem_s(0.0, 1.0)
-        self._comp = _Prefix(comp_per_token * (p + d))
-        self._mem = _Prefix(mem_per_read * (p * d + d * d / 2.0))
+        comp_per_token = cost.compute_s_per_token
+        self._comp = _Prefix(cost.comp_s(p, d))
+        self._mem = _Prefix(cost.mem_s(p, d))
         self._prompt = _Prefix(p)
         self._shared = _Prefix(sequence.shared_prev)
         self._output = _Prefix(d)
         unshared = np.maximum(p - sequence.shared_prev, 0.0)
-        comp = comp_per_token * (unshared + d)
-        mem = mem_per_read * (p * d + d * d / 2.0)
+        comp = cost.comp_s(unshared, d)
+        mem = cost.mem_s(p, d)
         # compute-heavy positions (their own compute outweighs their KV reads): paced
         self._dense = comp >= mem
         self._work = _Prefix(np.where(self._dense, unshared + d, 0.0))  # paced tokens
@@ -166,7 +169,7 @@ class DualScanAdmission:
         for index, _ in engine.finished:
             self._release(index)
         self._move_outliers(engine)
-        room = self.options.max_num_seqs - engine.num_running - engine.num_waiting
+        room = self.settings.max_num_seqs - engine.num_running - engine.num_waiting
         if room <= 0 or self.lo >= self.hi:  # nothing can join: skip the projection
             return []
         self._projection.refresh(engine.generated_of)
@@ -182,7 +185,7 @@ class DualScanAdmission:
         # each request may hold up to a block more than its tokens (blocks fill as it grows)
         in_flight = len(self._inflight) + len(self.adopted)
         limit_kv = self.options.kv_fill * self._capacity - in_flight * self._block_size
-        limit_queue = self.options.queue_steps * self.options.max_num_batched_tokens
+        limit_queue = self.options.queue_steps * self.settings.max_num_batched_tokens
         admitted: list[int] = []
         while self.lo < self.hi and len(admitted) < room:
             idle = not self._inflight and not self.adopted
@@ -279,7 +282,7 @@ class DualScanAdmission:
             m_left / self._footprint(lo, left_end),
             m_right / self._footprint(right_start, hi),
         ]
-        scale = min(1.0, self.options.max_num_seqs / max(sum(slots), 1e-9))
+        scale = min(1.0, self.settings.max_num_seqs / max(sum(slots), 1e-9))
         self._slots = [max(1.0, n * scale) for n in slots]
         self._since_split = 0
         self.n_resplits += 1

@@ -41,7 +41,7 @@ _MIDPOINTS = (np.arange(QUANTILES) + 0.5) / QUANTILES
 _KERNELS: Any = None
 
 
-def _kernels() -> Any:
+def kernels() -> Any:
     """The compiled kernels (numba is imported on first use, never with this module)."""
     global _KERNELS
     if _KERNELS is None:
@@ -55,7 +55,7 @@ def remaining_steps(estimate: np.ndarray, spread: np.ndarray, generated: np.ndar
     """(requests, QUANTILES) remaining steps, each quantile of equal weight (module docstring);
     a request without a spread has every quantile at its point estimate (compiled:
     kv_projection_kernels.remaining_steps, called at every admission event)."""
-    return _kernels().remaining_steps(
+    return kernels().remaining_steps(
         np.asarray(estimate, dtype=np.float64),
         np.asarray(spread, dtype=np.float64),
         np.asarray(generated, dtype=np.float64),
@@ -169,14 +169,14 @@ class KvProjection:
             prompt = self._prompt_kv[live]
             shared[0] = 0.0
             shared[1:] = np.minimum(shared[1:], np.minimum(prompt[1:], prompt[:-1]))
-        kernels = _kernels()
-        a, b, r_entries = kernels.prefix_entries(g, self._prompt_kv[live], shared, r)
+        compiled = kernels()
+        a, b, r_entries = compiled.prefix_entries(g, self._prompt_kv[live], shared, r)
         if self._foreign:
             a, b, r_entries = self._with_foreign(generated_of, a, b, r_entries)
         if len(r_entries) + 1 > len(self._r):
             self._alloc(2 * len(r_entries))
         self._n = len(r_entries)
-        kernels.build(a, r_entries, b, *self._arrays())
+        compiled.build(a, r_entries, b, *self._arrays())
 
     def _with_foreign(
         self,
@@ -207,7 +207,7 @@ class KvProjection:
         re-reading the engine."""
         if self._n + 1 > len(self._r) - 1:
             self._alloc(2 * len(self._r), keep=self._n)
-        _kernels().insert(
+        kernels().insert(
             self._n, unshared_prompt_tokens, max(1.0, estimated_output), *self._arrays()
         )
         self._n += 1
@@ -232,7 +232,7 @@ class KvProjection:
 
     def _peak_with(self, unshared: float, estimated_output: float, *, while_only: bool) -> float:
         return float(
-            _kernels().peak_with(
+            kernels().peak_with(
                 self._n,
                 unshared,
                 max(1.0, estimated_output),

@@ -36,13 +36,13 @@ import numpy as np
 from blend.admission.base import EngineView
 from blend.admission.dual_scan import ScanSequence
 from blend.admission.kv_projection import KvProjection
-from blend.admission.kv_projection import _kernels as kv_kernels
+from blend.admission.kv_projection import kernels as kv_kernels
 from blend.control.classes import RequestClass, cluster_requests
 from blend.control.fluid_inputs import class_fluid_inputs
 from blend.control.fluid_lp import FluidParams, LpVariant, Prices, solve_fluid_lp
 from blend.control.phase_plan import class_specs, fluid_min_plan
-from blend.cost import CostModel
-from blend.engine_settings import EngineSettings
+from blend.cost.model import CostModel
+from blend.engines.settings import DEFAULT_ENGINE_SETTINGS, EngineSettings
 
 
 class GateShares(StrEnum):
@@ -52,8 +52,6 @@ class GateShares(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class LpGateOptions:
-    max_num_seqs: int = 256  # the engine's running-request limit
-    max_num_batched_tokens: int = 8192  # the engine's tokens per step
     kv_fill: float = 0.98  # projected peak KV kept within this share of the cache
     queue_steps: float = 2.0  # prompt tokens not yet computed: at most this many steps' worth
     n_classes: int | None = None  # classes (None: classes.choose_k)
@@ -76,10 +74,15 @@ class LpGateAdmission:
     """The LP prefill gate over `sequence` (module invariant)."""
 
     def __init__(
-        self, sequence: ScanSequence, cost: CostModel, options: LpGateOptions | None = None
+        self,
+        sequence: ScanSequence,
+        cost: CostModel,
+        options: LpGateOptions | None = None,
+        settings: EngineSettings = DEFAULT_ENGINE_SETTINGS,
     ) -> None:
         self.sequence, self.cost = sequence, cost
         self.options = options or LpGateOptions()
+        self.settings = settings  # the engine's: its running-request limit and step budget
         clustering = cluster_requests(
             sequence.prompt_tokens,
             sequence.output_tokens,
@@ -116,8 +119,8 @@ class LpGateAdmission:
         self._projection.refresh(engine.generated_of)
         pending = self._projection.pending_prompt_tokens
         limit_kv = self.options.kv_fill * self._capacity - len(self._position_of) * self._block_size
-        limit_queue = self.options.queue_steps * self.options.max_num_batched_tokens
-        room = self.options.max_num_seqs - engine.num_running - engine.num_waiting
+        limit_queue = self.options.queue_steps * self.settings.max_num_batched_tokens
+        room = self.settings.max_num_seqs - engine.num_running - engine.num_waiting
         admitted: list[int] = []
         while self._remaining > 0 and len(admitted) < room:
             c = self._pick(engine.step)
@@ -145,7 +148,7 @@ class LpGateAdmission:
         self._shared_tree = kv_kernels().min_tree(self.sequence.shared_prev // bs * bs)
         if self.classes:
             settings = EngineSettings(
-                self.options.max_num_batched_tokens, max(2, self.options.max_num_seqs)
+                self.settings.max_num_batched_tokens, max(2, self.settings.max_num_seqs)
             )
             self.fluid = class_fluid_inputs(
                 self.cost, settings, self.classes, int(self._capacity)

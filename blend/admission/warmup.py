@@ -1,12 +1,16 @@
-"""The warm-up phase: run a sample first, measure its output lengths, then re-plan the rest.
+"""The warm-up phase: run a sample first, measure its output lengths, then hand over to the
+policy of the rest, which the run's owner makes from what was measured (its re-plan).
 
 Invariant: the warm-up requests are handed over first, in order; once all of them are in the
-engine and `done_fraction` of them have finished (or the engine has nothing left to run),
-`replan` is called exactly once with what was measured: the finished requests' lengths and
-the still-running ones' lengths so far (lower bounds). It returns the policy for every other
-request, which from then on sees only its own requests' finishes, and those of the warm-up
-requests it adopted (AdoptsInFlight: counted in its KV projection). Waiting for the slowest
-few is not worth an idle engine: the re-plan treats them as censored.
+engine and `done_fraction` of them have finished (or the engine has nothing left to run), the
+warm-up ends: `outcome` holds what was measured (the finished requests' lengths and the
+still-running ones' lengths so far, lower bounds) and the policy admits nothing until its
+owner calls `hand_over` with the policy of every other request (the engine loop yields to the
+owner at that point, before the engine steps again: blend/engines/loop.py, and the
+simulator's loop does the same). From then on the rest's policy sees only its own requests'
+finishes, and those of the warm-up requests it adopted (AdoptsInFlight: counted in its KV
+projection). Waiting for the slowest few is not worth an idle engine: the re-plan treats
+them as censored. Admission only admits: re-planning belongs to the run's owner.
 """
 
 from __future__ import annotations
@@ -65,21 +69,21 @@ class _Filtered:
 
 
 @dataclass(slots=True)
-class WarmupThenReplan:
-    """Feed `warmup` in order, then the policy `replan` makes from the measured lengths."""
+class WarmupThenRest:
+    """Feed `warmup` in order; once it has run, the policy its owner hands over."""
 
     warmup: Sequence[int]
-    replan: Callable[[WarmupOutcome], AdmissionPolicy]
-    n_rest: int  # requests the re-planned policy will admit (for num_remaining before it)
+    n_rest: int  # requests the rest's policy will admit (for num_remaining before it)
     window: int = 512  # warm-up requests in flight at most
     done_fraction: float = 0.9
     measured: dict[int, int] = field(default_factory=dict)
-    replanned_at_step: int | None = None
+    outcome: WarmupOutcome | None = None  # what the warm-up measured, once it ended
+    replanned_at_step: int | None = None  # engine step at the end of the warm-up
     _next: int = 0
     _inflight: set[int] = field(default_factory=set)
     _after: AdmissionPolicy | None = None
-    # the re-planned policy's adopted warm-up requests (AdoptsInFlight), read at the re-plan:
-    # the same set it updates, so their finishes go on reaching it
+    # the rest's adopted warm-up requests (AdoptsInFlight), read at the hand-over: the same
+    # set it updates, so their finishes go on reaching it
     _adopted: set[int] = field(default_factory=set)
 
     @property
@@ -87,6 +91,20 @@ class WarmupThenReplan:
         if self._after is not None:
             return self._after.num_remaining
         return len(self.warmup) - self._next + self.n_rest
+
+    @property
+    def awaiting_rest(self) -> bool:
+        """The warm-up ended and the owner has not handed over the rest's policy yet."""
+        return self.outcome is not None and self._after is None
+
+    def hand_over(self, rest: AdmissionPolicy) -> None:
+        """From now on admit by `rest` (made from `outcome`; any adopted warm-up requests
+        already counted in it, see adopt_running)."""
+        if not self.awaiting_rest:
+            raise RuntimeError("hand_over: the warm-up has not ended or was handed over")
+        self._after = rest
+        if isinstance(rest, AdoptsInFlight):  # the same set it updates: it hears their ends
+            self._adopted = rest.adopted
 
     def admit(self, engine: EngineView) -> list[int]:
         others = []
@@ -100,22 +118,21 @@ class WarmupThenReplan:
                 others.append((index, tokens))
         if self._after is not None:
             return self._after.admit(_Filtered(engine, others))
+        if self.outcome is not None:  # ended: nothing to admit until the owner hands over
+            return []
         admitted = list(self.warmup[self._next : self._next + self.window - len(self._inflight)])
         self._next += len(admitted)
         self._inflight.update(admitted)
         if admitted or not self._warmup_done(engine):
             return admitted
         running = np.asarray(sorted(self._inflight), dtype=np.int64)
-        outcome = WarmupOutcome(
+        self.outcome = WarmupOutcome(
             finished=dict(self.measured),
             running=dict(zip(running.tolist(), engine.generated_of(running).tolist(), strict=True)),
             step=engine.step,
         )
         self.replanned_at_step = engine.step
-        self._after = self.replan(outcome)
-        if isinstance(self._after, AdoptsInFlight):
-            self._adopted = self._after.adopted
-        return self._after.admit(_Filtered(engine, []))
+        return []
 
     def _warmup_done(self, engine: EngineView) -> bool:
         if self._next < len(self.warmup):
@@ -136,3 +153,16 @@ def adopt_running(
         return
     for index, (estimate, spread) in estimates.items():
         policy.adopt(index, prompt_tokens[index], estimate, spread)
+
+
+RestOfRun = Callable[[WarmupOutcome], AdmissionPolicy]  # the owner's re-plan: the rest's policy
+
+
+def hand_over_if_ended(policy: AdmissionPolicy, rest_of_run: RestOfRun) -> bool:
+    """The owner's step whenever the engine loop yields to it: if `policy` is a warm-up that
+    has ended, make the rest's policy from what it measured and hand over (True)."""
+    if not isinstance(policy, WarmupThenRest) or not policy.awaiting_rest:
+        return False
+    assert policy.outcome is not None
+    policy.hand_over(rest_of_run(policy.outcome))
+    return True

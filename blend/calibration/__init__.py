@@ -1,1 +1,1 @@
-"""Fitting hardware profiles of the step model (blend/simulate/step_time.py) to measurements."""
+"""Fitting hardware profiles of the step model (blend/cost/step_time.py) to measurements."""

@@ -1,4 +1,4 @@
-"""Fit the step model (blend/simulate/step_time.py) to timed steps of the vLLM CPU engine.
+"""Fit the step model (blend/cost/step_time.py) to timed steps of the vLLM CPU engine.
 
 Two forms, both by least squares on relative error (small steps weigh as much as large ones):
     overlap:   t = overhead + max(FLOPs / F, bytes / W)   (roofline)
@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from blend.cost import ModelSpec
+from blend.cost.model import ModelSpec
 from blend.demo.model import TinyModelShape
 
 # The model the CPU calibration times: big enough that steps cost more than the overhead.

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from blend.calibration.cpu_fit import BENCH_SHAPE, Sample, model_spec
-from blend.cost import CostModel, HardwareSpec
+from blend.cost.model import CostModel, HardwareSpec
+from blend.cost.step_time import prefill_attention_flops
 from blend.demo.model import ensure_tiny_model
 from blend.engines.base import EngineConfig
 from blend.engines.vllm_args import engine_environment, scoped_environment
 from blend.engines.vllm_compat import shield_llvmlite_from_kernel_scan
-from blend.simulate.step_time import prefill_attention_flops
 
 MAX_BATCHED_TOKENS = 4096  # >= max_model_len: needed without chunked prefill
 CPU_BLOCK_SIZE = 128  # tokens per KV block of vLLM's CPU build

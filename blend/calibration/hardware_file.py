@@ -1,4 +1,4 @@
-"""Write a fitted CPU step model into a hardware table (blend/specs/hardware.json's shape)."""
+"""Write a fitted CPU step model into a hardware table (blend/cost/specs/hardware.json's shape)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from blend.calibration.cpu_fit import Fit
-from blend.cost import SPECS_DIR
+from blend.cost.model import SPECS_DIR
 
 HARDWARE_JSON = SPECS_DIR / "hardware.json"
 _DEFAULT_ENTRY = {"mem_bytes": 1073741824, "kv_memory_fraction": 1.0}  # 1 GiB of CPU KV

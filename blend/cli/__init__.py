@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,19 +10,38 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from blend.capacity_cli import capacity_command
+from blend.cli.capacity import capacity_command
+from blend.cli.control import lp_command
 from blend.cli.errors import one_line, writable_store
-from blend.control.cli import lp_command
-from blend.hetegen.cli import hetegen_app
-from blend.names import InvalidNameError, NameKind, validate_name
+from blend.cli.hetegen import hetegen_app
+from blend.cli.options import (
+    DatasetOpt,
+    EngineOpt,
+    EnginesOpt,
+    HardwareOpt,
+    IncrementalOpt,
+    ModelOpt,
+    ModelSpecOpt,
+    PlannerOpt,
+    ResultsUriOpt,
+    SearchOpt,
+    SeqsOpt,
+    StoreOpt,
+    TokensOpt,
+    WarmupOpt,
+    name_rule,
+    resolve_model,
+)
+from blend.cli.query import query_command
+from blend.cli.simulate import simulate_command
 from blend.planners import PlannerName
-from blend.query.cli import query_command
-from blend.simulate.cli import simulate_command
-from blend.store import Store
+from blend.store.database import Store
+from blend.store.names import InvalidNameError, NameKind, validate_name
 
 if TYPE_CHECKING:
     from blend.engines.base import EngineConfig
-    from blend.plan import PlanOptions
+    from blend.execute.setup import RunReport
+    from blend.plan.stage import PlanOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(soft_wrap=True)
@@ -43,133 +61,9 @@ def _global_options(
     ] = False,
 ) -> None:
     # Before any command imports vLLM or torch: they read these settings at import.
-    from blend.verbosity import configure
+    from blend.cli.verbosity import configure
 
     configure(verbose)
-
-
-def _name_rule(kind: NameKind) -> Callable[[str | None], str | None]:
-    """A typer callback refusing values that break the naming rule (blend.names)."""
-
-    def check(value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return validate_name(value, kind)
-        except InvalidNameError as exc:
-            raise typer.BadParameter(str(exc)) from None
-
-    return check
-
-
-StoreOpt = Annotated[
-    Path | None,
-    typer.Option("--store", help="Store folder (default: $BLEND_STORE or ./blend-store)."),
-]
-ModelOpt = Annotated[
-    Path | None,
-    typer.Option("--model", help="Model folder (default: the tiny demo model, created once)."),
-]
-DatasetOpt = Annotated[
-    str, typer.Option("--dataset", help="Dataset name.", callback=_name_rule(NameKind.DATASET))
-]
-PlannerOpt = Annotated[PlannerName, typer.Option(help="How to order the requests.")]
-ModelSpecOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model-spec",
-        help="Cost model of the model (a spec name or JSON file; default: the model "
-        "folder's config.json).",
-    ),
-]
-HardwareOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Hardware the plan is for (a100-80g, h100-80g, h200, cpu-local or a JSON file; "
-        "default: this machine's)."
-    ),
-]
-WarmupOpt = Annotated[
-    float,
-    typer.Option(
-        "--warmup-fraction",
-        help="Share of the requests without a measured length that run first, to measure "
-        "output lengths (0: no warm-up).",
-    ),
-]
-SearchOpt = Annotated[
-    bool,
-    typer.Option(
-        "--search-settings/--no-search-settings",
-        help="After the warm-up, choose the engine's token budget and running-request limit "
-        "by simulating the plan (restarting the engine when the gain is worth it).",
-    ),
-]
-TokensOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--max-num-batched-tokens",
-        help="Tokens per engine step (default: vLLM's offline default, then the search's).",
-    ),
-]
-SeqsOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--max-num-seqs",
-        help="Running requests at most (default: vLLM's offline default, then the search's).",
-    ),
-]
-EngineOpt = Annotated[
-    str,
-    typer.Option(
-        "--engine",
-        help="vllm, hetegen (CPU+GPU split layers, for models larger than the GPU) or auto: "
-        "hetegen when the weights and the KV cache do not fit the GPU.",
-    ),
-]
-IncrementalOpt = Annotated[
-    bool,
-    typer.Option(
-        "--incremental/--full",
-        help="Plan only prompts without a result from this model and sampling (--model), "
-        "or all of them.",
-    ),
-]
-
-EnginesOpt = Annotated[
-    int,
-    typer.Option(
-        "--engines",
-        min=1,
-        help="Engines that run the plan in parallel, one share each, as Ray actors (one GPU "
-        "each where the cluster has GPUs; Ray: $RAY_ADDRESS, else a local cluster).",
-    ),
-]
-ResultsUriOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--results-uri",
-        help="With --engines: the store's results folder as the engines reach it (e.g. "
-        "s3://bucket/blend-results; default: its local path, shared by every node).",
-    ),
-]
-
-
-def resolve_model(store: Store, model: Path | None) -> Path:
-    """The given model folder, or the demo model (created on first use)."""
-    if model is not None:
-        if not (model / "config.json").is_file():
-            raise typer.BadParameter(
-                f"{model} is not a model folder (no config.json)", param_hint="--model"
-            )
-        try:
-            validate_name(model.resolve().name, NameKind.MODEL, f"the model folder {model}")
-        except InvalidNameError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--model") from None
-        return model.resolve()
-    from blend.demo.model import ensure_tiny_model
-
-    return ensure_tiny_model(store.models_dir)
 
 
 @app.command()
@@ -199,8 +93,8 @@ def profile(
 ) -> None:
     """Tokenize with the model's chat template; SQL profiles of lengths and prefix overlap."""
     opened = writable_store(store)  # before the tokenizer code is imported (seconds)
-    from blend.lineage import model_sha256
-    from blend.profile import profile_dataset
+    from blend.profile.stage import profile_dataset
+    from blend.store.lineage import model_sha256
 
     model_dir = resolve_model(opened, model)
     try:
@@ -224,8 +118,8 @@ def _plan_options(
     max_num_seqs: int | None,
     batch_size: int = 256,
 ) -> PlanOptions:
-    from blend.engine_settings import EngineSettings, SettingsSource
-    from blend.plan import PlanOptions
+    from blend.engines.settings import EngineSettings, SettingsSource
+    from blend.plan.stage import PlanOptions
 
     engine = None
     if max_num_batched_tokens is not None or max_num_seqs is not None:
@@ -266,8 +160,8 @@ def plan(
 ) -> None:
     """Order the requests of a profiled dataset and store the plan."""
     opened = writable_store(store)  # before the planner code is imported (seconds)
-    from blend.lineage import model_sha256
-    from blend.plan import PlanError, plan_dataset
+    from blend.plan.stage import PlanError, plan_dataset
+    from blend.store.lineage import model_sha256
 
     model_dir = resolve_model(opened, model)
     try:
@@ -301,13 +195,13 @@ def plan(
 def execute(
     plan_id: Annotated[
         str,
-        typer.Option("--plan-id", help="Plan to run.", callback=_name_rule(NameKind.PLAN_ID)),
+        typer.Option("--plan-id", help="Plan to run.", callback=name_rule(NameKind.PLAN_ID)),
     ],
     model: ModelOpt = None,
     run_id: Annotated[
         str | None,
         typer.Option(
-            help="Resume this run instead of a new one.", callback=_name_rule(NameKind.RUN_ID)
+            help="Resume this run instead of a new one.", callback=name_rule(NameKind.RUN_ID)
         ),
     ] = None,
     resume: Annotated[
@@ -326,8 +220,8 @@ def execute(
     store: StoreOpt = None,
 ) -> None:
     """Run a plan through the engine (vLLM, or hetegen); results go to Parquet with lineage."""
-    from blend.plan_items import PlanNotFoundError, read_plan_header
-    from blend.results import dataset_dir
+    from blend.plan.items import PlanNotFoundError, read_plan_header
+    from blend.store.results import dataset_dir
 
     opened = writable_store(store)
     try:  # before the engine code is imported or a model built (seconds)
@@ -336,7 +230,7 @@ def execute(
         err_console.print(f"[red]execute failed:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     dataset_dir(opened.results_dir, header.dataset)  # a planted link: refused now
-    from blend.execute import ExecuteError, ExecuteOptions, execute_plan
+    from blend.execute.stage import ExecuteError, ExecuteOptions, execute_plan
 
     config = _engine_config(
         resolve_model(opened, model), max_num_seqs, max_num_batched_tokens, kv_cache_gib, engine
@@ -364,19 +258,20 @@ def _engine_config(
     kv_cache_gib: float,
     engine: str = "auto",
 ) -> EngineConfig:
-    from blend.engines.base import EngineConfig
-    from blend.engines.selection import ENGINE_NAMES
+    from blend.engines.base import EngineConfig, EngineName
 
-    if engine not in ENGINE_NAMES:
+    try:
+        name = EngineName(engine)
+    except ValueError:
         raise typer.BadParameter(
-            f"{engine!r}: expected {', '.join(ENGINE_NAMES)}", param_hint="--engine"
-        )
+            f"{engine!r}: expected {', '.join(EngineName)}", param_hint="--engine"
+        ) from None
     return EngineConfig(
         model_dir=model_dir,
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens,
         kv_cache_gib=kv_cache_gib,
-        engine=engine,
+        engine=name,
     )
 
 
@@ -388,7 +283,7 @@ def run(
     dataset: Annotated[
         str | None,
         typer.Option(
-            help="Dataset name (default: file stem).", callback=_name_rule(NameKind.DATASET)
+            help="Dataset name (default: file stem).", callback=name_rule(NameKind.DATASET)
         ),
     ] = None,
     planner: PlannerOpt = PlannerName.DFS,
@@ -409,7 +304,7 @@ def run(
 ) -> None:
     """The whole pipeline: ingest -> profile -> plan -> execute. No arguments: the demo."""
     from blend.ingest import IngestError, check_input
-    from blend.results import dataset_dir
+    from blend.store.results import dataset_dir
 
     given = None
     if input_path is not None:
@@ -427,8 +322,8 @@ def run(
             raise typer.BadParameter(hint, param_hint="--dataset") from None
     opened = writable_store(store)
     # Imported once the input and the store are known good: the engine code takes seconds.
-    from blend.execute import ExecuteOptions
-    from blend.pipeline import PipelineOptions, pipeline_input, run_pipeline
+    from blend.execute.stage import ExecuteOptions
+    from blend.pipeline.chain import PipelineOptions, pipeline_input, run_pipeline
 
     if given is None:
         given, dataset = pipeline_input(opened, None, dataset)
@@ -503,7 +398,7 @@ def verify(
     `results` needs); --full also decodes its data. Commands that read results move a
     damaged part to the quarantine themselves, saying so; `blend query` leaves it out.
     """
-    from blend.store import default_store_dir, verify_results
+    from blend.store.database import default_store_dir, verify_results
 
     root = (store if store is not None else default_store_dir()).resolve()
     if not root.is_dir():
@@ -548,7 +443,7 @@ def _print_verify(store: Store, r: Any) -> None:
 def _execute_progress() -> Any:
     """Requests done, rows/s, output tokens/s and the time left: a bar on a terminal, a line
     every few seconds otherwise (on stderr, beside the engine's own messages)."""
-    from blend.progress import progress_reporter
+    from blend.cli.progress import progress_reporter
 
     return progress_reporter("execute", err_console)
 
@@ -626,7 +521,7 @@ def bounds_line(bounds: Any) -> str:
     )
 
 
-def _print_run(r: Any) -> None:
+def _print_run(r: RunReport) -> None:
     hit = "n/a" if r.prefix_cache_hit_rate is None else f"{r.prefix_cache_hit_rate:.1%}"
     console.print(
         f"[bold]execute[/bold] {r.run_id} {r.status}: {r.n_requests} rows "
@@ -634,29 +529,21 @@ def _print_run(r: Any) -> None:
         f"{r.cached_tokens:,} cached (hit rate {hit}); engine start {r.engine_start_s:.1f} s, "
         f"wall {r.wall_s:.1f} s, {r.tokens_per_second:,.0f} tok/s"
     )
-    if r.replan:
-        search = r.replan.get("settings_search") or {}
-        restart = r.replan.get("restart_settings")
+    replan = r.replan
+    if replan is not None:
+        search, restart = replan.settings_search, replan.restart_settings
+        gain = None if search is None else search.predicted_gain_s
         console.print(
-            f"  re-planned after the warm-up ({r.replan['warmup_finished']} measured, "
-            f"{r.replan['warmup_running']} still running): {r.replan['n_replanned']} requests, "
-            f"{r.replan['admission']} admission; settings search: "
-            + (
-                "kept the engine's"
-                if not restart
-                else f"restarted with {restart['max_num_batched_tokens']} tokens x "
-                f"{restart['max_num_seqs']} seqs"
-            )
-            + (
-                f" (predicted gain {search['predicted_gain_s']:.1f} s)"
-                if "predicted_gain_s" in search
-                else ""
-            )
+            f"  re-planned after the warm-up ({replan.warmup_finished} measured, "
+            f"{replan.warmup_running} still running): {replan.n_replanned} requests, "
+            f"{replan.admission} admission; settings search: "
+            + ("kept the engine's" if restart is None else f"restarted with {restart.label()}")
+            + ("" if gain is None else f" (predicted gain {gain:.1f} s)")
         )
     _print_estimates(r)
 
 
-def _print_estimates(r: Any) -> None:
+def _print_estimates(r: RunReport) -> None:
     if not r.estimates:
         return
     console.print("  output estimates vs actual (largest prefix groups; view estimate_accuracy):")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import duckdb
 
-from blend.store import Store
-from blend.store_lock import StoreError, check_writable
+from blend.store.database import Store
+from blend.store.store_lock import StoreError, check_writable
 
 # A DuckDB database file starts with an 8-byte checksum, then these magic bytes.
 _DUCKDB_MAGIC = b"DUCK"
@@ -81,17 +81,17 @@ def _not_a_database(path: str) -> str:
 
 # Errors whose message already is the line to print: (module, class). Looked up among the
 # modules already imported: an error of a module never imported cannot have been raised, and
-# importing blend.execute only to test would take seconds (it imports the engine code).
+# importing blend.execute.stage only to test would take seconds (it imports the engine code).
 _USER_ERRORS = (
-    ("blend.store_lock", "StoreError"),
-    ("blend.process_lock", "LockFileError"),
-    ("blend.runs", "RunBusyError"),
-    ("blend.results", "ResultWriteError"),
+    ("blend.store.store_lock", "StoreError"),
+    ("blend.store.process_lock", "LockFileError"),
+    ("blend.store.runs", "RunBusyError"),
+    ("blend.store.results", "ResultWriteError"),
     ("blend.ingest.records", "IngestError"),
-    ("blend.execute", "ExecuteError"),
-    ("blend.plan", "PlanError"),
-    ("blend.plan_items", "PlanNotFoundError"),
-    ("blend.names", "InvalidNameError"),
+    ("blend.execute.stage", "ExecuteError"),
+    ("blend.plan.stage", "PlanError"),
+    ("blend.plan.items", "PlanNotFoundError"),
+    ("blend.store.names", "InvalidNameError"),
 )
 
 

@@ -16,11 +16,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from blend import sql
 from blend.control.classes import Clustering, RequestClass, cluster_requests
-from blend.store import Store, fetch_arrow, fetch_dicts
-
-HISTORY_LIMIT = 200_000  # earlier results read as length hints at most (as the plan stage)
+from blend.planners.history import HISTORY_LIMIT, requests_with_history
+from blend.store import sql
+from blend.store.database import Store, fetch_arrow, fetch_dicts
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +43,6 @@ def estimated_classes(
     """Cluster the profiled requests of `params` (dataset, snapshot, tokenizer_sha256) on
     their prompt tokens and the pipeline's output estimates (with the earlier results of
     `model_sha256`, if given, as the plan stage uses them)."""
-    from blend.plan import requests_with_history  # the plan stage's own reading of history
     from blend.planners import estimate_outputs
 
     rows = fetch_arrow(

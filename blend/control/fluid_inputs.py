@@ -33,9 +33,9 @@ import numpy as np
 
 from blend.control.classes import RequestClass
 from blend.control.fluid_lp import FluidParams
-from blend.cost import CostModel
-from blend.engine_settings import EngineSettings
-from blend.simulate.step_time import prefill_attention_flops, step_time_s
+from blend.cost.model import CostModel
+from blend.cost.step_time import prefill_attention_flops, step_time_s
+from blend.engines.settings import EngineSettings
 
 FIT_POINTS = 8  # chunk sizes the mixed-step line is fitted over
 

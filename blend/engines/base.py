@@ -5,10 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from blend.engine_settings import EngineSettings
+from blend.engines.settings import EngineSettings
+
+
+class EngineName(StrEnum):
+    """The engines blend runs; AUTO picks hetegen when the model does not fit the GPU."""
+
+    AUTO = "auto"
+    VLLM = "vllm"
+    HETEGEN = "hetegen"  # linear layers split between CPU and GPU (blend/hetegen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +36,7 @@ class EngineConfig:
     tensor_parallel_size: int = 1
     multiprocessing: bool | None = None  # engine core in its own process; default: GPU only
     num_gpu_blocks: int | None = None  # KV blocks, overriding what memory allows (benchmarks)
-    engine: str = "auto"  # vllm | hetegen | auto (blend/engines/selection.py)
+    engine: EngineName = EngineName.AUTO  # which engine (blend/engines/selection.py)
     cpu_offload_gb: float = 0.0  # vLLM only: weights it keeps in CPU memory (GiB)
     hetegen_weight_gib: float | None = None  # hetegen: GPU memory for linear weights (GiB)
     hetegen_profile: str | None = None  # hetegen: profile JSON (default: measured at start)
@@ -56,26 +65,23 @@ class Feed(Protocol):
         """True once every request has been handed over."""
         ...
 
+    @property
+    def paused(self) -> bool:
+        """True when a phase of the run ended (the warm-up): the engine loop yields to the
+        feed's owner, which acts (re-plans, hands over) before the feed is asked again."""
+        ...
+
     def take(self, state: EngineState, finished: Sequence[EngineOutput]) -> list[EngineRequest]:
         """Requests to add now, given the engine's state and what finished since the last
         call; called before the first step and after every step."""
         ...
 
 
-class RestartEngine(Exception):
-    """Raised by a feed to have the supervisor restart the engine with other settings: the
-    requests in flight are handed to the new engine first (their work so far is redone)."""
-
-    def __init__(self, config: EngineConfig, reason: str) -> None:
-        super().__init__(reason)
-        self.config = config
-
-
 @dataclass(frozen=True, slots=True)
 class EngineRequest:
     request_id: str
     prompt_token_ids: list[int]
-    sampling: dict[str, Any]  # validated sampling fields (see blend.sampling)
+    sampling: dict[str, Any]  # validated sampling fields (see blend.engines.sampling_fields)
 
 
 @dataclass(frozen=True, slots=True)

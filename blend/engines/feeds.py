@@ -24,6 +24,10 @@ class OrderedFeed:
     def exhausted(self) -> bool:
         return self._exhausted
 
+    @property
+    def paused(self) -> bool:
+        return False  # one phase only
+
     def take(self, state: EngineState, finished: Sequence[EngineOutput]) -> list[EngineRequest]:
         self._inflight -= len(finished)
         window = self._window or 2 * state.max_num_seqs

@@ -23,11 +23,13 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from blend.engine_settings import EngineSettings
+from blend.cost.offload.hardware_profile import HeteGenProfile
+from blend.cost.offload.layer_costs import DEFAULT_RESERVE_BYTES
+from blend.cost.offload.placement import Placement, place
 from blend.engines.base import (
     EngineConfig,
     EngineOutput,
@@ -36,16 +38,14 @@ from blend.engines.base import (
     EngineStats,
     Feed,
 )
+from blend.engines.loop import feed_loop, utc_now
+from blend.engines.settings import DEFAULT_ENGINE_SETTINGS, EngineSettings
 from blend.engines.token_sampling import TokenSampler
-from blend.hetegen.cost import DEFAULT_RESERVE_BYTES
-from blend.hetegen.hardware_profile import HeteGenProfile
-from blend.hetegen.placement import Placement, place
-from blend.tokenize import model_max_len
+from blend.engines.tokenize import model_max_len
 
 GIB = 2**30
 BLOCK_SIZE = 16  # tokens per KV block as reported in EngineState (the cache is not paged)
 DEFAULT_MAX_NUM_SEQS = 64
-DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
 
 # On a CPU-only machine the "GPU part" runs on the CPU too: a nominal profile (a faster
 # "GPU", copies at memory speed) that keeps some layers whole and splits the rest. It decides
@@ -60,10 +60,6 @@ CPU_NOMINAL_PROFILE = HeteGenProfile(
 
 _DTYPES = {"float32": "float32", "float": "float32", "float16": "float16", "half": "float16"}
 _DTYPES |= {"bfloat16": "bfloat16"}
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(slots=True)
@@ -119,7 +115,7 @@ class HeteGenEngine:
         )
         self.settings = EngineSettings(
             max_num_batched_tokens=config.max_num_batched_tokens
-            or max(DEFAULT_MAX_NUM_BATCHED_TOKENS, self.max_model_len),
+            or max(DEFAULT_ENGINE_SETTINGS.max_num_batched_tokens, self.max_model_len),
             max_num_seqs=config.max_num_seqs or DEFAULT_MAX_NUM_SEQS,
             chunked_prefill=False,
         )
@@ -156,7 +152,7 @@ class HeteGenEngine:
             return HeteGenProfile.load(Path(config.hetegen_profile))
         if self.device.type != "cuda":
             return CPU_NOMINAL_PROFILE
-        from blend.cost import model_spec_from_dir
+        from blend.cost.model import model_spec_from_dir
         from blend.hetegen.profiler import ProfileOptions, measure_profile
 
         options = ProfileOptions(batches=(1, 8, 32), cpu_budget_s=2.0, gpu_budget_s=2.0)
@@ -236,33 +232,28 @@ class HeteGenEngine:
         )
 
     def generate(self, feed: Feed) -> Iterator[list[EngineOutput]]:
-        finished: list[EngineOutput] = []
-        while True:
-            refused: list[EngineOutput] = []
-            for request in feed.take(self.state(), finished):
-                started_at = _now()
-                try:
-                    job = self._job(request, started_at)
-                except ValueError as exc:
-                    refused.append(EngineOutput.failed(request, str(exc), started_at))
-                    continue
-                self._waiting.append(job)
-                self._generated[request.request_id] = 0
-            if self._wave is None and not self._waiting:
-                if refused:  # the feed hears of them before it is asked again
-                    finished = refused
-                    yield refused
-                    continue
-                if feed.exhausted:
-                    return
-                raise RuntimeError("the feed handed nothing to an idle engine")
-            started = time.perf_counter()
-            with self._torch.inference_mode():
-                done = self._decode() if self._wave is not None else self._prefill()
-            self.busy_seconds += time.perf_counter() - started
-            self._steps += 1
-            finished = refused + done
-            yield finished
+        return feed_loop(self, feed)
+
+    def admit(self, request: EngineRequest, started_at: datetime) -> str | None:
+        try:
+            job = self._job(request, started_at)
+        except ValueError as exc:
+            return str(exc)
+        self._waiting.append(job)
+        self._generated[request.request_id] = 0
+        return None
+
+    def has_work(self) -> bool:
+        return self._wave is not None or bool(self._waiting)
+
+    def step(self) -> list[EngineOutput]:
+        """Decode the running wave one token, or prefill the next one."""
+        started = time.perf_counter()
+        with self._torch.inference_mode():
+            done = self._decode() if self._wave is not None else self._prefill()
+        self.busy_seconds += time.perf_counter() - started
+        self._steps += 1
+        return done
 
     def stats(self) -> EngineStats:
         return EngineStats(prefix_cache_queries=0, prefix_cache_hits=0)  # no prefix cache
@@ -415,7 +406,7 @@ class HeteGenEngine:
             n_cached_tokens=0,
             error=None,
             started_at=job.started_at,
-            finished_at=_now(),
+            finished_at=utc_now(),
         )
 
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from blend.engines.base import Engine, EngineConfig
-from blend.hetegen.cost import DEFAULT_RESERVE_BYTES
+from blend.cost.offload.layer_costs import DEFAULT_RESERVE_BYTES
+from blend.engines.base import Engine, EngineConfig, EngineName
 
-ENGINE_NAMES = ("auto", "vllm", "hetegen")
 GIB = 2**30
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
@@ -23,12 +22,12 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 class EngineChoice:
     """The engine picked and why (for logs and the run report)."""
 
-    engine: str  # "vllm" or "hetegen"
+    engine: EngineName  # VLLM or HETEGEN
     reason: str
 
 
 def choose_engine(
-    requested: str,
+    requested: EngineName | str,
     weight_bytes: float,
     gpu_mem_bytes: float | None,
     gpu_memory_utilization: float,
@@ -36,12 +35,17 @@ def choose_engine(
     reserve_bytes: float = DEFAULT_RESERVE_BYTES,
 ) -> EngineChoice:
     """The engine for `requested` (auto | vllm | hetegen); `gpu_mem_bytes` None: no GPU."""
-    if requested not in ENGINE_NAMES:
-        raise ValueError(f"engine {requested!r}: expected one of {', '.join(ENGINE_NAMES)}")
-    if requested != "auto":
+    try:
+        requested = EngineName(requested)
+    except ValueError:
+        names = ", ".join(EngineName)
+        raise ValueError(f"engine {requested!r}: expected one of {names}") from None
+    if requested is not EngineName.AUTO:
         return EngineChoice(requested, "asked for")
     if gpu_mem_bytes is None:
-        return EngineChoice("vllm", "no GPU: vLLM's CPU build holds the weights in host memory")
+        return EngineChoice(
+            EngineName.VLLM, "no GPU: vLLM's CPU build holds the weights in host memory"
+        )
     needed = weight_bytes + kv_reserve_bytes + reserve_bytes
     allowed = gpu_mem_bytes * gpu_memory_utilization
     sizes = (
@@ -49,8 +53,8 @@ def choose_engine(
         f"{reserve_bytes / GIB:.1f} GiB vs {allowed / GIB:.1f} GiB of GPU memory"
     )
     if needed > allowed:
-        return EngineChoice("hetegen", f"does not fit: {sizes}")
-    return EngineChoice("vllm", f"fits: {sizes}")
+        return EngineChoice(EngineName.HETEGEN, f"does not fit: {sizes}")
+    return EngineChoice(EngineName.VLLM, f"fits: {sizes}")
 
 
 def model_weight_bytes(model_dir: Path) -> int:
@@ -84,10 +88,10 @@ def local_gpu_mem_bytes() -> float | None:
 
 def engine_choice(config: EngineConfig) -> EngineChoice:
     """The choice for `config` on this machine."""
-    if config.engine != "auto":
+    if config.engine is not EngineName.AUTO:
         return choose_engine(config.engine, 0.0, None, 1.0, 0.0)
     return choose_engine(
-        "auto",
+        EngineName.AUTO,
         model_weight_bytes(config.model_dir),
         local_gpu_mem_bytes(),
         config.gpu_memory_utilization,
@@ -98,7 +102,7 @@ def engine_choice(config: EngineConfig) -> EngineChoice:
 
 def make_engine(config: EngineConfig) -> Engine:
     """Start the engine `config` asks for (the executor's default engine factory)."""
-    if engine_choice(config).engine == "hetegen":
+    if engine_choice(config).engine is EngineName.HETEGEN:
         from blend.engines.hetegen_engine import HeteGenEngine
 
         return HeteGenEngine(config)

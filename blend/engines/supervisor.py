@@ -9,8 +9,8 @@ first start does not (a model that cannot start at all fails at once). A request
 alone in flight when the engine fails, for `max_request_failures` failures, becomes an error
 row naming the failure, the budgets go back to where they started, and the run goes on. More
 than `max_restarts` failures in one execution raise `EngineFailedError` (the run is
-resumable). A feed may also ask for a restart with other settings (RestartEngine): the same
-hand-over, no failure counted.
+resumable). The run's owner may also ask for a restart with other settings (`restart_with`,
+taking effect before the next step): the same hand-over, no failure counted.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from blend.engine_settings import EngineSettings
+import orjson
+
 from blend.engines.base import (
     Engine,
     EngineConfig,
@@ -31,8 +33,8 @@ from blend.engines.base import (
     EngineState,
     EngineStats,
     Feed,
-    RestartEngine,
 )
+from blend.engines.settings import EngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,10 @@ class _SupervisedFeed:
     def exhausted(self) -> bool:
         return not self._backlog and self._upstream.exhausted
 
+    @property
+    def paused(self) -> bool:
+        return self._upstream.paused
+
     def take(self, state: EngineState, finished: Sequence[EngineOutput]) -> list[EngineRequest]:
         self._unheard.extend(finished)
         room = len(self._backlog) + 1 if self._limit is None else self._limit
@@ -111,8 +117,6 @@ class _SupervisedFeed:
             self._unheard.clear()
             try:
                 more = self._upstream.take(state, heard)
-            except RestartEngine:
-                raise
             except Exception as exc:
                 raise _SourceError(str(exc)) from exc
             fits = len(more) if self._limit is None else max(0, room - len(taken))
@@ -138,7 +142,8 @@ class SupervisedEngine:
         self._closed_busy_s = 0.0
         self._strikes: dict[str, int] = {}
         self.failures: list[EngineFailure] = []
-        self.n_settings_restarts = 0  # restarts a feed asked for (other settings)
+        self.n_settings_restarts = 0  # restarts the owner asked for (other settings)
+        self._asked_restart: tuple[EngineConfig, str] | None = None  # (config, why)
         self._inflight_limit: int | None = None  # halved by failures: isolates a bad request
         self.start_seconds = 0.0
         self.max_model_len = 0
@@ -153,6 +158,32 @@ class SupervisedEngine:
         """The budgets of the engine now running."""
         return self._config
 
+    def params_json(self) -> str:
+        """The running engine's parameters as lineage records them (sorted JSON): its config
+        without the model folder, the settings it runs with (vLLM's defaults filled in) and
+        the engine's own (hetegen: its placement)."""
+        config = self._config
+        params: dict[str, object] = {
+            name: (str(value) if isinstance(value, Path) else value)
+            for name, value in (
+                (f.name, getattr(config, f.name))
+                for f in dataclasses.fields(config)
+                if f.name != "model_dir"
+            )
+        }
+        params["max_model_len"] = self.max_model_len
+        params["max_num_seqs"] = self.settings.max_num_seqs
+        params["max_num_batched_tokens"] = self.settings.max_num_batched_tokens
+        params["chunked_prefill"] = self.settings.chunked_prefill
+        params.update(self.params)
+        return orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode()
+
+    def restart_with(self, config: EngineConfig, reason: str) -> None:
+        """Restart the engine with `config` before its next step (call it while `generate`
+        has yielded): the requests in flight go to the new engine first, their work so far
+        redone."""
+        self._asked_restart = (config, reason)
+
     @property
     def busy_seconds(self) -> float:
         current = self._engine.busy_seconds if self._engine is not None else 0.0
@@ -165,24 +196,30 @@ class SupervisedEngine:
         while True:
             engine = self._running_engine()
             wrapped = _SupervisedFeed(feed, retry, inflight, unheard, self._inflight_limit)
+            steps = engine.generate(wrapped)
             try:
-                for finished in engine.generate(wrapped):
+                for finished in steps:
                     for output in finished:
                         inflight.pop(output.request_id, None)
                     yield finished
-                return
+                    if self._asked_restart is not None:  # the owner asked, while we yielded
+                        break  # leaves the engine's loop where it yielded; the engine stops
+                else:
+                    return
             except _SourceError as exc:
                 raise exc.__cause__ or exc from None
-            except RestartEngine as request:
-                log.info("restarting the engine: %s", request)
-                self._stop()
-                self._config = self._initial_config = request.config
-                self.n_settings_restarts += 1
             except Exception as exc:  # an engine failure of any kind: restart and go on
                 isolated = self._on_failure(exc, inflight)
                 if isolated is not None:
                     unheard.append(isolated)
                     yield [isolated]
+            if self._asked_restart is not None:
+                config, reason = self._asked_restart
+                self._asked_restart = None
+                log.info("restarting the engine: %s", reason)
+                self._stop()
+                self._config = self._initial_config = config
+                self.n_settings_restarts += 1
             # what the stopped engine held was taken before what is still waiting
             retry = deque([*inflight.values(), *retry])
             inflight.clear()

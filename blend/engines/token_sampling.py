@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from blend.sampling import SAMPLING_FIELDS
+from blend.engines.sampling_fields import SAMPLING_FIELDS
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from blend.engines.base import EngineConfig
-from blend.tokenize import model_max_len
+from blend.engines.tokenize import model_max_len
 
 MULTIPROCESSING_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
 CPU_KV_SPACE_ENV = "VLLM_CPU_KVCACHE_SPACE"

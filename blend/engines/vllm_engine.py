@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from blend.engine_settings import EngineSettings
 from blend.engines.base import (
     EngineConfig,
     EngineOutput,
@@ -24,13 +23,11 @@ from blend.engines.base import (
     EngineStats,
     Feed,
 )
+from blend.engines.loop import feed_loop, utc_now
+from blend.engines.sampling_fields import SAMPLING_FIELDS
+from blend.engines.settings import EngineSettings
 from blend.engines.vllm_args import engine_environment, engine_kwargs, scoped_environment
 from blend.engines.vllm_compat import shield_llvmlite_from_kernel_scan
-from blend.sampling import SAMPLING_FIELDS
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class _SchedulerStats:
@@ -105,6 +102,8 @@ class VllmEngine:
         self._block_size = int(vllm_config.cache_config.block_size)
         self._steps = 0
         self._generated: dict[str, int] = {}
+        # requests in vLLM, with when each was handed over
+        self._inflight: dict[str, tuple[EngineRequest, datetime]] = {}
         self.start_seconds = time.perf_counter() - started
 
     def state(self) -> EngineState:
@@ -121,31 +120,21 @@ class VllmEngine:
         )
 
     def generate(self, feed: Feed) -> Iterator[list[EngineOutput]]:
-        inflight: dict[str, tuple[EngineRequest, datetime]] = {}
-        finished: list[EngineOutput] = []
-        while True:
-            refused: list[EngineOutput] = []
-            for request in feed.take(self.state(), finished):
-                started_at = _now()
-                refusal = self._add(request)
-                if refusal is not None:
-                    refused.append(EngineOutput.failed(request, refusal, started_at))
-                else:
-                    inflight[request.request_id] = (request, started_at)
-                    self._generated[request.request_id] = 0
-            if not inflight:
-                if refused:  # the feed hears of them before it is asked again
-                    finished = refused
-                    yield refused
-                    continue
-                if feed.exhausted:
-                    return
-                raise RuntimeError("the feed handed nothing to an idle engine")
-            finished = refused + self._step(inflight)
-            yield finished
+        self._inflight.clear()
+        return feed_loop(self, feed)
+
+    def has_work(self) -> bool:
+        return bool(self._inflight)
+
+    def admit(self, request: EngineRequest, started_at: datetime) -> str | None:
+        """Hand one request to vLLM; returns why it was refused, or None."""
+        refusal = self._add(request)
+        if refusal is None:
+            self._inflight[request.request_id] = (request, started_at)
+            self._generated[request.request_id] = 0
+        return refusal
 
     def _add(self, request: EngineRequest) -> str | None:
-        """Hand one request to vLLM; returns why it was refused, or None."""
         from vllm.inputs import TokensPrompt
 
         refusal = self._refusal(request)
@@ -164,8 +153,9 @@ class VllmEngine:
             self.busy_seconds += time.perf_counter() - started
         return None
 
-    def _step(self, inflight: dict[str, tuple[EngineRequest, datetime]]) -> list[EngineOutput]:
+    def step(self) -> list[EngineOutput]:
         """One engine step; pops and returns the requests it finished."""
+        inflight = self._inflight
         started = time.perf_counter()
         outputs = self._engine.step()
         self.busy_seconds += time.perf_counter() - started
@@ -231,5 +221,5 @@ def _to_output(output: Any, request: EngineRequest, started_at: datetime) -> Eng
         n_cached_tokens=int(output.num_cached_tokens or 0),
         error=None,
         started_at=started_at,
-        finished_at=_now(),
+        finished_at=utc_now(),
     )

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from blend.hetegen.placement import Placement
-from blend.hetegen.shapes import (
+from blend.cost.offload.placement import Placement
+from blend.cost.offload.shapes import (
     ATTENTION_PROJECTIONS,
     LM_HEAD,
     MLP_PROJECTIONS,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from blend.hetegen.hardware_profile import HeteGenProfile, ProfileError
+from blend.cost.offload.hardware_profile import HeteGenProfile, ProfileError
 
 MAX_BATCH = 32  # decode batches HeteGen targets; larger GEMMs are left out
 

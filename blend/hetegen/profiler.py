@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from blend.cost import ModelSpec
-from blend.hetegen.hardware_profile import HeteGenProfile
-from blend.hetegen.shapes import linear_shapes
+from blend.cost.model import ModelSpec
+from blend.cost.offload.hardware_profile import HeteGenProfile
+from blend.cost.offload.shapes import linear_shapes
 
 if TYPE_CHECKING:
     import torch

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blend.hetegen.placement import cpu_columns
+from blend.cost.offload.placement import cpu_columns
 
 _lock = threading.Lock()
 _copy_streams: dict[int, torch.cuda.Stream] = {}

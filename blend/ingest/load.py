@@ -25,9 +25,9 @@ from typing import NamedTuple
 import duckdb
 import pyarrow as pa
 
-from blend import sql
 from blend.ingest.fast import FAST_SCHEMA
 from blend.ingest.records import IngestReport, PromptRow, RejectRow, reason_category
+from blend.store import sql
 
 # DuckDB memory while a file is staged and published: beyond it the TEMP staging tables,
 # sorts and joins spill to the store's temporary folder, so peak memory does not follow the

@@ -45,8 +45,8 @@ from blend.ingest.records import (
     raw_text,
 )
 from blend.ingest.validate import Validator
-from blend.names import NameKind, validate_name
-from blend.store import Store, transaction
+from blend.store.database import Store, transaction
+from blend.store.names import NameKind, validate_name
 
 # Called after each staged batch with (units done, units in total): lines for JSONL and CSV,
 # rows for Parquet. `done` may stop short of `total` (blank lines are not reported).

@@ -31,9 +31,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from blend.engines.sampling_fields import SAMPLING_FIELDS
 from blend.ingest.formats import SourceFormat, is_openai_batch_request
 from blend.ingest.records import PromptRow, RawRecord, RejectRow, raw_text, render_row
-from blend.sampling import SAMPLING_FIELDS
 
 DEFAULT_MAX_TOKENS = 256
 # No model generates more than its context, and no context is near 2**20 tokens; a larger value

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from blend.admission.base import AdmissionKind
 from blend.planners.estimates import OutputEstimates
 from blend.planners.request import PlanRequest
 
@@ -29,6 +28,22 @@ class PlannerName(StrEnum):
     LP_GATE = "lp-gate"  # DFS order, classes admitted by the fluid LP's prefill shares
 
 
+class AdmissionKind(StrEnum):
+    """How a plan's requests are fed to the engine (the admission policy, blend/admission)."""
+
+    IN_ORDER = "in-order"  # the plan order, a window ahead of the engine (vLLM admits FCFS)
+    DUAL_SCAN = "dual-scan"  # BlendServe's two scanners, admitting by their memory shares
+    LP_GATE = "lp-gate"  # the fluid LP's prefill shares pick the class admitted next
+
+
+class ScanSide(StrEnum):
+    """The scanner of a blended plan that emitted a position (stored in plan_items.side,
+    where warm-up positions read "W")."""
+
+    LEFT = "L"  # the compute-heavy end
+    RIGHT = "R"  # the memory-heavy end
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """A permutation of the requests (indices into the planner's input) plus batching."""
@@ -36,7 +51,7 @@ class Plan:
     planner: PlannerName
     order: list[int]
     batches: list[int]  # batch number of each position, non-decreasing from 0
-    sides: list[str | None]  # "L" / "R" for blended plans, None otherwise
+    sides: list[ScanSide | None]  # the scanner of each position (blended plans), else None
     params: dict[str, Any] = field(default_factory=dict)
     admission: AdmissionKind = AdmissionKind.IN_ORDER  # how the executor feeds the engine
 

@@ -6,7 +6,7 @@ the order, in depth-first order inside (all its sharing kept); groups are sorted
 R = estimated output tokens / prompt tokens to compute (the shared prefix counted once),
 descending; ties keep token order. Its memory-centric batching (running requests bounded by
 KV memory rather than a fixed max_num_seqs) is an engine setting, searched like every other
-(blend/engine_settings.py).
+(blend/engines/settings.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blend.admission.base import AdmissionKind
 from blend.planners.arrays import level_order, subtree_sums
-from blend.planners.base import Plan, PlannerName, fixed_size_batches
+from blend.planners.base import AdmissionKind, Plan, PlannerName, fixed_size_batches
 from blend.planners.estimates import (
     OutputEstimates,
     estimate_outputs,
@@ -26,7 +25,7 @@ from blend.planners.estimates import (
     prefix_groups,
 )
 from blend.planners.request import PlanRequest
-from blend.tree import build_compact_trie
+from blend.planners.tree import build_compact_trie
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ import numpy as np
 
 from blend.planners.arrays import level_order, subtree_sums
 from blend.planners.request import EstimateSource, PlanRequest
-from blend.tree import CompactTrie, TokenIds, build_compact_trie
+from blend.planners.tree import CompactTrie, TokenIds, build_compact_trie
 
 MIN_WARMUP = 4  # requests in a warm-up sample at least (fewer only if there are fewer)
 MIN_GROUP = 8  # prefix groups this large get at least one warm-up request

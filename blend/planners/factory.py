@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from blend.cost import CostModel, load_hardware, load_model_spec
+from blend.cost.model import CostModel, load_hardware, load_model_spec
 from blend.planners.base import Planner, PlannerName
 
 DEFAULT_MODEL_SPEC = "llama-3.1-8b"

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from blend.admission.base import AdmissionKind
-from blend.planners.base import Plan, PlannerName, fixed_size_batches
+from blend.planners.base import AdmissionKind, Plan, PlannerName, fixed_size_batches
 from blend.planners.estimates import OutputEstimates
 from blend.planners.request import PlanRequest
-from blend.tree import lexicographic_order
+from blend.planners.tree import lexicographic_order
 
 
 @dataclass(frozen=True, slots=True)

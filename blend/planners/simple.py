@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blend.admission.base import AdmissionKind
-from blend.planners.base import Plan, PlannerName, fixed_size_batches
+from blend.planners.base import AdmissionKind, Plan, PlannerName, fixed_size_batches
 from blend.planners.estimates import OutputEstimates, estimate_outputs
 from blend.planners.request import PlanRequest
-from blend.tree import lexicographic_order
+from blend.planners.tree import lexicographic_order
 
 
 def _plan(name: PlannerName, order: list[int], batch_size: int, **params: object) -> Plan:

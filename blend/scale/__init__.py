@@ -1,1 +1,1 @@
-"""Scale-out: one plan run by several engines at once (Ray actors: blend/scale/ray_fleet.py)."""
+"""Scale-out: one plan run by several engines at once (Ray actors: blend/execute/ray_fleet.py)."""

@@ -2,10 +2,10 @@
 
 Invariant: a part is visible under its final name only once it is complete. On a local or
 shared POSIX filesystem it is written under a hidden temporary name, fsynced and renamed (as
-blend/results.py does); on an object store (s3://, gs://, abfs://) an object appears whole when
-its upload completes, so it is written under its final name directly. Part names carry the
-engine's tag (`part-<tag>-<index>-<uuid>.parquet`), so engines writing into the same run folder
-never collide, and the results glob (`part-*.parquet`) sees every engine's parts.
+blend/store/results.py does); on an object store (s3://, gs://, abfs://) an object appears
+whole when its upload completes, so it is written under its final name directly. Part names
+carry the engine's tag (`part-<tag>-<index>-<uuid>.parquet`), so engines writing into the same
+run folder never collide, and the results glob (`part-*.parquet`) sees every engine's parts.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from blend.results import ResultRow, ResultWriteError, result_table
+from blend.store.results import ResultRow, ResultWriteError, result_table
 
 
 def run_folder_uri(results_uri: str | None, results_dir: Path, run_directory: Path) -> str:

@@ -2,7 +2,7 @@
 
 A split returns, per engine, positions into the sequence; together they must cover every
 position exactly once. The default is BlendServe's data-parallel split
-(blend/control/engine_split.py); tests pass simpler ones.
+(blend/scale/engine_split.py); tests pass simpler ones.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable
 import numpy as np
 
 from blend.admission.dual_scan import ScanSequence
-from blend.control.engine_split import split_for_engines
-from blend.cost import CostModel
+from blend.cost.model import CostModel
+from blend.scale.engine_split import split_for_engines
 
 EngineSplit = Callable[[ScanSequence, CostModel, int], list[np.ndarray]]
 

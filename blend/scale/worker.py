@@ -17,18 +17,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from blend.admission.base import AdmissionKind
 from blend.admission.dual_scan import ScanSequence
 from blend.admission.factory import admission_policy
-from blend.admission_feed import AdmissionFeed
-from blend.cost import CostModel
-from blend.engine_settings import EngineSettings
+from blend.admission.feed import AdmissionFeed
+from blend.cost.model import CostModel
 from blend.engines.base import EngineConfig, EngineOutput, EngineRequest
+from blend.engines.settings import EngineSettings
 from blend.engines.supervisor import EngineFactory, RestartPolicy, SupervisedEngine
-from blend.execute import _engine_params_json as engine_params_json
-from blend.lineage import RunLineage
-from blend.results import PartWriter, ResultRow
+from blend.planners.base import AdmissionKind
 from blend.scale.parts import RunFolder
+from blend.store.lineage import RunLineage
+from blend.store.results import PartWriter, ResultRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +120,7 @@ class EngineWorker:
             pid=os.getpid(),
             name=engine.name,
             version=engine.version,
-            engine_params_json=engine_params_json(engine),
+            engine_params_json=engine.params_json(),
             settings=engine.settings,
             start_seconds=engine.start_seconds,
         )
@@ -144,7 +143,7 @@ class EngineWorker:
             flush_rows=context.flush_rows,
             flush_seconds=context.flush_seconds,
             start_index=self._parts_written,
-            part_metadata=lambda: {"blend.engine_params_json": engine_params_json(self._engine)},
+            part_metadata=lambda: {"blend.engine_params_json": self._engine.params_json()},
             write=lambda rows, meta, index: context.folder.write_part(self.tag, rows, meta, index),
         )
         source = _ShareSource(share.requests)
@@ -155,10 +154,10 @@ class EngineWorker:
         failures_before = len(self._engine.failures)
         stats_before = self._engine.stats()
         try:
-            for finished in self._engine.generate(AdmissionFeed(policy, source)):
-                if finished:
-                    writer.add(_row(context.lineage, source.finish(o), o) for o in finished)
-                writer.flush_if_due()
+            writer.write_steps(
+                self._engine.generate(AdmissionFeed(policy, source)),
+                lambda output: _row(context.lineage, source.finish(output), output),
+            )
         finally:
             writer.close()
         self._parts_written += writer.rows_added
@@ -180,7 +179,7 @@ class EngineWorker:
 
 
 class _ShareSource:
-    """The share's requests by plan position (admission_feed.RequestSource)."""
+    """The share's requests by plan position (blend.admission.feed.RequestSource)."""
 
     def __init__(self, requests: Sequence[ShareRequest]) -> None:
         self._by_seq = {r.seq: r for r in requests}

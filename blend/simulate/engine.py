@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from blend.admission.base import AdmissionPolicy
-from blend.cost import CostModel
+from blend.admission.warmup import RestOfRun, hand_over_if_ended
+from blend.cost.model import CostModel
 from blend.simulate.types import SimConfig, SimRequest, SimResult
 
 if TYPE_CHECKING:
@@ -81,12 +82,15 @@ def simulate_online(
     config: SimConfig | None = None,
     *,
     skip_ahead: bool = True,
+    rest_of_run: RestOfRun | None = None,
 ) -> SimResult:
     """Simulate an engine fed by an admission policy, asked after every step that finished
     requests or ran the waiting queue dry (and whenever the engine is idle), as the executor
     asks it (admission/base.py).
 
-    The policy must hand over every request exactly once.
+    The policy must hand over every request exactly once. A warm-up policy (WarmupThenRest)
+    that ends hands over, at that event, to what `rest_of_run` (the owner's re-plan) makes
+    of its outcome, as the executor's run loop does when the engine loop yields to it.
     """
     from blend.simulate import scheduler as sch
 
@@ -98,6 +102,8 @@ def simulate_online(
     while True:
         admitted = policy.admit(view)
         view.finished = []
+        if rest_of_run is not None and hand_over_if_ended(policy, rest_of_run):
+            admitted += policy.admit(view)  # the rest's first word at the same event
         idle = state.queues.meta[sch.RUN_LEN] == 0 and sch.waiting_count(state) == 0
         if admitted:
             _append_order(state, admitted, seen)

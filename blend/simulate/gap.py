@@ -33,9 +33,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from blend.cost import CostModel
+from blend.cost.model import CostModel
+from blend.cost.step_time import busy_time
 from blend.simulate.sequential_bound import SequentialBound
-from blend.simulate.step_time import busy_time
 from blend.simulate.types import SimRequest, SimResult
 
 
@@ -156,7 +156,7 @@ class SequentialGap:
 def sequential_gap(result: SimResult, bound: SequentialBound, cost: CostModel) -> SequentialGap:
     """Split result.makespan_s - T_seq into its causes (see SequentialGap)."""
     hw = cost.hardware
-    weight_s = cost.roofline_weight_bytes / hw.effective_bandwidth
+    weight_s = cost.weight_read_s
     n, n_min = result.n_steps, bound.n_min_steps
     c, a, mem = bound.compute_s, bound.prefill_attention_s, bound.kv_reads_s
     bound_busy = bound.makespan_s - bound.overhead_s

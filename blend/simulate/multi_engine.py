@@ -12,7 +12,7 @@ share at the re-plan. Engines share nothing (prefix cache, KV): the makespan is 
 engine's. k = 1 is exactly the single-engine pipeline. Simplification: an engine re-plans at
 its own re-plan step with every engine's outcome (in a real run it would wait for the last
 engine's warm-up; the warm-ups are of equal size). Splits compared on the same plan:
-  blendserve   BlendServe's DP split (blend/control/engine_split.py): balanced Comp and
+  blendserve   BlendServe's DP split (blend/scale/engine_split.py): balanced Comp and
                Mem per engine, prefix groups kept together
   round-robin  plan position i to engine i mod k
   random       a seeded random partition into k shares of equal count
@@ -26,14 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from blend.admission.base import AdmissionKind, AdmissionPolicy, InOrderAdmission
+from blend.admission.base import AdmissionPolicy, InOrderAdmission
 from blend.admission.dual_scan import DualScanOptions, ScanSequence, scan_sequence
 from blend.admission.factory import admission_policy
-from blend.admission.warmup import WarmupOutcome, WarmupThenReplan
-from blend.control.engine_split import split_for_engines
-from blend.cost import CostModel
+from blend.admission.warmup import WarmupOutcome, WarmupThenRest
+from blend.cost.model import CostModel
 from blend.planners import LengthHint, estimate_outputs, make_planner, select_warmup
+from blend.planners.base import AdmissionKind
 from blend.planners.estimates import WARMUP_FRACTION
+from blend.planners.tree import build_compact_trie
+from blend.scale.engine_split import split_for_engines
 from blend.simulate.engine import simulate_online
 from blend.simulate.io import Workload
 from blend.simulate.pipeline import (
@@ -43,7 +45,6 @@ from blend.simulate.pipeline import (
     warmup_hints,
 )
 from blend.simulate.types import SimResult
-from blend.tree import build_compact_trie
 
 SPLITS = ("blendserve", "round-robin", "random")
 
@@ -240,12 +241,14 @@ class MultiEngineSimulator:
             # alone, it still counts one request to come, so the simulator keeps asking it
             # after every finish and the re-plan point is the one it has with a share
             n_rest = n_share if share is not None else 1
-            policy = WarmupThenReplan(list(range(len(part))), replan, n_rest, window)
+            policy = WarmupThenRest(list(range(len(part))), n_rest, window)
         else:
             policy = replan(WarmupOutcome({}, {}, 0))
             seen.clear()
-        result = simulate_online(requests, policy, self.cost, self.engine.config())
-        step = policy.replanned_at_step if isinstance(policy, WarmupThenReplan) else None
+        result = simulate_online(
+            requests, policy, self.cost, self.engine.config(), rest_of_run=replan
+        )
+        step = policy.replanned_at_step if isinstance(policy, WarmupThenRest) else None
         return _EngineRun(result, seen[0] if seen else None, step)
 
 

@@ -25,9 +25,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from blend.cost import CostModel
+from blend.cost.model import CostModel
+from blend.planners.tree import RadixTree
 from blend.simulate.types import SimRequest
-from blend.tree import RadixTree
 
 
 def dfs_sharing_ratio(requests: Sequence[SimRequest]) -> float:

@@ -5,7 +5,8 @@ output lengths of warm-up requests once the simulated engine has finished them (
 ones as lower bounds). True lengths reach the planner only with `oracle=True`. The steps:
 pick the warm-up sample (estimates.select_warmup), run it first, re-plan the other requests
 with the measured lengths, and feed them with the admission policy the plan asks for; the
-same WarmupThenReplan and policy objects drive the executor (blend/execute.py).
+same WarmupThenRest and policy objects drive the executor (blend/execute/stage.py), and the
+rest is handed over at the same event by the same step (admission.warmup.hand_over_if_ended).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import numpy as np
 from blend.admission.base import AdmissionPolicy
 from blend.admission.dual_scan import DualScanOptions, scan_sequence
 from blend.admission.factory import admission_policy
-from blend.admission.warmup import WarmupOutcome, WarmupThenReplan, adopt_running
-from blend.cost import CostModel
-from blend.engine_settings import EngineSettings
+from blend.admission.warmup import RestOfRun, WarmupOutcome, WarmupThenRest, adopt_running
+from blend.cost.model import CostModel
+from blend.engines.settings import DEFAULT_ENGINE_SETTINGS, EngineSettings
 from blend.planners import (
     EstimateSource,
     LengthHint,
@@ -33,11 +34,11 @@ from blend.planners import (
     select_warmup,
 )
 from blend.planners.estimates import WARMUP_FRACTION
+from blend.planners.tree import build_compact_trie, lexicographic_order
 from blend.simulate.engine import simulate_online
 from blend.simulate.io import Workload
 from blend.simulate.settings_search import FeedChoice, PlanSearch, SearchInputs, search_plan
 from blend.simulate.types import SimConfig, SimResult
-from blend.tree import build_compact_trie, lexicographic_order
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,7 @@ class PipelineSimulator:
         self.workload, self.planner, self.cost = workload, planner, cost
         self.dual_scan = dual_scan
         self.search_workers = search_workers  # processes of the settings search (None: auto)
-        self.engine = engine or SimulatedEngine(EngineSettings(8192, 256))
+        self.engine = engine or SimulatedEngine(DEFAULT_ENGINE_SETTINGS)
         self._prompts = [r.prompt_token_ids for r in workload.requests]
         self._visible = visible_requests(
             workload, oracle=oracle, default_max_tokens=default_max_tokens
@@ -182,14 +183,15 @@ class PipelineSimulator:
 
     def admission(
         self, settings: EngineSettings, feed: FeedChoice | None = None
-    ) -> tuple[AdmissionPolicy, list[PlannedRest]]:
-        """The policy that runs the pipeline on an engine with `settings`: the warm-up, then
-        the re-plan (appended to the returned list when it happens), fed as `feed` says (the
+    ) -> tuple[AdmissionPolicy, RestOfRun | None, list[PlannedRest]]:
+        """How the pipeline runs on an engine with `settings`: the warm-up's policy and the
+        re-plan that makes the rest's policy when it ends (the owner's step: hand_over_if_ended),
+        the re-plan appended to the returned list when it happens; fed as `feed` says (the
         plan's own admission by default). Drives the simulator here, and a real engine the
         same way (bench/fidelity.py)."""
         planned: list[PlannedRest] = []
 
-        def replan(outcome: WarmupOutcome) -> AdmissionPolicy:
+        def rest_of_run(outcome: WarmupOutcome) -> AdmissionPolicy:
             hints = warmup_hints(self._visible, outcome)
             planned.append(self.plan_rest(hints))
             policy = self.policy(planned[0], settings, feed)
@@ -198,9 +200,10 @@ class PipelineSimulator:
 
         if len(self.warmup):
             window = 2 * settings.max_num_seqs
-            return WarmupThenReplan(self.warmup.tolist(), replan, len(self.rest), window), planned
+            warmup = WarmupThenRest(self.warmup.tolist(), len(self.rest), window)
+            return warmup, rest_of_run, planned
         planned.append(self.plan_rest())
-        return self.policy(planned[0], settings, feed), planned
+        return self.policy(planned[0], settings, feed), None, planned
 
     def _adopt(
         self, policy: AdmissionPolicy, outcome: WarmupOutcome, hints: Sequence[LengthHint]
@@ -223,9 +226,11 @@ class PipelineSimulator:
     def run(self, settings: EngineSettings, feed: FeedChoice | None = None) -> PipelineRun:
         """Warm-up, re-plan, run: the whole workload on an engine with `settings`."""
         engine = replace(self.engine, settings=settings)
-        policy, planned = self.admission(settings, feed)
-        result = simulate_online(self.workload.requests, policy, self.cost, engine.config())
-        replanned = policy.replanned_at_step if isinstance(policy, WarmupThenReplan) else None
+        policy, rest_of_run, planned = self.admission(settings, feed)
+        result = simulate_online(
+            self.workload.requests, policy, self.cost, engine.config(), rest_of_run=rest_of_run
+        )
+        replanned = policy.replanned_at_step if isinstance(policy, WarmupThenRest) else None
         chosen = feed or FeedChoice(
             planned[0].plan.admission, pace=(self.dual_scan or DualScanOptions()).pace
         )

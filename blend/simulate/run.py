@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from blend.cost import CostModel
-from blend.engine_settings import (
+from blend.cost.model import CostModel
+from blend.engines.settings import (
     EngineSettings,
     memory_centric_seqs,
     vllm_default_settings,
 )
 from blend.planners import make_planner
+from blend.planners.tree import order_sharing_ratio
 from blend.simulate.gap import GapBreakdown, SequentialGap, gap_breakdown, sequential_gap
 from blend.simulate.io import Workload
 from blend.simulate.optimal import dfs_sharing_ratio, optimal_makespan_s
@@ -31,7 +32,6 @@ from blend.simulate.pipeline import (
 )
 from blend.simulate.sequential_bound import SequentialBound, sequential_bound
 from blend.simulate.settings_search import PlanSearch
-from blend.tree import order_sharing_ratio
 
 
 @dataclass(frozen=True, slots=True)

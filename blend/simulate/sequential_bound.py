@@ -35,11 +35,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from blend.cost import CostModel
+from blend.cost.model import CostModel
+from blend.cost.step_time import busy_time, soft_max
+from blend.planners.tree import adjacent_lcp, lexicographic_order
 from blend.simulate.optimal import optimal_makespan_s
-from blend.simulate.step_time import busy_time, soft_max
 from blend.simulate.types import SimRequest
-from blend.tree import adjacent_lcp, lexicographic_order
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,14 +108,14 @@ def sequential_bound(
     longest = int(d.max())
     kv_steps = math.ceil(float((d * (d - 1.0) / 2.0).sum()) / max(1, capacity))
     n_min = max(longest, kv_steps)
-    per_token_kv_s = model.kv_bytes_per_token / hw.effective_bandwidth
+    per_token_kv_s = cost.kv_read_s_per_token
     mem = float((p * d + d * d / 2.0).sum()) * per_token_kv_s
     attention = (
         4.0 * model.hidden_size * model.n_layers * trie.distinct_position_sum
     ) / hw.effective_attention_flops
     tokens = trie.distinct_tokens + float((d - 1.0).sum())
     compute = 2.0 * cost.roofline_params * tokens / hw.effective_flops
-    weight_s = cost.roofline_weight_bytes / hw.effective_bandwidth
+    weight_s = cost.weight_read_s
     busy = busy_time(hw, compute, attention, n_min * weight_s, mem)
     return SequentialBound(
         makespan_s=busy + n_min * hw.step_overhead_s,

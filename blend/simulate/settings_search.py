@@ -37,11 +37,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from blend.admission.base import AdmissionKind
 from blend.admission.dual_scan import DualScanOptions, scan_sequence
 from blend.admission.factory import admission_policy
-from blend.cost import CostModel
-from blend.engine_settings import TOKEN_CANDIDATES, EngineSettings, SettingsSource
+from blend.cost.model import CostModel
+from blend.engines.settings import TOKEN_CANDIDATES, EngineSettings, SettingsSource
+from blend.planners.base import AdmissionKind
 from blend.simulate.types import SimConfig, SimRequest, SimResult
 
 SEARCH_MAX_REQUESTS = 20_000  # requests simulated per candidate at most (a sample above)
@@ -324,7 +324,7 @@ class _CandidateSimulator:
     their drawn lengths, and one simulation per candidate."""
 
     def __init__(self, inputs: SearchInputs, cost: CostModel, template: SimConfig) -> None:
-        from blend.tree import lexicographic_order
+        from blend.planners.tree import lexicographic_order
 
         n = len(inputs.prompts)
         keep = np.arange(n)

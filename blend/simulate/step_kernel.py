@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from blend.cost import CostModel
+from blend.cost.model import CostModel
 
 # cached per file (nothing here calls another file); no reference counting: see scheduler.py
 _jit = numba.njit(cache=True, _nrt=False)
@@ -39,12 +39,12 @@ def cost_constants(cost: CostModel) -> np.ndarray:
     values[N_PARAMS] = cost.roofline_params
     values[FLOPS] = hw.effective_flops
     values[BANDWIDTH] = hw.effective_bandwidth
-    values[WEIGHT_S] = cost.roofline_weight_bytes / hw.effective_bandwidth
+    values[WEIGHT_S] = cost.weight_read_s
     values[KV_BYTES] = model.kv_bytes_per_token
     values[OVERHEAD_S] = hw.step_overhead_s
     values[HIDDEN] = model.hidden_size
     values[N_LAYERS] = model.n_layers
-    values[KV_TOKEN_S] = model.kv_bytes_per_token / hw.effective_bandwidth
+    values[KV_TOKEN_S] = cost.kv_read_s_per_token
     values[OVERLAP] = 1.0 if hw.overlap_compute_memory else 0.0
     values[ATTN_FLOPS] = hw.effective_attention_flops
     values[AFTER_GEMM] = 1.0 if hw.attention_after_gemm else 0.0

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from blend.engines.settings import DEFAULT_ENGINE_SETTINGS
+
 
 @dataclass(frozen=True, slots=True)
 class SimRequest:
@@ -25,16 +27,13 @@ class SimRequest:
             )
 
 
-DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
-
-
 @dataclass(frozen=True, slots=True)
 class SimConfig:
     """The engine being simulated (vLLM v1 names)."""
 
     # token budget per step (decodes + prefill chunks)
-    max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS
-    max_num_seqs: int = 256  # running requests at most
+    max_num_batched_tokens: int = DEFAULT_ENGINE_SETTINGS.max_num_batched_tokens
+    max_num_seqs: int = DEFAULT_ENGINE_SETTINGS.max_num_seqs  # running requests at most
     kv_capacity_tokens: int | None = None  # KV cache size (tokens); None: CostModel's
     block_size: int = 16  # tokens per KV block (vLLM GPU 16; the CPU build uses 128)
     enable_prefix_caching: bool = True

@@ -1,4 +1,4 @@
--- create_empty_view: `results` before any run has written a part (same columns as blend.results).
+-- create_empty_view: `results` before any run has written a part (same columns as blend.store.results).
 CREATE OR REPLACE VIEW results AS
 SELECT
     CAST(NULL AS VARCHAR)     AS dataset,

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blend.admission.dual_scan import DualScanAdmission, DualScanOptions, ScanSequence
-from blend.cost import CostModel, HardwareSpec
+from blend.cost.model import CostModel, HardwareSpec
+from blend.engines.settings import EngineSettings
 from blend.simulate import SimConfig, SimRequest
 from blend.simulate.engine import simulate_online
 from tests.support.fake_view import FakeView
@@ -45,7 +46,7 @@ def test_first_admissions_come_from_both_ends() -> None:
 
 def test_room_is_the_engines_free_sequences() -> None:
     policy = DualScanAdmission(
-        sequence([10] * 20, [5] * 20), TOY, DualScanOptions(max_num_seqs=4, pace=False)
+        sequence([10] * 20, [5] * 20), TOY, DualScanOptions(pace=False), EngineSettings(8192, 4)
     )
     assert len(policy.admit(FakeView(kv_blocks_total=10_000))) == 4
     assert policy.admit(FakeView(kv_blocks_total=10_000, num_running=4)) == []
@@ -75,9 +76,15 @@ def test_a_dense_request_outliving_its_estimate_moves_to_the_right_share() -> No
     first = policy.admit(FakeView(kv_blocks_total=100_000))
     assert 0 in first
     later = FakeView(kv_blocks_total=100_000, step=50, num_running=len(first))
-    later.generated = {i: 40 for i in first}  # request 0 estimated 1 token, at 40 already
+    later.generated = {i: 40 for i in first}  # 0 and 1 estimated 1 token, at 40 already
     policy.admit(later)
-    assert policy.n_moved >= 1
+    # exactly the two dense requests past their estimate moved (the long ones are on time),
+    # and once only: on the right they are no longer checked against their first estimate
+    assert policy.n_moved == 2
+    again = FakeView(kv_blocks_total=100_000, step=70, num_running=len(first))
+    again.generated = {i: 60 for i in first}
+    policy.admit(again)
+    assert policy.n_moved == 2
 
 
 @st.composite
@@ -101,7 +108,7 @@ def test_on_the_simulator_every_request_runs_once_and_exact_estimates_never_pree
     longest = max(len(r.prompt_token_ids) + r.output_len for r in requests)
     capacity = 2 * longest + 4 * block_size  # any one request fits, with room to spare
     order = sorted(range(len(requests)), key=lambda i: -len(requests[i].prompt_token_ids))
-    from blend.tree import adjacent_lcp
+    from blend.planners.tree import adjacent_lcp
 
     prompts = [r.prompt_token_ids for r in requests]
     seq = ScanSequence(
@@ -110,14 +117,15 @@ def test_on_the_simulator_every_request_runs_once_and_exact_estimates_never_pree
         shared_prev=adjacent_lcp(prompts, order).astype(float),
         output_tokens=np.array([requests[i].output_len for i in order], dtype=float),
     )
-    options = DualScanOptions(max_num_seqs=max_num_seqs, max_num_batched_tokens=64, pace=pace)
+    options = DualScanOptions(pace=pace)
+    settings = EngineSettings(64, max_num_seqs)
     config = SimConfig(
         max_num_batched_tokens=max(64, longest),
         max_num_seqs=max_num_seqs,
         kv_capacity_tokens=capacity,
         block_size=block_size,
     )
-    result = simulate_online(requests, DualScanAdmission(seq, TOY, options), TOY, config)
+    result = simulate_online(requests, DualScanAdmission(seq, TOY, options, settings), TOY, config)
     assert sorted(result.admission_order.tolist()) == list(range(len(requests)))
     assert result.n_preemptions == 0
 
@@ -130,8 +138,8 @@ def test_unknown_options_fail_loudly() -> None:
 def test_a_dry_queue_is_the_engine_asking_for_more() -> None:
     """Prompt tokens queued in the engine bound admission (two steps of the budget); once the
     queue ran dry, the prompt still prefilling in chunks no longer counts as queued."""
-    options = DualScanOptions(max_num_batched_tokens=100, pace=False)
-    policy = DualScanAdmission(sequence([150] * 6, [5] * 6), TOY, options)
+    options = DualScanOptions(pace=False)
+    policy = DualScanAdmission(sequence([150] * 6, [5] * 6), TOY, options, EngineSettings(100, 256))
     assert len(policy.admit(FakeView(kv_blocks_total=10_000))) == 1  # 150 + 150 > 2 x 100
     queued = FakeView(kv_blocks_total=10_000, step=1, num_running=0, num_waiting=1)
     assert policy.admit(queued) == []  # its prompt still waits in the engine's queue

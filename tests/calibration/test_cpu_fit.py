@@ -17,7 +17,7 @@ from blend.calibration.cpu_fit import (
     per_point,
 )
 from blend.calibration.hardware_file import HARDWARE_JSON, write_profile
-from blend.cost import load_model_spec
+from blend.cost.model import load_model_spec
 from blend.demo.model import TinyModelShape
 
 

@@ -57,7 +57,7 @@ def test_a_fixed_bandwidth_stays_fixed_and_too_few_steps_are_refused() -> None:
 
 
 def test_the_stored_h200_measurements_fit_the_committed_profile() -> None:
-    from blend.cost import load_hardware
+    from blend.cost.model import load_hardware
 
     steps = load_model_steps(DATA)
     h200 = load_hardware("h200")

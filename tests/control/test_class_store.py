@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from blend.cli import app
 from blend.control.class_store import NoClassesError, load_classes
-from blend.store import Store, fetch_dicts
+from blend.store.database import Store, fetch_dicts
 
 runner = CliRunner()
 

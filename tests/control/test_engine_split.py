@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from blend.admission.dual_scan import ScanSequence
-from blend.control.engine_split import share_loads, split_for_engines
+from blend.scale.engine_split import share_loads, split_for_engines
 from tests.support.toys import planner_toy_cost
 
 

@@ -9,9 +9,9 @@ from blend.control.classes import RequestClass
 from blend.control.fluid_inputs import fluid_inputs, typical_request
 from blend.control.fluid_lp import FluidParams, solve_fluid_lp
 from blend.control.phase_plan import class_specs, fluid_min_makespan_s, phase_plan
-from blend.cost import CostModel, load_hardware, load_model_spec
-from blend.engine_settings import EngineSettings
-from blend.simulate.step_time import step_time_s
+from blend.cost.model import CostModel, load_hardware, load_model_spec
+from blend.cost.step_time import step_time_s
+from blend.engines.settings import EngineSettings
 
 COST = CostModel(load_model_spec("llama-3.1-8b"), load_hardware("h200"))
 PAPER = FluidParams(

@@ -55,7 +55,15 @@ def test_every_variant_meets_its_constraints(variant: LpVariant) -> None:
     )
     sol = solve_fluid_lp(paper_classes(), PAPER, PAPER_PRICES, variant, sli)
     assert_feasible(sol, saturated=False)
-    assert sol.revenue_per_gpu_s > 0
+    # R* is what the solution's own flows earn at the prices, as the variant counts them
+    prompt = np.array([c.prompt_tokens for c in sol.classes])
+    output = np.array([c.output_tokens for c in sol.classes])
+    c_p, c_d = PAPER_PRICES.prefill_per_token, PAPER_PRICES.decode_per_token
+    if variant == "per-phase":
+        earned = c_p * prompt @ sol.prefill_rate + c_d * output @ sol.completion_rate
+    else:
+        earned = (c_p * prompt + c_d * output) @ sol.completion_rate
+    assert earned > 0 and sol.revenue_per_gpu_s == pytest.approx(earned, rel=1e-6)
     if sli is not None:
         lam = np.array([c.arrival_rate for c in sol.classes])
         assert np.all(sol.completion_rate >= 0.5 * lam - 1e-9)

@@ -10,19 +10,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blend.admission.base import AdmissionKind
 from blend.admission.dual_scan import ScanSequence
 from blend.admission.factory import admission_policy
 from blend.admission.lp_gate import GateShares, LpGateAdmission, LpGateOptions
-from blend.cost import CostModel, load_hardware, load_model_spec
-from blend.engine_settings import EngineSettings
+from blend.cost.model import CostModel, load_hardware, load_model_spec
 from blend.engines.base import EngineConfig
-from blend.execute import ExecuteOptions, execute_plan
-from blend.plan import PlanOptions, plan_dataset
+from blend.engines.settings import EngineSettings
+from blend.engines.tokenize import tokenizer_sha256
+from blend.execute.stage import ExecuteOptions, execute_plan
+from blend.plan.stage import PlanOptions, plan_dataset
+from blend.planners.base import AdmissionKind
 from blend.simulate import SimConfig, SimRequest
 from blend.simulate.engine import simulate_online
-from blend.store import Store, fetch_dicts
-from blend.tokenize import tokenizer_sha256
+from blend.store.database import Store, fetch_dicts
 from tests.support.fake_engine import FakeEngine
 from tests.support.fake_view import FakeView
 from tests.support.seeds import PROMPTS, seed_store
@@ -49,10 +49,8 @@ def two_kinds(n_per: int = 200) -> ScanSequence:
 
 def test_class_mix_follows_the_prefill_shares() -> None:
     seq = two_kinds()
-    options = LpGateOptions(
-        max_num_seqs=64, max_num_batched_tokens=2048, queue_steps=1e9, n_classes=2
-    )
-    policy = LpGateAdmission(seq, COST, options)
+    options = LpGateOptions(queue_steps=1e9, n_classes=2)
+    policy = LpGateAdmission(seq, COST, options, EngineSettings(2048, 64))
     view = FakeView(kv_blocks_total=10**7, block_size=16)
     admitted: list[int] = []
     for _ in range(3):  # admit, then let everything finish, three times
@@ -82,8 +80,8 @@ def test_an_empty_engine_is_never_left_idle() -> None:
 
 def test_a_drained_class_starts_a_new_phase() -> None:
     seq = sequence([1000] * 3 + [50] * 30, [10] * 3 + [50] * 30)
-    options = LpGateOptions(max_num_seqs=8, queue_steps=1e9, n_classes=2)
-    policy = LpGateAdmission(seq, COST, options)
+    options = LpGateOptions(queue_steps=1e9, n_classes=2)
+    policy = LpGateAdmission(seq, COST, options, EngineSettings(8192, 8))
     view = FakeView(kv_blocks_total=10**7, block_size=16)
     while policy.num_remaining:
         view.finished = [(i, 1) for i in policy.admit(view)]
@@ -146,8 +144,8 @@ def test_executor_runs_the_gate_with_the_fake_engine(gate_plan) -> None:
 
 
 def test_job_shares_follow_the_prefill_work_left() -> None:
-    options = LpGateOptions(max_num_seqs=64, queue_steps=1e9, n_classes=2, shares=GateShares.JOB)
-    policy = LpGateAdmission(two_kinds(), COST, options)
+    options = LpGateOptions(queue_steps=1e9, n_classes=2, shares=GateShares.JOB)
+    policy = LpGateAdmission(two_kinds(), COST, options, EngineSettings(8192, 64))
     policy.admit(FakeView(kv_blocks_total=10**7, block_size=16))
     heavy = 200 * 1000 / (200 * 1000 + 200 * 50)  # prefill time is proportional to tokens
     assert policy.phases[0].shares == pytest.approx({"c0": heavy, "c1": 1 - heavy})

@@ -15,7 +15,7 @@ import blend.engines.hetegen_engine as hetegen_engine
 from blend.cli import app
 from blend.demo.dataset import DemoSize, write_demo_dataset
 from blend.engines.base import EngineOutput, Feed
-from blend.store import Store, fetch_dicts
+from blend.store.database import Store, fetch_dicts
 
 runner = CliRunner()
 HeteGenEngine = hetegen_engine.HeteGenEngine  # before any test replaces it

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from blend.cost import load_hardware
-from blend.engine_settings import vllm_default_settings
+from blend.cost.model import load_hardware
 from blend.engines.base import EngineConfig, EngineOutput, EngineRequest, EngineState
 from blend.engines.feeds import OrderedFeed
+from blend.engines.settings import vllm_default_settings
 
 GPU_NAMES = {
     "a100-80g": "NVIDIA A100-SXM4-80GB",
@@ -86,6 +86,10 @@ class _Watching:
     @property
     def exhausted(self) -> bool:
         return self._inner.exhausted
+
+    @property
+    def paused(self) -> bool:
+        return False
 
     def take(self, state: EngineState, finished: Sequence[EngineOutput]) -> list[EngineRequest]:
         self._states.append(dataclasses.replace(state, generated=dict(state.generated)))

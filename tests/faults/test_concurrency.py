@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from blend import store_lock
-from blend.store import Store, fetch_dicts
-from blend.store_lock import StoreBusyError, StoreNotWritableError
+from blend.store import store_lock
+from blend.store.database import Store, fetch_dicts
+from blend.store.store_lock import StoreBusyError, StoreNotWritableError
 from tests.support.children import REPO, Child
 
 CLI = [sys.executable, "-m", "blend.cli"]

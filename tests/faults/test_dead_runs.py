@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from blend import store_lock
 from blend.engines.base import EngineConfig
-from blend.execute import ExecuteError, execute_plan
-from blend.pipeline import PipelineOptions, PipelineReport, run_pipeline
-from blend.plan import PlanOptions
-from blend.runs import RunBusyError, mark_dead_runs, unfinished_run
-from blend.store import Store, fetch_dicts
+from blend.execute.stage import ExecuteError, execute_plan
+from blend.pipeline.chain import PipelineOptions, PipelineReport, run_pipeline
+from blend.plan.stage import PlanOptions
+from blend.store import store_lock
+from blend.store.database import Store, fetch_dicts
+from blend.store.runs import RunBusyError, mark_dead_runs, unfinished_run
 from tests.support.children import Child
 from tests.support.fault_child import fake_engine_stages
 

@@ -16,14 +16,14 @@ import pytest
 
 from blend.demo.dataset import DemoSize, write_demo_dataset
 from blend.engines.base import EngineConfig
-from blend.execute import ExecuteError, execute_plan
-from blend.plan import PlanOptions, plan_dataset
-from blend.process_lock import LockFileError
-from blend.results import run_dir
-from blend.runs import acquire_run_lock, run_is_alive
-from blend.store import Store
-from blend.store_lock import LOCK_NAME
-from blend.tokenize import tokenizer_sha256
+from blend.engines.tokenize import tokenizer_sha256
+from blend.execute.stage import ExecuteError, execute_plan
+from blend.plan.stage import PlanOptions, plan_dataset
+from blend.store.database import Store
+from blend.store.process_lock import LockFileError
+from blend.store.results import run_dir
+from blend.store.runs import acquire_run_lock, run_is_alive
+from blend.store.store_lock import LOCK_NAME
 from tests.support.children import REPO
 from tests.support.fake_engine import FakeEngine
 from tests.support.seeds import seed_store

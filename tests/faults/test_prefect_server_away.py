@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 from blend.engines.base import EngineConfig
-from blend.execute import ExecuteOptions, execute_plan
+from blend.execute.stage import ExecuteOptions, execute_plan
 from blend.ingest import ingest_file
-from blend.plan import PlanOptions, plan_dataset
-from blend.profile import profile_dataset
-from blend.store import Store, fetch_dicts
+from blend.plan.stage import PlanOptions, plan_dataset
+from blend.profile.stage import profile_dataset
+from blend.store.database import Store, fetch_dicts
 from flows.execute import BackgroundProgress
 from tests.support.fake_engine import FakeEngine
 

@@ -15,13 +15,15 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from blend import store as store_module
 from blend.engines.base import EngineConfig
 from blend.engines.supervisor import EngineFailedError, RestartPolicy
-from blend.execute import ExecuteOptions, execute_plan
-from blend.pipeline import PipelineOptions, PipelineReport, run_pipeline
-from blend.plan import PlanOptions, plan_dataset
-from blend.results import (
+from blend.engines.tokenize import tokenizer_sha256
+from blend.execute.stage import ExecuteOptions, execute_plan
+from blend.pipeline.chain import PipelineOptions, PipelineReport, run_pipeline
+from blend.plan.stage import PlanOptions, plan_dataset
+from blend.store import database as store_module
+from blend.store.database import Store, UnreadablePartError, fetch_dicts
+from blend.store.results import (
     QUARANTINE_DIR,
     QUARANTINE_RECORD,
     UnreadablePart,
@@ -29,8 +31,6 @@ from blend.results import (
     part_files,
     quarantine_parts,
 )
-from blend.store import Store, UnreadablePartError, fetch_dicts
-from blend.tokenize import tokenizer_sha256
 from tests.support.children import REPO
 from tests.support.fake_engine import FakeEngine
 from tests.support.fault_child import fake_engine_stages

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-import blend.results as results
+import blend.store.results as results
 from blend.engines.base import EngineConfig
-from blend.execute import ExecuteOptions, execute_plan
+from blend.execute.stage import ExecuteOptions, execute_plan
 from blend.ingest import ingest_file
-from blend.plan import PlanOptions, plan_dataset
-from blend.profile import ProfileReport, profile_dataset
-from blend.results import ResultWriteError
-from blend.store import Store, fetch_dicts
+from blend.plan.stage import PlanOptions, plan_dataset
+from blend.profile.stage import ProfileReport, profile_dataset
+from blend.store.database import Store, fetch_dicts
+from blend.store.results import ResultWriteError
 from tests.support.children import Child
 from tests.support.fake_engine import FakeEngine
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from blend.execute import RunReport
-from blend.plan import PlanReport
-from blend.run_records import GroupEstimate
+from blend.execute.stage import RunReport
+from blend.plan.stage import PlanReport
+from blend.planners.base import PlannerName
 from blend.simulate.sequential_bound import EstimatedBounds
+from blend.store.run_records import GroupEstimate, RunTotals
 from flows import artifacts
 from flows.artifacts import ProgressArtifact, artifact_key, run_table, summary_markdown
 
@@ -18,7 +19,7 @@ PLAN = PlanReport(
     plan_id="nightly-s2-dfs-0a1b2c3d",
     dataset="nightly",
     snapshot=2,
-    planner="dfs",
+    planner=PlannerName.DFS,
     tokenizer_sha256="t" * 64,
     n_requests=3,
     n_batches=1,
@@ -35,11 +36,9 @@ def make_run(**changes: object) -> RunReport:
         plan_id=PLAN.plan_id,
         dataset="nightly",
         status="completed",
-        n_requests=3,
-        n_errors=1,
-        input_tokens=300,
-        output_tokens=100,
-        cached_tokens=120,
+        totals=RunTotals(
+            n_requests=3, n_errors=1, input_tokens=300, output_tokens=100, cached_tokens=120
+        ),
         prefix_cache_hit_rate=0.4,
         engine_start_s=4.0,
         wall_s=8.0,
@@ -127,7 +126,7 @@ def test_progress_updates_at_most_every_interval_and_on_the_last_request(
 
 
 def test_summary_draws_the_prompt_length_chart() -> None:
-    from blend.profile import LengthBin
+    from blend.profile.stage import LengthBin
 
     bins = [LengthBin(0, 100, 4), LengthBin(100, 200, 1), LengthBin(300, 400, 2)]
     text = summary_markdown(PLAN, None, None, bins)
@@ -141,7 +140,7 @@ def test_summary_draws_the_prompt_length_chart() -> None:
 
 def test_summary_lists_the_request_classes_of_the_profile() -> None:
     from blend.control.classes import RequestClass
-    from blend.profile import ProfileReport
+    from blend.profile.stage import ProfileReport
 
     profile = ProfileReport(
         *("nightly", 2, "t" * 64, "tiny", 1024, 3, 300, 100.0, 100.0, 100.0, 100.0, 100),

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from blend.capacity import CapacityReport, pipeline_capacity
-from blend.store import Store
-from blend.workloads import default_cost
+from bench.workloads.generators import default_cost
+from blend.plan.capacity import CapacityReport, pipeline_capacity
+from blend.store.database import Store
 from flows import pipeline as pipeline_module
 from flows.pipeline import PipelineOptions, stage_runner
 from tests.support.seeds import seed_groups

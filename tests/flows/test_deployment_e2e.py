@@ -21,7 +21,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blend.demo.dataset import DemoSize, write_demo_dataset
 from blend.planners import PlannerName
-from blend.store import Store, fetch_dicts
+from blend.store.database import Store, fetch_dicts
 from tests.support.local_prefect import REPO, LocalPrefect, trigger, wait_final
 
 if TYPE_CHECKING:

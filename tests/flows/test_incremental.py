@@ -16,12 +16,12 @@ import pytest
 
 from blend.demo.dataset import DemoSize, write_demo_dataset
 from blend.engines.base import EngineConfig, EngineOutput, EngineRequest
-from blend.execute import execute_plan
+from blend.execute.stage import execute_plan
 from blend.ingest import ingest_file
-from blend.lineage import model_sha256
-from blend.plan import PlanOptions, PlanReport, plan_dataset
-from blend.profile import profile_dataset
-from blend.store import Store
+from blend.plan.stage import PlanOptions, PlanReport, plan_dataset
+from blend.profile.stage import profile_dataset
+from blend.store.database import Store
+from blend.store.lineage import model_sha256
 from tests.support.fake_engine import FakeEngine
 
 OVER_LENGTH_ID = "summarise-001"  # the small demo's prompt longer than the tiny model's context

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from blend.demo.dataset import DemoSize, write_demo_dataset
-from blend.results import finished_parts, read_metadata
-from blend.store import Store, fetch_dicts
+from blend.store.database import Store, fetch_dicts
+from blend.store.results import finished_parts, read_metadata
 from flows.ingest import IngestOptions, ingest_flow
 from flows.options import EngineOptions, PlanningOptions
 from flows.pipeline import PipelineOptions, pipeline_flow

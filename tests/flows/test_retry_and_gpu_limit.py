@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from prefect.states import Failed
 
-from blend.execute import ExecuteError
+from blend.execute.stage import ExecuteError
 from blend.ingest import IngestError
-from blend.plan import PlanError
+from blend.plan.stage import PlanError
 from flows.execute import _require_limit
 from flows.retry import GpuLimitMissingError, is_transient
 

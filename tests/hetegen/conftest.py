@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from blend.hetegen.hardware_profile import HeteGenProfile
+from blend.cost.offload.hardware_profile import HeteGenProfile
 
 
 @pytest.fixture

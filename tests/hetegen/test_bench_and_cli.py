@@ -12,8 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from blend.cli import app
-from blend.cost import load_model_spec
-from blend.hetegen.hardware_profile import HeteGenProfile
+from blend.cost.model import load_model_spec
+from blend.cost.offload.hardware_profile import HeteGenProfile
 from blend.hetegen.profiler import ProfileOptions, measure_profile
 from tests.support.cli_text import flat
 

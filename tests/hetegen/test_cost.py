@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from blend.cost import load_model_spec
-from blend.hetegen.cost import step_costs, thirty_b_on_24gb, weight_budget_bytes
-from blend.hetegen.hardware_profile import HeteGenProfile
-from blend.hetegen.shapes import non_linear_weight_bytes
+from blend.cost.model import load_model_spec
+from blend.cost.offload.hardware_profile import HeteGenProfile
+from blend.cost.offload.layer_costs import step_costs, thirty_b_on_24gb, weight_budget_bytes
+from blend.cost.offload.shapes import non_linear_weight_bytes
 
 
 def test_the_budget_leaves_room_for_kv_and_the_other_weights() -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from blend.cost import load_hardware
-from blend.hetegen.hardware_profile import (
+from blend.cost.model import load_hardware
+from blend.cost.offload.hardware_profile import (
     HeteGenProfile,
     ProfileError,
     roofline_weights_per_s,

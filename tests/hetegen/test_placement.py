@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from blend.cost import load_model_spec
-from blend.hetegen.hardware_profile import HeteGenProfile
-from blend.hetegen.placement import balanced_alpha, offloaded_layer, place, placement_table
-from blend.hetegen.shapes import LinearShape, linear_shapes
+from blend.cost.model import load_model_spec
+from blend.cost.offload.hardware_profile import HeteGenProfile
+from blend.cost.offload.placement import balanced_alpha, offloaded_layer, place, placement_table
+from blend.cost.offload.shapes import LinearShape, linear_shapes
 
 
 def test_llama_shapes_add_up_to_the_spec() -> None:

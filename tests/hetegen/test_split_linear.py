@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from blend.cost.offload.hardware_profile import HeteGenProfile
+from blend.cost.offload.placement import place
 from blend.hetegen.apply import apply_placement, model_linear_shapes
-from blend.hetegen.hardware_profile import HeteGenProfile
-from blend.hetegen.placement import place
 from blend.hetegen.split_linear import SplitLinear
 
 

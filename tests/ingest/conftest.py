@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from blend.store import Store
+from blend.store.database import Store
 
 Query = Callable[..., list[tuple[Any, ...]]]
 WriteLines = Callable[..., Path]

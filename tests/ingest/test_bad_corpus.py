@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from blend.ingest import IngestError, ingest_file
-from blend.store import Store
+from blend.store.database import Store
 
 # The shape of the `query` fixture (tests/ingest/conftest.py).
 Query = Callable[..., list[tuple[Any, ...]]]

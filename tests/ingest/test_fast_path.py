@@ -14,7 +14,7 @@ import pytest
 from blend.ingest import IngestError, SourceFormat, fast, ingest_file
 from blend.ingest.records import PromptRow
 from blend.ingest.validate import Validator
-from blend.store import Store
+from blend.store.database import Store
 from tests.support.mixed_lines import write_mixed
 
 BAD = Path(__file__).parents[1] / "data" / "bad"
@@ -139,7 +139,7 @@ _CHILD = """
 import sys
 import time
 from blend.ingest import ingest_file
-from blend.store import Store
+from blend.store.database import Store
 
 def report(done, total):
     print(done, flush=True)

@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import blend.sql
+import blend.store.sql
 from blend.ingest import IngestError, IngestReport, ingest_file
 from blend.ingest.load import ingest_memory_bytes
-from blend.store import Store
+from blend.store.database import Store
 
 # The shapes of the `query` and `write_lines` fixtures (tests/ingest/conftest.py).
 Query = Callable[..., list[tuple[Any, ...]]]
@@ -352,14 +352,14 @@ def test_nothing_is_visible_when_the_publishing_transaction_fails(
     store: Store, query: Query, write_lines: WriteLines, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write_lines("in.jsonl", ['{"prompt": "a"}', "bad"])
-    real_load = blend.sql.load
+    real_load = blend.store.sql.load
 
     def failing_load(name: str) -> str:
         if name == "ingest/insert_dataset":  # the last statement of the transaction
             raise RuntimeError("simulated crash before commit")
         return real_load(name)
 
-    monkeypatch.setattr(blend.sql, "load", failing_load)
+    monkeypatch.setattr(blend.store.sql, "load", failing_load)
     with pytest.raises(RuntimeError, match="simulated crash"):
         ingest_file(store, path, "d")
     for table in ("prompts", "rejects", "datasets"):

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blend.ingest import IngestError, ingest_file
-from blend.store import Store
+from blend.store.database import Store
 
 MAX_LINE_BYTES = 120
 

@@ -18,7 +18,7 @@ import pytest
 
 from blend.ingest import ingest_file, parquet
 from blend.ingest.records import RAW_LIMIT_BYTES
-from blend.store import Store
+from blend.store.database import Store
 from tests.support.children import REPO
 
 Query = Callable[..., list[tuple[Any, ...]]]
@@ -141,7 +141,7 @@ pq.write_table(table, sys.argv[1], compression="zstd")
 _INGEST = """
 import json, sys
 from blend.ingest import IngestError, ingest_file
-from blend.store import Store
+from blend.store.database import Store
 try:
     report = ingest_file(Store.open(sys.argv[1]), sys.argv[2], sys.argv[3])
     out = {"rows": report.n_rows, "rejected": report.n_rejected}

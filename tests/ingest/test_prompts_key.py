@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from blend.ingest import ingest_file
 from blend.ingest.load import ingest_memory_bytes
-from blend.store import Store
+from blend.store.database import Store
 
 # `prompts` as stores created before the key was dropped have it.
 OLD_PROMPTS_DDL = """

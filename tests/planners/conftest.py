@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from blend.cost import CostModel
+from blend.cost.model import CostModel
 from tests.support.toys import planner_toy_cost
 
 

@@ -12,7 +12,7 @@ from blend.planners.blendserve import BlendServePlanner, split_memory
 from blend.planners.blendserve.density import ResourceTree
 from blend.planners.blendserve.split import conditional_split
 from blend.planners.estimates import EstimateSource, LengthHint, estimate_outputs, select_warmup
-from blend.tree import build_compact_trie
+from blend.planners.tree import build_compact_trie
 from tests.support.toys import planner_toy_cost
 
 PROMPTS = [[1, 2, 3, 4], [1, 2, 3, 5], [9, 9]]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from blend.planners import Plan, PlanRequest
 from blend.planners.batchllm import BatchLlmPlanner
 from blend.planners.blendserve import BlendServePlanner, NaiveBlendPlanner
-from blend.tree import RadixTree, order_sharing_ratio
+from blend.planners.tree import RadixTree, order_sharing_ratio
 from tests.support.toys import planner_toy_cost
 
 prompt = st.lists(st.integers(0, 5), max_size=8)

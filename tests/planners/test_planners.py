@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from blend.planners import Plan, PlannerName, PlanRequest, make_planner
-from blend.tree import RadixTree, order_sharing_ratio
+from blend.planners.tree import RadixTree, order_sharing_ratio
 
 
 def requests_of(prompts: list[list[int]]) -> list[PlanRequest]:

@@ -1,11 +1,12 @@
-"""Workload families draw valid, seeded, differently shaped workloads (workload_families.py)."""
+"""Workload families draw valid, seeded, differently shaped workloads
+(bench/workloads/families.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from blend.workload_families import (
+from bench.workloads.families import (
     CHAT_REASONING_KINDS,
     DOLLY_CLASSES,
     FAMILIES,
@@ -16,7 +17,7 @@ from blend.workload_families import (
     draw_instance,
     family_stats,
 )
-from blend.workloads import VOCAB_HIGH, VOCAB_LOW
+from bench.workloads.generators import VOCAB_HIGH, VOCAB_LOW
 
 N = 600  # requests in the generic checks
 NAMES = sorted(FAMILIES)

@@ -1,4 +1,4 @@
-"""The synthetic traces and mixes hit their target statistics (blend/workloads.py)."""
+"""The synthetic traces and mixes hit their target statistics (bench/workloads/generators.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from blend.workloads import MAIN_MIXES, TRACES, blend_mix, workload_stats, write_requests_parquet
+from bench.workloads.generators import (
+    MAIN_MIXES,
+    TRACES,
+    blend_mix,
+    workload_stats,
+    write_requests_parquet,
+)
 
 # name -> (mean prompt tokens, mean output tokens, sharing)
 TARGETS = {

@@ -10,9 +10,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from blend import sql
 from blend.demo.model import ensure_tiny_model
-from blend.tokenize import load_tokenizer
+from blend.engines.tokenize import load_tokenizer
+from blend.store import sql
 
 
 class ProfileDb:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from blend.demo.model import CORPUS_PATH
-from blend.profile import ProfileError, ProfileReport, profile_dataset
-from blend.store import Store, fetch_dicts
-from blend.tokenize import tokenizer_sha256
+from blend.engines.tokenize import tokenizer_sha256
+from blend.profile.stage import ProfileError, ProfileReport, profile_dataset
+from blend.store.database import Store, fetch_dicts
 
 CORPUS = CORPUS_PATH.read_text(encoding="utf-8")
 SYSTEM = CORPUS[:3000]  # several hundred tokens, shared by the two chat prompts

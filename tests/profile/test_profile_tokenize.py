@@ -1,4 +1,5 @@
-"""blend.tokenize on the real tiny model: chat template, raw prompts, hashes, context length."""
+"""blend.engines.tokenize on the real tiny model: chat template, raw prompts, hashes, context
+length."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from tokenizers import Tokenizer, processors
 
 from blend.demo.model import CORPUS_PATH
-from blend.tokenize import (
+from blend.engines.tokenize import (
     _encode,
     encode_batch,
     load_tokenizer,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from blend.engines.base import EngineConfig
-from blend.plan import PlanOptions, plan_dataset
-from blend.store import Store
-from blend.tokenize import tokenizer_sha256
+from blend.engines.tokenize import tokenizer_sha256
+from blend.plan.stage import PlanOptions, plan_dataset
+from blend.store.database import Store
 from tests.support.seeds import seed_groups
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -11,11 +11,11 @@ import pytest
 
 from blend.admission.dual_scan import ScanSequence
 from blend.engines.base import EngineRequest
-from blend.results import ResultRow, finished_parts
+from blend.execute.ray_fleet import _rest_of
 from blend.scale.parts import RunFolder, run_folder_uri
-from blend.scale.ray_fleet import _rest_of
 from blend.scale.split import check_split
 from blend.scale.worker import Share, ShareRequest
+from blend.store.results import ResultRow, finished_parts
 
 
 def _row(request_id: str) -> ResultRow:
@@ -109,8 +109,8 @@ def test_rest_of_a_share_keeps_the_unfinished_in_order_with_sharing_across_gaps(
 
 def test_engines_below_one_are_refused_before_anything_runs(tmp_path: Path) -> None:
     from blend.engines.base import EngineConfig
-    from blend.execute import ExecuteError, ExecuteOptions, execute_plan
-    from blend.store import Store
+    from blend.execute.stage import ExecuteError, ExecuteOptions, execute_plan
+    from blend.store.database import Store
 
     store = Store.open(tmp_path / "store")
     with pytest.raises(ExecuteError, match="engines must be >= 1, got 0"):

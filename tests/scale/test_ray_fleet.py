@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from blend.execute import ExecuteOptions, execute_plan
-from blend.results import finished_parts, read_metadata
-from blend.scale.ray_fleet import execute_on_ray
-from blend.store import fetch_dicts
+from blend.execute.ray_fleet import execute_on_ray
+from blend.execute.stage import ExecuteOptions, execute_plan
+from blend.store.database import fetch_dicts
+from blend.store.results import finished_parts, read_metadata
 from tests.support.fake_engine import FakeEngine
 
 

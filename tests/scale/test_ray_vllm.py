@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from blend.cli import app
-from blend.results import finished_parts, read_metadata
-from blend.store import Store, fetch_dicts
+from blend.store.database import Store, fetch_dicts
+from blend.store.results import finished_parts, read_metadata
 from tests.support.attacks import write_jsonl
 
 pytestmark = pytest.mark.engine

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from blend.ingest import ingest_file
-from blend.results import run_dir, write_part
-from blend.store import Store
+from blend.store.database import Store
+from blend.store.results import run_dir, write_part
 from tests.support.attacks import DATASET, RUN_ID, result_row, write_jsonl
 
 

@@ -15,14 +15,14 @@ from typer.testing import CliRunner
 
 from blend.cli import app
 from blend.engines.base import EngineConfig
-from blend.execute import execute_plan
+from blend.execute.stage import execute_plan
 from blend.ingest import ingest_file
-from blend.lineage import LineageEvents, RunLineage
-from blend.names import NAME_PATTERN, InvalidNameError
-from blend.plan import plan_dataset
-from blend.profile import profile_dataset
-from blend.results import run_dir
-from blend.store import Store
+from blend.plan.stage import plan_dataset
+from blend.profile.stage import profile_dataset
+from blend.store.database import Store
+from blend.store.lineage import LineageEvents, RunLineage
+from blend.store.names import NAME_PATTERN, InvalidNameError
+from blend.store.results import run_dir
 from flows.execute import ExecuteFlowOptions
 from flows.ingest import IngestOptions
 from flows.options import ModelOptions
@@ -127,8 +127,11 @@ def test_flow_parameter_models_refuse_bad_names(attack: str) -> None:
 
 
 def test_flow_parameter_models_accept_good_names() -> None:
-    for model, fields in flow_models("demo-s1-dfs-0a1b2c3d"):
-        assert model(**fields)
+    good = "demo-s1-dfs-0a1b2c3d"
+    for model, fields in flow_models(good):
+        made = model(**fields)
+        named = [name for name, value in fields.items() if value == good]
+        assert named and all(getattr(made, name) == good for name in named), model
 
 
 def test_pipeline_options_check_the_file_stem_used_as_dataset_name() -> None:

@@ -1,4 +1,5 @@
-"""The naming rule itself (blend.names): ids blend makes pass, every attack name is refused."""
+"""The naming rule itself (blend.store.names): ids blend makes pass, every attack name is
+refused."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from blend.demo.model import TinyModelShape
-from blend.names import InvalidNameError, NameKind, path_under, validate_name
-from blend.run_records import new_run_id
+from blend.store.names import InvalidNameError, NameKind, path_under, validate_name
+from blend.store.run_records import new_run_id
 from tests.support.attacks import BAD_NAMES
 
 

@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from blend.cli import app
+from blend.engines.tokenize import ChatTemplateError
 from blend.ingest import ingest_file
-from blend.profile import profile_dataset
-from blend.store import Store, fetch_dicts
-from blend.tokenize import ChatTemplateError
+from blend.profile.stage import profile_dataset
+from blend.store.database import Store, fetch_dicts
 from tests.support.attacks import write_jsonl
 from tests.support.cli_text import flat
 

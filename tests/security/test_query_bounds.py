@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from blend.cli import app
-from blend.query import MEMORY_FRACTION, default_memory_limit
-from blend.store import Store
+from blend.store.database import Store
+from blend.store.query import MEMORY_FRACTION, default_memory_limit
 from tests.support.cli_text import flat
 
 runner = CliRunner()

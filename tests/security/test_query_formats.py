@@ -12,9 +12,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from blend.cli import app
-from blend.query import run_query
-from blend.query.output import terminal_table
-from blend.store import Store
+from blend.store.database import Store
+from blend.store.query import run_query
+from blend.store.query.output import terminal_table
 
 runner = CliRunner()
 ROWS_SQL = (

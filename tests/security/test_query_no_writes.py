@@ -23,11 +23,11 @@ import typer
 from typer.testing import CliRunner
 
 from blend.cli import app
-from blend.query import QueryOptions, landlock, run_query
-from blend.query.check import QueryRefusedError, read_statement
-from blend.query.cli import query_command
-from blend.query.run import _open_unchecked
-from blend.store import Store
+from blend.cli.query import query_command
+from blend.store.database import Store
+from blend.store.query import QueryOptions, landlock, run_query
+from blend.store.query.check import QueryRefusedError, read_statement
+from blend.store.query.run import _open_unchecked
 from tests.support.attacks import tree_digest
 from tests.support.cli_text import flat
 

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from blend.cli import app
-from blend.query import QueryRefusedError, read_statement, run_query
-from blend.store import Store, StoreNotReadableError
+from blend.store.database import Store, StoreNotReadableError
+from blend.store.query import QueryRefusedError, read_statement, run_query
 from tests.support.attacks import tree_digest
 from tests.support.cli_text import flat
 
@@ -85,7 +85,7 @@ def test_writing_statements_are_refused_and_the_store_is_unchanged(
 
 def test_the_database_refuses_writes_that_pass_the_statement_check(filled_store: Store) -> None:
     # Defence in depth: a read-only connection, even if a writing statement got through.
-    from blend.store import connect_read_only
+    from blend.store.database import connect_read_only
 
     with connect_read_only(filled_store) as con, pytest.raises(duckdb.Error, match="read-only"):
         con.execute("DROP TABLE prompts")

@@ -20,7 +20,7 @@ STRING_METHODS = {"format", "replace", "join", "format_map"}
 
 # (file, function): why building the text there is safe. Keep this list short.
 ALLOWED = {
-    ("blend/store.py", "refresh_results_view"): (
+    ("blend/store/database.py", "refresh_results_view"): (
         "DDL cannot take bound parameters: the results glob (the store's own path, its glob "
         "characters escaped) or the list of the store's own parts, each quoted as a SQL "
         "literal by _quote (quotes doubled); the TEMP rewrite only touches sql/ text"

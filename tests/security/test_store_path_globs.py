@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from blend.engines.base import EngineConfig
-from blend.execute import execute_plan
-from blend.lineage import model_sha256
-from blend.plan import PlanOptions, plan_dataset
-from blend.query import run_query
-from blend.results import ResultRow, run_dir, write_part
-from blend.store import Store, StorePathError, fetch_dicts, glob_escape
-from blend.tokenize import tokenizer_sha256
+from blend.engines.tokenize import tokenizer_sha256
+from blend.execute.stage import execute_plan
+from blend.plan.stage import PlanOptions, plan_dataset
+from blend.store.database import Store, StorePathError, fetch_dicts, glob_escape
+from blend.store.lineage import model_sha256
+from blend.store.query import run_query
+from blend.store.results import ResultRow, run_dir, write_part
 from tests.support.fake_engine import FakeEngine
 from tests.support.seeds import PROMPTS, seed_store
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from blend.cost import CostModel
+from blend.cost.model import CostModel
 from blend.simulate import SimConfig, SimRequest, simulate
 from tests.support.toys import toy_cost
 

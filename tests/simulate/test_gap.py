@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blend.cost import CostModel
+from bench.workloads.generators import default_cost
+from blend.cost.model import CostModel
+from blend.cost.step_time import prefill_attention_flops
 from blend.simulate import SimConfig, SimRequest, optimal_makespan_s, simulate
 from blend.simulate.gap import gap_breakdown, tight_compute_s
 from blend.simulate.optimal import dfs_sharing_ratio
-from blend.simulate.step_time import prefill_attention_flops
-from blend.workloads import default_cost
 from tests.support.toys import toy_cost
 
 

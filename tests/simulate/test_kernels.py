@@ -6,11 +6,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.workloads.generators import default_cost
+from blend.cost.step_time import StepCost, decode_run_cost, step_cost
 from blend.simulate import scheduler
 from blend.simulate import step_kernel as sk
 from blend.simulate.block_hashes import prompt_block_ids
-from blend.simulate.step_time import StepCost, decode_run_cost, step_cost
-from blend.workloads import default_cost
 from tests.support.toys import toy_cost
 
 # (flops, bandwidth, overhead), then the step model: additive, overlapping, or attention
@@ -82,7 +82,7 @@ def test_decode_run_kernel_is_decode_run_cost(cost, n_seqs: int, first_kv: int, 
 
 
 def test_attention_kernel_is_prefill_attention_flops() -> None:
-    from blend.simulate.step_time import prefill_attention_flops
+    from blend.cost.step_time import prefill_attention_flops
 
     cost = default_cost()
     c = sk.cost_constants(cost)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.workloads.families import draw_instance
+from bench.workloads.generators import default_cost
 from blend.planners import make_planner
 from blend.simulate.multi_engine import SPLITS, MultiEngineSimulator
 from blend.simulate.pipeline import PipelineSimulator, SimulatedEngine
 from blend.simulate.run import default_settings
-from blend.workload_families import draw_instance
-from blend.workloads import default_cost
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from blend.cost import CostModel
+from blend.cost.model import CostModel
 from blend.simulate import SimConfig, SimRequest, simulate
 from blend.simulate import kv_cache as kv
 

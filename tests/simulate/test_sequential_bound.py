@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from bench.workloads.generators import default_cost
 from blend.simulate import SimConfig, SimRequest, optimal_makespan_s, simulate
 from blend.simulate.gap import sequential_gap
 from blend.simulate.sequential_bound import (
@@ -14,7 +15,6 @@ from blend.simulate.sequential_bound import (
     prompt_trie_totals,
     sequential_bound,
 )
-from blend.workloads import default_cost
 from tests.support.toys import toy_cost
 
 # attention after the GEMMs (vLLM), a hard roofline knee: 1 s of GEMM a token, 1 s to read the

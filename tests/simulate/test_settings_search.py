@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from scipy.special import ndtri
 
-from blend.admission.base import AdmissionKind
-from blend.engine_settings import TOKEN_CANDIDATES, EngineSettings
+from bench.workloads.families import draw_instance
+from bench.workloads.generators import default_cost
+from blend.engines.settings import TOKEN_CANDIDATES, EngineSettings
 from blend.planners import make_planner
+from blend.planners.base import AdmissionKind
 from blend.simulate import SimConfig
 from blend.simulate.pipeline import PipelineSimulator, SimulatedEngine
 from blend.simulate.run import search_after_warmup
@@ -23,8 +25,6 @@ from blend.simulate.settings_search import (
     sample_lengths,
     search_plan,
 )
-from blend.workload_families import draw_instance
-from blend.workloads import default_cost
 
 
 def test_point_estimates_are_drawn_as_they_are() -> None:
@@ -128,7 +128,7 @@ def test_a_sample_stands_for_a_large_plan(monkeypatch: pytest.MonkeyPatch) -> No
 def test_candidates_simulated_in_worker_processes_give_the_same_search() -> None:
     """The pool changes where candidates run, not what they predict: trial for trial the
     same settings, feeds, makespans and preemptions, and the same winner."""
-    simulator, first, cost = _planned("blendserve")
+    simulator, first, _ = _planned("blendserve")
     planned, running = first.planned, first.settings
     serial = simulator.search(planned, running, memory_centric=300, max_model_len=4096)
     simulator.search_workers = 2

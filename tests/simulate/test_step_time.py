@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from blend.simulate.step_time import decode_run_cost, step_cost, step_time_s
+from blend.cost.step_time import decode_run_cost, step_cost, step_time_s
 from tests.support.toys import toy_cost
 
 

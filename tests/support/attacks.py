@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from blend.results import ResultRow
+from blend.store.results import ResultRow
 
 # Names that must never become a dataset name, run id, plan id or model name.
 BAD_NAMES = {

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 
-from blend.engine_settings import EngineSettings
 from blend.engines.base import (
     EngineConfig,
     EngineOutput,
@@ -15,6 +14,8 @@ from blend.engines.base import (
     EngineStats,
     Feed,
 )
+from blend.engines.loop import feed_loop, utc_now
+from blend.engines.settings import EngineSettings
 
 
 class FakeEngine:
@@ -22,6 +23,9 @@ class FakeEngine:
     order requests were handed over.
 
     Settings: the config's, else 4096 tokens x 256 sequences (like vLLM's CPU defaults).
+    It runs the engines' own loop (blend.engines.loop.feed_loop), refusals included: a prompt
+    of max_model_len tokens or more is refused as vLLM refuses it (no room for an output), and
+    so is every request id in `refuse`.
     Failure injection: `crash_after` raises after that many outputs; `poison` request ids make
     every step raise while one of them is in flight; `oom_above` raises MemoryError on a step
     when more than that many requests are in flight; `start_error` makes the constructor raise.
@@ -43,6 +47,7 @@ class FakeEngine:
         idle_steps: int = 0,
         idle_step_s: float = 0.0,
         start_error: Exception | None = None,
+        refuse: frozenset[str] = frozenset(),
     ):
         if start_error is not None:
             raise start_error
@@ -53,6 +58,7 @@ class FakeEngine:
         )
         self.crash_after = crash_after
         self.poison = poison
+        self.refuse = refuse
         self.oom_above = oom_above
         self.idle_steps = idle_steps  # empty steps (heartbeats) before each finished request
         self.idle_step_s = idle_step_s  # how long each of them takes (s)
@@ -62,6 +68,7 @@ class FakeEngine:
         self.n_outputs = 0
         self._inflight: list[EngineRequest] = []
         self._steps = 0
+        self._idle = 0  # empty steps taken since the last finished request
 
     def state(self) -> EngineState:
         running = min(len(self._inflight), self.settings.max_num_seqs)
@@ -78,25 +85,34 @@ class FakeEngine:
         )
 
     def generate(self, feed: Feed) -> Iterator[list[EngineOutput]]:
-        finished: list[EngineOutput] = []
-        while True:
-            for request in feed.take(self.state(), finished):
-                self.seen.append(request.request_id)
-                self._inflight.append(request)
-            if not self._inflight:
-                if feed.exhausted:
-                    return
-                raise RuntimeError("the feed handed nothing to an idle engine")
-            self._check_failures()
-            for _ in range(self.idle_steps):
-                time.sleep(self.idle_step_s)
-                self._steps += 1
-                finished = []
-                yield finished
-            self._steps += 1
-            finished = [self._output(self._inflight.pop(0))]
-            self.n_outputs += 1
-            yield finished
+        return feed_loop(self, feed)
+
+    def admit(self, request: EngineRequest, started_at: datetime) -> str | None:
+        self.seen.append(request.request_id)
+        if request.request_id in self.refuse:
+            return "refused by the fake engine"
+        if len(request.prompt_token_ids) >= self.max_model_len:
+            return (
+                f"prompt too long: {len(request.prompt_token_ids)} tokens leave no room for "
+                f"output within max_model_len {self.max_model_len}"
+            )
+        self._inflight.append(request)
+        return None
+
+    def has_work(self) -> bool:
+        return bool(self._inflight)
+
+    def step(self) -> list[EngineOutput]:
+        """`idle_steps` empty steps, then one finished request."""
+        self._check_failures()
+        self._steps += 1
+        if self._idle < self.idle_steps:
+            self._idle += 1
+            time.sleep(self.idle_step_s)
+            return []
+        self._idle = 0
+        self.n_outputs += 1
+        return [self._output(self._inflight.pop(0))]
 
     def _check_failures(self) -> None:
         if self.crash_after is not None and self.n_outputs >= self.crash_after:
@@ -107,19 +123,16 @@ class FakeEngine:
             raise MemoryError(f"{len(self._inflight)} requests do not fit")
 
     def _output(self, request: EngineRequest) -> EngineOutput:
-        now = datetime.now(UTC)
-        too_long = len(request.prompt_token_ids) >= self.max_model_len
-        tokens = (
-            None if too_long else [request.prompt_token_ids[-1]] * request.sampling["max_tokens"]
-        )
+        now = utc_now()
+        tokens = [request.prompt_token_ids[-1]] * request.sampling["max_tokens"]
         return EngineOutput(
             request_id=request.request_id,
-            output_text=None if too_long else " ".join(map(str, tokens or [])),
+            output_text=" ".join(map(str, tokens)),
             output_token_ids=tokens,
-            finish_reason="error" if too_long else "length",
+            finish_reason="length",
             n_prompt_tokens=len(request.prompt_token_ids),
             n_cached_tokens=0,
-            error="prompt too long" if too_long else None,
+            error=None,
             started_at=now,
             finished_at=now,
         )

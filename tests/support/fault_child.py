@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from blend.engines.base import EngineConfig
-from blend.execute import ExecuteOptions, execute_plan
-from blend.store import Store
+from blend.execute.stage import ExecuteOptions, execute_plan
+from blend.store.database import Store
 from tests.support.fake_engine import FakeEngine
 
 T = TypeVar("T")
@@ -51,8 +51,8 @@ def fake_engine_stages(step_s: float) -> Callable[..., Any]:
 
 
 def pipeline(args: argparse.Namespace) -> None:
-    from blend.pipeline import PipelineOptions, run_pipeline
-    from blend.plan import PlanOptions
+    from blend.pipeline.chain import PipelineOptions, run_pipeline
+    from blend.plan.stage import PlanOptions
 
     say("started")
     options = PipelineOptions(
@@ -73,7 +73,7 @@ def pipeline(args: argparse.Namespace) -> None:
 
 
 def profile(args: argparse.Namespace) -> None:
-    from blend.profile import profile_dataset
+    from blend.profile.stage import profile_dataset
 
     say("started")
     profile_dataset(
@@ -90,7 +90,7 @@ def part_write(args: argparse.Namespace) -> None:
     """Execute with the fake engine; the second part write and every later one pause after
     the temporary file is complete and before the rename (`writing N` is printed then), for
     the parent to kill: the first part is finished, the second is not."""
-    import blend.results as results
+    import blend.store.results as results
 
     real_write_table = results.pq.write_table
     writes: list[Any] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from blend.store import Store
+from blend.store.database import Store
 
 PROMPTS = {  # request_id -> token ids; "long" does not fit the fake engine's 64 tokens
     "a": [1, 2, 3],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from blend.cost import CostModel, HardwareSpec, ModelSpec
+from blend.cost.model import CostModel, HardwareSpec, ModelSpec
 
 
 def toy_model(n_params: float = 1.0) -> ModelSpec:

@@ -2,7 +2,7 @@
 
 Invariant: for every node v, with U_v the prompt tokens on the edges inside v's subtree
 (v's own edge included; each shared token counted once), P_v the prompt tokens and Comp_v,
-Mem_v the summed per-request costs (cost.py) of the requests below v,
+Mem_v the summed per-request costs (cost/model.py) of the requests below v,
     s_v = 1 - U_v / P_v,    rho(v) = (1 - s_v) * Comp_v / Mem_v      (docs/papers.md, BlendServe).
 So a leaf's density is its marginal density given its cached prefix, and rho(root) is the
 workload density behind T_opt = max((1 - s) sum Comp, sum Mem).
@@ -16,28 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blend.cost import CostModel
+from blend.cost.model import CostModel
 from blend.planners.arrays import level_order, preorder_positions, subtree_sums
-from blend.tree import CompactTrie
+from blend.planners.tree import CompactTrie
 
 RHO_CAP = 1e12  # density of requests with no KV reads (no output): sorts them leftmost
-
-
-def comp_coefficients(cost: CostModel) -> tuple[float, float]:
-    """(seconds of compute per token, seconds of KV reads per token-read)."""
-    return cost.comp_s(1.0, 0.0), cost.mem_s(1.0, 1.0) - cost.mem_s(0.0, 1.0)
-
-
-def request_comp_s(cost: CostModel, prompt: np.ndarray, output: np.ndarray) -> np.ndarray:
-    """Comp(r) per request (s), vectorised cost.comp_s."""
-    per_token, _ = comp_coefficients(cost)
-    return per_token * (prompt + output)
-
-
-def request_mem_s(cost: CostModel, prompt: np.ndarray, output: np.ndarray) -> np.ndarray:
-    """Mem(r) per request (s), vectorised cost.mem_s."""
-    _, per_read = comp_coefficients(cost)
-    return per_read * (prompt * output + output * output / 2.0)
 
 
 def density(comp_s: np.ndarray, mem_s: np.ndarray, sharing: np.ndarray) -> np.ndarray:
@@ -107,8 +90,8 @@ class ResourceTree:
             per_node[leaves] = values
             return subtree_sums(self.parent, self.levels, per_node)
 
-        self.comp_s = leaf_sums(request_comp_s(self.cost, p, d))
-        self.mem_s = leaf_sums(request_mem_s(self.cost, p, d))
+        self.comp_s = leaf_sums(self.cost.comp_s(p, d))
+        self.mem_s = leaf_sums(self.cost.mem_s(p, d))
         self.num_leaves = leaf_sums(np.ones(len(leaves)))
         self.prompt_tokens = leaf_sums(p)
         alive_edges = np.where(self.num_leaves > 0, self.edge_len, 0.0)  # detached-from nodes

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from blend.admission.base import AdmissionKind
-from blend.cost import CostModel
-from blend.planners.base import Plan, PlannerName, fixed_size_batches
-from blend.planners.blendserve.density import ResourceTree, request_comp_s, request_mem_s
+from blend.cost.model import CostModel
+from blend.planners.base import AdmissionKind, Plan, PlannerName, ScanSide, fixed_size_batches
+from blend.planners.blendserve.density import ResourceTree
 from blend.planners.blendserve.scan import DualScan, dual_scan
 from blend.planners.blendserve.split import conditional_split
 from blend.planners.estimates import (
@@ -29,7 +28,7 @@ from blend.planners.estimates import (
     prefix_groups,
 )
 from blend.planners.request import PlanRequest
-from blend.tree import build_compact_trie
+from blend.planners.tree import build_compact_trie
 
 
 def resource_tree(
@@ -103,7 +102,7 @@ class BlendServePlanner:
             "n_left": scan.meet,
             "n_right": n - scan.meet,
         }
-        sides: list[str | None]
+        sides: list[ScanSide | None]
         if self.online:  # the sequence itself; the scanners run while the engine runs
             order, sides = sequence.tolist(), [None] * n
         else:
@@ -123,8 +122,8 @@ class BlendServePlanner:
         p = tree.prompt_len[sequence]
         d = tree.output_len[sequence]
         return dual_scan(
-            request_comp_s(self.cost, p, d),
-            request_mem_s(self.cost, p, d),
+            self.cost.comp_s(p, d),
+            self.cost.mem_s(p, d),
             p,
             d,
             shared.astype(np.float64),
@@ -152,14 +151,14 @@ class NaiveBlendPlanner:
         groups = prefix_groups(tree.trie)
         ranked = groups[np.lexsort((tree.trie.first_rank[groups], -tree.rho[groups]))]
         order: list[int] = []
-        sides: list[str | None] = []
+        sides: list[ScanSide | None] = []
         lo, hi = 0, len(ranked) - 1
         take_left = True
         while lo <= hi:
             group = ranked[lo] if take_left else ranked[hi]
             members = group_members(tree.trie, tree.num_leaves, int(group)).tolist()
             order += members
-            sides += ["L" if take_left else "R"] * len(members)
+            sides += [ScanSide.LEFT if take_left else ScanSide.RIGHT] * len(members)
             lo, hi = (lo + 1, hi) if take_left else (lo, hi - 1)
             take_left = not take_left
         params = {

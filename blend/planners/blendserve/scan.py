@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from blend.planners.base import ScanSide
 from blend.planners.blendserve.density import RHO_CAP
 
 
@@ -62,7 +63,7 @@ class SideBudget:
 @dataclass(frozen=True, slots=True)
 class DualScan:
     positions: list[int]  # indices into the sorted sequence, in plan order
-    sides: list[str]  # "L" or "R" per emitted position
+    sides: list[ScanSide]  # the scanner of each emitted position
     first_left: SideBudget  # budgets at the first split (the plan's headline numbers)
     first_right: SideBudget
     rho_root: float  # density of the whole sequence
@@ -136,7 +137,7 @@ def dual_scan(
     w = _Windows(comp_s, mem_s, prompt_len, output_len, shared_len)
     steps = (np.asarray(output_len, dtype=np.float64) + 1.0).tolist()
     positions: list[int] = []
-    sides: list[str] = []
+    sides: list[ScanSide] = []
     lo, hi = 0, n
     clock_left = clock_right = 0.0
     first: tuple[SideBudget, SideBudget] | None = None
@@ -159,13 +160,13 @@ def dual_scan(
         )
         if take_left:
             positions.append(lo)
-            sides.append("L")
+            sides.append(ScanSide.LEFT)
             clock_left += steps[lo] / left.num_running
             lo += 1
         else:
             hi -= 1
             positions.append(hi)
-            sides.append("R")
+            sides.append(ScanSide.RIGHT)
             clock_right += steps[hi] / right.num_running
     empty = SideBudget(0.0, 0.0, 0.0, 0.0)
     first_left, first_right = first or (empty, empty)

@@ -1,0 +1,106 @@
+"""`blend capacity`: how many engines a profiled dataset needs to finish by a deadline."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from blend.cli.options import DatasetOpt, HardwareOpt, JsonOpt, ModelSpecOpt, StoreOpt
+from blend.plan.capacity import (
+    DRAWS,
+    SAMPLE_LIMIT,
+    CapacityError,
+    CapacityReport,
+    at_clock,
+    dataset_capacity,
+    deadline_after,
+)
+from blend.store.database import Store, StoreNotReadableError, default_store_dir
+
+
+def capacity_command(
+    dataset: DatasetOpt,
+    deadline: Annotated[
+        str, typer.Option(help="Time of day the run must be done by, HH:MM (local time).")
+    ],
+    start: Annotated[
+        str | None,
+        typer.Option(help="Time of day the run starts, HH:MM (default: now)."),
+    ] = None,
+    model_spec: ModelSpecOpt = None,
+    hardware: HardwareOpt = None,
+    max_engines: Annotated[
+        int, typer.Option("--max-engines", help="Engine counts tried: 1, 2, 4, ... up to this.")
+    ] = 8,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="Model folder: its config.json gives the cost model without --model-spec, "
+            "and its earlier results of the dataset seed the length estimates.",
+        ),
+    ] = None,
+    sample_limit: Annotated[
+        int,
+        typer.Option(
+            "--sample-limit", help="Requests simulated at most (larger datasets: a sample)."
+        ),
+    ] = SAMPLE_LIMIT,
+    draws: Annotated[
+        int,
+        typer.Option(help="Draws of the output lengths around their estimates, averaged."),
+    ] = DRAWS,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict the makespan on 1, 2, 4, ... engines from the simulator (with the pipeline's
+    own length estimates) and the fewest engines that meet the deadline."""
+    from blend.cost.resolve import resolve_cost
+    from blend.store.lineage import model_sha256
+
+    try:
+        now = datetime.now().astimezone()
+        begin = now if start is None else at_clock(now, start, "--start")
+        if model is not None and not (model / "config.json").is_file():
+            raise CapacityError(f"--model {model}: not a model folder (no config.json)")
+        # Not Store.open: reading a profile creates nothing, not even the store folder.
+        opened = Store((store if store is not None else default_store_dir()).resolve())
+        if model is None and model_spec is None:
+            model = _demo_model(opened)  # what `blend run` without --model runs
+        cost = resolve_cost(model_spec, hardware, model)
+        report = dataset_capacity(
+            opened,
+            dataset,
+            cost,
+            start=begin,
+            deadline=deadline_after(begin, deadline),
+            model_sha256=model_sha256(model) if model is not None else None,
+            max_engines=max_engines,
+            sample_limit=sample_limit,
+            draws=draws,
+        )
+    except (CapacityError, ValueError, StoreNotReadableError) as exc:
+        typer.echo(f"capacity failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_json()))
+    else:
+        _print(report)
+
+
+def _demo_model(store: Store) -> Path | None:
+    """The demo model of the store, if a run made it (None: the user must name a model)."""
+    from blend.demo.model import TinyModelShape
+
+    folder = store.models_dir / TinyModelShape().name
+    return folder if (folder / "config.json").is_file() else None
+
+
+def _print(report: CapacityReport) -> None:
+    typer.echo(f"{report.dataset} (snapshot {report.snapshot}):")
+    for line in report.summary():
+        typer.echo(line)

@@ -1,0 +1,30 @@
+"""The cost model a run uses: a spec by name or file (else the model folder's), on the named
+hardware (else this machine's), priced with offloading when the weights do not fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from blend.cost.model import (
+    CostModel,
+    load_hardware,
+    load_model_spec,
+    local_hardware_name,
+    model_spec_from_dir,
+)
+from blend.cost.offload.pricing import with_offload
+
+
+def resolve_cost(
+    model_spec: str | None, hardware: str | None, model_dir: Path | None = None
+) -> CostModel:
+    """The cost model of a spec name or JSON file (else the model folder's config.json) on a
+    hardware name or JSON file (else this machine's)."""
+    if model_spec is not None:
+        spec = load_model_spec(model_spec)
+    elif model_dir is not None:
+        spec = model_spec_from_dir(model_dir)
+    else:
+        raise ValueError("name a model spec (--model-spec) or a model folder (--model)")
+    # a model larger than the GPU is costed as the hetegen engine runs it
+    return with_offload(CostModel(spec, load_hardware(hardware or local_hardware_name())))

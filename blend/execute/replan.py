@@ -1,0 +1,462 @@
+"""Re-plan a run once its warm-up has run: measured lengths in, a revised order out, stored.
+
+Invariant: a run re-plans at most once, and what it chose is stored (run_orders, and runs.
+replan_json) before any request of the revised order is handed to the engine; a resumed run
+reads the stored revision and never re-plans, so every request is planned, and run, once.
+The revision orders the plan items that were not done, outside the warm-up, with estimates
+from the warm-up's lengths (read from the run's Parquet parts with SQL; requests still
+running count as lower bounds), the model's earlier results of the dataset, and max_tokens.
+With `search_settings`, the engine settings are searched in simulation on those estimates,
+and the engine is restarted with the best ones when the simulated gain exceeds twice what a
+restart costs (the engine's measured start time).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from blend.cost.model import CostModel
+from blend.cost.resolve import resolve_cost
+from blend.engines.settings import EngineSettings, SettingsSource, memory_centric_seqs
+from blend.plan.items import PlanHeader, PlanItems
+from blend.planners import (
+    EstimateSource,
+    LengthHint,
+    OutputEstimates,
+    estimate_outputs,
+    make_planner,
+)
+from blend.planners.base import AdmissionKind
+from blend.planners.history import HISTORY_LIMIT, requests_with_history
+from blend.planners.tree import adjacent_lcp, lexicographic_order
+from blend.simulate.settings_search import FeedChoice, PlanSearch, SearchInputs
+from blend.store import sql
+from blend.store.database import Store, fetch_arrow, fetch_dicts, transaction
+
+RESTART_GAIN_FACTOR = 2.0  # restart for new settings when the gain exceeds this x the start
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSummary:
+    """What the settings search predicted (simulated on the estimates), or why it did not
+    run (`note`)."""
+
+    trials: list[dict[str, object]] = field(default_factory=list)  # PlanSearch.to_json()
+    n_simulated: int = 0  # requests each candidate simulated
+    predicted_makespan_s: float | None = None  # the best candidate's
+    predicted_gain_s: float | None = None  # over the running settings and the plan's feed
+    restart_cost_s: float | None = None  # the engine's measured start
+    restart: bool = False
+    note: str | None = None  # set when no search ran
+
+    def to_json(self) -> dict[str, object]:
+        if self.note is not None:
+            return {"note": self.note}
+        return {
+            "trials": self.trials,
+            "n_simulated": self.n_simulated,
+            "predicted_makespan_s": self.predicted_makespan_s,
+            "predicted_gain_s": self.predicted_gain_s,
+            "restart_cost_s": self.restart_cost_s,
+            "restart": self.restart,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SearchSummary:
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplanReport:
+    """What the re-plan after the warm-up measured and chose (stored as runs.replan_json)."""
+
+    replanned_s: float  # wall time of the re-plan, search included
+    warmup_finished: int  # warm-up requests measured
+    warmup_running: int  # ... still running (their lengths so far are lower bounds)
+    n_replanned: int  # requests in the revised order
+    estimate_sources: dict[str, int]  # how many estimates came from each source
+    admission: AdmissionKind
+    feed: str  # FeedChoice.label()
+    pace: bool  # the dual scan paces its compute-heavy side
+    settings_search: SearchSummary | None  # None: searching was turned off
+    restart_settings: EngineSettings | None  # the engine restarted with these (None: kept)
+
+    def to_json(self) -> dict[str, object]:
+        restart = self.restart_settings
+        return {
+            "replanned_s": self.replanned_s,
+            "warmup_finished": self.warmup_finished,
+            "warmup_running": self.warmup_running,
+            "n_replanned": self.n_replanned,
+            "estimate_sources": self.estimate_sources,
+            "admission": self.admission.value,
+            "feed": self.feed,
+            "pace": self.pace,
+            "settings_search": None
+            if self.settings_search is None
+            else self.settings_search.to_json(),
+            "restart_settings": None
+            if restart is None
+            else {
+                "max_num_batched_tokens": restart.max_num_batched_tokens,
+                "max_num_seqs": restart.max_num_seqs,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReplanReport:
+        """A stored report (runs.replan_json); reports stored before `pace` was one pace."""
+        search = data.get("settings_search")
+        restart = data.get("restart_settings")
+        return cls(
+            replanned_s=float(data["replanned_s"]),
+            warmup_finished=int(data["warmup_finished"]),
+            warmup_running=int(data["warmup_running"]),
+            n_replanned=int(data["n_replanned"]),
+            estimate_sources=dict(data.get("estimate_sources") or {}),
+            admission=AdmissionKind(data["admission"]),
+            feed=str(data.get("feed", "")),
+            pace=bool(data.get("pace", True)),
+            settings_search=None if search is None else SearchSummary.from_json(search),
+            restart_settings=None
+            if restart is None
+            else EngineSettings(
+                restart["max_num_batched_tokens"],
+                restart["max_num_seqs"],
+                source=SettingsSource.SEARCH,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """The order a run feeds after its warm-up (plan positions), and how it was chosen."""
+
+    seqs: np.ndarray  # int64 plan positions, in the revised order
+    shared_prev: np.ndarray  # float64 tokens shared with the previous one in this order
+    est_output_tokens: np.ndarray  # float64
+    est_spread: np.ndarray  # float64 std of log length behind each estimate
+    admission: AdmissionKind
+    settings: EngineSettings | None  # new engine settings (None: keep the running ones)
+    report: ReplanReport  # what was measured and chosen (runs.replan_json)
+    pace: bool = True  # the dual scan paces its compute-heavy side (the search may turn it off)
+    # warm-up requests still running at the re-plan: plan position -> (estimate, spread), for
+    # the feed's KV projection (not stored: a resumed run has none running)
+    adopted: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplanContext:
+    """What a re-plan needs to know of the run."""
+
+    store: Store
+    header: PlanHeader
+    items: PlanItems
+    run_id: str
+    parts_glob: str  # the run's finished parts
+    model_sha256: str
+    model_dir: Path  # the model folder (its config gives the cost model if none is named)
+    running: EngineSettings  # the engine's settings now
+    kv_capacity_tokens: int  # the engine's KV cache (tokens)
+    block_size: int  # tokens per KV block
+    engine_start_s: float  # what a restart costs (s)
+
+
+def replan_after_warmup(
+    ctx: ReplanContext, pending: np.ndarray, running: Mapping[int, int]
+) -> Revision:
+    """Re-plan the pending (not done) positions outside the warm-up and store the result.
+
+    `running`: warm-up positions still in the engine and their output tokens so far.
+    """
+    started = time.perf_counter()
+    header, items = ctx.header, ctx.items
+    rest = np.flatnonzero(pending & ~items.is_warmup)
+    measured = _measured_lengths(ctx)
+    ids = items.request_id.to_pylist()
+    rest_ids = [ids[s] for s in rest.tolist()]
+    rows, history = _requests(ctx, set(rest_ids) | set(measured) | {ids[s] for s in running})
+    running_seqs = sorted(running)
+    requests, hints = requests_with_history(
+        [rows[r] for r in rest_ids] + [rows[ids[s]] for s in running_seqs], history
+    )
+    hints += _warmup_hints(ids, rows, measured, running)
+    # the warm-up requests still running are estimated with the rest (the feed adopts them)
+    both = estimate_outputs(requests, hints)
+    estimates = both.subset(np.arange(len(rest)))
+    requests = requests[: len(rest)]
+    adopted = {
+        seq: (float(both.tokens[len(rest) + i]), float(both.spread[len(rest) + i]))
+        for i, seq in enumerate(running_seqs)
+    }
+    cost = resolve_cost(header.model_spec, header.hardware, ctx.model_dir)
+    order, admission = _order(header, requests, estimates, cost, rest)
+    prompts = [rows[ids[s]]["token_ids"] for s in rest[order].tolist()]
+    max_tokens = np.fromiter((rows[ids[s]]["max_tokens"] for s in rest[order].tolist()), np.int64)
+    informed = any(source is not EstimateSource.MAX_TOKENS for source in estimates.source)
+    inputs = SearchInputs(
+        prompts,
+        estimates.tokens[order],
+        estimates.spread[order],
+        max_tokens,
+        admission,
+        residuals=estimates.residuals,
+        guessed=estimates.guessed[order],
+    )
+    settings, feed, search = _settings(ctx, inputs, cost, informed)
+    if feed.dfs_fallback:  # the guard: the same requests in depth-first order, fed in order
+        order = order[lexicographic_order(prompts)]
+        prompts = [rows[ids[s]]["token_ids"] for s in rest[order].tolist()]
+    admission = feed.admission
+    seqs = rest[order]
+    ordered_estimates = estimates.tokens[order]
+    ordered_spread = estimates.spread[order]
+    shared = adjacent_lcp(prompts, np.arange(len(prompts))).astype(np.float64)
+    report = ReplanReport(
+        replanned_s=time.perf_counter() - started,
+        warmup_finished=len(measured),
+        warmup_running=len(running),
+        n_replanned=len(seqs),
+        estimate_sources=estimates.source_counts(),
+        admission=admission,
+        feed=feed.label(),
+        pace=feed.pace,
+        settings_search=search,
+        restart_settings=settings,
+    )
+    revision = Revision(
+        seqs,
+        shared,
+        ordered_estimates,
+        ordered_spread,
+        admission,
+        settings,
+        report,
+        feed.pace,
+        adopted,
+    )
+    _store(ctx, revision, ids, [estimates.source[i] for i in order.tolist()], estimates, order)
+    return revision
+
+
+def load_revision(ctx: ReplanContext) -> Revision | None:
+    """The run's stored revision, if it re-planned already (settings are not restored: the
+    engine of a resumed run starts with them, see execute/setup.py)."""
+    with ctx.store.connect(views=False) as con:
+        record = fetch_dicts(con, sql.load("execute/run_replan"), {"run_id": ctx.run_id})
+        if not record or record[0]["replan_json"] is None:
+            return None
+        table = fetch_arrow(con, sql.load("execute/run_order"), {"run_id": ctx.run_id})
+    report = ReplanReport.from_json(orjson.loads(record[0]["replan_json"]))
+    return Revision(
+        seqs=table["plan_seq"].to_numpy().astype(np.int64),
+        shared_prev=table["shared_prev"].fill_null(0).to_numpy().astype(np.float64),
+        est_output_tokens=table["est_output_tokens"].fill_null(0).to_numpy().astype(np.float64),
+        est_spread=table["est_spread"].fill_null(0).to_numpy().astype(np.float64),
+        admission=report.admission,
+        settings=None,
+        report=report,
+        pace=report.pace,
+    )
+
+
+def stored_settings(store: Store, run_id: str) -> EngineSettings | None:
+    """The settings a run's re-plan restarted its engine with, if it did."""
+    with store.connect(views=False) as con:
+        record = fetch_dicts(con, sql.load("execute/run_replan"), {"run_id": run_id})
+    if not record or record[0]["replan_json"] is None:
+        return None
+    chosen = orjson.loads(record[0]["replan_json"]).get("restart_settings")
+    if not chosen:
+        return None
+    return EngineSettings(
+        max_num_batched_tokens=int(chosen["max_num_batched_tokens"]),
+        max_num_seqs=int(chosen["max_num_seqs"]),
+        source=SettingsSource.SEARCH,
+    )
+
+
+def _measured_lengths(ctx: ReplanContext) -> dict[str, int]:
+    """Output lengths of the warm-up's completions, read from the run's parts."""
+    with ctx.store.connect(views=False) as con:
+        try:
+            rows = fetch_arrow(con, sql.load("execute/part_lengths"), {"glob": ctx.parts_glob})
+        except Exception as exc:  # no part yet
+            if "No files found" not in str(exc):
+                raise
+            return {}
+    warm_ids = set(ctx.items.request_id.filter(pa.array(ctx.items.is_warmup)).to_pylist())
+    return {
+        rid: int(n)
+        for rid, n in zip(
+            rows["request_id"].to_pylist(), rows["n_output_tokens"].to_pylist(), strict=True
+        )
+        if rid in warm_ids
+    }
+
+
+def _requests(ctx: ReplanContext, wanted: set[str]) -> tuple[dict[str, dict], list[dict]]:
+    """Rows (token ids, max_tokens, prompt_sha256, sampling_json) of the wanted request ids,
+    and the model's earlier results of the dataset (when the plan uses history)."""
+    h = ctx.header
+    with ctx.store.connect() as con:
+        table = fetch_arrow(
+            con,
+            sql.load("plan/request_tokens"),
+            {"dataset": h.dataset, "snapshot": h.snapshot, "tokenizer_sha256": h.tokenizer_sha256},
+        )
+        history = (
+            fetch_arrow(
+                con,
+                sql.load("plan/history_lengths"),
+                {
+                    "dataset": h.dataset,
+                    "model_sha256": ctx.model_sha256,
+                    "tokenizer_sha256": h.tokenizer_sha256,
+                    "limit": HISTORY_LIMIT,
+                },
+            ).to_pylist()
+            if h.params.get("options", {}).get("use_history", True)
+            else []
+        )
+    keep = pc.is_in(table["request_id"], value_set=pa.array(sorted(wanted), pa.string()))
+    rows = {row["request_id"]: row for row in table.filter(keep).to_pylist()}
+    return rows, history
+
+
+def _warmup_hints(
+    ids: list[str],
+    rows: Mapping[str, dict],
+    measured: Mapping[str, int],
+    running: Mapping[int, int],
+) -> list[LengthHint]:
+    """The warm-up's lengths: finished ones, and lower bounds of those still running."""
+    hints = [
+        LengthHint(rows[rid]["token_ids"], n, EstimateSource.WARMUP) for rid, n in measured.items()
+    ]
+    for seq, generated in running.items():
+        row = rows[ids[seq]]
+        hints.append(
+            LengthHint(
+                row["token_ids"], max(1, generated), EstimateSource.WARMUP, True, row["max_tokens"]
+            )
+        )
+    return hints
+
+
+def _order(
+    header: PlanHeader,
+    requests: list,
+    estimates: OutputEstimates,
+    cost: CostModel,
+    rest: np.ndarray,
+) -> tuple[np.ndarray, AdmissionKind]:
+    """Indices into `rest` in the revised order, and how to feed them."""
+    if not header.replan_after_warmup:  # the planner reads no lengths: keep its order
+        return np.arange(len(rest)), header.admission
+    options = header.params.get("options", {})
+    planner = make_planner(
+        header.planner,
+        seed=options.get("seed", 0),
+        batch_size=options.get("batch_size", 256),
+        cost=cost,
+    )
+    plan = planner.plan(requests, estimates)
+    return np.asarray(plan.order, dtype=np.int64), plan.admission
+
+
+def _settings(
+    ctx: ReplanContext, inputs: SearchInputs, cost: CostModel, informed: bool
+) -> tuple[EngineSettings | None, FeedChoice, SearchSummary | None]:
+    """How to feed the re-planned requests, and new engine settings when the search finds
+    ones worth a restart (else None). No search without a measured length: estimates that
+    are all max_tokens say nothing the defaults do not."""
+    own = FeedChoice(inputs.admission)
+    if not ctx.header.search_settings or not inputs.prompts:
+        return None, own, None
+    if not informed:
+        return (
+            None,
+            own,
+            SearchSummary(note="estimates are only max_tokens: no search, settings kept"),
+        )
+    from blend.simulate.settings_search import search_plan
+    from blend.simulate.types import SimConfig
+
+    prompts, estimates = inputs.prompts, inputs.estimates
+    footprint = float(np.mean([len(p) for p in prompts]) + estimates.mean() / 2.0)
+    longest = max(len(p) for p in prompts) + int(inputs.max_tokens.max()) + 1
+    max_model_len = max(ctx.running.max_num_batched_tokens, longest)
+    template = SimConfig(kv_capacity_tokens=ctx.kv_capacity_tokens, block_size=ctx.block_size)
+    search = search_plan(
+        inputs,
+        cost,
+        ctx.running,
+        template,
+        memory_centric=memory_centric_seqs(ctx.kv_capacity_tokens, footprint),
+        max_model_len=max_model_len,
+    )
+    current = search.trials[0]  # the running settings, the plan's own feed
+    best = search.best
+    gain_s = current.makespan_s - best.makespan_s
+    new_settings = best.settings != current.settings
+    restart = new_settings and gain_s > RESTART_GAIN_FACTOR * ctx.engine_start_s
+    # without a restart, the best feed at the running settings
+    feed = best.feed if restart or not new_settings else _best_feed_at(search, current.settings)
+    summary = SearchSummary(
+        trials=search.to_json(),
+        n_simulated=search.n_simulated,
+        predicted_makespan_s=best.makespan_s,
+        predicted_gain_s=gain_s,
+        restart_cost_s=ctx.engine_start_s,
+        restart=restart,
+    )
+    return (best.settings if restart else None), feed, summary
+
+
+def _best_feed_at(search: PlanSearch, settings: EngineSettings) -> FeedChoice:
+    at = [t for t in search.trials if t.settings == settings]
+    return min(at, key=lambda t: t.makespan_s).feed
+
+
+def _store(
+    ctx: ReplanContext,
+    revision: Revision,
+    ids: list[str],
+    sources: list[EstimateSource],
+    estimates: OutputEstimates,
+    order: np.ndarray,
+) -> None:
+    n = len(revision.seqs)
+    table = pa.table(
+        {
+            "run_id": pa.array([ctx.run_id] * n, pa.string()),
+            "seq": pa.array(np.arange(n), pa.int64()),
+            "plan_seq": pa.array(revision.seqs, pa.int64()),
+            "request_id": pa.array([ids[s] for s in revision.seqs.tolist()], pa.string()),
+            "shared_prev": pa.array(revision.shared_prev.astype(np.int64), pa.int64()),
+            "est_output_tokens": pa.array(revision.est_output_tokens, pa.float64()),
+            "est_spread": pa.array(revision.est_spread, pa.float64()),
+            "est_source": pa.array([s.value for s in sources], pa.string()),
+            "prefix_group": pa.array([estimates.group_key[i] for i in order.tolist()], pa.string()),
+        }
+    )
+    replan_json = orjson.dumps(
+        revision.report.to_json(), option=orjson.OPT_SERIALIZE_NUMPY
+    ).decode()
+    with ctx.store.connect(views=False) as con, transaction(con):
+        con.register("new_run_order", table)
+        con.execute(sql.load("execute/insert_run_order"))
+        con.unregister("new_run_order")
+        con.execute(
+            sql.load("execute/record_replan"), {"run_id": ctx.run_id, "replan_json": replan_json}
+        )

@@ -1,0 +1,314 @@
+"""The plan stage: read a profiled snapshot, estimate output lengths, order, store the plan.
+
+A plan is the warm-up sample (side "W", run first to measure output lengths) followed by the
+planner's order of the rest, each item with its estimated output length and where that
+estimate comes from, plus the engine settings the plan starts with (typed columns of
+`plans`). The executor re-plans the rest once the warm-up has run (blend/execute/replan.py).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from blend.cost.model import CostModel
+from blend.cost.resolve import resolve_cost
+from blend.engines.settings import EngineSettings, SettingsSource, vllm_default_settings
+from blend.planners import (
+    OutputEstimates,
+    Plan,
+    PlannerName,
+    PlanRequest,
+    estimate_outputs,
+    make_planner,
+    planner_name,
+    select_warmup,
+)
+from blend.planners.base import AdmissionKind
+from blend.planners.estimates import WARMUP_FRACTION
+from blend.planners.history import HISTORY_LIMIT, requests_with_history
+from blend.planners.tree import RadixTree, adjacent_lcp, build_compact_trie, order_sharing_ratio
+from blend.simulate.sequential_bound import EstimatedBounds, estimated_bounds
+from blend.store import sql
+from blend.store.database import Store, fetch_arrow, fetch_dicts, transaction
+from blend.store.names import NameKind, validate_name
+
+
+class PlanError(Exception):
+    """The dataset cannot be planned (not ingested or not profiled)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    """How to plan (what the CLI, the flows and the library take)."""
+
+    planner: PlannerName = PlannerName.DFS
+    seed: int = 0
+    batch_size: int = 256  # plan positions per checkpoint batch
+    model_spec: str | None = None  # cost model: a spec name or JSON file (None: the model's)
+    hardware: str | None = None  # a hardware spec name or JSON file (None: this machine's)
+    warmup_fraction: float = WARMUP_FRACTION  # share of unmeasured requests run first
+    engine: EngineSettings | None = None  # explicit settings (None: vLLM's, then searched)
+    search_settings: bool = True  # search engine settings once the warm-up has run
+    use_history: bool = True  # earlier results of the dataset seed the estimates
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "planner", planner_name(self.planner))
+        if not 0.0 <= self.warmup_fraction <= 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
+
+
+@dataclass(frozen=True, slots=True)
+class PlanReport:
+    plan_id: str
+    dataset: str
+    snapshot: int
+    planner: PlannerName
+    tokenizer_sha256: str
+    n_requests: int
+    n_batches: int
+    sharing_ratio: float  # prefix sharing this order keeps (adjacent-prompt reuse)
+    dfs_sharing_ratio: float  # the prefix tree's sharing: the most any order can keep
+    plan_seconds: float
+    model_spec: str | None = None  # cost model the plan was made for
+    hardware: str | None = None
+    n_already_done: int = 0  # prompts left out: answered earlier (incremental planning)
+    n_warmup: int = 0  # requests run first to measure output lengths
+    admission: AdmissionKind = AdmissionKind.IN_ORDER
+    engine: EngineSettings | None = None  # the settings the run starts with
+    estimate_sources: dict[str, int] = field(default_factory=dict)  # requests per source
+    # T_seq (vLLM's sequential engine) and T_opt at the estimated output lengths, s
+    bounds: EstimatedBounds | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """The profiled snapshot a plan is made of."""
+
+    dataset: str
+    snapshot: int
+    tokenizer_sha256: str
+    max_model_len: int
+    n_prompts: int
+
+
+def plan_dataset(
+    store: Store,
+    dataset: str,
+    options: PlanOptions | None = None,
+    *,
+    snapshot: int | None = None,
+    model_sha256: str | None = None,
+    incremental: bool = False,
+    model_dir: Path | None = None,
+) -> PlanReport:
+    """Plan the latest profiled snapshot of `dataset` (or `snapshot`) and store the plan.
+
+    `model_sha256` names the model that will run it: with `incremental`, a prompt is left out
+    when that model already has a result for the same prompt_sha256 and sampling_json (a
+    completion, or the error row of a prompt longer than the context: it can never run), and
+    with options.use_history, its earlier results of this dataset seed the estimates.
+    `model_dir` gives the cost model when options.model_spec is None.
+    """
+    validate_name(dataset, NameKind.DATASET, "plan_dataset(dataset=...)")
+    options = options or PlanOptions()
+    if incremental and model_sha256 is None:
+        raise ValueError("incremental planning needs the model's sha256 (model_sha256)")
+    with store.connect() as con:
+        snap = _latest_profile(con, dataset, snapshot)
+        table = fetch_arrow(
+            con,
+            sql.load("plan/plan_requests"),
+            {
+                "dataset": snap.dataset,
+                "snapshot": snap.snapshot,
+                "tokenizer_sha256": snap.tokenizer_sha256,
+                "done_model_sha256": model_sha256 if incremental else None,
+                "max_model_len": snap.max_model_len,
+            },
+        )
+        history = (
+            fetch_arrow(
+                con,
+                sql.load("plan/history_lengths"),
+                {
+                    "dataset": snap.dataset,
+                    "model_sha256": model_sha256,
+                    "tokenizer_sha256": snap.tokenizer_sha256,
+                    "limit": HISTORY_LIMIT,
+                },
+            ).to_pylist()
+            if options.use_history and model_sha256 is not None
+            else []
+        )
+    cost = resolve_cost(options.model_spec, options.hardware, model_dir)
+    started = time.perf_counter()
+    requests, hints = requests_with_history(table.to_pylist(), history)
+    estimates = estimate_outputs(requests, hints)
+    prompts = [r.prompt_token_ids for r in requests]
+    warmup = select_warmup(
+        build_compact_trie(prompts), estimates.measured(), options.warmup_fraction, options.seed
+    )
+    plan, order, uses_lengths = _order(requests, estimates, warmup, options, cost)
+    plan_seconds = time.perf_counter() - started
+    bounds = estimated_bounds(prompts, estimates.tokens, cost)
+    engine = options.engine or vllm_default_settings(cost.hardware, snap.max_model_len)
+    report = PlanReport(
+        plan_id=f"{dataset}-s{snap.snapshot}-{plan.planner}-{uuid.uuid4().hex[:8]}",
+        dataset=snap.dataset,
+        snapshot=snap.snapshot,
+        planner=plan.planner,
+        tokenizer_sha256=snap.tokenizer_sha256,
+        n_requests=len(requests),
+        n_batches=-(-len(order) // options.batch_size) if order.size else 0,
+        sharing_ratio=order_sharing_ratio(prompts, order.tolist()),
+        dfs_sharing_ratio=RadixTree.build(prompts).sharing_ratio(),
+        plan_seconds=plan_seconds,
+        n_already_done=snap.n_prompts - len(requests),
+        model_spec=cost.model.name,
+        hardware=cost.hardware.name,
+        n_warmup=len(warmup),
+        admission=plan.admission,
+        engine=engine.validated(snap.max_model_len),
+        estimate_sources=estimates.source_counts(),
+        bounds=bounds,
+    )
+    items = _items_table(report.plan_id, requests, estimates, order, len(warmup), plan, options)
+    plan = replace(plan, params={**plan.params, "options": _options_json(options)})
+    _store_plan(store, report, plan, items, options, replan=uses_lengths and len(warmup) > 0)
+    return report
+
+
+def _options_json(options: PlanOptions) -> dict:
+    """The options the executor's re-plan needs again."""
+    return {
+        "seed": options.seed,
+        "batch_size": options.batch_size,
+        "warmup_fraction": options.warmup_fraction,
+        "use_history": options.use_history,
+    }
+
+
+def _latest_profile(con: object, dataset: str, snapshot: int | None) -> _Snapshot:
+    profile = fetch_dicts(
+        con,  # type: ignore[arg-type]
+        sql.load("plan/latest_profile"),
+        {"dataset": dataset, "snapshot": snapshot},
+    )
+    if not profile:
+        raise PlanError(
+            f"dataset {dataset!r}"
+            + (f" snapshot {snapshot}" if snapshot is not None else "")
+            + " has no profile: run `blend profile --dataset NAME` first"
+        )
+    row = profile[0]
+    return _Snapshot(
+        row["dataset"],
+        row["snapshot"],
+        row["tokenizer_sha256"],
+        row["max_model_len"],
+        row["n_prompts"],
+    )
+
+
+def _order(
+    requests: Sequence[PlanRequest],
+    estimates: OutputEstimates,
+    warmup: np.ndarray,
+    options: PlanOptions,
+    cost: CostModel,
+) -> tuple[Plan, np.ndarray, bool]:
+    """The planner's plan of the requests outside the warm-up, the whole order, and whether
+    the planner reads lengths (then the executor re-plans after the warm-up)."""
+    is_warmup = np.zeros(len(requests), dtype=bool)
+    is_warmup[warmup] = True
+    rest = np.flatnonzero(~is_warmup)
+    planner = make_planner(
+        options.planner, seed=options.seed, batch_size=options.batch_size, cost=cost
+    )
+    plan = planner.plan([requests[i] for i in rest.tolist()], estimates.subset(rest))
+    order = np.concatenate((warmup, rest[np.asarray(plan.order, dtype=np.int64)]))
+    return plan, order.astype(np.int64), planner.uses_lengths
+
+
+def _items_table(
+    plan_id: str,
+    requests: Sequence[PlanRequest],
+    estimates: OutputEstimates,
+    order: np.ndarray,
+    n_warmup: int,
+    plan: Plan,
+    options: PlanOptions,
+) -> pa.Table:
+    n = len(order)
+    prompts = [r.prompt_token_ids for r in requests]
+    picked = order.tolist()
+    return pa.table(
+        {
+            "plan_id": pa.array([plan_id] * n, pa.string()),
+            "seq": pa.array(np.arange(n), pa.int64()),
+            "request_id": pa.array([requests[i].request_id for i in picked], pa.string()),
+            "batch": pa.array(np.arange(n) // options.batch_size, pa.int64()),
+            "side": pa.array(["W"] * n_warmup + list(plan.sides), pa.string()),
+            "prompt_tokens": pa.array([len(prompts[i]) for i in picked], pa.int64()),
+            "shared_prev": pa.array(adjacent_lcp(prompts, order), pa.int64()),
+            "est_output_tokens": pa.array(estimates.tokens[order], pa.float64()),
+            "est_spread": pa.array(estimates.spread[order], pa.float64()),
+            "est_source": pa.array([estimates.source[i].value for i in picked], pa.string()),
+            "prefix_group": pa.array([estimates.group_key[i] for i in picked], pa.string()),
+        }
+    )
+
+
+def _store_plan(
+    store: Store,
+    report: PlanReport,
+    plan: Plan,
+    items: pa.Table,
+    options: PlanOptions,
+    *,
+    replan: bool,
+) -> None:
+    engine = report.engine
+    assert engine is not None
+    header = {
+        "plan_id": report.plan_id,
+        "dataset": report.dataset,
+        "snapshot": report.snapshot,
+        "planner": report.planner,
+        # NULL: the model folder's own config.json (the executor reads it the same way)
+        "model_spec": options.model_spec,
+        "hardware": report.hardware,
+        "tokenizer_sha256": report.tokenizer_sha256,
+        "params_json": orjson.dumps(plan.params, option=orjson.OPT_SORT_KEYS).decode(),
+        "n_requests": report.n_requests,
+        "n_batches": report.n_batches,
+        "sharing_ratio": report.sharing_ratio,
+        "plan_seconds": report.plan_seconds,
+        "predicted_makespan_s": None,
+        "optimal_makespan_s": None if report.bounds is None else report.bounds.t_opt_s,
+        "t_seq_makespan_s": None if report.bounds is None else report.bounds.t_seq_s,
+        "admission": report.admission,
+        "max_num_batched_tokens": engine.max_num_batched_tokens,
+        "max_num_seqs": engine.max_num_seqs,
+        "settings_source": engine.source.value,
+        "n_warmup": report.n_warmup,
+        "replan_after_warmup": replan,
+        "search_settings": (
+            options.search_settings
+            and engine.source is not SettingsSource.EXPLICIT
+            and report.n_warmup > 0
+        ),
+    }
+    with store.connect(views=False) as con, transaction(con):
+        con.execute(sql.load("plan/insert_plan"), header)
+        con.register("new_plan_items", items)
+        con.execute(sql.load("plan/insert_plan_items"))
+        con.unregister("new_plan_items")

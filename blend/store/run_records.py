@@ -1,0 +1,154 @@
+"""The lifecycle of a run's row in `runs`: started, resumed, re-planned, finished.
+
+A run is one execution attempt of a plan and every resume of it (same run_id). Its row is
+written when an execution starts and when it ends; the engine loop never holds the database
+open in between (DuckDB allows one writing process).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+from blend.store import sql
+from blend.store.database import Store, fetch_dicts, run_parts_glob
+from blend.store.lineage import RunLineage
+
+
+class RunRecordError(Exception):
+    """A run id cannot be used as asked (another plan's or another model's run)."""
+
+
+def new_run_id() -> str:
+    return f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def run_id_exists(store: Store, run_id: str) -> bool:
+    with store.connect(views=False) as con:
+        return bool(fetch_dicts(con, sql.load("execute/run_by_id"), {"run_id": run_id}))
+
+
+def latest_unfinished_run(store: Store, plan_id: str) -> str | None:
+    """The most recently started run of `plan_id` that did not complete, if any."""
+    with store.connect(views=False) as con:
+        rows = fetch_dicts(con, sql.load("execute/latest_unfinished_run"), {"plan_id": plan_id})
+    return rows[0]["run_id"] if rows else None
+
+
+def check_resumable(store: Store, run_id: str, plan_id: str, model_hash: str) -> bool:
+    """Whether `run_id` exists; refuses to resume it with another plan or model."""
+    with store.connect(views=False) as con:
+        rows = fetch_dicts(con, sql.load("execute/run_by_id"), {"run_id": run_id})
+    if not rows:
+        return False
+    run = rows[0]
+    if run["plan_id"] != plan_id:
+        raise RunRecordError(
+            f"run {run_id} belongs to plan {run['plan_id']!r}, not {plan_id!r}: resume it with "
+            f"--plan-id {run['plan_id']}, or leave out the run id to start a new run"
+        )
+    if run["model_sha256"] != model_hash:
+        raise RunRecordError(
+            f"run {run_id} was started with model {run['model']!r} "
+            f"(sha256 {run['model_sha256'][:12]}), but this model's files hash to "
+            f"{model_hash[:12]}: resume it with the same model, or start a new run"
+        )
+    return True
+
+
+def record_run_start(store: Store, lineage: RunLineage, directory: Path, *, resume: bool) -> None:
+    with store.connect(views=False) as con:
+        if resume:
+            con.execute(
+                sql.load("execute/resume_run"),
+                {
+                    "run_id": lineage.run_id,
+                    "flow_run_id": lineage.flow_run_id,
+                    "deployment_name": lineage.deployment_name,
+                },
+            )
+            return
+        con.execute(
+            sql.load("execute/insert_run"),
+            {
+                "run_id": lineage.run_id,
+                "plan_id": lineage.plan_id,
+                "dataset": lineage.dataset,
+                "snapshot": lineage.snapshot,
+                "flow_run_id": lineage.flow_run_id,
+                "deployment_name": lineage.deployment_name,
+                "engine": lineage.engine,
+                "engine_version": lineage.engine_version,
+                "model": lineage.model,
+                "model_sha256": lineage.model_sha256,
+                "params_json": lineage.engine_params_json,
+                "results_uri": str(directory),
+                "git_revision": lineage.git_revision,
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One execution of a run, as it ended (the runs row sums the times over executions)."""
+
+    status: str  # completed | failed
+    engine_start_s: float  # engine (re)starts
+    wall_s: float  # engine start included
+    engine_busy_s: float  # inside the engine's calls
+    n_engine_restarts: int  # engine failures survived by restarting
+    prefix_cache_hit_rate: float | None  # the engine's counters, this execution
+
+
+@dataclass(frozen=True, slots=True)
+class RunTotals:
+    """A run's rows and tokens over all its parts (every execution of it)."""
+
+    n_requests: int = 0
+    n_errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+
+
+def record_run_finish(
+    store: Store, run_id: str, directory: Path, execution: Execution
+) -> RunTotals:
+    """Record the end of this execution and the run's totals (read from its parts)."""
+    totals = RunTotals()
+    with store.connect(views=False) as con:
+        if any(directory.glob("part-*.parquet")):
+            row = fetch_dicts(
+                con, sql.load("results/run_totals"), {"glob": run_parts_glob(directory)}
+            )[0]
+            totals = RunTotals(**{f.name: int(row[f.name]) for f in fields(RunTotals)})
+        con.execute(
+            sql.load("execute/finish_run"),
+            {"run_id": run_id, **asdict(execution), **asdict(totals)},
+        )
+    return totals
+
+
+@dataclass(frozen=True, slots=True)
+class GroupEstimate:
+    """Estimated against actual output tokens of one prefix group of a run (warm-up excluded)."""
+
+    prefix_group: str | None
+    est_source: str | None  # the most common source of the group's estimates
+    n_requests: int
+    mean_estimate: float  # tokens
+    mean_actual: float  # tokens
+    mean_abs_error: float  # tokens
+    estimate_over_actual: float | None
+
+
+def estimate_accuracy(store: Store, run_id: str, limit: int = 5) -> list[GroupEstimate]:
+    """The run's largest prefix groups with their estimates against what ran (the
+    `estimate_accuracy` view)."""
+    with store.connect() as con:
+        rows = fetch_dicts(
+            con, sql.load("execute/run_estimate_accuracy"), {"run_id": run_id, "limit": limit}
+        )
+    return [GroupEstimate(**r) for r in rows]
