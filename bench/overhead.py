@@ -46,7 +46,7 @@ def main() -> int:
     from blend.engines.base import EngineConfig
     from blend.execute.stage import ExecuteOptions, execute_plan
     from blend.ingest import ingest_file
-    from blend.plan.stage import plan_dataset
+    from blend.plan.stage import PlanOptions, plan_dataset
     from blend.profile.stage import profile_dataset
     from blend.store.database import Store
 
@@ -57,7 +57,7 @@ def main() -> int:
     source = write_prompts(work / "prompts.jsonl", args.requests, args.max_tokens, seed=0)
     ingest_file(store, source, "overhead")
     profile_dataset(store, "overhead", model)
-    plan_id = plan_dataset(store, "overhead", "dfs").plan_id
+    plan_id = plan_dataset(store, "overhead", PlanOptions(planner="dfs"), model_dir=model).plan_id
     setup_s = time.perf_counter() - started
 
     updates = 0

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from blend.cli.options import ModelSpecNameOpt
 from blend.cost.model import load_model_spec
 from blend.cost.offload.hardware_profile import HeteGenProfile, ProfileError
 
@@ -18,10 +19,6 @@ hetegen_app = typer.Typer(
 )
 console = Console(soft_wrap=True)
 
-ModelSpecOpt = Annotated[
-    str,
-    typer.Option("--model-spec", help="Model spec name (blend/cost/specs/models.json) or JSON."),
-]
 ProfileOpt = Annotated[
     Path | None,
     typer.Option(
@@ -43,7 +40,7 @@ def _load_profile(path: Path | None) -> HeteGenProfile:
 @hetegen_app.command("profile")
 def profile_command(
     out: Annotated[Path, typer.Option("--out", help="Where to write the profile JSON.")],
-    model_spec: ModelSpecOpt = "llama-3.1-8b",
+    model_spec: ModelSpecNameOpt = "llama-3.1-8b",
     cpu_budget_s: Annotated[
         float, typer.Option(help="Seconds for all CPU GEMM timings together.", min=0.1)
     ] = 4.0,
@@ -91,7 +88,7 @@ def place_command(
     gpu_budget_gib: Annotated[
         float, typer.Option(help="GPU memory for resident linear weights (GiB).", min=0)
     ],
-    model_spec: ModelSpecOpt = "llama-30b",
+    model_spec: ModelSpecNameOpt = "llama-30b",
     profile: ProfileOpt = None,
     batch: Annotated[int, typer.Option(help="Decode batch size.", min=1)] = 1,
 ) -> None:

@@ -50,6 +50,20 @@ ModelSpecOpt = Annotated[
         "folder's config.json).",
     ),
 ]
+# the same options where a spec must be named (no model folder to read it from)
+ModelSpecNameOpt = Annotated[
+    str,
+    typer.Option(
+        "--model-spec", help="Model spec: a name (blend/cost/specs/models.json) or a JSON file."
+    ),
+]
+HardwareNameOpt = Annotated[
+    str,
+    typer.Option(
+        "--hardware",
+        help="Hardware: a name (a100-80g, h100-80g, h200, cpu-local) or a JSON file.",
+    ),
+]
 HardwareOpt = Annotated[
     str | None,
     typer.Option(

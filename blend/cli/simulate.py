@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from blend.cli.options import HardwareNameOpt, JsonOpt, ModelSpecNameOpt
 from blend.cost.model import CostModel, load_hardware, load_model_spec
 from blend.engines.settings import EngineSettings, SettingsSource
 from blend.planners import PlannerName
@@ -28,8 +29,8 @@ def simulate_command(
         ),
     ],
     planner: Annotated[PlannerName, typer.Option(help="The planner.")],
-    model_spec: Annotated[str, typer.Option("--model-spec", help="Model spec name or JSON file.")],
-    hardware: Annotated[str, typer.Option(help="Hardware profile name or JSON file.")],
+    model_spec: ModelSpecNameOpt,
+    hardware: HardwareNameOpt,
     seed: Annotated[int, typer.Option(help="Seed for randomised planners and the warm-up.")] = 0,
     plan_out: Annotated[
         Path | None,
@@ -88,7 +89,7 @@ def simulate_command(
             "fit), hetegen (always) or none (refuse).",
         ),
     ] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Plan a workload and simulate the engine on it; compare with the bounds T_seq and T_opt."""
     from blend.cost.offload.pricing import with_offload

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,14 @@ class EngineConfig:
     cpu_offload_gb: float = 0.0  # vLLM only: weights it keeps in CPU memory (GiB)
     hetegen_weight_gib: float | None = None  # hetegen: GPU memory for linear weights (GiB)
     hetegen_profile: str | None = None  # hetegen: profile JSON (default: measured at start)
+
+    def with_settings(self, settings: EngineSettings) -> EngineConfig:
+        """This config starting the engine with `settings`' budgets."""
+        return dataclasses.replace(
+            self,
+            max_num_batched_tokens=settings.max_num_batched_tokens,
+            max_num_seqs=settings.max_num_seqs,
+        )
 
 
 @dataclass(frozen=True, slots=True)

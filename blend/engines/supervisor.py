@@ -73,7 +73,9 @@ def reduced_config(
     tokens = max(running.max_num_batched_tokens // 2, seqs)
     if not running.chunked_prefill:
         tokens = max(tokens, max_model_len or 1)
-    return dataclasses.replace(config, max_num_seqs=seqs, max_num_batched_tokens=tokens)
+    return config.with_settings(
+        dataclasses.replace(running, max_num_seqs=seqs, max_num_batched_tokens=tokens)
+    )
 
 
 class _SourceError(Exception):

@@ -275,14 +275,7 @@ def stored_settings(store: Store, run_id: str) -> EngineSettings | None:
         record = fetch_dicts(con, sql.load("execute/run_replan"), {"run_id": run_id})
     if not record or record[0]["replan_json"] is None:
         return None
-    chosen = orjson.loads(record[0]["replan_json"]).get("restart_settings")
-    if not chosen:
-        return None
-    return EngineSettings(
-        max_num_batched_tokens=int(chosen["max_num_batched_tokens"]),
-        max_num_seqs=int(chosen["max_num_seqs"]),
-        source=SettingsSource.SEARCH,
-    )
+    return ReplanReport.from_json(orjson.loads(record[0]["replan_json"])).restart_settings
 
 
 def _measured_lengths(ctx: ReplanContext) -> dict[str, int]:

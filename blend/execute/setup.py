@@ -4,7 +4,6 @@ and model hashes, resume or new run id), its lineage and its lock."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -173,11 +172,7 @@ def prepare_run(
 def with_plan_settings(config: EngineConfig, header: PlanHeader) -> EngineConfig:
     """`config` with the engine settings the plan names (plans made before settings were a
     part of plans name none)."""
-    return dataclasses.replace(
-        config,
-        max_num_seqs=header.max_num_seqs or config.max_num_seqs,
-        max_num_batched_tokens=header.max_num_batched_tokens or config.max_num_batched_tokens,
-    )
+    return config if header.settings is None else config.with_settings(header.settings)
 
 
 def run_lineage(

@@ -144,13 +144,7 @@ def execute_plan(
 def _with_stored_settings(store: Store, run: RunSetup) -> EngineConfig:
     """A resumed run that restarted its engine with searched settings starts with them."""
     chosen = stored_settings(store, run.run_id) if run.resume else None
-    if chosen is None:
-        return run.engine_config
-    return dataclasses.replace(
-        run.engine_config,
-        max_num_batched_tokens=chosen.max_num_batched_tokens,
-        max_num_seqs=chosen.max_num_seqs,
-    )
+    return run.engine_config if chosen is None else run.engine_config.with_settings(chosen)
 
 
 def _execute(
@@ -309,13 +303,8 @@ class _RunLoop:
             self._options.on_replan(self.revision.report)
         settings, running = self.revision.settings, self._engine.settings
         if settings is not None:
-            config = dataclasses.replace(
-                self._engine.config,
-                max_num_batched_tokens=settings.max_num_batched_tokens,
-                max_num_seqs=settings.max_num_seqs,
-            )
             reason = f"settings searched after the warm-up: {settings.label()}"
-            self._engine.restart_with(config, reason)
+            self._engine.restart_with(self._engine.config.with_settings(settings), reason)
             running = dataclasses.replace(
                 running,
                 max_num_batched_tokens=settings.max_num_batched_tokens,

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from blend.engines.base import EngineRequest
+from blend.engines.settings import EngineSettings, SettingsSource
 from blend.planners.base import AdmissionKind, PlannerName
 from blend.store import sql
 from blend.store.database import Store, fetch_arrow
@@ -37,9 +38,7 @@ class PlanHeader:
     n_requests: int
     params_json: str
     admission: AdmissionKind
-    max_num_batched_tokens: int | None
-    max_num_seqs: int | None
-    settings_source: str | None
+    settings: EngineSettings | None  # what the run starts with (None: older plans name none)
     n_warmup: int
     replan_after_warmup: bool
     search_settings: bool
@@ -58,9 +57,7 @@ class PlanHeader:
             params_json=row["params_json"],
             # plans made before admission existed were fed in order
             admission=AdmissionKind(row["admission"] or AdmissionKind.IN_ORDER),
-            max_num_batched_tokens=row["max_num_batched_tokens"],
-            max_num_seqs=row["max_num_seqs"],
-            settings_source=row["settings_source"],
+            settings=_settings(row),
             n_warmup=row["n_warmup"] or 0,
             replan_after_warmup=bool(row["replan_after_warmup"]),
             search_settings=bool(row["search_settings"]),
@@ -69,6 +66,16 @@ class PlanHeader:
     @property
     def params(self) -> dict:
         return orjson.loads(self.params_json) if self.params_json else {}
+
+
+def _settings(row: dict) -> EngineSettings | None:
+    if not (row["max_num_batched_tokens"] and row["max_num_seqs"]):
+        return None
+    return EngineSettings(
+        int(row["max_num_batched_tokens"]),
+        int(row["max_num_seqs"]),
+        source=SettingsSource(row["settings_source"] or SettingsSource.VLLM_DEFAULT),
+    )
 
 
 class PlanNotFoundError(LookupError):
