@@ -8,8 +8,8 @@ together with its `datasets` row in one transaction.
 
 from blend.ingest.formats import SourceFormat, detect_format
 from blend.ingest.inputs import check_input
-from blend.ingest.pipeline import Progress, ingest_file
 from blend.ingest.records import IngestError, IngestReport
+from blend.ingest.stage import Progress, ingest_file
 from blend.ingest.validate import DEFAULT_MAX_TOKENS
 
 __all__ = [
