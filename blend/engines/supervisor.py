@@ -205,7 +205,10 @@ class SupervisedEngine:
                         inflight.pop(output.request_id, None)
                     yield finished
                     if self._asked_restart is not None:  # the owner asked, while we yielded
-                        break  # leaves the engine's loop where it yielded; the engine stops
+                        # the engine's loop stops here: what it yielded last (refusals at a
+                        # pause), the feed has not heard yet
+                        unheard.extend(finished)
+                        break
                 else:
                     return
             except _SourceError as exc:
