@@ -13,6 +13,7 @@ from rich.markup import escape
 from blend.cli.capacity import capacity_command
 from blend.cli.control import lp_command
 from blend.cli.errors import one_line, writable_store
+from blend.cli.export import export_command
 from blend.cli.hetegen import hetegen_app
 from blend.cli.options import (
     DatasetOpt,
@@ -573,6 +574,7 @@ app.command("simulate")(simulate_command)
 app.command("lp")(lp_command)
 app.add_typer(hetegen_app, name="hetegen")
 app.command("capacity")(capacity_command)
+app.command("export")(export_command)
 
 
 def main() -> None:

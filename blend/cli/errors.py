@@ -92,6 +92,7 @@ _USER_ERRORS = (
     ("blend.plan.stage", "PlanError"),
     ("blend.plan.items", "PlanNotFoundError"),
     ("blend.store.names", "InvalidNameError"),
+    ("blend.store.export", "ExportError"),
 )
 
 

@@ -1,0 +1,172 @@
+"""Results out of the store: one file per export, rows in input order, streamed.
+
+Invariant: an export holds one row per answered request of the dataset's newest snapshot,
+in the input's order (prompts.line_no): the latest answer of each (the `latest_results`
+view: a completion over an error row, then the newest run), or the answers of one run. Rows
+are read and written in batches of `batch_rows` (memory bounded by the batch, not the
+dataset), into a hidden temporary file renamed into place at the end, so a killed export
+leaves no half file under the name asked for. Requests without an answer yet are left out
+(the count says how many answered).
+
+Formats: `openai-batch` is the OpenAI Batch API's output file (one JSON object per line:
+`id`, `custom_id`, `response` with `status_code`, `request_id` and a chat.completion or
+text_completion `body`, and `error`, set instead of the response for an error row);
+`jsonl`, `parquet` and `csv` hold the result columns (lineage included) as they are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from blend.store import sql
+from blend.store.database import Store, connect_read_only, fetch_dicts
+
+BATCH_ROWS = 8192  # rows read from DuckDB and written at a time
+
+
+class ExportFormat(StrEnum):
+    OPENAI_BATCH = "openai-batch"  # the OpenAI Batch API's output JSONL
+    JSONL = "jsonl"  # the result columns, one JSON object per line
+    PARQUET = "parquet"
+    CSV = "csv"
+
+
+class ExportError(ValueError):
+    """Nothing to export as asked (unknown dataset, a run that wrote nothing for it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportReport:
+    path: Path
+    format: ExportFormat
+    n_rows: int  # answered requests written
+    n_errors: int  # of which error rows
+
+
+def export_results(
+    store: Store,
+    dataset: str,
+    out: Path,
+    fmt: ExportFormat,
+    *,
+    run_id: str | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> ExportReport:
+    """Write the dataset's answers to `out` (module invariant); `run_id`: that run's only."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    with connect_read_only(store) as con:
+        counts = fetch_dicts(
+            con, sql.load("export/dataset_runs"), {"dataset": dataset, "run_id": run_id or ""}
+        )[0]
+        if counts["n_prompts"] == 0:
+            raise ExportError(f"no dataset {dataset!r} in {store.root}: ingest it first")
+        if run_id is not None and counts["n_run_rows"] == 0:
+            raise ExportError(f"run {run_id!r} wrote no results for dataset {dataset!r}")
+        name, params = "export/latest_answers", {"dataset": dataset}
+        if run_id is not None:
+            name, params = "export/run_answers", {"dataset": dataset, "run_id": run_id}
+        reader = con.sql(sql.load(name), params=params).to_arrow_reader(batch_rows)
+        try:
+            n_rows, n_errors = _write(reader, tmp, fmt)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return ExportReport(out, fmt, n_rows, n_errors)
+
+
+def _write(batches: Iterable[pa.RecordBatch], path: Path, fmt: ExportFormat) -> tuple[int, int]:
+    n_rows = n_errors = 0
+    if fmt in (ExportFormat.OPENAI_BATCH, ExportFormat.JSONL):
+        with path.open("wb") as f:
+            for batch in batches:
+                for row in batch.to_pylist():
+                    n_rows += 1
+                    n_errors += row["error"] is not None
+                    if fmt is ExportFormat.OPENAI_BATCH:
+                        line = openai_batch_line(row)
+                    else:
+                        line = {k: v for k, v in row.items() if k != "is_chat"}
+                    f.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
+        return n_rows, n_errors
+    writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
+    try:
+        for batch in batches:
+            table = pa.Table.from_batches([batch]).drop_columns(["is_chat"])
+            if writer is None:
+                writer = (
+                    pq.ParquetWriter(path, table.schema)
+                    if fmt is ExportFormat.PARQUET
+                    else pa_csv.CSVWriter(path, table.schema)
+                )
+            writer.write_table(table)
+            n_rows += table.num_rows
+            n_errors += table.num_rows - table["error"].null_count
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:  # no answer yet: an empty file with the columns
+        path.touch()
+    return n_rows, n_errors
+
+
+def openai_batch_line(row: dict[str, Any]) -> dict[str, Any]:
+    """One line of an OpenAI Batch API output file for a result row."""
+    custom_id = row["request_id"]
+    line_id = f"batch_req_{row['run_id']}_{custom_id}"
+    if row["error"] is not None:
+        return {
+            "id": line_id,
+            "custom_id": custom_id,
+            "response": None,
+            "error": {"code": "blend_error", "message": row["error"]},
+        }
+    usage = {
+        "prompt_tokens": row["n_prompt_tokens"],
+        "completion_tokens": row["n_output_tokens"],
+        "total_tokens": row["n_prompt_tokens"] + row["n_output_tokens"],
+        "prompt_tokens_details": {"cached_tokens": row["n_cached_tokens"]},
+    }
+    created = int(row["finished_at"].timestamp()) if row["finished_at"] else None
+    if row["is_chat"]:
+        body: dict[str, Any] = {
+            "id": f"chatcmpl-{row['run_id']}-{custom_id}",
+            "object": "chat.completion",
+            "created": created,
+            "model": row["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": row["output_text"]},
+                    "finish_reason": row["finish_reason"],
+                }
+            ],
+            "usage": usage,
+        }
+    else:
+        body = {
+            "id": f"cmpl-{row['run_id']}-{custom_id}",
+            "object": "text_completion",
+            "created": created,
+            "model": row["model"],
+            "choices": [
+                {"index": 0, "text": row["output_text"], "finish_reason": row["finish_reason"]}
+            ],
+            "usage": usage,
+        }
+    return {
+        "id": line_id,
+        "custom_id": custom_id,
+        "response": {"status_code": 200, "request_id": row["run_id"], "body": body},
+        "error": None,
+    }
