@@ -119,3 +119,22 @@ def test_the_command_writes_the_file_and_refuses_an_unknown_format(two_runs, tmp
     assert [line["custom_id"] for line in _lines(out)] == INPUT_ORDER
     refused = CliRunner().invoke(app, [*args, "--format", "xml"])
     assert refused.exit_code != 0 and "xml" in flat(refused.output)
+
+
+def test_a_chat_row_becomes_a_chat_completion() -> None:
+    from datetime import UTC, datetime
+
+    from blend.store.export import openai_batch_line
+
+    row = {
+        "request_id": "q1", "run_id": "run-1", "model": "m", "is_chat": True,
+        "output_text": "hi", "finish_reason": "stop", "error": None,
+        "n_prompt_tokens": 7, "n_output_tokens": 2, "n_cached_tokens": 4,
+        "finished_at": datetime(2026, 12, 7, tzinfo=UTC),
+    }  # fmt: skip
+    body = openai_batch_line(row)["response"]["body"]
+    assert body["object"] == "chat.completion"
+    assert body["choices"] == [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}
+    ]
+    assert body["usage"]["total_tokens"] == 9 and body["created"] == 1796601600

@@ -250,7 +250,7 @@ class _RunLoop:
         policy, rest_of_run = self._policy()
         feed = AdmissionFeed(policy, self._loader)
         for finished in self._engine.generate(feed):
-            self.writer.write_steps([finished], self._row, self._report_now_and_then)
+            self.writer.write_step(finished, self._row, self._report_now_and_then)
             if feed.paused:
                 assert rest_of_run is not None, "only a warm-up pauses the feed"
                 hand_over_if_ended(policy, rest_of_run)
@@ -305,11 +305,7 @@ class _RunLoop:
         if settings is not None:
             reason = f"settings searched after the warm-up: {settings.label()}"
             self._engine.restart_with(self._engine.config.with_settings(settings), reason)
-            running = dataclasses.replace(
-                running,
-                max_num_batched_tokens=settings.max_num_batched_tokens,
-                max_num_seqs=settings.max_num_seqs,
-            )
+            running = dataclasses.replace(settings, chunked_prefill=running.chunked_prefill)
         policy = self._revision_policy(self.revision, running)
         # the warm-up requests still running (a restart runs them again, first)
         adopted = {s: e for s, e in self.revision.adopted.items() if s in outcome.running}

@@ -22,7 +22,6 @@ from typing import Any, Protocol, TypeVar
 from blend.cost.model import model_spec_from_dir
 from blend.cost.resolve import resolve_cost
 from blend.engines.base import EngineConfig
-from blend.engines.settings import EngineSettings, SettingsSource
 from blend.execute.stage import (
     ExecuteOptions,
     ProgressCallback,
@@ -32,6 +31,7 @@ from blend.execute.stage import (
 )
 from blend.ingest import IngestReport, check_input, ingest_file
 from blend.plan.capacity import CapacityReport, pipeline_capacity
+from blend.plan.items import plan_row_settings
 from blend.plan.stage import PlanOptions, PlanReport, plan_dataset
 from blend.planners import planner_name
 from blend.planners.base import AdmissionKind, PlannerName
@@ -197,13 +197,6 @@ def stored_plan_report(store: Store, plan_id: str, model_dir: Path) -> PlanRepor
     if not rows:
         raise KeyError(f"no plan {plan_id!r} in {store.db_path}")
     row = rows[0]
-    engine = None
-    if row["max_num_batched_tokens"] and row["max_num_seqs"]:
-        engine = EngineSettings(
-            int(row["max_num_batched_tokens"]),
-            int(row["max_num_seqs"]),
-            source=SettingsSource(row["settings_source"] or SettingsSource.VLLM_DEFAULT),
-        )
     return PlanReport(
         plan_id=row["plan_id"],
         dataset=row["dataset"],
@@ -219,7 +212,7 @@ def stored_plan_report(store: Store, plan_id: str, model_dir: Path) -> PlanRepor
         hardware=row["hardware"],
         n_warmup=row["n_warmup"] or 0,
         admission=AdmissionKind(row["admission"] or AdmissionKind.IN_ORDER),
-        engine=engine,
+        engine=plan_row_settings(row),
         estimate_sources=dict(row["estimate_sources"] or {}),
         bounds=None
         if row["t_seq_makespan_s"] is None

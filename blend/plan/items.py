@@ -57,7 +57,7 @@ class PlanHeader:
             params_json=row["params_json"],
             # plans made before admission existed were fed in order
             admission=AdmissionKind(row["admission"] or AdmissionKind.IN_ORDER),
-            settings=_settings(row),
+            settings=plan_row_settings(row),
             n_warmup=row["n_warmup"] or 0,
             replan_after_warmup=bool(row["replan_after_warmup"]),
             search_settings=bool(row["search_settings"]),
@@ -68,7 +68,9 @@ class PlanHeader:
         return orjson.loads(self.params_json) if self.params_json else {}
 
 
-def _settings(row: dict) -> EngineSettings | None:
+def plan_row_settings(row: dict) -> EngineSettings | None:
+    """The engine settings a plans row names (its budget columns and their source), or None
+    for plans made before settings were part of plans."""
     if not (row["max_num_batched_tokens"] and row["max_num_seqs"]):
         return None
     return EngineSettings(

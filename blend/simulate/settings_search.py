@@ -208,7 +208,7 @@ def search_plan(
     now; `template`: the engine's other settings (KV cache, block size, prefix caching);
     `workers`: processes that simulate candidates side by side (None: search_workers)."""
     simulator = _CandidateSimulator(inputs, cost, template)
-    candidates: list[Candidate] = []
+    tried: set[tuple[int, int, FeedChoice]] = set()  # settings compared by shape
 
     def candidate(tokens: int, n_seqs: int, feed: FeedChoice) -> Candidate:
         settings = EngineSettings(
@@ -222,12 +222,11 @@ def search_plan(
         return settings, feed
 
     def fresh(pairs: list[Candidate]) -> list[Candidate]:
-        """The pairs not yet tried, first of each kind kept (settings compared by shape)."""
-        seen = {_shape(c) for c in candidates}
+        """The pairs not tried yet (each marked tried), first of each kind kept."""
         out = []
         for pair in pairs:
-            if _shape(pair) not in seen:
-                seen.add(_shape(pair))
+            if _shape(pair) not in tried:
+                tried.add(_shape(pair))
                 out.append(pair)
         return out
 
@@ -240,14 +239,12 @@ def search_plan(
     )
     n_workers = workers or search_workers(simulator.n_simulated, len(first_round))
     with _TrialRunner(simulator, n_workers) as runner:
-        candidates += first_round
         trials = runner.trials(first_round)
         leader = min(trials, key=lambda t: t.makespan_s)
         if memory_centric is not None:
             second = fresh(
                 [candidate(leader.settings.max_num_batched_tokens, memory_centric, leader.feed)]
             )
-            candidates += second
             trials += runner.trials(second)
     best = min(trials, key=lambda t: t.makespan_s)  # min keeps the first of equal ones
     return PlanSearch(best, trials, simulator.n_simulated, len(inputs.prompts))

@@ -138,32 +138,21 @@ def openai_batch_line(row: dict[str, Any]) -> dict[str, Any]:
         "prompt_tokens_details": {"cached_tokens": row["n_cached_tokens"]},
     }
     created = int(row["finished_at"].timestamp()) if row["finished_at"] else None
-    if row["is_chat"]:
-        body: dict[str, Any] = {
-            "id": f"chatcmpl-{row['run_id']}-{custom_id}",
-            "object": "chat.completion",
-            "created": created,
-            "model": row["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": row["output_text"]},
-                    "finish_reason": row["finish_reason"],
-                }
-            ],
-            "usage": usage,
-        }
+    choice: dict[str, Any] = {"index": 0, "finish_reason": row["finish_reason"]}
+    if row["is_chat"]:  # the chat/completions shape, else the completions one
+        kind, prefix = "chat.completion", "chatcmpl"
+        choice["message"] = {"role": "assistant", "content": row["output_text"]}
     else:
-        body = {
-            "id": f"cmpl-{row['run_id']}-{custom_id}",
-            "object": "text_completion",
-            "created": created,
-            "model": row["model"],
-            "choices": [
-                {"index": 0, "text": row["output_text"], "finish_reason": row["finish_reason"]}
-            ],
-            "usage": usage,
-        }
+        kind, prefix = "text_completion", "cmpl"
+        choice["text"] = row["output_text"]
+    body = {
+        "id": f"{prefix}-{row['run_id']}-{custom_id}",
+        "object": kind,
+        "created": created,
+        "model": row["model"],
+        "choices": [choice],
+        "usage": usage,
+    }
     return {
         "id": line_id,
         "custom_id": custom_id,

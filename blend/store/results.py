@@ -283,11 +283,20 @@ class PartWriter:
         `row_of` makes it, parts flushed when due after every step (also while nothing
         finishes), `on_rows` told after each step that finished some. The caller closes."""
         for finished in steps:
-            if finished:
-                self.add(row_of(output) for output in finished)
-                if on_rows is not None:
-                    on_rows()
-            self.flush_if_due()
+            self.write_step(finished, row_of, on_rows)
+
+    def write_step(
+        self,
+        finished: Sequence[Finished],
+        row_of: Callable[[Finished], ResultRow],
+        on_rows: Callable[[], None] | None = None,
+    ) -> None:
+        """One engine step's outputs (write_steps, for a caller that owns the loop)."""
+        if finished:
+            self.add(row_of(output) for output in finished)
+            if on_rows is not None:
+                on_rows()
+        self.flush_if_due()
 
     def flush_if_due(self) -> None:
         if self._buffer and (
