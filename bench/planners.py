@@ -52,6 +52,7 @@ from blend.engines.settings import memory_centric_seqs, vllm_default_settings
 from blend.planners import Plan, PlanRequest, estimate_outputs, make_planner
 from blend.planners.blendserve import BlendServePlanner
 from blend.planners.tree import order_sharing_ratio
+from blend.simulate import settings_search
 from blend.simulate.gap import sequential_gap
 from blend.simulate.io import Workload
 from blend.simulate.optimal import optimal_makespan_s
@@ -514,6 +515,12 @@ def search_1m(requests: Sequence[PlanRequest], plan: Plan) -> None:
     )
 
 
+def _set_preemption_limit(limit: float | None = None) -> None:
+    """In each worker: the search's preemption limit for an ablation (None: blend's own)."""
+    if limit is not None:
+        settings_search.PREEMPTION_LIMIT = limit
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=20_000, help="requests per main mix")
@@ -529,6 +536,13 @@ def main() -> None:
     parser.add_argument("--scale-1m", action="store_true", help="time planning 1M requests")
     parser.add_argument(
         "--from-json", type=Path, default=None, help="render --markdown from these rows"
+    )
+    parser.add_argument(
+        "--preemption-limit",
+        type=float,
+        default=None,
+        help="ablation: the search's PREEMPTION_LIMIT (inf: the fastest candidate, preempting "
+        "or not)",
     )
     args = parser.parse_args()
     if args.from_json:
@@ -549,7 +563,10 @@ def main() -> None:
         todo = [j for j in todo if j.family in keep or (j.family == MAIN_MIX and "main" in keep)]
     started = time.perf_counter()
     rows: list[Row] = []
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+    limit = () if args.preemption_limit is None else (args.preemption_limit,)
+    with ProcessPoolExecutor(
+        max_workers=args.workers, initializer=_set_preemption_limit, initargs=limit
+    ) as pool:
         for done in pool.map(run_job, todo):
             rows += done
             r = done[0]

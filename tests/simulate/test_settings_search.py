@@ -144,3 +144,22 @@ def test_small_searches_stay_in_process_and_large_ones_use_the_cores() -> None:
     assert search_workers(PARALLEL_MIN_REQUESTS, 1) == 1
     cores = len(os.sched_getaffinity(0))
     assert search_workers(PARALLEL_MIN_REQUESTS, 17) == min(17, cores)
+
+
+def test_an_in_order_feed_predicted_to_preempt_wins_only_when_nothing_else_is_left() -> None:
+    from blend.simulate.settings_search import PREEMPTION_LIMIT, SearchTrial, choose_trial
+
+    in_order, dual_scan = FeedChoice(AdmissionKind.IN_ORDER), FeedChoice(AdmissionKind.DUAL_SCAN)
+    n = 1000
+    allowed = int(PREEMPTION_LIMIT * n)
+
+    def trial(feed: FeedChoice, makespan: float, preemptions: int) -> SearchTrial:
+        return SearchTrial(EngineSettings(512, 64), feed, makespan, preemptions)
+
+    calm, thrashing = trial(in_order, 110.0, allowed), trial(in_order, 100.0, allowed + 1)
+    assert choose_trial([thrashing, calm], n) is calm
+    worse = trial(in_order, 105.0, 5 * allowed)
+    assert choose_trial([worse, thrashing], n) is thrashing  # nothing else: the fastest
+    # the dual scan's projection adapts online: its predicted preemptions do not exclude it
+    scan = trial(dual_scan, 100.0, 5 * allowed)
+    assert choose_trial([calm, scan], n) is scan
