@@ -74,7 +74,8 @@ class ProgressArtifact:
 
 
 def run_table(run: RunReport) -> list[dict[str, object]]:
-    """One row with the run's throughput, tokens, errors and prefix-cache hit rate."""
+    """One row with the run's throughput, tokens, errors and prefix-cache hit rate (cached /
+    prompt tokens of the run's rows: the definition `blend run` and run_summary use)."""
     hit_rate = run.prefix_cache_hit_rate
     return [
         {
@@ -118,6 +119,9 @@ def summary_markdown(
         row = run_table(run)[0]
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {'n/a' if v is None else v} |" for k, v in row.items()]
+        note = run.cache_note()  # why "0 cached" beside the profile's prefix sharing
+        if note is not None:
+            lines += ["", f"Note: {note}."]
         lines += ["", f"Results: `{run.results_dir}`"]
         lines += _estimate_lines(run)
     return "\n".join(lines) + "\n"

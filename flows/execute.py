@@ -1,7 +1,8 @@
 """Prefect flow: run a plan through vLLM, holding a `gpu` global concurrency slot.
 
-The task shows live progress as a progress artifact and ends with a table artifact of the
-run's numbers. It retries transient failures; a retry gets the same run id, so it resumes
+The task shows live progress as a progress artifact and as lines in the run's log (the
+lines `blend execute` writes, every 30 s), and ends with a table artifact of the run's
+numbers. It retries transient failures; a retry gets the same run id, so it resumes
 the run (finished Parquet parts are kept) instead of starting over.
 """
 
@@ -30,20 +31,38 @@ from blend.execute.stage import (
 )
 from blend.store.database import Store
 from flows.artifacts import ProgressArtifact, publish_run_table
-from flows.options import EngineOptions, ModelOptions, PlanId, RunId, ScaleOutOptions
+from flows.logs import log_stage, progress_log
+from flows.options import (
+    EngineOptions,
+    ModelOptions,
+    PlanId,
+    RunId,
+    ScaleOutOptions,
+    choice_titles,
+)
 from flows.retry import GpuLimitMissingError, is_transient
 
 logger = logging.getLogger(__name__)
 
 
 class ExecuteFlowOptions(ModelOptions, ScaleOutOptions):
-    plan_id: PlanId = Field(description="Plan to run")
-    run_id: RunId | None = Field(None, description="Resume this run instead of starting a new one")
-    engine: EngineOptions = Field(default_factory=EngineOptions)
+    form_order = (
+        *("plan_id", "run_id", "model"),
+        *("engine", "engines", "gpu_limit"),
+        *("store", "results_uri"),
+    )
+
+    plan_id: PlanId = Field(title="Plan id", description="The plan to run")
+    run_id: RunId | None = Field(
+        None, title="Run id", description="Resume this run instead of starting a new one"
+    )
+    engine: EngineOptions = Field(default_factory=EngineOptions, title="Engine settings")
     gpu_limit: str | None = Field(
         "gpu",
-        description="Global concurrency limit held while the engine runs (one slot per GPU; "
-        "create it first: `prefect gcl create gpu --limit 1`); null: run without one",
+        title="GPU concurrency limit",
+        description="Global concurrency limit held while the engine runs, one slot per engine "
+        "(create it first: `prefect gcl create gpu --limit 1`)",
+        json_schema_extra=choice_titles("Limit", "No limit"),
     )
 
 
@@ -98,7 +117,16 @@ def _execute(
     )
     # one slot per engine: K engines hold K GPUs (blend/scale runs them as Ray actors)
     slots = _gpu_slot(gpu_limit, options.engines)
-    with slots, BackgroundProgress(ProgressArtifact(plan_id)) as progress:
+    with (
+        slots,
+        BackgroundProgress(ProgressArtifact(plan_id)) as artifact,
+        progress_log("execute") as log_lines,
+    ):
+
+        def progress(done: int, total: int, output_tokens: int) -> None:
+            log_lines(done, total, output_tokens)  # queued for the API: never waits for it
+            artifact(done, total, output_tokens)
+
         report = execute_plan(
             store, plan_id, config, run_id=run_id, options=options, progress=progress
         )
@@ -153,7 +181,9 @@ class BackgroundProgress:
 @flow(name="blend-execute")
 def execute_flow(options: ExecuteFlowOptions) -> RunReport:
     run_id = options.run_id or new_run_id()
-    return execute_task(options.open_store(), options.plan_id, options, run_id)
+    report = execute_task(options.open_store(), options.plan_id, options, run_id)
+    log_stage("execute", report)
+    return report
 
 
 def _gpu_slot(limit: str | None, slots: int = 1) -> AbstractContextManager[object]:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, task
 from pydantic import Field
 
 from blend.ingest import IngestReport, ingest_file
+from flows.logs import log_stage
 from flows.options import DatasetName, StoreOptions
 from flows.retry import is_transient
 
 
 class IngestOptions(StoreOptions):
-    input_path: str = Field(description="JSONL, OpenAI batch JSONL, CSV or Parquet file")
-    dataset: DatasetName = Field(description="Dataset name")
+    form_order = ("input_path", "dataset", "store")
+
+    input_path: str = Field(
+        title="Input file", description="JSONL, OpenAI batch JSONL, CSV or Parquet file"
+    )
+    dataset: DatasetName = Field(title="Dataset", description="Dataset name")
 
 
 ingest_task = task(
@@ -24,4 +27,6 @@ ingest_task = task(
 
 @flow(name="blend-ingest")
 def ingest_flow(options: IngestOptions) -> IngestReport:
-    return ingest_task(options.open_store(), Path(options.input_path), options.dataset)
+    report = ingest_task(options.open_store(), options.input_path, options.dataset)
+    log_stage("ingest", report)
+    return report

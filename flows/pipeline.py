@@ -7,32 +7,38 @@ same input plans nothing and starts no engine. The summary artifact is written e
 The chain of stages is the library's (blend.pipeline.chain.run_pipeline, what `blend run`
 runs): this flow hands it a hook that runs each stage function as its Prefect task, so the
 demo default input, the resume of an unfinished run and the stage order live in one place.
+Each stage's lines (what `blend run` prints) go to the flow run's log (flows/logs.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from prefect import Task, flow, get_run_logger
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field, model_validator
 
 from blend.execute.stage import ExecuteOptions, execute_plan
+from blend.ingest import input_stem
 from blend.pipeline import chain as pipeline
 from blend.pipeline.chain import PipelineReport, StageRunner, run_pipeline
 from blend.plan.capacity import CapacityReport, pipeline_capacity
+from blend.store.database import Store
+from blend.store.export import ExportFormat, ExportReport, export_results
 from blend.store.names import NameKind, validate_name
 from flows.artifacts import artifact_key, publish_summary
 from flows.execute import execute_stage_task
 from flows.ingest import ingest_task
+from flows.logs import log_stage
 from flows.options import (
     DatasetName,
     EngineOptions,
     ModelOptions,
     PlanningOptions,
     ScaleOutOptions,
+    choice_titles,
 )
 from flows.plan import plan_task
 from flows.profile import profile_task
@@ -41,42 +47,108 @@ T = TypeVar("T")
 
 
 class PipelineOptions(ModelOptions, ScaleOutOptions):
-    input_path: str | None = Field(None, description="Input file (default: the demo dataset)")
-    dataset: DatasetName | None = Field(None, description="Dataset name (default: the file's stem)")
-    planning: PlanningOptions = Field(default_factory=PlanningOptions)
+    """What to run (input, dataset, model), how to plan it, the engine and its execution, the
+    capacity prediction, and where the results go: the form's groups, in that order."""
+
+    form_order = (
+        # what to run on
+        "input_path",
+        "dataset",
+        "model",
+        "incremental",
+        # planning
+        "planning",
+        # engine and execution
+        "engine",
+        "engines",
+        "gpu_limit",
+        # capacity
+        "capacity_deadline",
+        "capacity_max_engines",
+        # outputs
+        "store",
+        "results_uri",
+        "export_format",
+        "export_out",
+    )
+
+    input_path: str | None = Field(
+        None,
+        title="Input file",
+        description="Prompts (JSONL, OpenAI batch JSONL, CSV or Parquet): a path on the worker "
+        "or a URI, e.g. s3://bucket/prompts.jsonl (default: the bundled demo dataset)",
+    )
+    dataset: DatasetName | None = Field(
+        None,
+        title="Dataset",
+        description="Name of the dataset in the store: letters, digits, . _ - "
+        "(default: the input's file name without its extension)",
+    )
+    planning: PlanningOptions = Field(default_factory=PlanningOptions, title="Planning")
     incremental: bool = Field(
         True,
+        title="Only new prompts",
         description="Run only prompts without a result from this model and sampling; "
-        "false: run every prompt again",
+        "off: run every prompt again",
     )
-    engine: EngineOptions = Field(default_factory=EngineOptions)
+    engine: EngineOptions = Field(default_factory=EngineOptions, title="Engine settings")
     gpu_limit: str | None = Field(
         "gpu",
-        description="Global concurrency limit held by the execute task (one slot per GPU; "
-        "`prefect gcl create gpu --limit 1`); null: none",
+        title="GPU concurrency limit",
+        description="Global concurrency limit the execute task holds, one slot per engine "
+        "(`prefect gcl create gpu --limit 1`)",
+        json_schema_extra=choice_titles("Limit", "No limit"),
     )
     capacity_deadline: str | None = Field(
         None,
         pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
-        description="HH:MM: before executing, predict how many engines (GPUs) finish the run "
-        "by then (log lines and a capacity artifact); null: no prediction",
+        title="Capacity deadline",
+        description="HH:MM in the worker's local time zone (its TZ; no UTC offset): before "
+        "executing, predict how many engines finish by then; empty: no prediction",
     )
-    capacity_max_engines: int = Field(8, ge=1, description="Engine counts tried: 1, 2, 4, ...")
+    capacity_max_engines: int = Field(
+        8,
+        ge=1,
+        title="Capacity: most engines",
+        description="Engine counts the prediction tries: 1, 2, 4, ... up to this",
+    )
+
+    export_format: ExportFormat | None = Field(
+        None,
+        title="Export format",
+        description="After the run, write the dataset's answers (the latest per request, in "
+        "input order) as openai-batch, jsonl, parquet or csv; empty: no export",
+    )
+    export_out: str | None = Field(
+        None,
+        title="Export to",
+        description="The export's file on the worker or a URI, e.g. "
+        "s3://bucket/out/answers.jsonl (needed with an export format)",
+    )
+
+    @model_validator(mode="after")
+    def _export_has_a_target(self) -> PipelineOptions:
+        if (self.export_format is None) != (self.export_out is None):
+            raise ValueError("export_format and export_out go together: give both or neither")
+        return self
 
     @model_validator(mode="after")
     def _stem_is_a_name(self) -> PipelineOptions:
         """Without `dataset`, the input file's stem is the name: it must follow the rule too."""
         if self.input_path and not self.dataset:
-            stem = Path(self.input_path).stem
+            stem = input_stem(self.input_path)  # of the object's name for a URI
             validate_name(stem, NameKind.DATASET, f"the stem of input_path {self.input_path!r}")
         return self
 
     def pipeline_options(self) -> pipeline.PipelineOptions:
         """The library's options (blend.pipeline.chain): one chain for the CLI and the flow."""
         return pipeline.PipelineOptions(
-            input_path=Path(self.input_path) if self.input_path else None,
+            input_path=self.input_path or None,  # text: a URI stays one
             dataset=self.dataset,
-            plan=self.planning.plan_options(),
+            plan=dataclasses.replace(
+                self.planning.plan_options(),
+                tensor_parallel_size=self.engine.vllm.tensor_parallel_size or 1,
+            ),
             incremental=self.incremental,
             execute=ExecuteOptions(engines=self.engines, results_uri=self.results_uri),
             capacity_deadline=self.capacity_deadline,
@@ -108,11 +180,9 @@ def stage_runner(gpu_limit: str | None) -> StageRunner:
 
 
 def publish_capacity(report: CapacityReport) -> None:
-    """The capacity prediction as log lines and a markdown artifact (one key per dataset)."""
-    logger = get_run_logger()
+    """The capacity prediction as a markdown artifact (one key per dataset); its lines go to
+    the log with the other stages' (`log_stage`)."""
     lines = report.summary()
-    for line in lines:
-        logger.info("capacity: %s", line)
     dataset = report.dataset or "dataset"
     create_markdown_artifact(
         "\n".join([f"# Capacity of {dataset}", "", *(f"    {line}" for line in lines)]),
@@ -122,18 +192,41 @@ def publish_capacity(report: CapacityReport) -> None:
 
 
 @flow(name="blend-pipeline")
-def pipeline_flow(options: PipelineOptions | None = None) -> PipelineReport:
-    options = options or PipelineOptions()
+def pipeline_flow(options: PipelineOptions) -> PipelineReport:
+    """The whole pipeline, incremental by default.
+
+    Args:
+        options: What to run, how to plan and execute it, and where the results go.
+    """
     store = options.open_store()
     model_dir = options.model_dir(store)
+    engine_config = options.engine.engine_config(model_dir)  # vLLM checks its arguments first
     report = run_pipeline(
         store,
-        options.engine.engine_config(model_dir),
+        engine_config,
         options.pipeline_options(),
+        on_stage=log_stage,
         run_stage=stage_runner(options.gpu_limit),
     )
     publish_summary(store, report.plan, report.profile, report.run)
+    if options.export_format is not None and options.export_out is not None:
+        export_task(store, report.ingest.dataset, options.export_out, options.export_format)
     return report
+
+
+@task(name="export")
+def export_task(store: Store, dataset: str, out: str, fmt: ExportFormat) -> ExportReport:
+    """The dataset's answers as one file (blend.store.export): the flow's optional last task."""
+    exported = export_results(store, dataset, out, fmt)
+    get_run_logger().info(
+        "export: %d answers (%d errors) of %s as %s to %s",
+        exported.n_rows,
+        exported.n_errors,
+        dataset,
+        fmt,
+        exported.path,
+    )
+    return exported
 
 
 if __name__ == "__main__":

@@ -7,16 +7,21 @@ from pydantic import Field
 
 from blend.plan.stage import PlanReport, plan_dataset
 from blend.store.lineage import model_sha256
+from flows.logs import log_stage
 from flows.options import DatasetName, ModelOptions, PlanningOptions
 from flows.retry import is_transient
 
 
 class PlanFlowOptions(ModelOptions):
-    dataset: DatasetName = Field(description="Dataset name")
-    planning: PlanningOptions = Field(default_factory=PlanningOptions)
-    snapshot: int | None = Field(None, description="Snapshot (default: latest)")
+    form_order = ("dataset", "snapshot", "model", "incremental", "planning", "store")
+
+    dataset: DatasetName = Field(title="Dataset", description="Dataset name")
+    planning: PlanningOptions = Field(default_factory=PlanningOptions, title="Planning")
+    snapshot: int | None = Field(None, title="Snapshot", description="Snapshot (default: latest)")
     incremental: bool = Field(
-        True, description="Leave out prompts the model already answered with the same sampling"
+        True,
+        title="Only new prompts",
+        description="Leave out prompts the model already answered with the same sampling",
     )
 
 
@@ -29,7 +34,7 @@ plan_task = task(name="plan", retries=2, retry_delay_seconds=10, retry_condition
 def plan_flow(options: PlanFlowOptions) -> PlanReport:
     store = options.open_store()
     model_dir = options.model_dir(store)
-    return plan_task(
+    report = plan_task(
         store,
         options.dataset,
         options.planning.plan_options(),
@@ -38,3 +43,5 @@ def plan_flow(options: PlanFlowOptions) -> PlanReport:
         incremental=options.incremental,
         model_dir=model_dir,
     )
+    log_stage("plan", report)
+    return report

@@ -6,13 +6,16 @@ from prefect import flow, task
 from pydantic import Field
 
 from blend.profile.stage import ProfileReport, profile_dataset
+from flows.logs import log_stage
 from flows.options import DatasetName, ModelOptions
 from flows.retry import is_transient
 
 
 class ProfileOptions(ModelOptions):
-    dataset: DatasetName = Field(description="Dataset name")
-    snapshot: int | None = Field(None, description="Snapshot (default: latest)")
+    form_order = ("dataset", "snapshot", "model", "store")
+
+    dataset: DatasetName = Field(title="Dataset", description="Dataset name")
+    snapshot: int | None = Field(None, title="Snapshot", description="Snapshot (default: latest)")
 
 
 profile_task = task(
@@ -23,4 +26,8 @@ profile_task = task(
 @flow(name="blend-profile")
 def profile_flow(options: ProfileOptions) -> ProfileReport:
     store = options.open_store()
-    return profile_task(store, options.dataset, options.model_dir(store), snapshot=options.snapshot)
+    report = profile_task(
+        store, options.dataset, options.model_dir(store), snapshot=options.snapshot
+    )
+    log_stage("profile", report)
+    return report

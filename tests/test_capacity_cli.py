@@ -70,6 +70,25 @@ def test_capacity_prints_a_summary(tmp_path: Path) -> None:
     assert "band up to +-" in result.output and "upper bound" in result.output
 
 
+def test_capacity_prices_engines_that_span_several_gpus(tmp_path: Path) -> None:
+    """llama-3.1-70b does not fit one h100-80g (one GPU is priced as hetegen runs it, its
+    layers split with the CPU); engines of 2 and 4 GPUs (tensor parallel) hold it whole, and
+    the more GPUs an engine spans, the faster it runs the dataset."""
+    seed_groups(Store.open(tmp_path), "tok")
+    base = ["capacity", "--dataset", "ds", "--deadline", "06:00", "--start", "05:00"]
+    base += ["--model-spec", "llama-3.1-70b", "--hardware", "h100-80g", "--max-engines", "1"]
+    base += ["--json", "--store", str(tmp_path)]
+    reports = {}
+    for gpus in (1, 2, 4):
+        result = runner.invoke(app, [*base, "--tensor-parallel-size", str(gpus)])
+        assert result.exit_code == 0, result.output
+        reports[gpus] = json.loads(result.output)
+    assert reports[4]["gpus_per_engine"] == 4 and reports[4]["hardware"] == "h100-80g x4"
+    assert reports[1]["gpus_per_engine"] == 1 and reports[1]["hardware"] == "h100-80g"
+    run = {g: r["predictions"][0]["simulated_s"] for g, r in reports.items()}
+    assert run[1] > run[2] > run[4]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -74,6 +74,28 @@ def test_order_only_planners_and_explicit_settings(store: Store, tiny_model: Pat
     assert plan["settings_source"] == "explicit"
 
 
+def test_a_tensor_parallel_plan_is_priced_for_its_gpus(store: Store, tiny_model: Path) -> None:
+    """A plan for engines of 4 GPUs: priced on their aggregate (the bounds shrink), stored
+    under the GPU's own spec name with the size, which the executor's pricing reads back."""
+    from blend.cost.resolve import resolve_cost
+    from blend.plan.items import read_plan_header
+
+    seed_groups(store, tokenizer_sha256(tiny_model))
+    spec = {"model_spec": "llama-3.1-8b", "hardware": "h100-80g", "planner": "dfs"}
+    one = plan_dataset(store, "ds", PlanOptions(**spec), model_dir=tiny_model)
+    four = plan_dataset(
+        store, "ds", PlanOptions(**spec, tensor_parallel_size=4), model_dir=tiny_model
+    )
+    assert four.hardware == "h100-80g x4" and one.hardware == "h100-80g"
+    assert one.bounds is not None and four.bounds is not None
+    assert four.bounds.t_seq_s < one.bounds.t_seq_s
+    stored = read_plan_header(store, four.plan_id)
+    assert stored.hardware == "h100-80g" and stored.tensor_parallel_size == 4
+    again = resolve_cost(stored.model_spec, stored.hardware, None, stored.tensor_parallel_size)
+    assert again.hardware.name == "h100-80g x4"
+    assert read_plan_header(store, one.plan_id).tensor_parallel_size == 1
+
+
 def test_earlier_results_seed_estimates_and_shrink_the_warmup(store: Store, tiny_model: Path):
     seed_groups(store, tokenizer_sha256(tiny_model))
     first = plan_dataset(store, "ds", PlanOptions(planner="dfs"), model_dir=tiny_model)

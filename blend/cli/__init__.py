@@ -12,6 +12,16 @@ from rich.markup import escape
 
 from blend.cli.capacity import capacity_command
 from blend.cli.control import lp_command
+from blend.cli.engine_options import (
+    ChunkedPrefillOpt,
+    DtypeOpt,
+    EnforceEagerOpt,
+    EngineArgOpt,
+    GpuMemoryOpt,
+    MaxModelLenOpt,
+    QuantizationOpt,
+    TensorParallelOpt,
+)
 from blend.cli.errors import one_line, writable_store
 from blend.cli.export import export_command
 from blend.cli.hetegen import hetegen_app
@@ -26,6 +36,7 @@ from blend.cli.options import (
     PlannerOpt,
     ResultsUriOpt,
     SearchOpt,
+    SeedOpt,
     SeqsOpt,
     StoreOpt,
     TokensOpt,
@@ -41,10 +52,14 @@ from blend.store.names import InvalidNameError, NameKind, validate_name
 
 if TYPE_CHECKING:
     from blend.engines.base import EngineConfig
+    from blend.engines.vllm_options import VllmEngineOptions
     from blend.execute.setup import RunReport
+    from blend.pipeline.lines import StageLine
     from blend.plan.stage import PlanOptions
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+# Plain help (rich_markup_mode=None): click's layout puts a long option name on its own line
+# instead of cutting it, and shows no type for flags; errors are plain lines too.
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -67,9 +82,16 @@ def _global_options(
     configure(verbose)
 
 
-@app.command()
+@app.command(short_help="Read a prompt file into the store (bad rows go to rejects).")
 def ingest(
-    input_path: Annotated[str, typer.Argument(help="JSONL, OpenAI batch JSONL, CSV or Parquet.")],
+    input_path: Annotated[
+        str,
+        typer.Argument(
+            metavar="INPUT",
+            help="JSONL, OpenAI batch JSONL, CSV or Parquet: a path, or a URI (s3://, gs://, "
+            "hf://, https://).",
+        ),
+    ],
     dataset: DatasetOpt,
     store: StoreOpt = None,
 ) -> None:
@@ -85,7 +107,7 @@ def ingest(
     _print_ingest(report)
 
 
-@app.command()
+@app.command(short_help="Tokenize a dataset and profile its lengths and prefix sharing.")
 def profile(
     dataset: DatasetOpt,
     model: ModelOpt = None,
@@ -94,10 +116,10 @@ def profile(
 ) -> None:
     """Tokenize with the model's chat template; SQL profiles of lengths and prefix overlap."""
     opened = writable_store(store)  # before the tokenizer code is imported (seconds)
+    model_dir = resolve_model(opened, model)
     from blend.profile.stage import profile_dataset
     from blend.store.lineage import model_sha256
 
-    model_dir = resolve_model(opened, model)
     try:
         report = profile_dataset(
             opened, dataset, model_dir, snapshot=snapshot, model_sha256=model_sha256(model_dir)
@@ -118,6 +140,7 @@ def _plan_options(
     max_num_batched_tokens: int | None,
     max_num_seqs: int | None,
     batch_size: int = 256,
+    tensor_parallel_size: int | None = None,
 ) -> PlanOptions:
     from blend.engines.settings import EngineSettings, SettingsSource
     from blend.plan.stage import PlanOptions
@@ -139,17 +162,18 @@ def _plan_options(
         warmup_fraction=warmup_fraction,
         engine=engine,
         search_settings=search_settings,
+        tensor_parallel_size=tensor_parallel_size or 1,
     )
 
 
-@app.command()
+@app.command(short_help="Order a profiled dataset's requests and store the plan.")
 def plan(
     dataset: DatasetOpt,
     planner: PlannerOpt = PlannerName.DFS,
     hardware: HardwareOpt = None,
     model_spec: ModelSpecOpt = None,
     snapshot: Annotated[int | None, typer.Option(help="Snapshot (default: latest).")] = None,
-    seed: int = 0,
+    seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option(help="Requests per checkpoint batch.")] = 256,
     warmup_fraction: WarmupOpt = 0.01,
     search_settings: SearchOpt = True,
@@ -157,14 +181,15 @@ def plan(
     max_num_seqs: SeqsOpt = None,
     incremental: IncrementalOpt = True,
     model: ModelOpt = None,
+    tensor_parallel_size: TensorParallelOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Order the requests of a profiled dataset and store the plan."""
     opened = writable_store(store)  # before the planner code is imported (seconds)
+    model_dir = resolve_model(opened, model)
     from blend.plan.stage import PlanError, plan_dataset
     from blend.store.lineage import model_sha256
 
-    model_dir = resolve_model(opened, model)
     try:
         options = _plan_options(
             planner,
@@ -176,6 +201,7 @@ def plan(
             max_num_batched_tokens,
             max_num_seqs,
             batch_size,
+            tensor_parallel_size,
         )
         report = plan_dataset(
             opened,
@@ -192,7 +218,7 @@ def plan(
     _print_plan(report)
 
 
-@app.command()
+@app.command(short_help="Run a plan through the engine; results to Parquet with lineage.")
 def execute(
     plan_id: Annotated[
         str,
@@ -218,6 +244,14 @@ def execute(
     engine: EngineOpt = "auto",
     engines: EnginesOpt = 1,
     results_uri: ResultsUriOpt = None,
+    tensor_parallel_size: TensorParallelOpt = None,
+    dtype: DtypeOpt = None,
+    max_model_len: MaxModelLenOpt = None,
+    gpu_memory_utilization: GpuMemoryOpt = None,
+    quantization: QuantizationOpt = None,
+    enforce_eager: EnforceEagerOpt = None,
+    enable_chunked_prefill: ChunkedPrefillOpt = None,
+    engine_arg: EngineArgOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Run a plan through the engine (vLLM, or hetegen); results go to Parquet with lineage."""
@@ -231,10 +265,28 @@ def execute(
         err_console.print(f"[red]execute failed:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     dataset_dir(opened.results_dir, header.dataset)  # a planted link: refused now
+    model_dir = resolve_model(opened, model)
     from blend.execute.stage import ExecuteError, ExecuteOptions, execute_plan
 
+    engine_kwargs = _checked_engine_kwargs(
+        _vllm_options(
+            tensor_parallel_size or header.tensor_parallel_size,
+            dtype,
+            max_model_len,
+            gpu_memory_utilization,
+            quantization,
+            enforce_eager,
+            enable_chunked_prefill,
+            engine_arg,
+        )
+    )
     config = _engine_config(
-        resolve_model(opened, model), max_num_seqs, max_num_batched_tokens, kv_cache_gib, engine
+        model_dir,
+        max_num_seqs,
+        max_num_batched_tokens,
+        kv_cache_gib,
+        engine,
+        engine_kwargs,
     )
     # Budgets given on the command line win over the ones the planner recommends.
     explicit = max_num_seqs is not None or max_num_batched_tokens is not None
@@ -252,14 +304,65 @@ def execute(
     _print_run(report)
 
 
+def _vllm_options(
+    tensor_parallel_size: int | None,
+    dtype: str | None,
+    max_model_len: int | None,
+    gpu_memory_utilization: float | None,
+    quantization: str | None,
+    enforce_eager: bool | None,
+    enable_chunked_prefill: bool | None,
+    engine_arg: list[str] | None,
+) -> VllmEngineOptions:
+    """The vLLM engine arguments given on the command line (not yet checked by vLLM)."""
+    from blend.engines.vllm_options import EngineOptionsError, VllmEngineOptions, parse_engine_args
+
+    try:
+        extra = parse_engine_args(engine_arg or [])
+    except EngineOptionsError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--engine-arg") from None
+    return VllmEngineOptions(
+        tensor_parallel_size=tensor_parallel_size if tensor_parallel_size != 1 else None,
+        dtype=dtype,
+        max_model_len=max_model_len,
+        gpu_memory_utilization=gpu_memory_utilization,
+        quantization=quantization,
+        enforce_eager=enforce_eager,
+        enable_chunked_prefill=enable_chunked_prefill,
+        extra=extra,
+    )
+
+
+def _checked_engine_kwargs(options: VllmEngineOptions) -> dict[str, Any]:
+    """The vLLM engine arguments given, checked by the installed vLLM before any work
+    starts (vLLM imported only when some were given); a one-line error, exit 1."""
+    if not options.given:
+        return {}
+    from blend.engines.vllm_options import (
+        EngineOptionsError,
+        validated_engine_kwargs,
+        vllm_is_cpu_build,
+    )
+
+    try:
+        return validated_engine_kwargs(options, on_cpu=vllm_is_cpu_build())
+    except EngineOptionsError as exc:
+        err_console.print(f"[red]engine arguments refused:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+
+
 def _engine_config(
     model_dir: Path,
     max_num_seqs: int | None,
     max_num_batched_tokens: int | None,
     kv_cache_gib: float,
     engine: str = "auto",
+    engine_kwargs: dict[str, Any] | None = None,
 ) -> EngineConfig:
+    """The engine's config, with the checked vLLM engine arguments (_checked_engine_kwargs)."""
     from blend.engines.base import EngineConfig, EngineName
+    from blend.engines.selection import engine_choice
+    from blend.engines.vllm_options import with_engine_kwargs
 
     try:
         name = EngineName(engine)
@@ -267,19 +370,31 @@ def _engine_config(
         raise typer.BadParameter(
             f"{engine!r}: expected {', '.join(EngineName)}", param_hint="--engine"
         ) from None
-    return EngineConfig(
+    config = EngineConfig(
         model_dir=model_dir,
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens,
         kv_cache_gib=kv_cache_gib,
         engine=name,
     )
+    config = with_engine_kwargs(config, engine_kwargs or {})
+    if config.tensor_parallel_size > 1:
+        try:  # the hetegen engine runs on one GPU (decided without a look at the GPUs)
+            engine_choice(config)
+        except ValueError as exc:
+            err_console.print(f"[red]engine refused:[/red] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+    return config
 
 
-@app.command()
+@app.command(short_help="The whole pipeline: ingest, profile, plan, execute (no input: the demo).")
 def run(
     input_path: Annotated[
-        str | None, typer.Argument(help="Input file (default: the bundled demo dataset).")
+        str | None,
+        typer.Argument(
+            metavar="INPUT",
+            help="Input file or URI, e.g. s3://... (default: the bundled demo dataset).",
+        ),
     ] = None,
     dataset: Annotated[
         str | None,
@@ -291,7 +406,7 @@ def run(
     model: ModelOpt = None,
     model_spec: ModelSpecOpt = None,
     hardware: HardwareOpt = None,
-    seed: int = 0,
+    seed: SeedOpt = 0,
     incremental: IncrementalOpt = True,
     warmup_fraction: WarmupOpt = 0.01,
     search_settings: SearchOpt = True,
@@ -301,28 +416,52 @@ def run(
     engine: EngineOpt = "auto",
     engines: EnginesOpt = 1,
     results_uri: ResultsUriOpt = None,
+    tensor_parallel_size: TensorParallelOpt = None,
+    dtype: DtypeOpt = None,
+    max_model_len: MaxModelLenOpt = None,
+    gpu_memory_utilization: GpuMemoryOpt = None,
+    quantization: QuantizationOpt = None,
+    enforce_eager: EnforceEagerOpt = None,
+    enable_chunked_prefill: ChunkedPrefillOpt = None,
+    engine_arg: EngineArgOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """The whole pipeline: ingest -> profile -> plan -> execute. No arguments: the demo."""
-    from blend.ingest import IngestError, check_input
+    from blend.ingest import IngestError, RemoteInput, check_input, input_stem
     from blend.store.results import dataset_dir
 
-    given = None
+    given: str | Path | None = None  # a local path or a URI (s3://...), as typed
     if input_path is not None:
         try:  # before the store is touched or a model built: a typo fails at once
-            check_input(input_path)
+            checked = check_input(input_path)
         except IngestError as exc:
             err_console.print(f"[red]run failed:[/red] {escape(str(exc))}")
             raise typer.Exit(1) from None
-        given = Path(input_path)
+        given = input_path
     if given is not None and dataset is None:
         try:
-            dataset = validate_name(given.stem, NameKind.DATASET, f"file {given}")
+            where = checked.shown if isinstance(checked, RemoteInput) else f"file {given}"
+            dataset = validate_name(input_stem(given), NameKind.DATASET, where)
         except InvalidNameError as exc:
             hint = f"{exc}; name the dataset with --dataset"
             raise typer.BadParameter(hint, param_hint="--dataset") from None
+    engine_kwargs = _checked_engine_kwargs(
+        _vllm_options(
+            tensor_parallel_size,
+            dtype,
+            max_model_len,
+            gpu_memory_utilization,
+            quantization,
+            enforce_eager,
+            enable_chunked_prefill,
+            engine_arg,
+        )
+    )
     opened = writable_store(store)
-    # Imported once the input and the store are known good: the engine code takes seconds.
+    model_dir = resolve_model(opened, model)  # before any stage: a missing model writes nothing
+    # Imported once the input, the store and the model are known good: the engine code takes
+    # seconds.
+    from blend.engines.model_source import model_source
     from blend.execute.stage import ExecuteOptions
     from blend.pipeline.chain import PipelineOptions, pipeline_input, run_pipeline
 
@@ -331,8 +470,7 @@ def run(
         console.print(f"demo input: {escape(str(given))}")
     assert dataset is not None  # named above, or the demo's
     dataset_dir(opened.results_dir, dataset)  # a planted link: refused before any stage runs
-    model_dir = resolve_model(opened, model)
-    console.print(f"model: {escape(str(model_dir))}")
+    console.print(f"model: {escape(model_source(model_dir).describe())}")
     options = _plan_options(
         planner,
         seed,
@@ -342,7 +480,9 @@ def run(
         search_settings,
         max_num_batched_tokens,
         max_num_seqs,
+        tensor_parallel_size=tensor_parallel_size,
     )
+    engine_config = _engine_config(model_dir, None, None, kv_cache_gib, engine, engine_kwargs)
     printers: dict[str, Any] = {
         "ingest": _print_ingest,
         "profile": _print_profile,
@@ -352,7 +492,7 @@ def run(
     with _execute_progress() as progress:
         report = run_pipeline(
             opened,
-            _engine_config(model_dir, None, None, kv_cache_gib, engine),
+            engine_config,
             PipelineOptions(
                 given,
                 dataset,
@@ -372,10 +512,10 @@ def run(
     _print_where(opened, report.ingest.dataset)
 
 
-app.command("query")(query_command)
+app.command("query", short_help="Read the store with one read-only SQL statement.")(query_command)
 
 
-@app.command()
+@app.command(short_help="Check that every result part can be read (--repair: quarantine).")
 def verify(
     repair: Annotated[
         bool,
@@ -450,109 +590,39 @@ def _execute_progress() -> Any:
 
 
 def _print_ingest(r: Any) -> None:
-    state = "already ingested (same file)" if r.reused else "ingested"
-    console.print(
-        f"[bold]ingest[/bold] {state}: dataset {r.dataset!r} snapshot {r.snapshot} "
-        f"({r.source_format}): {r.n_rows} prompts, {r.n_rejected} rejected"
-    )
-    for reason, count in sorted(r.reject_reasons.items()):
-        console.print(f"  rejected {count} x {reason}")
-    if r.n_named_model:
-        names = ", ".join(f"{name} x {n}" for name, n in r.named_models.items())
-        more = ", ..." if sum(r.named_models.values()) < r.n_named_model else ""
-        console.print(
-            f"  {r.n_named_model} lines name a model in body.model ({escape(names)}{more}); "
-            "blend answers them with the run's model (--model) instead"
-        )
+    from blend.pipeline.lines import ingest_lines
+
+    _print_lines(ingest_lines(r))
 
 
 def _print_profile(r: Any) -> None:
-    if r.n_prompts == 0:
-        console.print(f"[bold]profile[/bold] snapshot {r.snapshot} of {r.dataset!r} has no prompts")
-        return
-    console.print(
-        f"[bold]profile[/bold] {r.n_prompts} prompts, {r.input_tokens:,} tokens; "
-        f"length mean {r.mean_tokens:.0f} p50 {r.p50_tokens:.0f} p90 {r.p90_tokens:.0f} "
-        f"p99 {r.p99_tokens:.0f} max {r.max_tokens}; over max_model_len {r.max_model_len}: "
-        f"{r.n_over_length}; prefix sharing {r.sharing_ratio:.1%}"
-    )
-    if r.n_over_length:
-        more = ", ..." if r.n_over_length > len(r.over_length_ids) else ""
-        console.print(
-            f"  [yellow]{r.n_over_length} prompts leave no room for output within "
-            f"max_model_len {r.max_model_len}[/yellow] (they will be error rows, not sent to the "
-            f"engine): {escape(', '.join(r.over_length_ids))}{more}"
-        )
-    for g in r.top_groups[:5]:
-        console.print(
-            f"  shared prefix group {g.rank}: {g.n_prompts} prompts x "
-            f"{g.shared_prefix_tokens} tokens (first {g.first_request_id})"
-        )
-    for c in r.request_classes:
-        console.print(
-            f"  request class {c.name}: {c.n_requests} prompts, mean {c.prompt_tokens:,.0f} "
-            f"prompt + {c.output_tokens:,.0f} estimated output tokens"
-        )
+    from blend.pipeline.lines import profile_lines
+
+    _print_lines(profile_lines(r))
 
 
 def _print_plan(r: Any) -> None:
-    done = f" ({r.n_already_done} already answered, left out)" if r.n_already_done else ""
-    sources = ", ".join(f"{n} {k}" for k, n in sorted(r.estimate_sources.items()))
-    console.print(
-        f"[bold]plan[/bold] {r.plan_id}: {r.planner} ({r.admission} admission), "
-        f"{r.n_requests} requests{done}, {r.n_warmup} of them first as a warm-up; keeps "
-        f"{r.sharing_ratio:.1%} prefix sharing (tree: {r.dfs_sharing_ratio:.1%}); planned in "
-        f"{r.plan_seconds:.2f} s for {r.model_spec} on {r.hardware}"
-    )
-    if r.engine is not None:
-        console.print(
-            f"  engine: {r.engine.label()} ({r.engine.source}); output estimates: {sources}"
-        )
-    if r.bounds is not None:
-        console.print(f"  {bounds_line(r.bounds)}")
+    from blend.pipeline.lines import plan_lines
 
-
-def bounds_line(bounds: Any) -> str:
-    """The plan's bounds in words: T_seq first (the engine blend runs), T_opt beside it."""
-    steps = f" in at least {bounds.n_min_steps:,} steps" if bounds.n_min_steps else ""
-    return (
-        f"lower bounds at the estimated lengths: T_seq {bounds.t_seq_s:,.1f} s{steps} (vLLM: "
-        f"attention after the GEMMs), T_opt {bounds.t_opt_s:,.1f} s (an engine that overlaps "
-        "them); they hold as far as the estimates do"
-    )
+    _print_lines(plan_lines(r))
 
 
 def _print_run(r: RunReport) -> None:
-    hit = "n/a" if r.prefix_cache_hit_rate is None else f"{r.prefix_cache_hit_rate:.1%}"
-    console.print(
-        f"[bold]execute[/bold] {r.run_id} {r.status}: {r.n_requests} rows "
-        f"({r.n_errors} errors), {r.input_tokens:,} prompt + {r.output_tokens:,} output tokens, "
-        f"{r.cached_tokens:,} cached (hit rate {hit}); engine start {r.engine_start_s:.1f} s, "
-        f"wall {r.wall_s:.1f} s, {r.tokens_per_second:,.0f} tok/s"
-    )
-    replan = r.replan
-    if replan is not None:
-        search, restart = replan.settings_search, replan.restart_settings
-        gain = None if search is None else search.predicted_gain_s
-        console.print(
-            f"  re-planned after the warm-up ({replan.warmup_finished} measured, "
-            f"{replan.warmup_running} still running): {replan.n_replanned} requests, "
-            f"{replan.admission} admission; settings search: "
-            + ("kept the engine's" if restart is None else f"restarted with {restart.label()}")
-            + ("" if gain is None else f" (predicted gain {gain:.1f} s)")
-        )
-    _print_estimates(r)
+    from blend.pipeline.lines import run_lines
+
+    _print_lines(run_lines(r))
 
 
-def _print_estimates(r: RunReport) -> None:
-    if not r.estimates:
-        return
-    console.print("  output estimates vs actual (largest prefix groups; view estimate_accuracy):")
-    for g in r.estimates:
-        console.print(
-            f"    {g.prefix_group or '(no group)'}: {g.n_requests} requests, estimated "
-            f"{g.mean_estimate:,.0f} ({g.est_source}), actual {g.mean_actual:,.0f} tokens"
-        )
+def _print_lines(lines: list[StageLine]) -> None:
+    """A stage's lines (blend/pipeline/lines.py, which the Prefect flows log too): the
+    stage's name in bold, warnings in yellow."""
+    from rich.text import Text
+
+    for i, line in enumerate(lines):
+        text = Text(line.text, style="yellow" if line.warning else "")
+        if i == 0:
+            text.stylize("bold", 0, line.text.find(" "))
+        console.print(text)
 
 
 def _print_where(store: Store, dataset: str) -> None:
@@ -570,11 +640,17 @@ def _print_where(store: Store, dataset: str) -> None:
         console.print(f'  {prefix} "{e}"')
 
 
-app.command("simulate")(simulate_command)
-app.command("lp")(lp_command)
+app.command(
+    "simulate", short_help="Simulate a plan on a workload file against the bounds T_seq and T_opt."
+)(simulate_command)
+app.command("lp", short_help="The fluid LP of a dataset's request classes, explained.")(lp_command)
 app.add_typer(hetegen_app, name="hetegen")
-app.command("capacity")(capacity_command)
-app.command("export")(export_command)
+app.command("capacity", short_help="How many engines a dataset needs to finish by a deadline.")(
+    capacity_command
+)
+app.command(
+    "export", short_help="Write a dataset's answers to one file: OpenAI Batch, JSONL, Parquet, CSV."
+)(export_command)
 
 
 def main() -> None:

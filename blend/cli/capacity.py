@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from blend.cli.engine_options import TensorParallelOpt
 from blend.cli.options import DatasetOpt, HardwareOpt, JsonOpt, ModelSpecOpt, StoreOpt
 from blend.plan.capacity import (
     DRAWS,
@@ -37,13 +38,15 @@ def capacity_command(
         int, typer.Option("--max-engines", help="Engine counts tried: 1, 2, 4, ... up to this.")
     ] = 8,
     model: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--model",
-            help="Model folder: its config.json gives the cost model without --model-spec, "
-            "and its earlier results of the dataset seed the length estimates.",
+            help="Model folder or Hugging Face id in the local cache: its config.json gives "
+            "the cost model without --model-spec, and its earlier results of the dataset seed "
+            "the length estimates.",
         ),
     ] = None,
+    tensor_parallel_size: TensorParallelOpt = None,
     sample_limit: Annotated[
         int,
         typer.Option(
@@ -57,33 +60,36 @@ def capacity_command(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Predict the makespan on 1, 2, 4, ... engines from the simulator (with the pipeline's
-    own length estimates) and the fewest engines that meet the deadline."""
+    """Predict the makespan on 1, 2, 4, ... engines - one engine start (measured by the
+    model's earlier runs here, else estimated) plus the simulator's run with the pipeline's
+    own length estimates - and the fewest engines that meet the deadline; says when the
+    hardware priced is not this machine's."""
     from blend.cost.resolve import resolve_cost
+    from blend.engines.model_source import ModelNotFoundError, locate_model
     from blend.store.lineage import model_sha256
 
     try:
         now = datetime.now().astimezone()
         begin = now if start is None else at_clock(now, start, "--start")
-        if model is not None and not (model / "config.json").is_file():
-            raise CapacityError(f"--model {model}: not a model folder (no config.json)")
+        model_dir = locate_model(model).path if model is not None else None
         # Not Store.open: reading a profile creates nothing, not even the store folder.
         opened = Store((store if store is not None else default_store_dir()).resolve())
-        if model is None and model_spec is None:
-            model = _demo_model(opened)  # what `blend run` without --model runs
-        cost = resolve_cost(model_spec, hardware, model)
+        if model_dir is None and model_spec is None:
+            model_dir = _demo_model(opened)  # what `blend run` without --model runs
+        # one engine spans tensor_parallel_size GPUs: k engines use k times as many
+        cost = resolve_cost(model_spec, hardware, model_dir, tensor_parallel_size or 1)
         report = dataset_capacity(
             opened,
             dataset,
             cost,
             start=begin,
             deadline=deadline_after(begin, deadline),
-            model_sha256=model_sha256(model) if model is not None else None,
+            model_sha256=model_sha256(model_dir) if model_dir is not None else None,
             max_engines=max_engines,
             sample_limit=sample_limit,
             draws=draws,
         )
-    except (CapacityError, ValueError, StoreNotReadableError) as exc:
+    except (CapacityError, ValueError, StoreNotReadableError, ModelNotFoundError) as exc:
         typer.echo(f"capacity failed: {exc}", err=True)
         raise typer.Exit(1) from None
     if as_json:

@@ -1,4 +1,6 @@
-"""`blend lp`: the fluid LP of a profiled dataset's request classes (x*, y*, R*, throughput)."""
+"""`blend lp`: the fluid LP of a profiled dataset's request classes (x*, y*, R*, throughput),
+explained: the hardware and model it assumes come first, and the implied throughput is the
+LP's fluid optimum on that hardware, never a measurement of this machine."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from blend.cli.options import (
     DatasetOpt,
@@ -20,6 +22,7 @@ from blend.cli.options import (
     TokensOpt,
     resolve_model,
 )
+from blend.cli.tables import numbers_table
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -52,8 +55,9 @@ def lp_command(
     store: StoreOpt = None,
 ) -> None:
     """Solve the fluid LP for the profiled request classes (every class backlogged: an
-    offline job) and print x*, y*, R*, the implied throughput and the LP sequence's
-    predicted makespan."""
+    offline job) on the named hardware (default: this machine's) and print, in words, how
+    it shares one GPU between the classes (x*, y*), its objective R*, the throughput it
+    implies (a model of that hardware, not a measurement) and the LP sequence's makespan."""
     from blend.control.fluid_lp import LpInfeasibleError
 
     if variant not in VARIANTS:
@@ -92,7 +96,7 @@ def lp_summary(
     prices: tuple[float, float],
     settings: tuple[int | None, int | None],
     snapshot: int | None,
-    model: Path | None,
+    model: str | Path | None,  # a model folder or Hugging Face id (cli/options.resolve_model)
     store: Path | None,
 ) -> dict[str, Any]:
     """Everything `blend lp` prints, as JSON-friendly values."""
@@ -100,6 +104,7 @@ def lp_summary(
     from blend.control.fluid_inputs import class_fluid_inputs
     from blend.control.fluid_lp import LpVariant, Prices, SliConstraints, solve_fluid_lp
     from blend.control.phase_plan import class_specs, phase_plan
+    from blend.cost.machine import check_hardware
     from blend.cost.resolve import resolve_cost
     from blend.engines.settings import EngineSettings, SettingsSource, vllm_default_settings
     from blend.store.database import Store
@@ -118,7 +123,9 @@ def lp_summary(
     engine = (
         EngineSettings(tokens, seqs, True, SettingsSource.EXPLICIT)
         if tokens is not None and seqs is not None
-        else vllm_default_settings(cost.hardware, profile.max_model_len)
+        else vllm_default_settings(
+            cost.hardware, profile.max_model_len, tensor_parallel_size=cost.tensor_parallel_size
+        )
     )
     inputs = class_fluid_inputs(cost, engine, profile.classes)
     chosen = LpVariant(variant)
@@ -129,11 +136,16 @@ def lp_summary(
     )
     plan = phase_plan(profile.classes, inputs.params, prices=price, variant=chosen)
     params = inputs.params
+    check = check_hardware(cost.hardware.name)
     return {
         "dataset": profile.dataset,
         "snapshot": profile.snapshot,
         "model_spec": cost.model.name,
         "hardware": cost.hardware.name,
+        "device": cost.hardware.device,  # gpu | cpu
+        "machine": check.machine.description,  # what this machine has
+        "hardware_matches_machine": check.matches,
+        "hardware_note": check.note(),  # None when the LP is priced for this machine
         "engine": {
             "max_num_batched_tokens": engine.max_num_batched_tokens,
             "max_num_seqs": engine.max_num_seqs,
@@ -166,12 +178,55 @@ def lp_summary(
     }
 
 
+def summary_lines(s: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The words around the table: what the LP assumes (before it) and what its numbers
+    mean (after it), for a summary from lp_summary."""
+    engine, i, plan = s["engine"], s["inputs"], s["phase_plan"]
+    hardware = s["hardware"]
+    unit = "GPU" if s["device"] == "gpu" else "CPU"
+    settings = f"{engine['max_num_batched_tokens']} tokens x {engine['max_num_seqs']} seqs"
+    before = [
+        f"fluid LP ({s['variant']}) of {s['dataset']!r} snapshot {s['snapshot']}, assuming "
+        f"{s['model_spec']} on one {hardware} {unit} with vLLM at {settings}: a model of what "
+        "that hardware could do with these request classes, not a measurement of this machine"
+    ]
+    if s["hardware_note"] is not None:
+        before.append(f"hardware: {s['hardware_note']}")
+    prices = s["prices"]
+    after = [
+        f"x*: the share of the {unit}'s prefill capacity the LP gives each class (they sum to the "
+        f"mixed share, {s['mixed_fraction']:.3f}); y* mixed / solo: the decode slots it keeps "
+        "for the class in mixed steps (a prefill chunk beside decodes) and in decode-only "
+        "steps; done/s: the class's requests finished per second; P and D est: mean prompt "
+        "tokens and the pipeline's estimated output tokens (max_tokens where nothing was "
+        "measured yet)",
+        f"R* {s['revenue_per_gpu_s']:,.1f}: what the LP maximises, value earned per {unit}-second "
+        f"at {prices['prefill_per_token']:g} per prompt token and "
+        f"{prices['decode_per_token']:g} per output token (--prefill-price, --decode-price)",
+        f"implied throughput {s['throughput_tok_s']:,.0f} tok/s per {unit}: prompt + estimated "
+        f"output tokens of the requests finished per second at the LP's fluid optimum on "
+        f"{hardware} (every class backlogged, every request its class's mean size, no KV "
+        "limit, no engine start, no tail). It is not a measurement: a real run's tok/s is "
+        "in run_summary.throughput_tok_s, and `blend simulate` predicts one with the "
+        "scheduler's limits",
+        f"inputs ({s['model_spec']} on {hardware}, {settings}): alpha "
+        f"{i['alpha_s'] * 1e3:.2f} ms + beta {i['beta_s_per_token'] * 1e6:.3f} us per prefill "
+        f"token for a mixed step, gamma {i['gamma_tok_s']:.1f} tok/s per decode slot in a "
+        f"decode-only step, B {i['slots']} slots, C {i['chunk_tokens']} prefill tokens a step",
+        f"LP sequence (every class backlogged): {len(plan['phases'])} phases, predicted "
+        f"makespan {plan['makespan_s']:,.1f} s on one {hardware} {unit} (fluid model, no engine "
+        "start)",
+    ]
+    return before, after
+
+
 def print_summary(s: dict[str, Any]) -> None:
-    table = Table(title=f"fluid LP ({s['variant']}) of {s['dataset']!r} snapshot {s['snapshot']}")
-    for column in ("class", "requests", "P", "D est", "x*", "y* mixed", "y* solo", "done/s"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for c in s["classes"]:
-        table.add_row(
+    before, after = summary_lines(s)
+    for line in before:
+        console.print(escape(line))
+    columns = ("class", "requests", "P", "D est", "x*", "y* mixed", "y* solo", "done/s")
+    rows = [
+        (
             c["class"],
             f"{c['n_requests']:,}",
             f"{c['prompt_tokens']:,.0f}",
@@ -181,19 +236,9 @@ def print_summary(s: dict[str, Any]) -> None:
             f"{c['y_solo']:.1f}",
             f"{c['completions_per_s']:.3f}",
         )
+        for c in s["classes"]
+    ]
+    table = numbers_table(columns, rows, text_columns=("class",))
     console.print(table)
-    i, plan = s["inputs"], s["phase_plan"]
-    console.print(
-        f"R* {s['revenue_per_gpu_s']:,.1f} per GPU-second; implied throughput "
-        f"{s['throughput_tok_s']:,.0f} tok/s per GPU; mixed share {s['mixed_fraction']:.3f}"
-    )
-    console.print(
-        f"inputs ({s['model_spec']} on {s['hardware']}, {s['engine']['max_num_batched_tokens']} "
-        f"tokens x {s['engine']['max_num_seqs']} seqs): alpha {i['alpha_s'] * 1e3:.2f} ms, beta "
-        f"{i['beta_s_per_token'] * 1e6:.3f} us/token, gamma {i['gamma_tok_s']:.1f} tok/s per "
-        f"slot, B {i['slots']}, C {i['chunk_tokens']}"
-    )
-    console.print(
-        f"LP sequence (every class backlogged): {len(plan['phases'])} phases, predicted "
-        f"makespan {plan['makespan_s']:,.1f} s on one GPU (fluid model)"
-    )
+    for line in after:
+        console.print(escape(line))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,7 +18,14 @@ console = Console(soft_wrap=True)
 
 def export_command(
     dataset: DatasetOpt,
-    out: Annotated[Path, typer.Option("--out", help="The file to write (replaced if it exists).")],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out",
+            help="The file to write (replaced if it exists): a path, or a URI such as "
+            "s3://bucket/key.",
+        ),
+    ],
     output_format: Annotated[
         ExportFormat,
         typer.Option(

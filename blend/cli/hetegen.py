@@ -7,15 +7,17 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from blend.cli.options import ModelSpecNameOpt
+from blend.cli.tables import numbers_table
 from blend.cost.model import load_model_spec
 from blend.cost.offload.hardware_profile import HeteGenProfile, ProfileError
 
 hetegen_app = typer.Typer(
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help, as the main command's (blend/cli/__init__.py)
     help="HeteGen: CPU+GPU split execution of models larger than the GPU (docs/hetegen.md).",
+    short_help="HeteGen: run models larger than the GPU, split with the CPU.",
 )
 console = Console(soft_wrap=True)
 
@@ -37,7 +39,7 @@ def _load_profile(path: Path | None) -> HeteGenProfile:
         raise typer.BadParameter(str(exc), param_hint="--profile") from None
 
 
-@hetegen_app.command("profile")
+@hetegen_app.command("profile", short_help="Measure this host's CPU and GPU rates for a model.")
 def profile_command(
     out: Annotated[Path, typer.Option("--out", help="Where to write the profile JSON.")],
     model_spec: ModelSpecNameOpt = "llama-3.1-8b",
@@ -55,20 +57,31 @@ def profile_command(
     options = ProfileOptions(cpu_budget_s=cpu_budget_s, cpu_dtype=cpu_dtype, threads=threads)
     profile = measure_profile(load_model_spec(model_spec), options, name=name)
     profile.save(out)
-    table = Table(title=f"HeteGen profile {name!r} -> {out}")
-    for column in ("batch", "CPU Gweights/s", "GPU Gweights/s"):
-        table.add_column(column, justify="right")
-    for batch, rate in sorted(profile.cpu_weights_per_s.items()):
-        gpu = profile.gpu_weights_per_s.get(batch)
-        table.add_row(str(batch), f"{rate / 1e9:.2f}", "-" if gpu is None else f"{gpu / 1e9:.1f}")
+    rows = [
+        (
+            str(batch),
+            f"{rate / 1e9:.2f}",
+            "-" if (gpu := profile.gpu_weights_per_s.get(batch)) is None else f"{gpu / 1e9:.1f}",
+        )
+        for batch, rate in sorted(profile.cpu_weights_per_s.items())
+    ]
+    table = numbers_table(
+        ("batch", "CPU Gweights/s", "GPU Gweights/s"),
+        rows,
+        title=f"HeteGen profile {name!r} -> {out}",
+    )
     console.print(table)
     h2d = profile.h2d_bytes_s
     console.print("host-to-device: " + ("no CUDA" if h2d is None else f"{h2d / 1e9:.1f} GB/s"))
 
 
-@hetegen_app.command("import-microbench")
+@hetegen_app.command(
+    "import-microbench", short_help="Make a profile from a GPU microbenchmark result."
+)
 def import_microbench_command(
-    result: Annotated[Path, typer.Argument(help="A bench/gpu_microbench.py JSON result.")],
+    result: Annotated[
+        Path, typer.Argument(metavar="RESULT_JSON", help="A bench/gpu_microbench.py JSON result.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Where to write the profile JSON.")],
     cpu_dtype: Annotated[str, typer.Option(help="dtype of the CPU GEMMs to use.")] = "bfloat16",
 ) -> None:
@@ -83,7 +96,9 @@ def import_microbench_command(
     console.print(f"wrote {out}: {profile.name}, batches {sorted(profile.cpu_weights_per_s)}")
 
 
-@hetegen_app.command("place")
+@hetegen_app.command(
+    "place", short_help="Print which layers stay on the GPU and how the rest split."
+)
 def place_command(
     gpu_budget_gib: Annotated[
         float, typer.Option(help="GPU memory for resident linear weights (GiB).", min=0)
@@ -101,24 +116,30 @@ def place_command(
     print_placement(place(shapes, int(gpu_budget_gib * 2**30), rates, batch), console)
 
 
-@hetegen_app.command("target")
+@hetegen_app.command(
+    "target", short_help="HeteGen against full weight streaming (30B on a 24 GB GPU)."
+)
 def target_command(profile: ProfileOpt = None) -> None:
     """HeteGen against full weight streaming: a Llama-30B-like model on an A10-like 24 GB GPU
     (CPU rates from --profile, else the stated assumption), decode at 576 tokens of context."""
     from blend.cost.offload.layer_costs import thirty_b_on_24gb
 
     rows = thirty_b_on_24gb(None if profile is None else _load_profile(profile))
-    table = Table(title="llama-30b on a10-24g: decode step (ms) and speedup over streaming")
-    for column in ("batch", "hetegen", "streaming", "speedup", "resident GiB", "alpha", "fits"):
-        table.add_column(column, justify="right")
-    for row in rows:
-        table.add_row(
-            str(row.batch),
-            f"{row.hetegen.step_s * 1e3:,.0f}",
-            f"{row.streaming.step_s * 1e3:,.0f}",
-            f"{row.speedup:.2f}x",
-            f"{row.hetegen.resident_bytes / 2**30:.1f}",
-            f"{row.hetegen.mean_alpha:.2f}",
-            "yes" if row.hetegen.fits else "no: KV",
-        )
+    table = numbers_table(
+        ("batch", "hetegen", "streaming", "speedup", "resident GiB", "alpha", "fits"),
+        [
+            (
+                str(row.batch),
+                f"{row.hetegen.step_s * 1e3:,.0f}",
+                f"{row.streaming.step_s * 1e3:,.0f}",
+                f"{row.speedup:.2f}x",
+                f"{row.hetegen.resident_bytes / 2**30:.1f}",
+                f"{row.hetegen.mean_alpha:.2f}",
+                "yes" if row.hetegen.fits else "no: KV",
+            )
+            for row in rows
+        ],
+        text_columns=("fits",),
+        title="llama-30b on a10-24g: decode step (ms) and speedup over streaming",
+    )
     console.print(table)

@@ -35,8 +35,13 @@ StoreOpt = Annotated[
     typer.Option("--store", help="Store folder (default: $BLEND_STORE or ./blend-store)."),
 ]
 ModelOpt = Annotated[
-    Path | None,
-    typer.Option("--model", help="Model folder (default: the tiny demo model, created once)."),
+    str | None,
+    typer.Option(
+        "--model",
+        help="Model folder, or Hugging Face model id (org/name, org/name@revision) from the "
+        "local Hugging Face cache, never downloaded (default: the tiny demo model, created "
+        "once).",
+    ),
 ]
 DatasetOpt = Annotated[
     str, typer.Option("--dataset", help="Dataset name.", callback=name_rule(NameKind.DATASET))
@@ -137,18 +142,30 @@ ResultsUriOpt = Annotated[
 ]
 
 
-def resolve_model(store: Store, model: Path | None) -> Path:
-    """The given model folder, or the demo model (created on first use)."""
+def resolve_model(store: Store, model: str | Path | None) -> Path:
+    """The folder of the model `--model` names (blend.engines.model_source: a folder, or a
+    Hugging Face id found in the local cache), or the demo model (created on first use).
+    A model that is not there ends the command at once: one line, exit 1."""
     if model is not None:
-        if not (model / "config.json").is_file():
-            raise typer.BadParameter(
-                f"{model} is not a model folder (no config.json)", param_hint="--model"
-            )
+        from blend.engines.model_source import ModelNotFoundError, locate_model
+
         try:
-            validate_name(model.resolve().name, NameKind.MODEL, f"the model folder {model}")
+            return locate_model(str(model)).path
         except InvalidNameError as exc:
             raise typer.BadParameter(str(exc), param_hint="--model") from None
-        return model.resolve()
+        except ModelNotFoundError as exc:  # the message starts with the value given
+            typer.echo(f"blend failed: --model {exc}", err=True)  # as blend.cli.main says it
+            raise typer.Exit(1) from None
     from blend.demo.model import ensure_tiny_model
 
     return ensure_tiny_model(store.models_dir)
+
+
+SeedOpt = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help="Seed of the warm-up sample and of the random planner's shuffle (same seed, same "
+        "plan).",
+    ),
+]

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from blend.cli.engine_options import TensorParallelOpt
 from blend.cli.options import HardwareNameOpt, JsonOpt, ModelSpecNameOpt
 from blend.cost.model import CostModel, load_hardware, load_model_spec
 from blend.engines.settings import EngineSettings, SettingsSource
@@ -89,16 +90,20 @@ def simulate_command(
             "fit), hetegen (always) or none (refuse).",
         ),
     ] = "auto",
+    tensor_parallel_size: TensorParallelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Plan a workload and simulate the engine on it; compare with the bounds T_seq and T_opt."""
     from blend.cost.offload.pricing import with_offload
+    from blend.cost.parallel import tensor_parallel
 
     try:
         workload = load_workload(requests)
-        cost = with_offload(
-            CostModel(load_model_spec(model_spec), load_hardware(hardware)), offload
-        )
+        one_gpu = CostModel(load_model_spec(model_spec), load_hardware(hardware))
+        if (tensor_parallel_size or 1) > 1:  # vLLM across GPUs; hetegen runs on one
+            cost = tensor_parallel(one_gpu, tensor_parallel_size or 1)
+        else:
+            cost = with_offload(one_gpu, offload)
         settings = default_settings(workload, cost, chunked_prefill)
         if max_num_batched_tokens is not None or max_num_seqs is not None:
             settings = EngineSettings(

@@ -24,7 +24,7 @@ QUIET_ENV = {
 }
 # vLLM logs every engine step's detail at INFO; warnings are what --verbose is for.
 VERBOSE_ENV = {"VLLM_LOGGING_LEVEL": "WARNING"}
-THIRD_PARTY_LOGGERS = ("vllm", "torch", "transformers")
+THIRD_PARTY_LOGGERS = ("vllm", "torch", "transformers", "ray")  # ray: execute/ray_fleet.py
 
 
 def configure(verbose: bool) -> None:

@@ -42,14 +42,13 @@ def estimated_classes(
 ) -> Clustering:
     """Cluster the profiled requests of `params` (dataset, snapshot, tokenizer_sha256) on
     their prompt tokens and the pipeline's output estimates (with the earlier results of
-    `model_sha256`, if given, as the plan stage uses them)."""
-    from blend.planners import estimate_outputs
+    `model_sha256`, if given, as the plan stage uses them).
 
-    rows = fetch_arrow(
-        con,
-        sql.load("plan/plan_requests"),
-        {**params, "done_model_sha256": None, "max_model_len": max_model_len},
-    ).to_pylist()
+    Without earlier results every estimate is the request's max_tokens (no own length, no
+    measured prefix subtree: planners/estimates.py), so the token ids are not read at all:
+    two numbers per request instead of every prompt's ids as Python lists (~36 bytes a
+    token), which made this the profile's largest use of memory.
+    """
     history = (
         fetch_arrow(
             con,
@@ -64,6 +63,35 @@ def estimated_classes(
         if model_sha256 is not None
         else []
     )
+    if not history:
+        return classes_without_history(con, params, seed)
+    return classes_from_estimates(con, params, max_model_len, history, seed)
+
+
+def classes_without_history(
+    con: duckdb.DuckDBPyConnection, params: dict, seed: int = 0
+) -> Clustering:
+    """The classes when no request has an earlier result: on (prompt tokens, max_tokens)."""
+    rows = fetch_arrow(con, sql.load("profile/request_lengths"), params)
+    prompt = rows.column("n_prompt_tokens").to_numpy().astype(np.float64)
+    return cluster_requests(prompt, rows.column("max_tokens").to_numpy(), seed=seed)
+
+
+def classes_from_estimates(
+    con: duckdb.DuckDBPyConnection,
+    params: dict,
+    max_model_len: int,
+    history: list[dict],
+    seed: int = 0,
+) -> Clustering:
+    """The classes on the planner's estimates: every request's token ids and the history."""
+    from blend.planners import estimate_outputs
+
+    rows = fetch_arrow(
+        con,
+        sql.load("plan/plan_requests"),
+        {**params, "done_model_sha256": None, "max_model_len": max_model_len},
+    ).to_pylist()
     requests, hints = requests_with_history(rows, history)
     if not requests:
         return cluster_requests(np.zeros(0), np.zeros(0))

@@ -67,6 +67,11 @@ class HardwareSpec:
     attention_flops_efficiency: float = 0.0  # share of peak FLOP/s prefill attention gets
     #                                          (0: flops_efficiency)
     device: str = "gpu"  # "gpu" or "cpu": which of vLLM's builds and defaults apply
+    # GPU to GPU (NVLink): the all-reduce bus bandwidth one GPU gets (bytes/s) and the
+    # latency of one all-reduce (s); what tensor parallelism costs (blend/cost/parallel.py).
+    # 0: not known, tensor parallelism cannot be priced on this hardware.
+    allreduce_bandwidth_bytes_s: float = 0.0
+    allreduce_latency_s: float = 0.0
     source: str = ""  # where the numbers come from
 
     @property
@@ -138,7 +143,7 @@ def model_spec_from_dir(model_dir: Path) -> ModelSpec:
     embeddings = (1 if config.get("tie_word_embeddings") else 2) * vocab * h
     dtype_bytes = 4 if config.get("torch_dtype") == "float32" else 2
     return ModelSpec(
-        name=Path(model_dir).name,
+        name=_folder_label(Path(model_dir)),
         n_params=float(layers * per_layer + embeddings + h),
         n_layers=layers,
         hidden_size=h,
@@ -149,6 +154,16 @@ def model_spec_from_dir(model_dir: Path) -> ModelSpec:
         vocab_size=vocab,
         dtype_bytes=dtype_bytes,
     )
+
+
+def _folder_label(model_dir: Path) -> str:
+    """A model folder's name; for a snapshot of the Hugging Face cache
+    (`models--org--name/snapshots/<commit>`), the model's id, org/name, not the commit.
+    The rule of blend.engines.model_source.model_source (which sits above the cost layer)."""
+    repo = model_dir.parent.parent
+    if model_dir.parent.name == "snapshots" and repo.name.startswith("models--"):
+        return repo.name.removeprefix("models--").replace("--", "/")
+    return model_dir.name
 
 
 def local_hardware_name() -> str:
@@ -206,6 +221,10 @@ class CostModel:
     model: ModelSpec
     hardware: HardwareSpec
     offload: OffloadTerm | None = None  # set when the weights do not all fit the GPU
+    # tensor parallelism (blend/cost/parallel.py): the GPUs one engine spans (the hardware is
+    # then their aggregate) and the all-reduce time each token adds to a step (s)
+    tensor_parallel_size: int = 1
+    collective_s_per_token: float = 0.0
 
     @property
     def roofline_params(self) -> float:

@@ -13,18 +13,26 @@ from blend.cost.model import (
     model_spec_from_dir,
 )
 from blend.cost.offload.pricing import with_offload
+from blend.cost.parallel import tensor_parallel
 
 
 def resolve_cost(
-    model_spec: str | None, hardware: str | None, model_dir: Path | None = None
+    model_spec: str | None,
+    hardware: str | None,
+    model_dir: Path | None = None,
+    tensor_parallel_size: int = 1,
 ) -> CostModel:
     """The cost model of a spec name or JSON file (else the model folder's config.json) on a
-    hardware name or JSON file (else this machine's)."""
+    hardware name or JSON file (else this machine's), for one engine spanning
+    `tensor_parallel_size` of its GPUs (blend/cost/parallel.py)."""
     if model_spec is not None:
         spec = load_model_spec(model_spec)
     elif model_dir is not None:
         spec = model_spec_from_dir(model_dir)
     else:
         raise ValueError("name a model spec (--model-spec) or a model folder (--model)")
+    cost = CostModel(spec, load_hardware(hardware or local_hardware_name()))
+    if tensor_parallel_size > 1:  # vLLM across GPUs: hetegen (offloading) runs on one
+        return tensor_parallel(cost, tensor_parallel_size)
     # a model larger than the GPU is costed as the hetegen engine runs it
-    return with_offload(CostModel(spec, load_hardware(hardware or local_hardware_name())))
+    return with_offload(cost)

@@ -22,7 +22,9 @@ A step counts as compute-bound when gemm_s + attn_s >= weight_s + kv_s.
 A model larger than the GPU (CostModel.offload, blend/cost/offload/pricing.py): P and the weight
 bytes are those resident on the GPU, and the busy time gains the offloaded layers' seconds at
 the step's tokens (HeteGen's per-layer max(CPU part, copy + GPU part)); the step's
-classification looks at the roofline parts only.
+classification looks at the roofline parts only. An engine spanning t GPUs (tensor
+parallelism, blend/cost/parallel.py) is priced on their aggregate, and its busy time gains the
+all-reduces' seconds per token (CostModel.collective_s_per_token) at the step's tokens.
 step_kernel.py is the same model compiled for the simulator's loop, bit for bit.
 """
 
@@ -96,7 +98,7 @@ def step_cost(
     kv_s = (
         (decode_kv_tokens + prefill_kv_tokens) * model.kv_bytes_per_token / hw.effective_bandwidth
     )
-    busy = busy_time(hw, gemm_s, attn_s, weight_s, kv_s) + offload_s(cost, tokens)
+    busy = busy_time(hw, gemm_s, attn_s, weight_s, kv_s) + added_s(cost, tokens)
     compute_bound = gemm_s + attn_s >= weight_s + kv_s
     return StepCost(
         total_s=hw.step_overhead_s + busy,
@@ -127,9 +129,11 @@ def step_time_s(
     ).total_s
 
 
-def offload_s(cost: CostModel, tokens: float) -> float:
-    """Seconds the offloaded layers add to a step of `tokens` tokens (0: all resident)."""
-    return 0.0 if cost.offload is None else cost.offload.extra_s(tokens)
+def added_s(cost: CostModel, tokens: float) -> float:
+    """Seconds a step of `tokens` tokens spends beyond the roofline: the offloaded layers'
+    (0: all resident) and the tensor-parallel all-reduces' (0: one GPU)."""
+    offloaded = 0.0 if cost.offload is None else cost.offload.extra_s(tokens)
+    return offloaded + cost.collective_s_per_token * tokens
 
 
 def decode_run_cost(cost: CostModel, n_seqs: int, first_kv_tokens: float, n_steps: int) -> StepCost:
@@ -144,7 +148,7 @@ def decode_run_cost(cost: CostModel, n_seqs: int, first_kv_tokens: float, n_step
     hw = cost.hardware
     gemm_s = 2.0 * cost.roofline_params * n_seqs / hw.effective_flops
     weight_s = cost.weight_read_s
-    extra = offload_s(cost, n_seqs)  # the same every step (the batch does not change)
+    extra = added_s(cost, n_seqs)  # the same every step (the batch does not change)
     per_token_s = cost.kv_read_s_per_token
     kv_0 = first_kv_tokens * per_token_s  # KV time of step 0
     slope = n_seqs * per_token_s  # growth of the KV time per step

@@ -41,6 +41,12 @@ class EngineConfig:
     cpu_offload_gb: float = 0.0  # vLLM only: weights it keeps in CPU memory (GiB)
     hetegen_weight_gib: float | None = None  # hetegen: GPU memory for linear weights (GiB)
     hetegen_profile: str | None = None  # hetegen: profile JSON (default: measured at start)
+    quantization: str | None = None  # vLLM: weight quantization method (None: the model's)
+    enforce_eager: bool | None = None  # vLLM: no CUDA graphs (None: vLLM's default)
+    enable_chunked_prefill: bool | None = None  # vLLM on GPUs (None: vLLM's default, on)
+    # any other vLLM EngineArgs field the user gave (checked by vLLM's own parser:
+    # blend/engines/vllm_options.py), by its name
+    engine_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def with_settings(self, settings: EngineSettings) -> EngineConfig:
         """This config starting the engine with `settings`' budgets."""

@@ -39,13 +39,12 @@ from blend.engines.base import (
     Feed,
 )
 from blend.engines.loop import feed_loop, utc_now
-from blend.engines.settings import DEFAULT_ENGINE_SETTINGS, EngineSettings
+from blend.engines.settings import EngineSettings, hetegen_default_settings
 from blend.engines.token_sampling import TokenSampler
 from blend.engines.tokenize import model_max_len
 
 GIB = 2**30
 BLOCK_SIZE = 16  # tokens per KV block as reported in EngineState (the cache is not paged)
-DEFAULT_MAX_NUM_SEQS = 64
 
 # On a CPU-only machine the "GPU part" runs on the CPU too: a nominal profile (a faster
 # "GPU", copies at memory speed) that keeps some layers whole and splits the rest. It decides
@@ -113,10 +112,10 @@ class HeteGenEngine:
             config.max_model_len or model_max_len(config.model_dir),
             model_max_len(config.model_dir),
         )
+        default = hetegen_default_settings(self.max_model_len)
         self.settings = EngineSettings(
-            max_num_batched_tokens=config.max_num_batched_tokens
-            or max(DEFAULT_ENGINE_SETTINGS.max_num_batched_tokens, self.max_model_len),
-            max_num_seqs=config.max_num_seqs or DEFAULT_MAX_NUM_SEQS,
+            max_num_batched_tokens=config.max_num_batched_tokens or default.max_num_batched_tokens,
+            max_num_seqs=config.max_num_seqs or default.max_num_seqs,
             chunked_prefill=False,
         )
         kv_per_token = _kv_bytes_per_token(model.config, torch.tensor([], dtype=dtype))

@@ -88,6 +88,14 @@ def local_gpu_mem_bytes() -> float | None:
 
 def engine_choice(config: EngineConfig) -> EngineChoice:
     """The choice for `config` on this machine."""
+    tp = config.tensor_parallel_size
+    if tp > 1:  # hetegen splits layers between one GPU and the CPU, never across GPUs
+        if config.engine is EngineName.HETEGEN:
+            raise ValueError(
+                f"--tensor-parallel-size {tp}: the hetegen engine runs on one GPU; use "
+                "--engine vllm (or auto)"
+            )
+        return EngineChoice(EngineName.VLLM, f"tensor parallel over {tp} GPUs")
     if config.engine is not EngineName.AUTO:
         return choose_engine(config.engine, 0.0, None, 1.0, 0.0)
     return choose_engine(

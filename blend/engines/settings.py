@@ -21,6 +21,7 @@ class SettingsSource(StrEnum):
     VLLM_DEFAULT = "vllm-default"  # what vLLM configures for offline use (its LLM class)
     SEARCH = "search"  # the best candidate in simulation, with estimated output lengths
     EXPLICIT = "explicit"  # set by the user
+    HETEGEN_DEFAULT = "hetegen-default"  # the hetegen engine's own (blend/engines/hetegen_engine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +63,27 @@ def vllm_default_settings(
     16384 tokens x 1024 seqs on GPUs of >= 70 GiB other than the A100 (H100, H200) and on any
     GPU of >= 160 GiB, 8192 x 256 on other GPUs (the A100 included), 4096 x 256 per
     tensor-parallel rank on CPUs (which run without chunked prefill here, so the budget is at
-    least max_model_len)."""
-    memory, name = hardware.mem_bytes, hardware.name.lower()
+    least max_model_len). vLLM looks at one GPU's memory: `hardware` of a tensor-parallel
+    engine is its GPUs' aggregate (blend/cost/parallel.py), so it is divided back."""
+    memory, name = hardware.mem_bytes / tensor_parallel_size, hardware.name.lower()
     if hardware.device == "cpu":
         tokens, seqs = 4096 * tensor_parallel_size, 256 * tensor_parallel_size
         return EngineSettings(max(tokens, max_model_len), seqs, chunked_prefill=False)
     if memory >= 160 * GIB or (memory >= 70 * GIB and "a100" not in name):
         return EngineSettings(16384, 1024)
     return DEFAULT_ENGINE_SETTINGS
+
+
+HETEGEN_MAX_NUM_SEQS = 64  # the hetegen engine's waves: requests at most
+
+
+def hetegen_default_settings(max_model_len: int) -> EngineSettings:
+    """What the hetegen engine runs with when no budget is given: waves of up to 64
+    requests, whole prompts (no chunked prefill) of at most max(8192, max_model_len) tokens."""
+    tokens = max(DEFAULT_ENGINE_SETTINGS.max_num_batched_tokens, max_model_len)
+    return EngineSettings(
+        tokens, HETEGEN_MAX_NUM_SEQS, chunked_prefill=False, source=SettingsSource.HETEGEN_DEFAULT
+    )
 
 
 # max_num_batched_tokens searched: from budgets that spread prefill thin over long decodes (the

@@ -44,6 +44,13 @@ def engine_kwargs(
         cpu_offload_gb=config.cpu_offload_gb,
         use_tqdm_on_load=show_load_progress,
     )
+    optional = dict(
+        quantization=config.quantization,
+        enforce_eager=config.enforce_eager,
+        enable_chunked_prefill=config.enable_chunked_prefill,
+    )
+    kwargs.update({name: value for name, value in optional.items() if value is not None})
+    kwargs.update(config.engine_args)
     if on_cpu:
         # the CPU build would reserve most of the node's memory for KV: size it here
         kwargs["kv_cache_memory_bytes"] = int(config.kv_cache_gib * 2**30)

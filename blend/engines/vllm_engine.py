@@ -28,6 +28,7 @@ from blend.engines.sampling_fields import SAMPLING_FIELDS
 from blend.engines.settings import EngineSettings
 from blend.engines.vllm_args import engine_environment, engine_kwargs, scoped_environment
 from blend.engines.vllm_compat import shield_llvmlite_from_kernel_scan
+from blend.engines.vllm_options import vllm_is_cpu_build
 
 
 class _SchedulerStats:
@@ -68,7 +69,7 @@ class VllmEngine:
         started = time.perf_counter()
         self.config = config
         self.busy_seconds = 0.0
-        on_cpu = _is_cpu_build()
+        on_cpu = vllm_is_cpu_build()
         shield_llvmlite_from_kernel_scan()
         import vllm
         from vllm import EngineArgs, LLMEngine
@@ -196,12 +197,6 @@ class VllmEngine:
             if callable(shutdown):
                 shutdown()
             self._engine = None
-
-
-def _is_cpu_build() -> bool:
-    from vllm.platforms import current_platform
-
-    return bool(current_platform.is_cpu())
 
 
 def _sampling_params(sampling: dict[str, Any]) -> Any:

@@ -125,7 +125,10 @@ def _shares(
         output_tokens=items.est_output_tokens[order],
         output_spread=items.est_spread[order],
     )
-    cost = resolve_cost(header.model_spec, header.hardware, run.engine_config.model_dir)
+    config = run.engine_config
+    cost = resolve_cost(
+        header.model_spec, header.hardware, config.model_dir, config.tensor_parallel_size
+    )
     cuts = split(sequence, cost, options.engines)
     check_split(cuts, len(order), options.engines)
     loader = RequestLoader(store, header, options.chunk_rows)
@@ -170,12 +173,24 @@ def connect_ray(address: str | None) -> tuple[Any, bool]:
     """Ray, connected: the one this process already started, else the cluster at `address`,
     else at $RAY_ADDRESS, else a new local cluster of this machine; and whether it is that
     new local cluster (which can never grow)."""
+    # Quiet unless the command line is verbose (blend/cli/verbosity.py sets the "ray" logger
+    # to ERROR; read before Ray is imported, which sets it to INFO): Ray's own start-up lines
+    # and the actors' output (vLLM's weight-loading bars, in colour) would print between
+    # blend's lines and after its summary. An actor's failure still reaches the driver, as
+    # the exception of the call that hit it.
+    quiet = not logging.getLogger("ray").isEnabledFor(logging.WARNING)
     import ray
 
     if ray.is_initialized():
         return ray, False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    ray.init(address=address, namespace=RAY_NAMESPACE, ignore_reinit_error=True)
+    ray.init(
+        address=address,
+        namespace=RAY_NAMESPACE,
+        ignore_reinit_error=True,
+        log_to_driver=not quiet,
+        logging_level=logging.ERROR if quiet else logging.INFO,
+    )
     return ray, address is None
 
 
@@ -310,7 +325,7 @@ class _Fleet:
             plan_id=lineage.plan_id,
             dataset=lineage.dataset,
             status=status,
-            prefix_cache_hit_rate=execution.prefix_cache_hit_rate,
+            engine_prefix_cache_hit_rate=execution.engine_prefix_cache_hit_rate,
             engine_start_s=execution.engine_start_s,
             wall_s=wall_s,
             results_dir=run.directory,
@@ -425,7 +440,7 @@ class _Fleet:
             wall_s=wall_s,
             engine_busy_s=sum(r.busy_seconds for r in reports),
             n_engine_restarts=self._totals.deaths + sum(r.n_engine_restarts for r in reports),
-            prefix_cache_hit_rate=hits / queries if queries else None,
+            engine_prefix_cache_hit_rate=hits / queries if queries else None,
         )
 
     def _report_progress(self) -> None:

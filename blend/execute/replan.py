@@ -165,6 +165,7 @@ class ReplanContext:
     parts_glob: str  # the run's finished parts
     model_sha256: str
     model_dir: Path  # the model folder (its config gives the cost model if none is named)
+    tensor_parallel_size: int  # GPUs the engine spans (priced: blend/cost/parallel.py)
     running: EngineSettings  # the engine's settings now
     kv_capacity_tokens: int  # the engine's KV cache (tokens)
     block_size: int  # tokens per KV block
@@ -198,7 +199,7 @@ def replan_after_warmup(
         seq: (float(both.tokens[len(rest) + i]), float(both.spread[len(rest) + i]))
         for i, seq in enumerate(running_seqs)
     }
-    cost = resolve_cost(header.model_spec, header.hardware, ctx.model_dir)
+    cost = resolve_cost(header.model_spec, header.hardware, ctx.model_dir, ctx.tensor_parallel_size)
     order, admission = _order(header, requests, estimates, cost, rest)
     prompts = [rows[ids[s]]["token_ids"] for s in rest[order].tolist()]
     max_tokens = np.fromiter((rows[ids[s]]["max_tokens"] for s in rest[order].tolist()), np.int64)

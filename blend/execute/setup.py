@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from blend.engines.base import Engine, EngineConfig
+from blend.engines.model_source import model_source
 from blend.engines.settings import EngineSettings
 from blend.engines.supervisor import RestartPolicy
 from blend.engines.tokenize import tokenizer_sha256
@@ -51,7 +52,6 @@ class RunReport:
     dataset: str
     status: str  # completed | failed
     totals: RunTotals  # rows and tokens of the run (all parts, resumed ones included)
-    prefix_cache_hit_rate: float | None  # engine counter, this process only
     engine_start_s: float  # engine (re)starts of this execution
     wall_s: float  # this execution, engine start included
     results_dir: Path
@@ -62,6 +62,28 @@ class RunReport:
     replan: ReplanReport | None = None  # what the re-plan after the warm-up measured and chose
     # estimated vs actual output tokens of its largest prefix groups (completed runs)
     estimates: list[GroupEstimate] = field(default_factory=list)
+    # the engine's own prefix-cache counter, this execution (see Execution): not the run's rate
+    engine_prefix_cache_hit_rate: float | None = None
+    block_size: int | None = None  # tokens per KV cache block of the engine (None: not known)
+
+    @property
+    def prefix_cache_hit_rate(self) -> float | None:
+        """Cached / prompt tokens over the run's rows: the one definition (the SQL macro
+        prefix_cache_hit_rate), as the run_summary view shows it."""
+        return self.totals.prefix_cache_hit_rate
+
+    def cache_note(self) -> str | None:
+        """Why nothing was cached, where the cache's block size says why: prefix caching
+        reuses whole KV blocks only, and a prompt's last token is always computed, so a prompt
+        no longer than one block can never hit, however much of it other prompts share."""
+        longest, block = self.totals.max_prompt_tokens, self.block_size
+        if self.cached_tokens or longest is None or block is None or longest > block:
+            return None
+        return (
+            f"0 cached: prompts no longer than the {block}-token KV cache block cannot be "
+            f"reused (prefix caching reuses whole blocks only; the longest prompt here has "
+            f"{longest} tokens)"
+        )
 
     @property
     def n_requests(self) -> int:
@@ -184,13 +206,14 @@ def run_lineage(
 ) -> RunLineage:
     """The lineage of `run` executed by `engine` (the one or many engines that run it)."""
     header = run.header
+    model = model_source(run.engine_config.model_dir)  # a hub snapshot: its id and commit
     return RunLineage(
         run_id=run.run_id,
         plan_id=header.plan_id,
         dataset=header.dataset,
         snapshot=header.snapshot,
         planner=header.planner,
-        model=run.engine_config.model_dir.name,
+        model=model.name,
         model_sha256=run.model_sha256,
         tokenizer_sha256=run.tokenizer_sha256,
         engine=engine,
@@ -199,6 +222,7 @@ def run_lineage(
         flow_run_id=options.flow_run_id,
         deployment_name=options.deployment_name,
         git_revision=git_revision(),
+        model_revision=model.revision,
     )
 
 

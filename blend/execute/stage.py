@@ -181,7 +181,7 @@ def _execute(
             wall_s=wall_s,
             engine_busy_s=engine.busy_seconds,
             n_engine_restarts=len(engine.failures),
-            prefix_cache_hit_rate=stats.prefix_cache_hit_rate,
+            engine_prefix_cache_hit_rate=stats.prefix_cache_hit_rate,
         )
         totals = record_run_finish(store, run.run_id, run.directory, execution)
         events.finish(status, totals.n_requests, error)
@@ -191,7 +191,8 @@ def _execute(
         dataset=lineage.dataset,
         status=status,
         totals=totals,
-        prefix_cache_hit_rate=stats.prefix_cache_hit_rate,
+        engine_prefix_cache_hit_rate=stats.prefix_cache_hit_rate,
+        block_size=loop.block_size,
         engine_start_s=engine.start_seconds,
         wall_s=wall_s,
         results_dir=run.directory,
@@ -233,6 +234,7 @@ class _RunLoop:
         self._n_done_before = len(done)
         self._total = int(run.header.n_requests)
         self.revision: Revision | None = None
+        self.block_size: int | None = None  # the engine's KV block (tokens), once it runs
         self._last_report = 0.0  # time.monotonic() of the last progress callback
         self.writer = PartWriter(
             run.directory,
@@ -343,10 +345,14 @@ class _RunLoop:
 
     def _cost(self) -> CostModel:
         header = self._run.header
-        return resolve_cost(header.model_spec, header.hardware, self._run.engine_config.model_dir)
+        config = self._run.engine_config
+        return resolve_cost(
+            header.model_spec, header.hardware, config.model_dir, config.tensor_parallel_size
+        )
 
     def _replan_context(self) -> ReplanContext:
         state = self._engine.state()
+        self.block_size = state.block_size
         return ReplanContext(
             store=self._store,
             header=self._run.header,
@@ -355,6 +361,7 @@ class _RunLoop:
             parts_glob=run_parts_glob(self._run.directory),
             model_sha256=self._run.model_sha256,
             model_dir=self._run.engine_config.model_dir,
+            tensor_parallel_size=self._run.engine_config.tensor_parallel_size,
             running=self._engine.settings,
             kv_capacity_tokens=state.kv_blocks_total * state.block_size,
             block_size=state.block_size,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import orjson
 
@@ -39,15 +39,23 @@ def detect_format(path: Path, max_line_bytes: int) -> SourceFormat:
 
     Raises IngestError for an unknown suffix.
     """
-    fmt = _BY_SUFFIX.get(path.suffix.lower())
+    fmt = format_by_suffix(path.name, str(path))
+    if fmt is SourceFormat.JSONL and _looks_like_openai_batch(path, max_line_bytes):
+        return SourceFormat.OPENAI_BATCH
+    return fmt
+
+
+def format_by_suffix(name: str, where: str) -> SourceFormat:
+    """The format a file name's suffix stands for (JSONL for an OpenAI batch file too);
+    IngestError naming `where` for an unknown suffix."""
+    suffix = PurePosixPath(name).suffix
+    fmt = _BY_SUFFIX.get(suffix.lower())
     if fmt is None:
         known = ", ".join(sorted(_BY_SUFFIX))
         raise IngestError(
-            f"{path}: unknown input format {path.suffix or '(no suffix)'!r}; "
+            f"{where}: unknown input format {suffix or '(no suffix)'!r}; "
             f"expected a file ending in one of {known}"
         )
-    if fmt is SourceFormat.JSONL and _looks_like_openai_batch(path, max_line_bytes):
-        return SourceFormat.OPENAI_BATCH
     return fmt
 
 

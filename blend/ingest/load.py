@@ -65,7 +65,7 @@ class Source:
     """Which file a snapshot comes from."""
 
     dataset: str
-    source_uri: str  # absolute path
+    source_uri: str  # absolute path, or the URI as given less credentials (remote.py)
     source_sha256: str  # hex sha256 of the file's bytes
     source_format: str  # a SourceFormat value
 

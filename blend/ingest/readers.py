@@ -39,19 +39,35 @@ class FileDigest:
     n_lines: int  # newline-terminated lines, plus one for a last line without a newline
 
 
+class Digester:
+    """Builds a FileDigest from a file's bytes given in order, chunk by chunk."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._n_lines = 0
+        self._last = b"\n"
+        self.n_bytes = 0
+
+    def update(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._sha.update(chunk)
+        self._n_lines += chunk.count(b"\n")
+        self._last = chunk
+        self.n_bytes += len(chunk)
+
+    def digest(self) -> FileDigest:
+        unterminated = not self._last.endswith(b"\n")  # a last line without a newline
+        return FileDigest(self._sha.hexdigest(), self._n_lines + unterminated)
+
+
 def digest_file(path: Path) -> FileDigest:
     """Hash `path` streaming 1 MiB chunks, counting lines on the way (for progress)."""
-    sha = hashlib.sha256()
-    n_lines = 0
-    last = b"\n"
+    digester = Digester()
     with path.open("rb") as f:
         while chunk := f.read(_HASH_CHUNK_BYTES):
-            sha.update(chunk)
-            n_lines += chunk.count(b"\n")
-            last = chunk
-    if not last.endswith(b"\n"):
-        n_lines += 1
-    return FileDigest(sha.hexdigest(), n_lines)
+            digester.update(chunk)
+    return digester.digest()
 
 
 def read_records(path: Path, fmt: SourceFormat, max_line_bytes: int) -> Iterator[RawRecord]:

@@ -2,7 +2,9 @@
 
 Two passes over the file: the first hashes its bytes (same content, same dataset -> nothing
 to do), the second streams, validates and writes the records in batches inside one
-transaction, which commits prompts, rejects and the `datasets` row together.
+transaction, which commits prompts, rejects and the `datasets` row together. An input named
+by URI is first copied into the store, hashed on the way (blend/ingest/remote.py), and the
+copy ingested; its `datasets` row records the URI (less credentials) and the same hash.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from blend.ingest.records import (
     RejectRow,
     raw_text,
 )
+from blend.ingest.remote import RemoteInput, spooled
 from blend.ingest.validate import Validator
 from blend.store.database import Store, transaction
 from blend.store.names import NameKind, validate_name
@@ -55,7 +58,7 @@ Progress = Callable[[int, int], None]
 
 def ingest_file(
     store: Store,
-    input_path: str | Path,
+    input_path: str | Path | RemoteInput,
     dataset: str,
     *,
     max_line_bytes: int = 1 << 20,
@@ -71,19 +74,52 @@ def ingest_file(
     vectorised: JSON Lines take the vectorised path (blend/ingest/fast.py), which hands only
     the lines it cannot decide to the per-record validator; False validates every record one
     by one (same tables, slower: for comparison).
-    Raises IngestError when nothing at all could be read: the file is missing, a URL, a loop
-    of links, unreadable or empty, its format is unknown, or no record was accepted
-    (check_input tells the first few before the store is opened).
+    input_path: a local path, or a URI as text (s3://, gs://, hf://, https://...; see
+    blend/ingest/remote.py), or what check_input returned for either.
+    Raises IngestError when nothing at all could be read: the file or object is missing,
+    unreachable, a loop of links, unreadable or empty, its format is unknown, or no record
+    was accepted (check_input tells the first few before the store is opened).
     """
     started = time.perf_counter()
     validate_name(dataset, NameKind.DATASET, "ingest_file(dataset=...)")
     _check_arguments(dataset, max_line_bytes, batch_rows)
-    path = check_input(input_path)
+    checked = check_input(input_path)
+    args = (max_line_bytes, batch_rows, vectorised, progress, started)
+    if isinstance(checked, Path):
+        return _ingest_local(store, checked, dataset, str(checked), None, *args)
+    with spooled(checked, store.tmp_dir) as spool:
+        copies = (str(spool.path), str(spool.path.resolve()))
+        try:
+            copy = check_input(spool.path)  # empty, compressed: refused as a local file is
+            assert isinstance(copy, Path)
+            return _ingest_local(store, copy, dataset, checked.shown, spool.digest, *args)
+        except IngestError as error:  # said of the object, not of its copy
+            message = str(error)
+            for copied in copies:
+                message = message.replace(copied, checked.shown)
+            raise IngestError(message) from None
+
+
+def _ingest_local(
+    store: Store,
+    path: Path,
+    dataset: str,
+    source_uri: str,
+    digest: FileDigest | None,
+    max_line_bytes: int,
+    batch_rows: int,
+    vectorised: bool,
+    progress: Progress | None,
+    started: float,
+) -> IngestReport:
+    """ingest_file of the local file `path` (checked), recorded as coming from `source_uri`
+    (the path itself, or the URI it is a copy of); `digest`: the copy's, computed on the way
+    in (None: hash the file here)."""
     fmt = detect_format(path, max_line_bytes)
     job = _FileJob(path, fmt, max_line_bytes, batch_rows, vectorised and fmt is SourceFormat.JSONL)
     version = _version(path)
-    digest = _digest(path)
-    source = Source(dataset, str(path), digest.sha256, job.fmt.value)
+    digest = digest or _digest(path)
+    source = Source(dataset, source_uri, digest.sha256, job.fmt.value)
     n_records = _total_units(path, job.fmt, digest.n_lines)  # at most; sizes DuckDB's memory
     with store.connect(views=False) as con, bounded_memory(con, n_records):
         existing = find_snapshot(con, dataset, digest.sha256)

@@ -13,6 +13,7 @@ missing request runs once. A run another process is executing right now is waite
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ from typing import Any, Protocol, TypeVar
 
 from blend.cost.model import model_spec_from_dir
 from blend.cost.resolve import resolve_cost
-from blend.engines.base import EngineConfig
+from blend.engines.base import EngineConfig, EngineName
+from blend.engines.selection import engine_choice
+from blend.engines.settings import hetegen_default_settings
 from blend.execute.stage import (
     ExecuteOptions,
     ProgressCallback,
@@ -29,7 +32,7 @@ from blend.execute.stage import (
     execute_plan,
     new_run_id,
 )
-from blend.ingest import IngestReport, check_input, ingest_file
+from blend.ingest import IngestReport, check_input, ingest_file, input_stem
 from blend.plan.capacity import CapacityReport, pipeline_capacity
 from blend.plan.items import plan_row_settings
 from blend.plan.stage import PlanOptions, PlanReport, plan_dataset
@@ -62,7 +65,8 @@ def call_stage(name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) ->
 class PipelineOptions:
     """What to run and how (the CLI's `blend run` and the pipeline flow fill it)."""
 
-    input_path: Path | None = None  # None: the bundled demo dataset, written into the store
+    # a local path or a URI as text (s3://...); None: the bundled demo dataset, in the store
+    input_path: str | Path | None = None
     dataset: str | None = None  # None: the file's stem ("demo" for the demo)
     plan: PlanOptions = field(default_factory=PlanOptions)
     incremental: bool = True  # plan only prompts without a result from this model + sampling
@@ -84,15 +88,33 @@ class PipelineReport:
     capacity: CapacityReport | None = None  # with options.capacity_deadline
 
 
-def pipeline_input(store: Store, input_path: Path | None, dataset: str | None) -> tuple[Path, str]:
+def pipeline_input(
+    store: Store, input_path: str | Path | None, dataset: str | None
+) -> tuple[str | Path, str]:
     """The input file and dataset name: as given, or the demo dataset (written once into
     `<store>/inputs/demo.jsonl`) named "demo"."""
     if input_path is not None:
-        return input_path, dataset or input_path.stem
+        return input_path, dataset or input_stem(input_path)
     from blend.demo.dataset import write_demo_dataset
 
     path = write_demo_dataset(store.root / "inputs" / "demo.jsonl")
     return path, dataset or DEMO_DATASET
+
+
+def _plan_for_engine(
+    plan: PlanOptions, engine_config: EngineConfig, max_model_len: int
+) -> PlanOptions:
+    """The plan's options for the engine that will run it: a run on the hetegen engine starts
+    with hetegen's own budgets, not vLLM's (unless the user named budgets)."""
+    if plan.engine is not None or engine_config.engine is EngineName.VLLM:
+        return plan
+    try:
+        engine = engine_choice(engine_config).engine
+    except (OSError, ValueError):  # no weight files to size: the executor will say so
+        return plan
+    if engine is not EngineName.HETEGEN:
+        return plan
+    return dataclasses.replace(plan, engine=hetegen_default_settings(max_model_len))
 
 
 def run_pipeline(
@@ -111,7 +133,7 @@ def run_pipeline(
     """
     options = options or PipelineOptions()
     input_path, dataset = pipeline_input(store, options.input_path, options.dataset)
-    check_input(input_path)  # a missing or remote input fails before the model is hashed
+    check_input(input_path)  # a missing or unreachable input fails before the model is hashed
     model_dir = engine_config.model_dir
     model_hash = model_sha256(model_dir)
     seconds: dict[str, float] = {}
@@ -151,7 +173,7 @@ def run_pipeline(
             plan_dataset,
             store,
             dataset,
-            options.plan,
+            _plan_for_engine(options.plan, engine_config, profiled.max_model_len),
             snapshot=ingested.snapshot,
             model_sha256=model_hash,
             incremental=options.incremental,
@@ -162,7 +184,8 @@ def run_pipeline(
         return PipelineReport(ingested, profiled, planned, None, seconds, resumed)
     capacity = None
     if options.capacity_deadline is not None:
-        cost = resolve_cost(options.plan.model_spec, options.plan.hardware, model_dir)
+        plan = options.plan
+        cost = resolve_cost(plan.model_spec, plan.hardware, model_dir, plan.tensor_parallel_size)
         capacity = stage(
             "capacity",
             pipeline_capacity,

@@ -16,6 +16,11 @@ than lognormal, and engine behaviour the simulator does not model. A dataset of 
 `sample_limit` requests is simulated on a seeded sample of each prefix group (the same
 fraction f of every group) on m = max(1, round(k f)) engines standing for k, each with about
 the share one of the k would have, the makespan scaled by m / (k f).
+
+Every makespan includes one engine start (the k engines start side by side): measured on
+this machine where the store has runs of the model, else estimated from the weight bytes
+(blend/cost/engine_start.py), and said which. The report names the hardware it is priced
+for and says when that is not this machine's (blend/cost/machine.py).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from blend.cost.engine_start import EngineStart, estimated_engine_start, measured_engine_start
+from blend.cost.machine import HardwareCheck, ThisMachine, check_hardware
 from blend.cost.model import CostModel, HardwareSpec, load_hardware
 from blend.planners import (
     EstimateSource,
@@ -51,6 +58,7 @@ from blend.store.names import NameKind, validate_name
 SAMPLE_LIMIT = 20_000  # requests simulated at most (larger datasets: a sample)
 DRAWS = 3  # draws of the output lengths around their estimates simulated per prediction
 UNFITTED_STEP_ERROR = 0.15  # the band's step-model error where no fit is recorded
+MEASURED_STARTS = 10  # earlier runs whose engine starts are taken, newest first
 _RMS = re.compile(r"rms(?: relative)? error (\d+(?:\.\d+)?)%|error rms (\d+(?:\.\d+)?)%")
 
 
@@ -155,16 +163,18 @@ def sample_by_group(
 
 @dataclass(frozen=True, slots=True)
 class EngineCountPrediction:
-    """The predicted makespan on k engines, with its band (s)."""
+    """The predicted makespan on k engines, with its band (s): one engine start plus the
+    simulated steps."""
 
     k: int
-    makespan_s: float  # mean over the draws of the output lengths
-    draw_spread: float  # relative std of the makespan between draws (0: one draw)
-    low_s: float
+    makespan_s: float  # engine start + simulated_s
+    draw_spread: float  # relative std of the simulated makespan between draws (0: one draw)
+    low_s: float  # the start's low + the simulated makespan's band
     high_s: float
     finish: datetime  # start + makespan
     meets_deadline: bool  # the prediction finishes by the deadline
     meets_with_band: bool  # the band's upper edge does too
+    simulated_s: float = 0.0  # the engines' steps: mean over the draws of the output lengths
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +197,9 @@ class CapacityReport:
     estimate_sources: dict[str, int] = field(default_factory=dict)
     dataset: str | None = None
     snapshot: int | None = None
+    engine_start: EngineStart | None = None  # in every makespan (None: not counted)
+    hardware_check: HardwareCheck | None = None  # the spec against this machine
+    gpus_per_engine: int = 1  # tensor parallelism: GPUs one engine spans
 
     @property
     def available_s(self) -> float:
@@ -221,6 +234,8 @@ class CapacityReport:
             "available_s": self.available_s,
             "model": self.model,
             "hardware": self.hardware,
+            "gpus_per_engine": self.gpus_per_engine,
+            **self._start_and_machine_json(),
             "band_relative": self.band,
             "step_model_error": self.step_error.relative,
             "step_model_error_basis": self.step_error.basis,
@@ -233,6 +248,7 @@ class CapacityReport:
                 {
                     "k": p.k,
                     "makespan_s": p.makespan_s,
+                    "simulated_s": p.simulated_s,
                     "draw_spread": p.draw_spread,
                     "low_s": p.low_s,
                     "high_s": p.high_s,
@@ -243,6 +259,18 @@ class CapacityReport:
                 for p in self.predictions
             ],
             "simulate_seconds": self.simulate_seconds,
+        }
+
+    def _start_and_machine_json(self) -> dict[str, Any]:
+        start, check = self.engine_start, self.hardware_check
+        return {
+            "machine": None if check is None else check.machine.description,
+            "hardware_matches_machine": None if check is None else check.matches,
+            "engine_start_s": None if start is None else start.seconds,
+            "engine_start_low_s": None if start is None else start.low_s,
+            "engine_start_high_s": None if start is None else start.high_s,
+            "engine_start_measured": None if start is None else start.measured,
+            "engine_start_basis": None if start is None else start.basis,
         }
 
     def summary(self) -> list[str]:
@@ -257,19 +285,35 @@ class CapacityReport:
             f"{self.start:%Y-%m-%d %H:%M} -> deadline {self.deadline:%Y-%m-%d %H:%M} "
             f"({_hours(self.available_s)})"
         ]
+        mismatch = None if self.hardware_check is None else self.hardware_check.note()
+        if mismatch is not None:
+            lines.append(f"hardware: {mismatch}")
+        start = self.engine_start
+        if start is not None:
+            lines.append(
+                f"engine start: {start.describe()}; in every makespan below (the engines "
+                "start side by side)"
+            )
         for p in self.predictions:
             verdict = "meets" if p.meets_with_band else "meets (not with the band)"
             verdict = verdict if p.meets_deadline else "misses"
+            parts = (
+                ""
+                if start is None
+                else f" = start {_hours(start.seconds)} + run {_hours(p.simulated_s)}"
+            )
             lines.append(
-                f"  k={p.k}: {_hours(p.makespan_s)} ({_hours(p.low_s)} .. {_hours(p.high_s)}), "
-                f"done {p.finish:%H:%M}: {verdict}"
+                f"  k={p.k}: {_hours(p.makespan_s)}{parts} ({_hours(p.low_s)} .. "
+                f"{_hours(p.high_s)}), done {p.finish:%H:%M}: {verdict}"
             )
         least, safe = self.least_engines, self.least_engines_with_band
         if least is None:
             lines.append(f"no engine count up to {self.predictions[-1].k} meets the deadline")
         else:
+            gpus = self.gpus_per_engine
             lines.append(
                 f"needs {least} engine(s)"
+                + (f" of {gpus} GPUs each ({least * gpus} GPUs)" if gpus > 1 else "")
                 + (
                     f"; {safe} to meet it at the band's upper edge"
                     if safe is not None and safe != least
@@ -279,9 +323,10 @@ class CapacityReport:
             )
         spread = max(p.draw_spread for p in self.predictions)
         lines.append(
-            f"band up to +-{self.band:.1%}: step model {self.step_error.relative:.1%} "
-            f"({self.step_error.basis}) + total output-length spread {self.length_error:.1%} "
-            f"+ makespan spread between length draws (up to {spread:.1%})"
+            f"band up to +-{self.band:.1%} on the engines' steps: step model "
+            f"{self.step_error.relative:.1%} ({self.step_error.basis}) + total output-length "
+            f"spread {self.length_error:.1%} + makespan spread between length draws (up to "
+            f"{spread:.1%})" + ("" if start is None else "; the start adds its own range")
         )
         if self.n_at_max_tokens:
             lines.append(
@@ -344,10 +389,12 @@ def predict_capacity(
     seed: int = 0,
     history: Sequence[LengthHint] = (),
     draws: int = DRAWS,
+    engine_start: EngineStart | None = None,
 ) -> CapacityReport:
     """Predicted makespans on 1, 2, 4, ... max_engines engines (module invariant): the mean
     over `draws` draws of the output lengths; `history`: the hints `estimates` came from
-    (the simulated pipeline plans with them too)."""
+    (the simulated pipeline plans with them too); `engine_start`: added to every makespan
+    (None: only the simulated steps)."""
     if not requests:
         raise CapacityError("nothing to plan: the dataset has no requests")
     if deadline <= start:
@@ -375,21 +422,32 @@ def predict_capacity(
     step, lengths = step_model_error(cost.hardware), length_error(estimates)
     available = (deadline - start).total_seconds()
     predictions = []
+    begin = (
+        (0.0, 0.0, 0.0)
+        if engine_start is None
+        else (
+            engine_start.seconds,
+            engine_start.low_s,
+            engine_start.high_s,
+        )
+    )
     for j, k in enumerate(counts):
-        makespan = float(makespans[:, j].mean())
-        spread = float(makespans[:, j].std(ddof=1) / makespan) if draws > 1 else 0.0
+        simulated = float(makespans[:, j].mean())
+        spread = float(makespans[:, j].std(ddof=1) / simulated) if draws > 1 else 0.0
         band = step.relative + lengths + spread
-        high = makespan * (1 + band)
+        makespan = begin[0] + simulated
+        high = begin[2] + simulated * (1 + band)
         predictions.append(
             EngineCountPrediction(
                 k=k,
                 makespan_s=makespan,
                 draw_spread=spread,
-                low_s=makespan * max(0.0, 1 - band),
+                low_s=begin[1] + simulated * max(0.0, 1 - band),
                 high_s=high,
                 finish=start + timedelta(seconds=makespan),
                 meets_deadline=makespan <= available,
                 meets_with_band=high <= available,
+                simulated_s=simulated,
             )
         )
     at_max = sum(s is EstimateSource.MAX_TOKENS for s in estimates.source)
@@ -401,12 +459,14 @@ def predict_capacity(
         deadline=deadline,
         model=cost.model.name,
         hardware=cost.hardware.name,
+        gpus_per_engine=cost.tensor_parallel_size,
         step_error=step,
         length_error=lengths,
         n_at_max_tokens=at_max,
         predictions=predictions,
         simulate_seconds=time.perf_counter() - started,
         estimate_sources=estimates.source_counts(),
+        engine_start=engine_start,
     )
 
 
@@ -423,11 +483,14 @@ def dataset_capacity(
     sample_limit: int = SAMPLE_LIMIT,
     seed: int = 0,
     draws: int = DRAWS,
+    machine: ThisMachine | None = None,
 ) -> CapacityReport:
     """predict_capacity for the latest profile of `dataset`, read from the store read-only:
     its prompts' token ids and max_tokens, and (given the model's sha256) the dataset's
     earlier results by that model as the estimates' history, as the plan stage reads them.
-    With `only_new`, prompts that model already answered are left out (an incremental run)."""
+    With `only_new`, prompts that model already answered are left out (an incremental run).
+    The engine start is the one measured by the model's earlier runs in the store where the
+    hardware priced is `machine`'s (this machine, found when not given), else estimated."""
     validate_name(dataset, NameKind.DATASET, "dataset_capacity(dataset=...)")
     with connect_read_only(store) as con:
         profile = fetch_dicts(
@@ -463,6 +526,17 @@ def dataset_capacity(
             if model_sha256 is not None
             else []
         )
+        starts = (
+            fetch_dicts(
+                con,
+                sql.load("plan/engine_starts"),
+                {"model_sha256": model_sha256, "limit": MEASURED_STARTS},
+            )
+            if model_sha256 is not None
+            else []
+        )
+    check = check_hardware(cost.hardware.name, machine)
+    engine_start = _engine_start(cost, check, [float(s["start_s"]) for s in starts])
     requests, hints = requests_with_history(rows, history)
     estimates = estimate_outputs(requests, hints)
     report = predict_capacity(
@@ -476,8 +550,19 @@ def dataset_capacity(
         seed=seed,
         history=hints,
         draws=draws,
+        engine_start=engine_start,
     )
-    return replace(report, dataset=dataset, snapshot=int(snap["snapshot"]))
+    return replace(report, dataset=dataset, snapshot=int(snap["snapshot"]), hardware_check=check)
+
+
+def _engine_start(cost: CostModel, check: HardwareCheck, measured: list[float]) -> EngineStart:
+    """The starts measured by earlier runs of the model, which ran on this machine, where the
+    prediction is priced for this machine; else the estimate for the hardware priced."""
+    if check.matches:
+        here = measured_engine_start(measured, "of this model in this store")
+        if here is not None:
+            return here
+    return estimated_engine_start(cost)
 
 
 def pipeline_capacity(

@@ -67,6 +67,12 @@ class PlanHeader:
     def params(self) -> dict:
         return orjson.loads(self.params_json) if self.params_json else {}
 
+    @property
+    def tensor_parallel_size(self) -> int:
+        """GPUs per engine the plan was priced for (1 for plans made before it was an
+        option)."""
+        return int(self.params.get("options", {}).get("tensor_parallel_size", 1))
+
 
 def plan_row_settings(row: dict) -> EngineSettings | None:
     """The engine settings a plans row names (its budget columns and their source), or None

@@ -19,6 +19,7 @@ import orjson
 import pyarrow as pa
 
 from blend.cost.model import CostModel
+from blend.cost.parallel import one_gpu_name
 from blend.cost.resolve import resolve_cost
 from blend.engines.settings import EngineSettings, SettingsSource, vllm_default_settings
 from blend.planners import (
@@ -58,6 +59,7 @@ class PlanOptions:
     engine: EngineSettings | None = None  # explicit settings (None: vLLM's, then searched)
     search_settings: bool = True  # search engine settings once the warm-up has run
     use_history: bool = True  # earlier results of the dataset seed the estimates
+    tensor_parallel_size: int = 1  # GPUs one engine spans (priced: blend/cost/parallel.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "planner", planner_name(self.planner))
@@ -148,7 +150,9 @@ def plan_dataset(
             if options.use_history and model_sha256 is not None
             else []
         )
-    cost = resolve_cost(options.model_spec, options.hardware, model_dir)
+    cost = resolve_cost(
+        options.model_spec, options.hardware, model_dir, options.tensor_parallel_size
+    )
     started = time.perf_counter()
     requests, hints = requests_with_history(table.to_pylist(), history)
     estimates = estimate_outputs(requests, hints)
@@ -159,7 +163,9 @@ def plan_dataset(
     plan, order, uses_lengths = _order(requests, estimates, warmup, options, cost)
     plan_seconds = time.perf_counter() - started
     bounds = estimated_bounds(prompts, estimates.tokens, cost)
-    engine = options.engine or vllm_default_settings(cost.hardware, snap.max_model_len)
+    engine = options.engine or vllm_default_settings(
+        cost.hardware, snap.max_model_len, tensor_parallel_size=cost.tensor_parallel_size
+    )
     report = PlanReport(
         plan_id=f"{dataset}-s{snap.snapshot}-{plan.planner}-{uuid.uuid4().hex[:8]}",
         dataset=snap.dataset,
@@ -193,6 +199,7 @@ def _options_json(options: PlanOptions) -> dict:
         "batch_size": options.batch_size,
         "warmup_fraction": options.warmup_fraction,
         "use_history": options.use_history,
+        "tensor_parallel_size": options.tensor_parallel_size,
     }
 
 
@@ -285,7 +292,8 @@ def _store_plan(
         "planner": report.planner,
         # NULL: the model folder's own config.json (the executor reads it the same way)
         "model_spec": options.model_spec,
-        "hardware": report.hardware,
+        # the spec's own name: the executor prices the engine's GPUs from it again
+        "hardware": None if report.hardware is None else one_gpu_name(report.hardware),
         "tokenizer_sha256": report.tokenizer_sha256,
         "params_json": orjson.dumps(plan.params, option=orjson.OPT_SORT_KEYS).decode(),
         "n_requests": report.n_requests,

@@ -21,15 +21,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from transformers import PreTrainedTokenizerFast
 
+from blend.engines.model_source import ModelSource, model_source
 from blend.engines.tokenize import encode_batch, load_tokenizer, model_max_len, tokenizer_sha256
+from blend.profile.prefix import PrefixMeasures, prefix_measures
+from blend.profile.token_order import sorted_token_tables
 from blend.store import sql
 from blend.store.database import Store, fetch_dicts, transaction
+from blend.store.memory import memory_capped
 from blend.store.names import NameKind, validate_name
 
 if TYPE_CHECKING:
     from blend.control.classes import RequestClass
 
 MAX_LISTED_IDS = 20  # request_ids listed per over-length class in a report
+# DuckDB's memory during a profile (at most 80% of RAM): its reads, the over-length join and
+# the token rows' insert spill beyond it; the prefix measures sort outside DuckDB
+# (profile/token_order.py), so nothing the profile asks of DuckDB needs memory per prompt.
+PROFILE_MEMORY_BYTES = 1 << 30
 
 ProgressCallback = Callable[[int, int], None]  # (prompts tokenized so far, prompts in total)
 
@@ -75,7 +83,7 @@ class ProfileReport:
     dataset: str
     snapshot: int
     tokenizer_sha256: str
-    model: str  # model folder name
+    model: str  # the model's Hugging Face id, else its folder's name (engines/model_source.py)
     max_model_len: int  # context length (tokens): prompt + output must fit
     n_prompts: int
     input_tokens: int  # sum of prompt tokens
@@ -97,6 +105,7 @@ class ProfileReport:
     sql_s: float  # the profile queries
     # request classes on (prompt tokens, estimated output tokens): blend/control/classes.py
     request_classes: tuple[RequestClass, ...] = ()
+    model_revision: str | None = None  # the model's Hugging Face commit (None: not from the hub)
 
     @property
     def tokens_per_s(self) -> float:
@@ -118,8 +127,7 @@ class _Measures:
 
     lengths: dict[str, Any]
     over_length: dict[str, Any]
-    sharing: dict[str, Any]
-    groups: list[dict[str, Any]]
+    prefixes: PrefixMeasures  # sharing and the top groups (profile/prefix.py)
 
 
 def profile_dataset(
@@ -147,15 +155,19 @@ def profile_dataset(
     tokenizer = load_tokenizer(model_path)
     max_len = model_max_len(model_path)
     sha = tokenizer_sha256(model_path)
-    with store.connect() as con, transaction(con):
+    with (
+        store.connect() as con,
+        memory_capped(con, PROFILE_MEMORY_BYTES),
+        transaction(con),
+    ):
         key = ProfileKey(dataset, resolve_snapshot(con, dataset, snapshot), sha)
         started = time.perf_counter()
         store_prompt_tokens(con, key, tokenizer, batch_size, store.tmp_dir, progress)
         tokenized = time.perf_counter()
-        measures = _measure(con, key, max_len, min_shared_tokens, top_groups)
+        measures = _measure(con, key, max_len, min_shared_tokens, top_groups, store.tmp_dir)
         report = _report(
             key,
-            model_path.resolve().name,
+            model_source(model_path.resolve()),
             max_len,
             min_shared_tokens,
             measures,
@@ -289,6 +301,7 @@ def save_profile(con: duckdb.DuckDBPyConnection, report: ProfileReport) -> None:
             "snapshot": report.snapshot,
             "tokenizer_sha256": report.tokenizer_sha256,
             "model": report.model,
+            "model_revision": report.model_revision,
             "max_model_len": report.max_model_len,
             "profiled_at": datetime.now(UTC),
             "n_prompts": report.n_prompts,
@@ -327,10 +340,11 @@ def _count_prompts(con: duckdb.DuckDBPyConnection, key: ProfileKey) -> int:
 def _prompt_batches(
     con: duckdb.DuckDBPyConnection, key: ProfileKey, batch_size: int
 ) -> Iterator[pa.RecordBatch]:
-    """The snapshot's prompts by request_id, streamed in record batches of <= batch_size rows.
+    """The snapshot's prompts as stored, streamed in record batches of <= batch_size rows.
 
-    They stream from a second connection (a cursor): an open result blocks its own connection,
-    and one sorted stream costs one sort, where LIMIT/OFFSET pages would re-scan per page.
+    They stream from a second connection (a cursor): an open result blocks its own connection.
+    Unsorted: the order of token rows does not matter (every query orders what it reads), and
+    a sort of every prompt's text would need memory or spill space per prompt.
     """
     params = {"dataset": key.dataset, "snapshot": key.snapshot}
     with con.cursor() as reader_con:
@@ -346,21 +360,25 @@ def _measure(
     max_model_len: int,
     min_shared_tokens: int,
     top_n: int,
+    tmp_dir: Path,
 ) -> _Measures:
+    """The profile's numbers. Prefix sharing and groups are those of sql/profile/
+    prefix_sharing.sql and prefix_groups.sql, computed from a sorted stream in bounded
+    memory (profile/prefix.py); the SQL stays as the reference the tests compare against."""
     params = key.params()
     over_params = {**params, "max_model_len": max_model_len, "max_ids": MAX_LISTED_IDS}
-    group_params = {**params, "min_shared_tokens": min_shared_tokens, "top_n": top_n}
     return _Measures(
         lengths=fetch_dicts(con, sql.load("profile/length_stats"), params)[0],
         over_length=fetch_dicts(con, sql.load("profile/over_length"), over_params)[0],
-        sharing=fetch_dicts(con, sql.load("profile/prefix_sharing"), params)[0],
-        groups=fetch_dicts(con, sql.load("profile/prefix_groups"), group_params),
+        prefixes=prefix_measures(
+            sorted_token_tables(con, params, tmp_dir), min_shared_tokens, top_n
+        ),
     )
 
 
 def _report(
     key: ProfileKey,
-    model: str,
+    model: ModelSource,
     max_model_len: int,
     min_shared_tokens: int,
     m: _Measures,
@@ -370,19 +388,20 @@ def _report(
 ) -> ProfileReport:
     groups = tuple(
         PrefixGroup(
-            rank=g["group_rank"],
-            n_prompts=g["n_prompts"],
-            shared_prefix_tokens=g["shared_prefix_tokens"],
-            saved_tokens=g["saved_tokens"],
-            first_request_id=g["first_request_id"],
+            rank=g.group_rank,
+            n_prompts=g.n_prompts,
+            shared_prefix_tokens=g.shared_prefix_tokens,
+            saved_tokens=g.saved_tokens,
+            first_request_id=g.first_request_id,
         )
-        for g in m.groups
+        for g in m.prefixes.groups
     )
     return ProfileReport(
         dataset=key.dataset,
         snapshot=key.snapshot,
         tokenizer_sha256=key.tokenizer_sha256,
-        model=model,
+        model=model.name,
+        model_revision=model.revision,
         max_model_len=max_model_len,
         n_prompts=m.lengths["n_prompts"],
         input_tokens=m.lengths["input_tokens"],
@@ -395,10 +414,10 @@ def _report(
         over_length_ids=tuple(m.over_length["over_length_ids"]),
         n_will_truncate=m.over_length["n_will_truncate"],
         will_truncate_ids=tuple(m.over_length["will_truncate_ids"]),
-        unique_prefix_tokens=m.sharing["unique_prefix_tokens"],
-        sharing_ratio=m.sharing["sharing_ratio"],
+        unique_prefix_tokens=m.prefixes.sharing.unique_prefix_tokens,
+        sharing_ratio=m.prefixes.sharing.sharing_ratio,
         min_shared_tokens=min_shared_tokens,
-        n_prefix_groups=m.groups[0]["n_groups"] if m.groups else 0,
+        n_prefix_groups=m.prefixes.groups[0].n_groups if m.prefixes.groups else 0,
         top_groups=groups,
         tokenize_s=tokenize_s,
         sql_s=sql_s,

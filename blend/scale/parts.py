@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from blend.store.results import ResultRow, ResultWriteError, result_table
+from blend.store.uris import with_segments
 
 
 def run_folder_uri(results_uri: str | None, results_dir: Path, run_directory: Path) -> str:
@@ -28,7 +29,9 @@ def run_folder_uri(results_uri: str | None, results_dir: Path, run_directory: Pa
     if results_uri is None:
         return str(run_directory.resolve())
     relative = run_directory.resolve().relative_to(results_dir.resolve())
-    return f"{results_uri.rstrip('/')}/{relative.as_posix()}"
+    if "://" not in results_uri:
+        return f"{results_uri.rstrip('/')}/{relative.as_posix()}"
+    return with_segments(results_uri, *relative.parts)  # before ?endpoint_override=...
 
 
 @dataclass(slots=True)

@@ -14,7 +14,8 @@ SequentialGap at the end).
                                         (compute side); re-read KV of recomputed requests
                                         (memory side)
              + weight_reads_s           the weights read once per step, where that read is not
-                                        hidden under the step's compute
+                                        hidden under the step's compute (and the offloaded
+                                        layers' and tensor-parallel all-reduces' seconds)
              + other_side_s             steps whose other resource took longer than the bound's
                                         side (compute-bound ones in a memory-bound run and vice
                                         versa): batches that KV capacity or max_num_seqs kept
@@ -122,7 +123,8 @@ class SequentialGap:
                                             over as many steps: small steps whose weight read is
                                             not hidden (a thin drain tail) and lumpy ones;
                                             sum_i B(step i) - B(G, A', N w, K) (and offloaded
-                                            layers' time, if any)
+                                            layers' time, and all-reduces beyond the bound's X,
+                                            if any)
     B is the step model's busy time (step_time.busy_time); G, A', K the run's GEMM, prefill
     attention and KV-traffic times; N its steps. Every term is >= 0 (B is increasing and
     superadditive) and they add up to the makespan exactly.
@@ -159,7 +161,7 @@ def sequential_gap(result: SimResult, bound: SequentialBound, cost: CostModel) -
     weight_s = cost.weight_read_s
     n, n_min = result.n_steps, bound.n_min_steps
     c, a, mem = bound.compute_s, bound.prefill_attention_s, bound.kv_reads_s
-    bound_busy = bound.makespan_s - bound.overhead_s
+    bound_busy = bound.makespan_s - bound.overhead_s - bound.collective_s
     at_n_steps = busy_time(hw, c, a, n * weight_s, mem)
     gemm = result.compute_s - result.attention_s
     actual_at_n = busy_time(hw, gemm, result.attention_s, n * weight_s, result.kv_s)
@@ -169,7 +171,7 @@ def sequential_gap(result: SimResult, bound: SequentialBound, cost: CostModel) -
         extra_steps_overhead_s=extra_overhead,
         extra_steps_weights_s=at_n_steps - bound_busy,
         extra_work_s=actual_at_n - at_n_steps,
-        uneven_steps_s=result.makespan_s - result.overhead_s - actual_at_n,
+        uneven_steps_s=result.makespan_s - result.overhead_s - actual_at_n - bound.collective_s,
         makespan_s=result.makespan_s,
         n_steps=n,
         n_min_steps=n_min,

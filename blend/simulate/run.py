@@ -111,7 +111,9 @@ def _fraction(bound_s: float, makespan_s: float) -> float:
 def default_settings(workload: Workload, cost: CostModel, chunked_prefill: bool) -> EngineSettings:
     """vLLM's offline defaults for this hardware (what the executor runs without a search)."""
     longest = max(len(r.prompt_token_ids) + r.output_len for r in workload.requests)
-    settings = vllm_default_settings(cost.hardware, max_model_len=longest)
+    settings = vllm_default_settings(
+        cost.hardware, max_model_len=longest, tensor_parallel_size=cost.tensor_parallel_size
+    )
     return EngineSettings(
         settings.max_num_batched_tokens, settings.max_num_seqs, chunked_prefill
     ).validated(longest)

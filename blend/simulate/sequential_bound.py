@@ -5,7 +5,7 @@ layer's GEMMs and then its attention, so no order on vLLM gets near it. Under th
 own step model (step_time.py: step = o + smax_k(GEMM compute, weight read) + KV traffic +
 prefill attention), summed over the N steps of a run,
 
-    T_seq = Mem + A + smax_k(C, N_min w) + N_min o
+    T_seq = Mem + A + smax_k(C, N_min w) + N_min o + X
     N_min = max(d_max, ceil(sum_r d_r (d_r - 1) / 2 / M))
 
 Mem   KV reads of every decode token, sum_r (p_r d_r + d_r^2 / 2) KV bytes / W_eff
@@ -13,6 +13,8 @@ A     prefill attention of the distinct prompt tokens (each prefix computed once
       position in the prompt) / F_attn_eff
 C     GEMM compute no order avoids: ((1 - s) sum p + sum (d - 1)) 2 P / F_eff
 w, o  one read of the weights, and the fixed overhead, of one step
+X     tensor parallelism's all-reduces of the tokens C counts (0 on one GPU:
+      blend/cost/parallel.py): a step's all-reduce time is linear in its tokens
 d_max the longest output: its d_max tokens take d_max steps one after the other
 M     the KV cache (tokens): a request holds k output tokens at its k-th decode, so the
       steps together hold sum_r d_r (d_r - 1) / 2 output tokens, at most M a step
@@ -53,6 +55,7 @@ class SequentialBound:
     weight_reads_s: float  # N_min w: the weights read once a step
     gemm_s: float  # smax_k(C, N_min w): the GEMM part of the vLLM form (soft roofline knee)
     overhead_s: float  # N_min o
+    collective_s: float  # X: all-reduces of the tokens C counts (tensor parallelism)
     n_min_steps: int  # N_min = max(longest_output_steps, kv_limited_steps)
     longest_output_steps: int  # d_max: the critical path (the drain of the longest request)
     kv_limited_steps: int  # ceil(sum d (d - 1) / 2 / M): steps the KV cache needs at least
@@ -117,14 +120,16 @@ def sequential_bound(
     compute = 2.0 * cost.roofline_params * tokens / hw.effective_flops
     weight_s = cost.weight_read_s
     busy = busy_time(hw, compute, attention, n_min * weight_s, mem)
+    collective = cost.collective_s_per_token * tokens
     return SequentialBound(
-        makespan_s=busy + n_min * hw.step_overhead_s,
+        makespan_s=busy + n_min * hw.step_overhead_s + collective,
         kv_reads_s=mem,
         prefill_attention_s=attention,
         compute_s=compute,
         weight_reads_s=n_min * weight_s,
         gemm_s=soft_max(compute, n_min * weight_s, hw.roofline_sharpness),
         overhead_s=n_min * hw.step_overhead_s,
+        collective_s=collective,
         n_min_steps=n_min,
         longest_output_steps=longest,
         kv_limited_steps=kv_steps,

@@ -22,9 +22,10 @@ _jit = numba.njit(cache=True, _nrt=False)
 N_PARAMS, FLOPS, BANDWIDTH, WEIGHT_S, KV_BYTES, OVERHEAD_S = range(6)
 HIDDEN, N_LAYERS, KV_TOKEN_S, OVERLAP = range(6, 10)
 ATTN_FLOPS, AFTER_GEMM, SHARPNESS = 10, 11, 12
-# The offload term (CostModel.offload): its number of points, then its tokens, then its
+# Tensor parallelism's all-reduce seconds per token (CostModel.collective_s_per_token), then
+# the offload term (CostModel.offload): its number of points, then its tokens, then its
 # seconds (an empty table: every weight resident)
-OFFLOAD_N, OFFLOAD_TABLE = 13, 14
+COLLECTIVE_S, OFFLOAD_N, OFFLOAD_TABLE = 13, 14, 15
 # Fields of a kernel's result tuple: StepCost's, then the busy time without the weights
 TOTAL, COMPUTE_BOUND, MEMORY_BOUND, N_COMPUTE_BOUND, OVERHEAD, WEIGHT_READ = range(6)
 BUSY_NO_WEIGHTS, COMPUTE_S, KV_S, ATTENTION_S = 6, 7, 8, 9
@@ -49,11 +50,18 @@ def cost_constants(cost: CostModel) -> np.ndarray:
     values[ATTN_FLOPS] = hw.effective_attention_flops
     values[AFTER_GEMM] = 1.0 if hw.attention_after_gemm else 0.0
     values[SHARPNESS] = hw.roofline_sharpness
+    values[COLLECTIVE_S] = cost.collective_s_per_token
     values[OFFLOAD_N] = n_points
     if offload is not None:
         values[OFFLOAD_TABLE : OFFLOAD_TABLE + n_points] = offload.tokens
         values[OFFLOAD_TABLE + n_points :] = offload.offloaded_s
     return values
+
+
+@_jit
+def added_s(c: np.ndarray, tokens: float) -> float:
+    """step_time.added_s: the offloaded layers' seconds, then the all-reduces'."""
+    return offload_s(c, tokens) + c[COLLECTIVE_S] * tokens
 
 
 @_jit
@@ -113,7 +121,7 @@ def step(
     gemm_s = 2.0 * c[N_PARAMS] * tokens / c[FLOPS]
     attn_s = prefill_attention_flops / c[ATTN_FLOPS]
     kv_s = (decode_kv_tokens + prefill_kv_tokens) * c[KV_BYTES] / c[BANDWIDTH]
-    busy = busy_time(c, gemm_s, attn_s, c[WEIGHT_S], kv_s) + offload_s(c, tokens)
+    busy = busy_time(c, gemm_s, attn_s, c[WEIGHT_S], kv_s) + added_s(c, tokens)
     busy_no_weights = busy_time(c, gemm_s, attn_s, 0.0, kv_s)
     bound = gemm_s + attn_s >= c[WEIGHT_S] + kv_s
     return (
@@ -181,7 +189,7 @@ def decode_run(
     gemm_s = 2.0 * c[N_PARAMS] * n_seqs / c[FLOPS]
     kv_0 = first_kv_tokens * c[KV_TOKEN_S]  # KV time of step 0
     slope = n_seqs * c[KV_TOKEN_S]  # growth of the KV time per step
-    extra = offload_s(c, n_seqs)
+    extra = added_s(c, n_seqs)
     busy, compute_part, memory_part, n_cb = _busy(
         c, gemm_s, c[WEIGHT_S], kv_0, slope, n_steps, extra
     )

@@ -314,7 +314,13 @@ def refresh_results_view(
 
 
 # Views over `results` and the tables, for users (sql/views/<name>.sql).
-USER_VIEWS = ("latest_results", "run_summary", "row_lineage", "estimate_accuracy")
+USER_VIEWS = (
+    "latest_result_picks",
+    "latest_results",
+    "run_summary",
+    "row_lineage",
+    "estimate_accuracy",
+)
 
 
 def _quote(text: str) -> str:

@@ -8,6 +8,12 @@ dataset), into a hidden temporary file renamed into place at the end, so a kille
 leaves no half file under the name asked for. Requests without an answer yet are left out
 (the count says how many answered).
 
+`out` may be a URI (s3://bucket/key, gs://..., any scheme blend/store/uris.py opens): the
+target is checked first (the bucket exists, the key is not a folder, access is granted), the
+file is written into the store's tmp/ folder as above, then uploaded through pyarrow's
+filesystem once the database is closed; an object store shows the object only when its
+upload completes, so a failed export leaves no half object either.
+
 Formats: `openai-batch` is the OpenAI Batch API's output file (one JSON object per line:
 `id`, `custom_id`, `response` with `status_code`, `request_id` and a chat.completion or
 text_completion `body`, and `error`, set instead of the response for an error row);
@@ -17,21 +23,40 @@ text_completion `body`, and `error`, set instead of the response for an error ro
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from blend.store import sql
 from blend.store.database import Store, connect_read_only, fetch_dicts
+from blend.store.memory import memory_capped
+from blend.store.uris import (
+    Remote,
+    UriError,
+    failure,
+    file_info,
+    is_remote_failure,
+    open_uri,
+    uri_scheme,
+)
 
 BATCH_ROWS = 8192  # rows read from DuckDB and written at a time
+# DuckDB's memory for the export's query (it ranks, joins and sorts the dataset's answers,
+# spilling beyond this): the whole `blend export` peaked at 1.15 GiB for 1M answers and 1.27
+# GiB for 10M (bench/export_scale.py; docs/measurements.md)
+EXPORT_MEMORY_BYTES = 1 << 30
 
 
 class ExportFormat(StrEnum):
@@ -47,7 +72,7 @@ class ExportError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ExportReport:
-    path: Path
+    path: Path | str  # the file written, or the URI uploaded to (without credentials)
     format: ExportFormat
     n_rows: int  # answered requests written
     n_errors: int  # of which error rows
@@ -56,16 +81,47 @@ class ExportReport:
 def export_results(
     store: Store,
     dataset: str,
-    out: Path,
+    out: str | Path,
     fmt: ExportFormat,
     *,
     run_id: str | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> ExportReport:
-    """Write the dataset's answers to `out` (module invariant); `run_id`: that run's only."""
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    with connect_read_only(store) as con:
+    """Write the dataset's answers to `out`, a path or a URI as text (module invariant);
+    `run_id`: that run's only."""
+    remote = _remote_target(out) if isinstance(out, str) and uri_scheme(out) else None
+    if remote is None:
+        out = Path(out)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    else:
+        store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = store.tmp_dir / f"export-{uuid.uuid4().hex}.tmp"
+    try:
+        n_rows, n_errors = _export(store, dataset, tmp, fmt, run_id, batch_rows)
+        if remote is None:
+            os.replace(tmp, out)
+            return ExportReport(out, fmt, n_rows, n_errors)
+        _upload(tmp, remote)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportReport(remote.shown, fmt, n_rows, n_errors)
+
+
+def _export(
+    store: Store,
+    dataset: str,
+    tmp: Path,
+    fmt: ExportFormat,
+    run_id: str | None,
+    batch_rows: int,
+) -> tuple[int, int]:
+    """Write the answers to `tmp`; (rows, error rows)."""
+    spill = store.tmp_dir / f"export-spill-{uuid.uuid4().hex}"
+    with (
+        connect_read_only(store) as con,
+        spilling_to(con, spill),
+        memory_capped(con, EXPORT_MEMORY_BYTES),
+    ):
         counts = fetch_dicts(
             con, sql.load("export/dataset_runs"), {"dataset": dataset, "run_id": run_id or ""}
         )[0]
@@ -77,12 +133,57 @@ def export_results(
         if run_id is not None:
             name, params = "export/run_answers", {"dataset": dataset, "run_id": run_id}
         reader = con.sql(sql.load(name), params=params).to_arrow_reader(batch_rows)
-        try:
-            n_rows, n_errors = _write(reader, tmp, fmt)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return ExportReport(out, fmt, n_rows, n_errors)
+        return _write(reader, tmp, fmt)
+
+
+@contextmanager
+def spilling_to(con: duckdb.DuckDBPyConnection, folder: Path) -> Iterator[None]:
+    """DuckDB spills into `folder` (made now, removed after the block with what it holds)."""
+    folder.mkdir(parents=True)
+    try:
+        con.execute(sql.load("export/set_temp_directory"), {"dir": str(folder)})
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remote_target(uri: str) -> Remote:
+    """The object to upload to, checked before any work: its filesystem opens, its bucket
+    exists, it is not a folder, and asking is allowed; else ExportError."""
+    try:
+        remote = open_uri(uri)
+        info = file_info(remote)
+        bucket = _bucket(remote)
+        if bucket is not None and file_info(bucket).type == pafs.FileType.NotFound:
+            raise ExportError(f"{remote.shown}: no such bucket {bucket.path!r}")
+    except UriError as error:
+        raise ExportError(str(error)) from None
+    if info.type == pafs.FileType.Directory:
+        raise ExportError(f"{remote.shown}: a folder (a prefix of objects): name the file")
+    return remote
+
+
+def _bucket(remote: Remote) -> Remote | None:
+    """The bucket of an S3 or GCS object, as a Remote (None for other filesystems)."""
+    if remote.filesystem.type_name not in ("s3", "gcs"):
+        return None
+    bucket = remote.path.split("/", 1)[0]
+    return Remote(remote.uri, remote.shown, remote.scheme, remote.filesystem, bucket)
+
+
+def _upload(path: Path, remote: Remote) -> None:
+    """Copy the local file to the remote object (streamed by pyarrow, in C++)."""
+    try:
+        pafs.copy_files(
+            str(path),
+            remote.path,
+            source_filesystem=pafs.LocalFileSystem(),
+            destination_filesystem=remote.filesystem,
+        )
+    except Exception as error:
+        if not is_remote_failure(error):
+            raise
+        raise ExportError(f"{remote.shown}: {failure(remote.scheme, error, 'write')}") from None
 
 
 def _write(batches: Iterable[pa.RecordBatch], path: Path, fmt: ExportFormat) -> tuple[int, int]:

@@ -88,6 +88,9 @@ class RunLineage:
     deployment_name: str | None  # Prefect deployment that started the flow run
     git_revision: str | None
     blend_version: str = blend.__version__
+    # the Hugging Face commit of a model from the hub's cache (blend/engines/model_source.py;
+    # `model` is then its id); None for a model folder outside it
+    model_revision: str | None = None
 
     def as_metadata(self) -> dict[str, str]:
         """Parquet footer metadata: keys prefixed `blend.`, None values left out."""
@@ -225,6 +228,7 @@ def _blend_run_facet_class() -> type:
         flow_run_id: str | None = None
         deployment_name: str | None = None
         git_revision: str | None = None
+        model_revision: str | None = None
 
         @staticmethod
         def _get_schema() -> str:

@@ -79,6 +79,7 @@ RESULT_SCHEMA = pa.schema(
         ("plan_id", pa.string()),
         ("model", pa.string()),
         ("model_sha256", pa.string()),
+        ("model_revision", pa.string()),  # Hugging Face commit; NULL: a folder outside the cache
         ("tokenizer_sha256", pa.string()),
         ("sampling_json", pa.string()),
         ("engine", pa.string()),
@@ -115,6 +116,7 @@ class ResultRow:
     engine_version: str
     started_at: datetime
     finished_at: datetime
+    model_revision: str | None = None  # the model's Hugging Face commit (RunLineage)
 
     @classmethod
     def of(
@@ -150,6 +152,7 @@ class ResultRow:
             engine_version=lineage.engine_version,
             started_at=output.started_at,
             finished_at=output.finished_at,
+            model_revision=lineage.model_revision,
         )
 
 

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from blend.store import sql
 from blend.store.database import Store, fetch_dicts, run_parts_glob
@@ -83,6 +84,7 @@ def record_run_start(store: Store, lineage: RunLineage, directory: Path, *, resu
                 "engine_version": lineage.engine_version,
                 "model": lineage.model,
                 "model_sha256": lineage.model_sha256,
+                "model_revision": lineage.model_revision,
                 "params_json": lineage.engine_params_json,
                 "results_uri": str(directory),
                 "git_revision": lineage.git_revision,
@@ -99,7 +101,10 @@ class Execution:
     wall_s: float  # engine start included
     engine_busy_s: float  # inside the engine's calls
     n_engine_restarts: int  # engine failures survived by restarting
-    prefix_cache_hit_rate: float | None  # the engine's counters, this execution
+    # the engine's own counter (hits / queries), this execution: it also counts warm-up
+    # requests run again after a restart and prompts recomputed after a preemption, so it is
+    # not the run's hit rate (RunTotals.prefix_cache_hit_rate); kept for diagnosis
+    engine_prefix_cache_hit_rate: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,10 @@ class RunTotals:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    # cached_tokens / input_tokens, computed by the SQL macro prefix_cache_hit_rate (the one
+    # definition, which the run_summary view uses too); None without prompt tokens
+    prefix_cache_hit_rate: float | None = None
+    max_prompt_tokens: int | None = None  # the longest prompt that ran (error rows left out)
 
 
 def record_run_finish(
@@ -123,12 +132,20 @@ def record_run_finish(
             row = fetch_dicts(
                 con, sql.load("results/run_totals"), {"glob": run_parts_glob(directory)}
             )[0]
-            totals = RunTotals(**{f.name: int(row[f.name]) for f in fields(RunTotals)})
+            totals = RunTotals(**{f.name: _number(row[f.name]) for f in fields(RunTotals)})
+        recorded = asdict(totals)
+        del recorded["max_prompt_tokens"]  # for the report only: runs has no column for it
         con.execute(
-            sql.load("execute/finish_run"),
-            {"run_id": run_id, **asdict(execution), **asdict(totals)},
+            sql.load("execute/finish_run"), {"run_id": run_id, **asdict(execution), **recorded}
         )
     return totals
+
+
+def _number(value: Any) -> Any:
+    """A totals cell as Python: DuckDB's HUGEINT sums as int, the hit rate as float."""
+    if value is None or isinstance(value, float):
+        return value
+    return int(value)
 
 
 @dataclass(frozen=True, slots=True)

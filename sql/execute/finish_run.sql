@@ -11,5 +11,6 @@ SET finished_at = now(),
     wall_s = coalesce(wall_s, 0) + $wall_s,
     engine_busy_s = coalesce(engine_busy_s, 0) + $engine_busy_s,
     n_engine_restarts = coalesce(n_engine_restarts, 0) + $n_engine_restarts,
-    prefix_cache_hit_rate = $prefix_cache_hit_rate
+    prefix_cache_hit_rate = $prefix_cache_hit_rate,
+    engine_prefix_cache_hit_rate = $engine_prefix_cache_hit_rate
 WHERE run_id = $run_id;

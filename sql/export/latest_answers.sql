@@ -1,4 +1,4 @@
--- latest_answers: the latest answer of every request of a dataset's newest snapshot, in input order (latest_results picks it).
+-- latest_answers: the latest answer of every request of a dataset's newest snapshot, in input order (latest_result_picks picks it; the wide result columns are read once, for the picked rows).
 WITH newest AS (
     SELECT max(snapshot) AS snapshot FROM prompts WHERE dataset = $dataset
 )
@@ -9,7 +9,9 @@ SELECT
     p.messages_json IS NOT NULL AS is_chat
 FROM prompts AS p
 JOIN newest USING (snapshot)
-JOIN latest_results AS a
-    ON a.dataset = p.dataset AND a.request_id = p.request_id AND a.prompt_sha256 = p.prompt_sha256
+JOIN latest_result_picks AS k ON k.dataset = p.dataset AND k.request_id = p.request_id
+JOIN results AS a
+    ON a.dataset = k.dataset AND a.request_id = k.request_id AND a.run_id = k.run_id
+    AND a.seq = k.seq AND a.prompt_sha256 = p.prompt_sha256
 WHERE p.dataset = $dataset
 ORDER BY p.line_no;

@@ -1,4 +1,7 @@
 -- prefix_groups: top $top_n groups of sorted prompts sharing >= $min_shared_tokens prefix tokens.
+-- The reference: the profile stage computes the same numbers in bounded memory (blend/profile/
+-- prefix.py; tests/profile/test_prefix_bounded.py holds them equal), as this window over every
+-- token list cannot spill (it needs memory per prompt).
 -- Invariant: a group is a maximal run of sorted prompts whose LCP with the predecessor is
 -- >= $min_shared_tokens (a new group starts where it drops below); in sorted order the LCP of the
 -- whole run is the minimum adjacent LCP inside it, so each of its n prompts after the first saves

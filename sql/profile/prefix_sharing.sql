@@ -1,4 +1,7 @@
 -- prefix_sharing: DFS prefix-sharing ratio = 1 - trie nodes / prompt tokens, in O(total tokens).
+-- The reference: the profile stage computes the same numbers in bounded memory (blend/profile/
+-- prefix.py; tests/profile/test_prefix_bounded.py holds them equal), as this window over every
+-- token list cannot spill (it needs memory per prompt).
 -- Invariant: in lexicographic order, a prompt's longest common prefix (LCP) with its predecessor is
 -- its longest common prefix with any earlier prompt, so it adds exactly len - lcp_prev new trie
 -- nodes; summing that over the sorted prompts counts the nodes in O(total tokens) after the sort.

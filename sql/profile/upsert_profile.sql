@@ -5,6 +5,7 @@ SELECT
     $snapshot AS snapshot,
     $tokenizer_sha256 AS tokenizer_sha256,
     $model AS model,
+    $model_revision AS model_revision,
     $max_model_len AS max_model_len,
     $profiled_at AS profiled_at,
     $n_prompts AS n_prompts,

@@ -17,6 +17,7 @@ SELECT
     CAST(NULL AS VARCHAR)     AS plan_id,
     CAST(NULL AS VARCHAR)     AS model,
     CAST(NULL AS VARCHAR)     AS model_sha256,
+    CAST(NULL AS VARCHAR)     AS model_revision,
     CAST(NULL AS VARCHAR)     AS tokenizer_sha256,
     CAST(NULL AS VARCHAR)     AS sampling_json,
     CAST(NULL AS VARCHAR)     AS engine,

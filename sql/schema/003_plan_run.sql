@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS runs (
     n_attempts      INTEGER,           -- executions of this run id (1 + resumes)
     engine_busy_s   DOUBLE,            -- time inside engine add_request/step, summed (s)
     n_engine_restarts INTEGER,         -- engine failures survived by a restart, summed
-    prefix_cache_hit_rate DOUBLE       -- engine counter of the last execution (hits / queries)
+    prefix_cache_hit_rate DOUBLE       -- cached / prompt tokens of the run's rows (008_*.sql)
 );
 
 -- Columns added after the first release: stores created earlier get them here.

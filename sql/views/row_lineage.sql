@@ -17,6 +17,7 @@ WITH final AS (
         r.engine_version,
         r.model,
         r.model_sha256,
+        u.model_revision,  -- from runs: parts written before the column have none
         r.tokenizer_sha256,
         r.sampling_json,
         u.flow_run_id,

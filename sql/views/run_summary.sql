@@ -30,7 +30,8 @@ final AS (
         coalesce(r.input_tokens, 0)                            AS input_tokens,
         coalesce(r.output_tokens, 0)                           AS output_tokens,
         coalesce(r.cached_tokens, 0)                           AS cached_tokens,
-        r.cached_tokens / nullif(r.input_tokens, 0)            AS prefix_cache_hit_rate,
+        -- the one definition (sql/schema/008_prefix_cache_hit_rate.sql), as the CLI shows it
+        prefix_cache_hit_rate(r.cached_tokens, r.input_tokens) AS prefix_cache_hit_rate,
         u.wall_s,
         u.engine_start_s,
         u.engine_busy_s,

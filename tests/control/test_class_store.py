@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import blend.cost.machine
 from blend.cli import app
 from blend.control.class_store import NoClassesError, load_classes
+from blend.cost.machine import ThisMachine
 from blend.store.database import Store, fetch_dicts
+from tests.support.cli_text import flat
 
 runner = CliRunner()
 
@@ -87,3 +91,34 @@ def test_lp_without_a_profile_fails_clearly(tmp_path: Path) -> None:
          "llama-3.1-8b", "--hardware", "h200"],
     )  # fmt: skip
     assert result.exit_code == 1 and "blend profile" in result.output
+
+
+def test_lp_says_what_it_assumes_and_what_its_throughput_is(
+    profiled: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18, item 5: the hardware and model first; the implied throughput is the LP's
+    fluid optimum on that hardware, not this machine's measurement; a mismatch is named."""
+    profile(profiled, tiny_model)
+    base = ["lp", "--dataset", "d", "--store", str(profiled), "--model-spec", "llama-3.1-8b"]
+    monkeypatch.setattr(
+        blend.cost.machine, "this_machine", lambda: ThisMachine("cpu-local", "no GPU")
+    )
+    summary = json.loads(runner.invoke(app, [*base, "--hardware", "h200", "--json"]).output)
+    assert summary["hardware_matches_machine"] is False and summary["machine"] == "no GPU"
+    result = runner.invoke(app, [*base, "--hardware", "h200"])
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert "assuming llama-3.1-8b on one h200 GPU with vLLM at" in first
+    assert "not a measurement of this machine" in first
+    words = flat(result.output)
+    assert "hardware: priced for h200, but this machine has no GPU" in words
+    assert words.index("assuming") < words.index("x*") < words.index("implied throughput")
+    shown = re.search(r"implied throughput ([\d,]+) tok/s per GPU: (.*?)\. It is not a", words)
+    assert shown is not None, words
+    assert int(shown[1].replace(",", "")) == round(summary["throughput_tok_s"])
+    assert "at the LP's fluid optimum on h200" in shown[2]
+    assert "R* " in words and "what the LP maximises" in words
+    # Priced for the hardware this machine has: nothing to warn about.
+    monkeypatch.setattr(blend.cost.machine, "this_machine", lambda: ThisMachine("h200", "H200"))
+    same = runner.invoke(app, [*base, "--hardware", "h200"])
+    assert same.exit_code == 0 and "hardware:" not in flat(same.output)

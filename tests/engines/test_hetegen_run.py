@@ -15,6 +15,7 @@ import blend.engines.hetegen_engine as hetegen_engine
 from blend.cli import app
 from blend.demo.dataset import DemoSize, write_demo_dataset
 from blend.engines.base import EngineOutput, Feed
+from blend.engines.settings import HETEGEN_MAX_NUM_SEQS
 from blend.store.database import Store, fetch_dicts
 
 runner = CliRunner()
@@ -87,3 +88,9 @@ def test_demo_dataset_runs_through_hetegen_and_resumes_after_a_kill(
     params = json.loads(runs[-1]["params_json"])
     assert params["engine"] == "hetegen"
     assert params["hetegen_placement"]["offloaded_layers"] > 0
+    # the plan named hetegen's own budgets, and the engine ran with them (not vLLM's defaults)
+    with Store.open(store_dir).connect() as con:
+        plans = fetch_dicts(con, "SELECT max_num_seqs, settings_source FROM plans")
+    assert {p["settings_source"] for p in plans} == {"hetegen-default"}
+    assert params["max_num_seqs"] == plans[0]["max_num_seqs"] == HETEGEN_MAX_NUM_SEQS
+    assert "hetegen-default" in resumed.output

@@ -37,9 +37,13 @@ def make_run(**changes: object) -> RunReport:
         dataset="nightly",
         status="completed",
         totals=RunTotals(
-            n_requests=3, n_errors=1, input_tokens=300, output_tokens=100, cached_tokens=120
+            n_requests=3,
+            n_errors=1,
+            input_tokens=300,
+            output_tokens=100,
+            cached_tokens=120,
+            prefix_cache_hit_rate=0.4,
         ),
-        prefix_cache_hit_rate=0.4,
         engine_start_s=4.0,
         wall_s=8.0,
         results_dir=Path("/store/results/dataset=nightly/run_id=run-1"),
@@ -64,7 +68,7 @@ def test_run_table_has_throughput_tokens_errors_and_hit_rate() -> None:
         "prefix_cache_hit_rate": 0.4,
     }
     assert (row["tokens_per_s"], row["output_tokens_per_s"]) == (50.0, 12.5)
-    assert run_table(make_run(prefix_cache_hit_rate=None))[0]["prefix_cache_hit_rate"] is None
+    assert run_table(make_run(totals=RunTotals()))[0]["prefix_cache_hit_rate"] is None
 
 
 def test_summary_names_the_plan_and_says_when_nothing_ran() -> None:

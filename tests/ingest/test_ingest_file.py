@@ -413,8 +413,8 @@ def test_ingest_error_when_nothing_is_readable(
     [
         ("loop", r"loop.jsonl: a loop of symbolic links \(the link leads back to itself\)"),
         ("dangling", r"dangling.jsonl: a symbolic link to .*gone.jsonl, which is missing"),
-        ("url", r"^s3://bucket/x.jsonl: s3:// inputs are not supported yet; copy the file"),
-        ("url path", r"^s3:/bucket/x.jsonl: s3:// inputs are not supported yet"),
+        ("url", r"^nosuch://bucket/x.jsonl: unknown URI scheme nosuch://"),
+        ("url path", r"^s3:/bucket/x.jsonl: no such file; a s3:// URI needs two slashes"),
     ],
 )
 def test_inputs_that_cannot_be_opened_say_why(
@@ -428,7 +428,7 @@ def test_inputs_that_cannot_be_opened_say_why(
         given = tmp_path / "dangling.jsonl"
         given.symlink_to(tmp_path / "gone.jsonl")
     else:  # the CLI's text, or a Path of it (pathlib keeps one slash)
-        given = "s3://bucket/x.jsonl" if make == "url" else Path("s3://bucket/x.jsonl")
+        given = "nosuch://bucket/x.jsonl" if make == "url" else Path("s3://bucket/x.jsonl")
     with pytest.raises(IngestError, match=message):
         ingest_file(store, given, "d")
     assert query("SELECT count(*) FROM datasets") == [(0,)]

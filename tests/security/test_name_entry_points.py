@@ -152,7 +152,7 @@ def test_the_prefect_form_schema_carries_the_rule() -> None:
     assert schema["pattern"] == NAME_PATTERN and schema["maxLength"] == 128
     # what the deployment's form is built from (and the server checks runs against)
     form = parameter_schema(pipeline_flow.fn).model_dump()["definitions"]["PipelineOptions"]
-    assert form["properties"]["dataset"]["anyOf"][0]["pattern"] == NAME_PATTERN
+    assert form["properties"]["dataset"]["pattern"] == NAME_PATTERN
     assert re.fullmatch(NAME_PATTERN.strip("^$"), "demo")
     assert not re.fullmatch(NAME_PATTERN.strip("^$"), "../x")
 

@@ -145,3 +145,64 @@ def test_error_messages_show_data_escaped(filled_store: Store) -> None:
     result = runner.invoke(app, ["query", sql, "--store", str(filled_store.root)])
     assert result.exit_code == 1
     assert "\x1b" not in result.stderr and "'\\x1b[2J'" in result.stderr
+
+
+# Numbers stay numbers (issue 18, item 5): DuckDB hands sum() of integers (HUGEINT) and
+# DECIMAL columns to Arrow as decimals, which JSON once got as strings ({"s": "7751"}).
+NUMBERS_SQL = (
+    "SELECT sum(x) AS s, avg(x) AS a, sum(x * 1.25::DECIMAL(6, 2)) AS dsum, "
+    "any_value(1.50::DECIMAL(10, 2)) AS d, "
+    "any_value(170141183460469231731687303715884105727::HUGEINT) AS big, "
+    "any_value(-12345678901234567890123::HUGEINT) AS negative, "
+    "any_value(12345678901234567890123.456789::DECIMAL(38, 6)) AS wide "
+    "FROM range(1, 125) AS t(x)"
+)
+
+
+def test_json_writes_sums_decimals_and_hugeints_as_exact_numbers(filled_store: Store) -> None:
+    from decimal import Decimal
+
+    result = runner.invoke(
+        app, ["query", NUMBERS_SQL, "--format", "json", "--store", str(filled_store.root)]
+    )
+    assert result.exit_code == 0, result.output
+    # parse_float=Decimal: the digits as written, not rounded through a float
+    row = json.loads(result.stdout, parse_float=Decimal)[0]
+    assert row["s"] == 7750 and type(row["s"]) is int
+    assert row["a"] == Decimal("62.5")
+    assert row["dsum"] == Decimal("9687.50")
+    assert row["d"] == Decimal("1.50")
+    assert row["big"] == 2**127 - 1 and type(row["big"]) is int  # beyond 64 bits, exact
+    assert row["negative"] == -12345678901234567890123
+    assert row["wide"] == Decimal("12345678901234567890123.456789")
+    # Nested decimals too, and CSV cells keep the same digits.
+    nested = runner.invoke(
+        app,
+        [
+            "query",
+            "SELECT [sum(x)] AS l, {'d': 2.5::DECIMAL(3, 1)} AS st FROM range(3) t(x)",
+            "--format",
+            "csv",
+            "--store",
+            str(filled_store.root),
+        ],
+    )
+    [cells] = csv.DictReader(io.StringIO(nested.stdout))
+    assert json.loads(cells["l"]) == [3] and json.loads(cells["st"]) == {"d": 2.5}
+
+
+def test_a_narrow_table_never_folds_a_number(filled_store: Store) -> None:
+    """At 60 columns the text columns fold; every number is still whole on one line."""
+    sql = (
+        "SELECT 'a rather long label ' || i AS label, i * 1234567.891 AS big, "
+        "i / 7 AS share, sum(i) OVER () AS total FROM range(1, 4) AS t(i)"
+    )
+    result = run_query(filled_store, sql)
+    tables, shown = terminal_table(result.column_names, result.to_batches(), width=60)
+    assert not shown.vertical  # one table: the numbers fit beside a folded label
+    console = Console(file=io.StringIO(), width=60)
+    console.print(*tables)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    for row in result.to_pylist():
+        for name in ("big", "share", "total"):
+            assert str(row[name]) in text, (row[name], text)

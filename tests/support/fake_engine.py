@@ -29,6 +29,10 @@ class FakeEngine:
     Failure injection: `crash_after` raises after that many outputs; `poison` request ids make
     every step raise while one of them is in flight; `oom_above` raises MemoryError on a step
     when more than that many requests are in flight; `start_error` makes the constructor raise.
+    `prefix_cache`: report cached prompt tokens as vLLM's block-level prefix cache would with
+    nothing evicted (whole BLOCK_SIZE blocks of the longest prefix shared with an earlier
+    prompt, the last prompt token always computed); its engine counter also looks up refused
+    prompts, as a restarted or preempted request is looked up again in vLLM.
     """
 
     name = "fake"
@@ -48,6 +52,7 @@ class FakeEngine:
         idle_step_s: float = 0.0,
         start_error: Exception | None = None,
         refuse: frozenset[str] = frozenset(),
+        prefix_cache: bool = False,
     ):
         if start_error is not None:
             raise start_error
@@ -69,6 +74,10 @@ class FakeEngine:
         self._inflight: list[EngineRequest] = []
         self._steps = 0
         self._idle = 0  # empty steps taken since the last finished request
+        self.prefix_cache = prefix_cache
+        self._cached_blocks: set[tuple[int, ...]] = set()  # prompt prefixes of whole blocks
+        self._cached: dict[str, int] = {}  # request id -> cached prompt tokens
+        self._queries = self._hits = 0  # the engine counter (prompt tokens looked up / found)
 
     def state(self) -> EngineState:
         running = min(len(self._inflight), self.settings.max_num_seqs)
@@ -89,6 +98,8 @@ class FakeEngine:
 
     def admit(self, request: EngineRequest, started_at: datetime) -> str | None:
         self.seen.append(request.request_id)
+        if self.prefix_cache:
+            self._look_up(request)
         if request.request_id in self.refuse:
             return "refused by the fake engine"
         if len(request.prompt_token_ids) >= self.max_model_len:
@@ -97,6 +108,10 @@ class FakeEngine:
                 f"output within max_model_len {self.max_model_len}"
             )
         self._inflight.append(request)
+        if self.prefix_cache:  # its blocks are computed, so later prompts find them
+            ids = request.prompt_token_ids
+            for end in range(self.BLOCK_SIZE, len(ids) + 1, self.BLOCK_SIZE):
+                self._cached_blocks.add(tuple(ids[:end]))
         return None
 
     def has_work(self) -> bool:
@@ -131,14 +146,26 @@ class FakeEngine:
             output_token_ids=tokens,
             finish_reason="length",
             n_prompt_tokens=len(request.prompt_token_ids),
-            n_cached_tokens=0,
+            n_cached_tokens=self._cached.pop(request.request_id, 0),
             error=None,
             started_at=now,
             finished_at=now,
         )
 
+    def _look_up(self, request: EngineRequest) -> None:
+        ids = request.prompt_token_ids
+        cached = 0
+        full = (len(ids) - 1) // self.BLOCK_SIZE * self.BLOCK_SIZE  # the last token computed
+        for end in range(self.BLOCK_SIZE, full + 1, self.BLOCK_SIZE):
+            if tuple(ids[:end]) not in self._cached_blocks:
+                break
+            cached = end
+        self._cached[request.request_id] = cached
+        self._queries += len(ids)
+        self._hits += cached
+
     def stats(self) -> EngineStats:
-        return EngineStats(prefix_cache_queries=0, prefix_cache_hits=0)
+        return EngineStats(prefix_cache_queries=self._queries, prefix_cache_hits=self._hits)
 
     def close(self) -> None:
         self.closed = True

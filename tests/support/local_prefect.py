@@ -29,7 +29,7 @@ class LocalPrefect:
     env: dict[str, str]  # environment for `prefect ...` commands against this server
     root: Path  # PREFECT_HOME, logs and pid files live under here
 
-    def prefect(self, *args: str, timeout_s: float = 60) -> str:
+    def prefect(self, *args: str, timeout_s: float = 180) -> str:
         """Run the prefect CLI against this server; returns stdout (raises on failure)."""
         done = subprocess.run(
             [str(Path(sys.executable).with_name("prefect")), *args],
@@ -100,7 +100,7 @@ def trigger(local: LocalPrefect, deployment: str, params_json: str) -> str:
     return match.group(1)
 
 
-def wait_final(local: LocalPrefect, flow_run_id: str, timeout_s: float = 150) -> str:
+def wait_final(local: LocalPrefect, flow_run_id: str, timeout_s: float = 300) -> str:
     """Poll the API until the flow run is final; returns the state type (COMPLETED, ...)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 

@@ -9,7 +9,12 @@ it shows (and one batch more, to tell whether there are more), cuts long cells, 
 Cell text is data, never terminal commands: in the table and in Markdown every control
 character (C0 including newline and tab, DEL, C1) and the bidirectional-override characters
 are shown as escapes (`\\x1b`, `\\n`, `\\u202e`); JSON escapes them the JSON way (the parsed
-text is unchanged). CSV keeps each cell's exact text (quoted as CSV quotes): it is for
+text is unchanged).
+
+Numbers stay numbers in JSON: DuckDB hands HUGEINT (what sum() of integers returns) and
+DECIMAL to Arrow as decimals, which JSON gets as their exact digits (`7751`, `1.50`,
+`170141183460469231731687303715884105727`), never as strings and never rounded through a
+float. CSV keeps each cell's exact text (quoted as CSV quotes): it is for
 programs, which must get the data as stored; page it with `less` (which shows control
 characters as `ESC` etc.), not `cat`.
 """
@@ -21,6 +26,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TextIO
 
@@ -107,7 +113,15 @@ def text_of(value: Any) -> str:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, list | dict | tuple):
-        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    """What orjson cannot write itself: decimals as JSON numbers with their exact digits
+    (HUGEINT sums beyond 64 bits included; orjson has no such integers), the rest as text."""
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value)) if value.is_finite() else None
     return str(value)
 
 
@@ -171,13 +185,14 @@ def write_json(
     out: TextIO,
     max_rows: int | None = None,
 ) -> Shown:
-    """A JSON array of row objects, one row per line (NULL as null, times in ISO 8601)."""
+    """A JSON array of row objects, one row per line (NULL as null, times in ISO 8601,
+    decimals and HUGEINTs as exact JSON numbers)."""
     out.write("[")
     rows = _Rows(batches, max_rows)
     for row in rows:
         out.write(",\n" if rows.n_taken > 1 else "\n")
         record = dict(zip(columns, row, strict=True))
-        text = orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        text = orjson.dumps(record, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
         out.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
     out.write("\n]\n")
     return rows.shown()
@@ -214,27 +229,38 @@ def terminal_table(
     limit = TABLE_ROWS if max_rows is None else max_rows
     names = [visible(name) for name in columns]
     rows: list[list[str]] = []
+    numeric = [True] * len(names)  # every value a number (or NULL): never folded
     cut = 0
     taken = _Rows(batches, limit)
     for row in taken:
         cells = []
-        for value in row:
+        for i, value in enumerate(row):
             text = "NULL" if value is None else visible(text_of(value))
+            if value is not None and not _is_number(value):
+                numeric[i] = False
             if len(text) > TABLE_CELL_CHARS:
                 text = text[: TABLE_CELL_CHARS - 3] + "..."
                 cut += 1
             cells.append(text)
         rows.append(cells)
-    natural = [max([len(name), *(len(cells[i]) for cells in rows)]) for i, name in enumerate(names)]
-    least = [min(n, MIN_COLUMN_CHARS) for n in natural]
+    widest = [max((len(cells[i]) for cells in rows), default=0) for i in range(len(names))]
+    natural = [max(len(name), w) for name, w in zip(names, widest, strict=True)]
+    # a number column keeps its widest number; its header may wrap
+    least = [
+        w if num else min(n, MIN_COLUMN_CHARS)
+        for n, w, num in zip(natural, widest, numeric, strict=True)
+    ]
     fits = sum(w + 3 for w in least) + 1 <= width  # 3: padding and border per column
     shown = taken.shown(n_cells_cut=cut, vertical=not fits)
     if fits:
         out = Table()
-        for name, w in zip(names, least, strict=True):
-            out.add_column(Text(name), overflow="fold", min_width=w)
+        for name, w, num in zip(names, least, numeric, strict=True):
+            out.add_column(
+                Text(name), overflow="fold", min_width=w, justify="right" if num else "left"
+            )
         for cells in rows:
-            out.add_row(*(Text(c) for c in cells))  # data, not rich markup: `[red]` stays text
+            # data, not rich markup: `[red]` stays text; a number is never folded
+            out.add_row(*(Text(c, no_wrap=n) for c, n in zip(cells, numeric, strict=True)))
         return [out], shown
     blocks = []
     for number, cells in enumerate(rows, start=1):
@@ -243,6 +269,10 @@ def terminal_table(
             block.add_row(Text(name), Text(cell))
         blocks.append(block)
     return blocks, shown
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
 def _md(text: str) -> str:

@@ -1,0 +1,275 @@
+"""Scale benchmark: synthetic prompts through the stages, wall time and peak RSS per stage.
+
+    python bench/scale.py --rows 1000000                       # both shapes, ingest + profile
+    python bench/scale.py --rows 1000000 3000000 --shapes fewshot
+    python bench/scale.py --rows 1000000 --before da38914      # + the profile of that revision
+
+For each shape and row count a JSONL file is written (streamed: bench/workloads/
+scale_prompts.py), then each stage runs in a fresh child process on one store, one after the
+other, so that its seconds and peak RSS are its own (peak RSS from os.wait4 of the child;
+seconds exclude the child's imports). Stages: ingest (`ingest_file`), profile
+(`profile_dataset` with the demo tokenizer). With --before REV, the profile stage also runs
+with the code of git revision REV (its blend/ and sql/ exported by `git archive` into the
+work folder and put first on the child's PYTHONPATH), before the current code, on the same
+store: the two side by side under the same load. Each line carries the load average (1 min)
+at the stage's start and end: the machine is shared, so compare figures of one run only.
+
+To add a stage: a function `stage_<name>(args) -> dict` run in the child, and its name in
+STAGES (in pipeline order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+STAGES = ("ingest", "profile")
+DATASET = "scale"
+
+
+def stage_ingest(args: argparse.Namespace) -> dict[str, Any]:
+    from blend.ingest import ingest_file
+    from blend.store.database import Store
+
+    started = time.perf_counter()
+    report = ingest_file(Store.open(args.store), Path(args.input), DATASET)
+    return {"seconds": time.perf_counter() - started, "rows": report.n_rows}
+
+
+def stage_profile(args: argparse.Namespace) -> dict[str, Any]:
+    import blend
+    from blend.profile import stage
+    from blend.store.database import Store
+
+    marks = _mark_phases(stage, ("store_prompt_tokens", "_measure", "_request_classes"))
+    if args.tokenizer == "bytes":
+        stage.encode_batch = _byte_chunk_ids  # type: ignore[attr-defined]
+    started, cpu = time.perf_counter(), time.process_time()
+    report = stage.profile_dataset(Store.open(args.store), DATASET, Path(args.model))
+    seconds = time.perf_counter() - started
+    return {
+        "peak_after_gb": marks,  # VmHWM when each phase returned: which one set the peak
+        "seconds": seconds,
+        "cpu_s": time.process_time() - cpu,  # all threads: > seconds when cores work at once
+        "rows": report.n_prompts,
+        "tokens": report.input_tokens,
+        "tokenize_s": report.tokenize_s,
+        "sql_s": report.sql_s,
+        "rest_s": seconds - report.tokenize_s - report.sql_s,  # request classes, setup
+        "sharing_ratio": report.sharing_ratio,
+        "unique_prefix_tokens": report.unique_prefix_tokens,
+        "n_prefix_groups": report.n_prefix_groups,
+        "top_groups": [
+            [g.n_prompts, g.shared_prefix_tokens, g.first_request_id] for g in report.top_groups
+        ],
+        "code": str(Path(blend.__file__).parent.parent),
+    }
+
+
+def _mark_phases(module: Any, names: tuple[str, ...]) -> dict[str, float]:
+    """Wrap module functions to note the process's peak RSS (GB) when each returns."""
+    marks: dict[str, float] = {}
+
+    def wrapped(name: str, function: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = function(*args, **kwargs)
+            marks[name] = _peak_rss_gb()
+            return result
+
+        return call
+
+    for name in names:
+        setattr(module, name, wrapped(name, getattr(module, name)))
+    return marks
+
+
+def _peak_rss_gb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e9
+    return 0.0
+
+
+def _byte_chunk_ids(
+    tokenizer: Any, prompts: list[str | None], messages_json: list[str | None], **_: Any
+) -> list[list[int]]:
+    """A stand-in for the BPE (--tokenizer bytes): the UTF-8 text read as 32-bit words (their
+    top 31 bits: ids are >= 0), about one id per 4 bytes. Prompts sharing text from their start
+    share ids, as with a real tokenizer; it costs a few us a prompt, so every other part of the
+    stage can run at 10M rows."""
+    import numpy as np
+
+    ids = []
+    for prompt, messages in zip(prompts, messages_json, strict=True):
+        data = (prompt if messages is None else messages).encode()
+        ids.append((np.frombuffer(data[: len(data) // 4 * 4], "<u4") >> 1).tolist())
+    return ids
+
+
+def run_child(
+    stage: str, args: dict[str, str], max_rss_gb: float, code: Path | None = None
+) -> dict[str, Any]:
+    """Run one stage in a fresh process; its result, peak RSS (GB) and the load average.
+
+    A child whose RSS passes max_rss_gb is killed (the machine is shared): the result then
+    says so, with the seconds it ran.
+    """
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    flags = [item for key, value in args.items() for item in (f"--{key}", value)]
+    load_before, started = os.getloadavg()[0], time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--child", stage, *flags], stdout=subprocess.PIPE, env=env
+    )
+    killed = threading.Event()
+    threading.Thread(target=_watch, args=(child, max_rss_gb, killed), daemon=True).start()
+    assert child.stdout is not None
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    peak = usage.ru_maxrss * 1024 / 1e9  # ru_maxrss is KiB on Linux
+    load = (load_before, os.getloadavg()[0])
+    if killed.is_set():
+        return {
+            "killed": True,
+            "seconds": time.perf_counter() - started,
+            "peak_rss_gb": peak,
+            "load": load,
+        }
+    if child.returncode != 0:
+        raise SystemExit(f"stage {stage} failed (exit {child.returncode})")
+    result: dict[str, Any] = json.loads(output.decode().strip().splitlines()[-1])
+    result.update(peak_rss_gb=peak, load=load)
+    return result
+
+
+def _watch(child: subprocess.Popen[bytes], max_rss_gb: float, killed: threading.Event) -> None:
+    """Kill the child when its resident memory passes max_rss_gb (polled twice a second)."""
+    status = Path(f"/proc/{child.pid}/status")
+    while child.poll() is None:
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        except (OSError, ValueError):
+            return
+        rss_gb = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024 / 1e9
+        if rss_gb > max_rss_gb:
+            killed.set()
+            child.kill()
+            return
+        time.sleep(0.5)
+
+
+def export_revision(revision: str, into: Path) -> Path:
+    """blend/ and sql/ of a git revision, unpacked under `into` (read-only use of the repo)."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", revision, "blend", "sql"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    target = into / f"code-{revision}"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def bench(
+    shape: str, rows: int, before: str | None, max_rss_gb: float, tokenizer: str, work: Path
+) -> None:
+    from bench.workloads.scale_prompts import write_prompts
+    from blend.demo.model import ensure_tiny_model
+
+    model = ensure_tiny_model(work / "models")
+    folder = work / f"{shape}-{rows}"
+    folder.mkdir()
+    path = folder / "prompts.jsonl"
+    started = time.perf_counter()
+    write_prompts(path, shape, rows)
+    print(
+        f"\n{shape}, {rows:,} rows: {path.stat().st_size / 1e6:,.0f} MB written in "
+        f"{time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+    args = {
+        "store": str(folder / "store"),
+        "input": str(path),
+        "model": str(model),
+        "tokenizer": tokenizer,
+    }
+    report("ingest", run_child("ingest", args, max_rss_gb))
+    if before is not None:
+        code = export_revision(before, work)
+        report(f"profile @{before}", run_child("profile", args, max_rss_gb, code))
+    report("profile", run_child("profile", args, max_rss_gb))
+    path.unlink()
+
+
+def report(label: str, r: dict[str, Any]) -> None:
+    if r.get("killed"):
+        print(
+            f"  {label:<18} killed after {r['seconds']:.0f} s at peak RSS "
+            f"{r['peak_rss_gb']:.2f} GB (over --max-rss-gb)  load "
+            f"{r['load'][0]:.1f}-{r['load'][1]:.1f}",
+            flush=True,
+        )
+        return
+    line = (
+        f"  {label:<18} {r['seconds']:8.1f} s  peak RSS {r['peak_rss_gb']:5.2f} GB  "
+        f"cpu {r.get('cpu_s', 0):6.0f} s  "
+        f"load {r['load'][0]:.1f}-{r['load'][1]:.1f}"
+    )
+    if "tokens" in r:
+        line += (
+            f"  [tokenize {r['tokenize_s']:.0f} s, sql {r['sql_s']:.0f} s, rest "
+            f"{r['rest_s']:.0f} s; {r['tokens']:,} tokens, sharing {r['sharing_ratio']:.4f}, "
+            f"{r['unique_prefix_tokens']:,} trie nodes, {r['n_prefix_groups']} groups, "
+            f"top {r['top_groups'][:1]}; peak RSS after each phase "
+            f"{ {k: round(v, 2) for k, v in r['peak_after_gb'].items()} }]"
+        )
+    print(line, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--shapes", nargs="+", default=["fewshot", "unique"])
+    parser.add_argument("--before", help="also profile with this git revision's code")
+    parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
+    parser.add_argument(
+        "--max-rss-gb", type=float, default=10.0, help="kill a stage past this RSS (GB)"
+    )
+    parser.add_argument(
+        "--tokenizer",
+        choices=("bpe", "bytes"),
+        default="bpe",
+        help="bpe: the demo model's tokenizer; bytes: 32-bit words of the text, a fast "
+        "stand-in that leaves the rest of the profile to measure at 10M rows",
+    )
+    parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    parser.add_argument("--input", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(globals()[f"stage_{args.child}"](args)), flush=True)
+        return
+    sys.path.insert(0, str(REPO))  # bench.workloads, when run as a script
+    with tempfile.TemporaryDirectory(prefix="blend-scale-", dir=args.work) as tmp:
+        for rows in args.rows:
+            for shape in args.shapes:
+                bench(shape, rows, args.before, args.max_rss_gb, args.tokenizer, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
