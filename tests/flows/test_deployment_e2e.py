@@ -6,7 +6,6 @@ in the UI (headless Chromium)."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from blend.demo.dataset import DemoSize, write_demo_dataset
 from blend.planners import PlannerName
 from blend.store.database import Store, fetch_dicts
+from tests.support.browser import chromium_page, needs_chromium
 from tests.support.local_prefect import REPO, LocalPrefect, trigger, wait_final
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.prefect, pytest.mark.engine]
 
 DEPLOYMENT = "blend-pipeline/nightly"
-CHROMIUM = "/usr/bin/chromium"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,35 +149,13 @@ def test_deployment_run_writes_results_and_artifacts(
     assert (n_runs, n_results) == (1, 34)
 
 
-@pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None,
-    reason=f"{CHROMIUM} is not installed (apt-get install -y chromium chromium-driver)",
-)
+@needs_chromium
 def test_ui_shows_the_artifacts(
     local_prefect: LocalPrefect, nightly_run: NightlyRun, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     artifacts = flow_run_artifacts(local_prefect, nightly_run.flow_run_id)
     by_type = {a.type: a.id for a in artifacts}
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium"),  # a fresh --user-data-dir
-            executable_path=CHROMIUM,
-            headless=True,
-            viewport={"width": 1600, "height": 1000},
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        page = context.new_page()
-        page.set_default_timeout(60_000)  # the UI's first load on a busy 2-core CI machine
+    with chromium_page(tmp_path / "chromium", width=1600) as page:
         try:
             # The flow run's page, its Artifacts tab. On a busy CI machine a click could land
             # before the page had hydrated and switch nothing, so click until the tab shows.
@@ -197,7 +174,6 @@ def test_ui_shows_the_artifacts(
         finally:
             # Kept in pytest's tmp dir: what the page showed, also when a wait timed out.
             page.screenshot(path=str(tmp_path / "last-page.png"), full_page=True)
-            context.close()
     for key in ("blend-summary-nightly", "blend-run-nightly"):  # listed on the run's page
         assert key in run_page
     for text in ("Plan", "Profile", "planner\tdfs", "requests\t34", "prefix_cache_hit_rate"):
