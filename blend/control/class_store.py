@@ -71,10 +71,26 @@ def estimated_classes(
 def classes_without_history(
     con: duckdb.DuckDBPyConnection, params: dict, seed: int = 0
 ) -> Clustering:
-    """The classes when no request has an earlier result: on (prompt tokens, max_tokens)."""
-    rows = fetch_arrow(con, sql.load("profile/request_lengths"), params)
-    prompt = rows.column("n_prompt_tokens").to_numpy().astype(np.float64)
-    return cluster_requests(prompt, rows.column("max_tokens").to_numpy(), seed=seed)
+    """The classes when no request has an earlier result: on (prompt tokens, max_tokens), in
+    input order (the k-means start depends on it), as classes_from_estimates has them.
+
+    The rows stream unsorted and are put in input order here: DuckDB ran out of its 1 GiB
+    cap sorting the join of 10M prompts by line_no (24 bytes a request here).
+    """
+    line_no, prompt, max_tokens = [], [], []
+    reader = con.sql(sql.load("profile/request_lengths"), params=params).to_arrow_reader()
+    for batch in reader:
+        line_no.append(batch.column("line_no").to_numpy())
+        prompt.append(batch.column("n_prompt_tokens").to_numpy())
+        max_tokens.append(batch.column("max_tokens").to_numpy())
+    if not line_no:
+        return cluster_requests(np.zeros(0), np.zeros(0))
+    order = np.argsort(np.concatenate(line_no), kind="stable")
+    return cluster_requests(
+        np.concatenate(prompt)[order].astype(np.float64),
+        np.concatenate(max_tokens)[order].astype(np.float64),
+        seed=seed,
+    )
 
 
 def classes_from_estimates(

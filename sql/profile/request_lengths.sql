@@ -1,6 +1,7 @@
--- request_lengths: prompt tokens and max_tokens of each tokenized request of ($dataset, $snapshot,
--- $tokenizer_sha256), in input order: the rows of plan/plan_requests.sql (nothing answered yet)
--- without their token ids, for the request classes when no request has an earlier result.
+-- request_lengths: line_no, prompt tokens and max_tokens of each tokenized request of ($dataset,
+-- $snapshot, $tokenizer_sha256): the rows of plan/plan_requests.sql (nothing answered yet) without
+-- their token ids, for the request classes when no request has an earlier result. Unsorted (the
+-- caller orders by line_no): DuckDB's sort of this join needed more than the profile's memory cap.
 WITH tokens AS (
     SELECT request_id, n_prompt_tokens
     FROM prompt_tokens
@@ -8,11 +9,10 @@ WITH tokens AS (
 ),
 
 final AS (
-    SELECT t.n_prompt_tokens, p.max_tokens
+    SELECT p.line_no, t.n_prompt_tokens, p.max_tokens
     FROM prompts AS p
     JOIN tokens AS t USING (request_id)
     WHERE p.dataset = $dataset AND p.snapshot = $snapshot
-    ORDER BY p.line_no
 )
 
 SELECT * FROM final
