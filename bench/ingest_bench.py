@@ -12,6 +12,8 @@ own (peak RSS from os.wait4 on the child). Contenders:
            reader and writer, no validation (the reference).
   blend    ingest_file(store, file): validation, ids, duplicates, rejects, transactional publish.
   exact    ingest_file(..., vectorised=False): every record through the per-record validator.
+  before   blend (vectorised) from another checkout (--before DIR, e.g. a `git worktree add DIR
+           <rev>` of the code before a change), run side by side with the others.
 
 Prints one line per run and the blend / duckdb ratios (--repeat N: N rounds, in which the
 contenders take turns, and the median ratio: on a shared machine single runs vary by ~20%).
@@ -41,7 +43,7 @@ _VOCABULARY = (
     "my made over did down "
 )
 _WORDS = _VOCABULARY.split()
-_CONTENDERS = ("duckdb", "blend", "exact")
+_CONTENDERS = ("duckdb", "blend", "exact", "before")
 
 
 def write_prompts(path: Path, n_rows: int, seed: int = 0) -> None:
@@ -84,7 +86,7 @@ def run_contender(contender: str, path: Path, work: Path) -> dict[str, object]:
 
     started = time.perf_counter()
     report = ingest_file(
-        Store.open(work / f"store-{contender}"), path, "bench", vectorised=contender == "blend"
+        Store.open(work / f"store-{contender}"), path, "bench", vectorised=contender != "exact"
     )
     return {
         "rows": report.n_rows,
@@ -93,11 +95,19 @@ def run_contender(contender: str, path: Path, work: Path) -> dict[str, object]:
     }
 
 
-def measure(contender: str, path: Path, work: Path) -> dict[str, object]:
-    """Run a contender in a child process: its result plus its peak RSS in MB."""
+def measure(
+    contender: str, path: Path, work: Path, before: Path | None = None
+) -> dict[str, object]:
+    """Run a contender in a child process: its result plus its peak RSS in MB. "before" imports
+    blend from the checkout `before` (first on PYTHONPATH)."""
+    env = dict(os.environ)
+    if contender == "before":
+        assert before is not None
+        env["PYTHONPATH"] = os.pathsep.join([str(before), env.get("PYTHONPATH", "")])
     child = subprocess.Popen(
         [sys.executable, __file__, "--child", contender, str(path), str(work)],
         stdout=subprocess.PIPE,
+        env=env,
     )
     assert child.stdout is not None
     output = child.stdout.read()
@@ -110,7 +120,7 @@ def measure(contender: str, path: Path, work: Path) -> dict[str, object]:
     return result
 
 
-def bench_size(n_rows: int, contenders: list[str], repeat: int) -> None:
+def bench_size(n_rows: int, contenders: list[str], repeat: int, before: Path | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="blend-ingest-bench-") as tmp:
         work = Path(tmp)
         path = work / "prompts.jsonl"
@@ -118,11 +128,12 @@ def bench_size(n_rows: int, contenders: list[str], repeat: int) -> None:
         write_prompts(path, n_rows)
         size_mb = path.stat().st_size / 1e6
         written = time.perf_counter() - started
-        print(f"rows={n_rows:,} file={size_mb:,.0f} MB (written in {written:.0f} s)")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"rows={n_rows:,} file={size_mb:,.0f} MB (written in {written:.0f} s), load {load}")
         runs: dict[str, list[dict[str, object]]] = {contender: [] for contender in contenders}
         for _ in range(repeat):  # contenders take turns, so load changes hit them alike
             for contender in contenders:
-                result = measure(contender, path, work)
+                result = measure(contender, path, work, before)
                 runs[contender].append(result)
                 seconds = float(result["seconds"])  # type: ignore[arg-type]
                 print(
@@ -159,6 +170,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[500_000])
     parser.add_argument("--exact", action="store_true", help="also run the per-record path")
     parser.add_argument(
+        "--before", type=Path, help="also run blend from this checkout (the code before a change)"
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="rounds of all contenders (median ratio reported)"
     )
     parser.add_argument(
@@ -169,10 +183,16 @@ def main() -> None:
         contender, path, work = args.child
         print(json.dumps(run_contender(contender, Path(path), Path(work))))
         return
-    contenders = ["duckdb", "blend", *(["exact"] if args.exact else [])]
+    contenders = [
+        "duckdb",
+        "blend",
+        *(["before"] if args.before else []),
+        *(["exact"] if args.exact else []),
+    ]
     assert set(contenders) <= set(_CONTENDERS)
     for n_rows in args.rows:
-        bench_size(n_rows, contenders, args.repeat)
+        bench_size(n_rows, contenders, args.repeat, args.before)
+    print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@
     python bench/planners.py --from-json bench/results/planners-vllm.json --markdown FILE
     python bench/planners.py --quick          # 10k requests, one instance per family
     python bench/planners.py --scale-1m       # planning time and peak memory at 1M requests
+    python bench/planners.py --families dolly --planners dfs,lpt,naive-blend,batchllm,blendserve \
+        --guards depth-first depth-first+longest-first --pipeline-only   # the guard ablation
 
 Workloads: the paper's four main mixes (BurstGPT + MMLU + OpenVid at fixed rho and sharing,
 `--n` requests) and `--instances` draws of every family of bench/workloads/families.py
@@ -59,13 +61,14 @@ from blend.simulate.optimal import optimal_makespan_s
 from blend.simulate.pipeline import PipelineRun, PipelineSimulator, SimulatedEngine
 from blend.simulate.run import search_after_warmup
 from blend.simulate.sequential_bound import prompt_trie_totals, sequential_bound
-from blend.simulate.settings_search import SearchInputs, search_plan
+from blend.simulate.settings_search import Guard, SearchInputs, search_plan
 from blend.simulate.types import SimConfig, SimRequest
 
 PLANNERS = ("dfs", "lpt", "naive-blend", "batchllm", "blendserve")
 PEERS = ("dfs", "lpt", "naive-blend", "batchllm")  # what BlendServe is held against
 MAX_MODEL_LEN = 65536  # the context candidate settings are validated against (tokens)
 MAIN_MIX = "main-mix (paper)"
+_DEFAULT_GUARDS = settings_search.GUARDS  # blend's own, before any ablation
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,10 @@ class Job:
     planner: str
     n: int
     step_model: str = "vllm"  # see bench_cost
+    # ablation (blendserve only): the guards its search tries (settings_search.GUARDS), the
+    # rows labelled blendserve[...]; None: blend's own
+    guards: tuple[str, ...] | None = None
+    pipeline_only: bool = False  # only the default and pipeline modes (no hindsight best)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,17 +118,31 @@ def load_workload(job: Job) -> Workload:
 
 
 def jobs(
-    n: int, family_n: int, instances: int, planners: Sequence[str], step_model: str
+    n: int,
+    family_n: int,
+    instances: int,
+    planners: Sequence[str],
+    step_model: str,
+    guard_variants: Sequence[tuple[str, ...]] = (),
+    pipeline_only: bool = False,
 ) -> Iterator[Job]:
-    for name in MAIN_MIXES:
+    """Every planner on every workload; blendserve once per guard variant if any given."""
+
+    def each(workload: str, family: str, size: int) -> Iterator[Job]:
         for planner in planners:
-            yield Job(name, MAIN_MIX, planner, n, step_model)
+            if planner == "blendserve" and guard_variants:
+                for guards in guard_variants:
+                    yield Job(workload, family, planner, size, step_model, guards, pipeline_only)
+            else:
+                yield Job(workload, family, planner, size, step_model, None, pipeline_only)
+
+    for name in MAIN_MIXES:
+        yield from each(name, MAIN_MIX, n)
     for family in FAMILIES:
         if family == "main-mix":
             continue  # the paper's four mixes stand for it
         for seed in range(instances):
-            for planner in planners:
-                yield Job(f"{family}#{seed}", family, planner, family_n, step_model)
+            yield from each(f"{family}#{seed}", family, family_n)
 
 
 class _Recorder:
@@ -197,6 +218,9 @@ def run_job(job: Job) -> list[Row]:
     workload = load_workload(job)
     cost = bench_cost(job.step_model)
     recorder = _Recorder(job, workload.requests, cost)
+    guards = _DEFAULT_GUARDS if job.guards is None else tuple(map(Guard, job.guards))
+    settings_search.GUARDS = guards  # a worker runs many jobs: set for each
+    label = job.planner if job.guards is None else f"{job.planner}[{'+'.join(job.guards)}]"
     default = vllm_default_settings(cost.hardware, MAX_MODEL_LEN)
     planner = make_planner(job.planner, cost=cost)
     # the jobs already run side by side (--workers): one process per search
@@ -206,10 +230,16 @@ def run_job(job: Job) -> list[Row]:
 
     started = time.perf_counter()
     first = simulator.run(default)
-    recorder.add(job.planner, "default", first, time.perf_counter() - started)
+    recorder.add(label, "default", first, time.perf_counter() - started)
     started = time.perf_counter()
     search = search_after_warmup(simulator, first, cost)
     search_s = time.perf_counter() - started
+    if job.pipeline_only:
+        pick = (search.best.settings, search.best.feed)
+        same = pick == (first.settings, first.feed)
+        chosen = first if same else simulator.run(*pick)
+        recorder.add(label, "pipeline", chosen, search_s, search.best.makespan_s)
+        return recorder.rows
     started = time.perf_counter()
     runs = {
         (t.settings, t.feed): simulator.run(t.settings, t.feed)
@@ -218,10 +248,10 @@ def run_job(job: Job) -> list[Row]:
     }
     runs[(first.settings, first.feed)] = first
     best = min(runs.values(), key=lambda r: r.result.makespan_s)
-    recorder.add(job.planner, "best", best, time.perf_counter() - started)
+    recorder.add(label, "best", best, time.perf_counter() - started)
     chosen = runs[(search.best.settings, search.best.feed)]
-    recorder.add(job.planner, "pipeline", chosen, search_s, search.best.makespan_s)
-    if job.planner == "blendserve":
+    recorder.add(label, "pipeline", chosen, search_s, search.best.makespan_s)
+    if job.planner == "blendserve" and job.guards is None:
         started = time.perf_counter()
         oracle = PipelineSimulator(workload, planner, cost, oracle=True)
         at_best = oracle.run(best.settings, best.feed)
@@ -386,6 +416,41 @@ def gap_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def guard_table(rows: Sequence[Row]) -> str:
+    """The --guards ablation: per workload, each BlendServe variant as the pipeline runs it
+    against the best peer, what it picked, and its search's seconds; then mean and worst."""
+    by = _index(rows)
+    variants = list(dict.fromkeys(r.planner for r in rows if r.planner.startswith("blendserve[")))
+    workloads = list(dict.fromkeys(r.workload for r in rows if r.planner in variants))
+    lines = [
+        "| workload | variant | vs best peer | makespan s | pipeline: tokens x seqs, feed "
+        "| search s |",
+        "|---|---|---|---|---|---|",
+    ]
+    summary: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for w in workloads:
+        peer = _best_peer(by, w, "pipeline")
+        for v in variants:
+            row = by.get((w, v, "pipeline"))
+            if row is None or peer is None:
+                continue
+            ratio = row.throughput_tok_s / peer.throughput_tok_s
+            summary[v].append((ratio, row.simulate_s))
+            lines.append(
+                f"| {w} | {v} | {ratio:.3f}x ({peer.planner}) | {row.makespan_s:,.1f} | "
+                f"{row.max_num_batched_tokens} x {row.max_num_seqs}, {row.feed} | "
+                f"{row.simulate_s:.1f} |"
+            )
+    lines += ["", "| variant | vs best peer: mean | worst | search s, total |", "|---|---|---|---|"]
+    for v, values in summary.items():
+        ratios = [r for r, _ in values]
+        lines.append(
+            f"| {v} | {np.mean(ratios):.3f}x | {min(ratios):.3f}x | "
+            f"{sum(t for _, t in values):.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def target_table(rows: Sequence[Row]) -> str:
     """The issue's targets, measured (BlendServe as the pipeline runs it unless named)."""
     by = _index(rows)
@@ -538,6 +603,19 @@ def main() -> None:
         "--from-json", type=Path, default=None, help="render --markdown from these rows"
     )
     parser.add_argument(
+        "--guards",
+        nargs="+",
+        default=None,
+        metavar="G[+G]",
+        help="ablation: run blendserve once per value, its search trying these guards "
+        "(depth-first, longest-first, depth-first+longest-first); rows blendserve[...]",
+    )
+    parser.add_argument(
+        "--pipeline-only",
+        action="store_true",
+        help="only the default and the pipeline's pick (no hindsight best, no oracle)",
+    )
+    parser.add_argument(
         "--preemption-limit",
         type=float,
         default=None,
@@ -557,7 +635,20 @@ def main() -> None:
     if args.quick:
         args.n, args.family_n, args.instances = 10_000, 10_000, 1
     planners = args.planners.split(",")
-    todo = list(jobs(args.n, args.family_n, args.instances, planners, args.step_model))
+    variants = [tuple(v.split("+")) for v in args.guards or ()]
+    for guard in {g for v in variants for g in v}:
+        Guard(guard)  # a bad name fails here, before any job
+    todo = list(
+        jobs(
+            args.n,
+            args.family_n,
+            args.instances,
+            planners,
+            args.step_model,
+            variants,
+            args.pipeline_only,
+        )
+    )
     if args.families:
         keep = set(args.families.split(","))
         todo = [j for j in todo if j.family in keep or (j.family == MAIN_MIX and "main" in keep)]
@@ -569,12 +660,18 @@ def main() -> None:
     ) as pool:
         for done in pool.map(run_job, todo):
             rows += done
+            if args.json:  # as it goes: a long run stopped early keeps what it measured
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
             r = done[0]
             print(
                 f"{r.workload} {r.planner}: {r.throughput_tok_s:,.0f} tok/s (default)", flush=True
             )
     print(f"\n{len(todo)} jobs in {time.perf_counter() - started:.0f} s\n")
-    print(target_table(rows), family_summary(rows), sep="\n\n")
+    if variants:
+        print(guard_table(rows))
+    else:
+        print(target_table(rows), family_summary(rows), sep="\n\n")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))

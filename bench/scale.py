@@ -1,18 +1,25 @@
 """Scale benchmark: synthetic prompts through the stages, wall time and peak RSS per stage.
 
-    python bench/scale.py --rows 1000000                       # both shapes, ingest + profile
-    python bench/scale.py --rows 1000000 3000000 --shapes fewshot
-    python bench/scale.py --rows 1000000 --before da38914      # + the profile of that revision
+    python bench/scale.py --rows 1000000                       # both shapes, every stage
+    python bench/scale.py --rows 1000000 3000000 --shapes fewshot --tokenizer bytes
+    python bench/scale.py --rows 1000000 --stages ingest profile --before da38914
+    python bench/scale.py --rows 10000000 --kill-after-s 60    # kill each stage, run it again
 
 For each shape and row count a JSONL file is written (streamed: bench/workloads/
 scale_prompts.py), then each stage runs in a fresh child process on one store, one after the
 other, so that its seconds and peak RSS are its own (peak RSS from os.wait4 of the child;
 seconds exclude the child's imports). Stages: ingest (`ingest_file`), profile
-(`profile_dataset` with the demo tokenizer). With --before REV, the profile stage also runs
-with the code of git revision REV (its blend/ and sql/ exported by `git archive` into the
-work folder and put first on the child's PYTHONPATH), before the current code, on the same
-store: the two side by side under the same load. Each line carries the load average (1 min)
-at the stage's start and end: the machine is shared, so compare figures of one run only.
+(`profile_dataset` with the demo tokenizer, or --tokenizer bytes), plan (`plan_dataset`, dfs),
+execute (`execute_plan` with the null engine: the executor's own cost), export (`export_results`,
+openai-batch). After each stage a check child counts what the store holds (every prompt once:
+no row lost, none duplicated). With --kill-after-s S, each stage is first killed (SIGKILL)
+S seconds after it starts, then run again to the end, and the check must still hold: what a
+nightly job that dies in a stage and is started again gets. With --before REV, the profile
+stage also runs with the code of git revision REV (its blend/ and sql/ exported by
+`git archive` into the work folder and put first on the child's PYTHONPATH), before the
+current code, on the same store: the two side by side under the same load. Each line carries
+the load average (1 min) at the stage's start and end: the machine is shared, so compare
+figures of one run only.
 
 To add a stage: a function `stage_<name>(args) -> dict` run in the child, and its name in
 STAGES (in pipeline order).
@@ -21,6 +28,7 @@ STAGES (in pipeline order).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -34,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ("ingest", "profile")
+STAGES = ("ingest", "profile", "plan", "execute", "export")
 DATASET = "scale"
 
 
@@ -48,17 +56,29 @@ def stage_ingest(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def stage_profile(args: argparse.Namespace) -> dict[str, Any]:
+    import resource
+
     import blend
     from blend.profile import stage
+    from blend.profile.token_batches import TokenizeOptions
     from blend.store.database import Store
 
     marks = _mark_phases(stage, ("store_prompt_tokens", "_measure", "_request_classes"))
+    tokenize = None  # the stage's default: a process per core for large snapshots
     if args.tokenizer == "bytes":
         stage.encode_batch = _byte_chunk_ids  # type: ignore[attr-defined]
+        tokenize = TokenizeOptions(workers=1)  # a few us a prompt: a pool would only pickle
     started, cpu = time.perf_counter(), time.process_time()
-    report = stage.profile_dataset(Store.open(args.store), DATASET, Path(args.model))
+    report = stage.profile_dataset(
+        Store.open(args.store), DATASET, Path(args.model), tokenize=tokenize
+    )
     seconds = time.perf_counter() - started
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
+        # the largest tokenizer worker's peak RSS (GB; each worker holds its own tokenizer),
+        # and their CPU seconds (wait4 of this process sees neither)
+        "worker_peak_rss_gb": workers.ru_maxrss * 1024 / 1e9,
+        "worker_cpu_s": workers.ru_utime + workers.ru_stime,
         "peak_after_gb": marks,  # VmHWM when each phase returned: which one set the peak
         "seconds": seconds,
         "cpu_s": time.process_time() - cpu,  # all threads: > seconds when cores work at once
@@ -75,6 +95,68 @@ def stage_profile(args: argparse.Namespace) -> dict[str, Any]:
         ],
         "code": str(Path(blend.__file__).parent.parent),
     }
+
+
+def stage_plan(args: argparse.Namespace) -> dict[str, Any]:
+    from blend.plan.stage import PlanOptions, plan_dataset
+    from blend.store.database import Store
+
+    started = time.perf_counter()
+    report = plan_dataset(
+        Store.open(args.store), DATASET, PlanOptions(), model_dir=Path(args.model)
+    )
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": report.n_requests,
+        "plan_id": report.plan_id,
+    }
+
+
+def stage_execute(args: argparse.Namespace) -> dict[str, Any]:
+    """The plan through the executor with the null engine (answers at once): its own cost.
+    Resumes the plan's latest unfinished run, so a run after a kill finishes that one."""
+    from bench.executor_overhead import stage_execute_null
+    from blend.store.database import Store
+
+    return stage_execute_null(Store.open(args.store), DATASET, Path(args.model))
+
+
+def stage_export(args: argparse.Namespace) -> dict[str, Any]:
+    from blend.store.database import Store
+    from blend.store.export import ExportFormat, export_results
+
+    out = Path(args.store).parent / "answers.jsonl"
+    started = time.perf_counter()
+    report = export_results(Store.open(args.store), DATASET, out, ExportFormat.OPENAI_BATCH)
+    seconds = time.perf_counter() - started
+    out.unlink()
+    return {"seconds": seconds, "rows": report.n_rows}
+
+
+# What the store must hold after each stage: every prompt once, none lost or duplicated.
+CHECKS = {
+    "ingest": "SELECT count(*) AS n, count(DISTINCT request_id) AS distinct_n, "
+    "count(DISTINCT snapshot) AS snapshots FROM prompts WHERE dataset = $d",
+    "profile": "SELECT count(*) AS n, count(DISTINCT request_id) AS distinct_n "
+    "FROM prompt_tokens WHERE dataset = $d",
+    "plan": "SELECT count(*) AS n, count(DISTINCT request_id) AS distinct_n FROM plan_items "
+    "WHERE plan_id = (SELECT plan_id FROM plans WHERE dataset = $d "
+    "ORDER BY created_at DESC LIMIT 1)",
+    "execute": "SELECT count(*) AS n, count(DISTINCT request_id) AS distinct_n FROM results "
+    "WHERE dataset = $d",
+}
+
+
+def stage_check(args: argparse.Namespace) -> dict[str, Any]:
+    """Counts after stage args.after (export: the file is checked in its own stage)."""
+    from blend.store.database import Store, fetch_dicts
+
+    query = CHECKS.get(args.after)
+    if query is None:
+        return {}
+    with Store.open(args.store).connect() as con:
+        [row] = fetch_dicts(con, query, {"d": DATASET})
+    return dict(row)
 
 
 def _mark_phases(module: Any, names: tuple[str, ...]) -> dict[str, float]:
@@ -118,12 +200,18 @@ def _byte_chunk_ids(
 
 
 def run_child(
-    stage: str, args: dict[str, str], max_rss_gb: float, code: Path | None = None
+    stage: str,
+    args: dict[str, str],
+    max_rss_gb: float,
+    code: Path | None = None,
+    kill_after_s: float | None = None,
 ) -> dict[str, Any]:
     """Run one stage in a fresh process; its result, peak RSS (GB) and the load average.
 
     A child whose RSS passes max_rss_gb is killed (the machine is shared): the result then
-    says so, with the seconds it ran.
+    says so, with the seconds it ran. With kill_after_s, the child is killed (SIGKILL) that
+    many seconds after it starts, as a crash would: the result says "crashed" (or, when it
+    finished first, is its normal result).
     """
     env = dict(os.environ)
     if code is not None:
@@ -134,13 +222,25 @@ def run_child(
         [sys.executable, __file__, "--child", stage, *flags], stdout=subprocess.PIPE, env=env
     )
     killed = threading.Event()
-    threading.Thread(target=_watch, args=(child, max_rss_gb, killed), daemon=True).start()
+    reaped = threading.Event()
+    watch_args = (child, max_rss_gb, killed, reaped)
+    threading.Thread(target=_watch, args=watch_args, daemon=True).start()
+    crash = None
+    if kill_after_s is not None:
+        crash = threading.Timer(kill_after_s, child.kill)
+        crash.start()
     assert child.stdout is not None
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
+    reaped.set()
     child.returncode = os.waitstatus_to_exitcode(status)
     peak = usage.ru_maxrss * 1024 / 1e9  # ru_maxrss is KiB on Linux
     load = (load_before, os.getloadavg()[0])
+    if crash is not None:
+        crash.cancel()
+        if child.returncode == -9 and not killed.is_set():
+            seconds = time.perf_counter() - started
+            return {"crashed": True, "seconds": seconds, "peak_rss_gb": peak, "load": load}
     if killed.is_set():
         return {
             "killed": True,
@@ -155,10 +255,19 @@ def run_child(
     return result
 
 
-def _watch(child: subprocess.Popen[bytes], max_rss_gb: float, killed: threading.Event) -> None:
-    """Kill the child when its resident memory passes max_rss_gb (polled twice a second)."""
+def _watch(
+    child: subprocess.Popen[bytes],
+    max_rss_gb: float,
+    killed: threading.Event,
+    reaped: threading.Event,
+) -> None:
+    """Kill the child when its resident memory passes max_rss_gb (polled twice a second).
+
+    Never polls the child (Popen.poll reaps it, and run_child's wait4 must get its rusage):
+    it stops when run_child has reaped it (a zombie's status has no VmRSS: 0).
+    """
     status = Path(f"/proc/{child.pid}/status")
-    while child.poll() is None:
+    while not reaped.is_set():
         try:
             fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
         except (OSError, ValueError):
@@ -185,37 +294,68 @@ def export_revision(revision: str, into: Path) -> Path:
 
 
 def bench(
-    shape: str, rows: int, before: str | None, max_rss_gb: float, tokenizer: str, work: Path
+    shape: str,
+    rows: int,
+    stages: list[str],
+    before: str | None,
+    max_rss_gb: float,
+    tokenizer: str,
+    kill_after_s: float | None,
+    work: Path,
 ) -> None:
     from bench.workloads.scale_prompts import write_prompts
     from blend.demo.model import ensure_tiny_model
 
     model = ensure_tiny_model(work / "models")
     folder = work / f"{shape}-{rows}"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     path = folder / "prompts.jsonl"
-    started = time.perf_counter()
-    write_prompts(path, shape, rows)
-    print(
-        f"\n{shape}, {rows:,} rows: {path.stat().st_size / 1e6:,.0f} MB written in "
-        f"{time.perf_counter() - started:.0f} s",
-        flush=True,
-    )
+    if "ingest" in stages:
+        started = time.perf_counter()
+        write_prompts(path, shape, rows)
+        print(
+            f"\n{shape}, {rows:,} rows: {path.stat().st_size / 1e6:,.0f} MB written in "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+    else:  # the later stages on the store a kept --work folder holds
+        print(f"\n{shape}, {rows:,} rows: the store in {folder}", flush=True)
     args = {
         "store": str(folder / "store"),
         "input": str(path),
         "model": str(model),
         "tokenizer": tokenizer,
     }
-    report("ingest", run_child("ingest", args, max_rss_gb))
-    if before is not None:
-        code = export_revision(before, work)
-        report(f"profile @{before}", run_child("profile", args, max_rss_gb, code))
-    report("profile", run_child("profile", args, max_rss_gb))
-    path.unlink()
+    for stage in stages:
+        if stage == "profile" and before is not None:
+            code = export_revision(before, work)
+            report(f"profile @{before}", run_child("profile", args, max_rss_gb, code))
+        if kill_after_s is not None:
+            first = run_child(stage, args, max_rss_gb, None, kill_after_s)
+            report(stage if first.get("crashed") else f"{stage} (before kill)", first)
+        result = run_child(stage, args, max_rss_gb)
+        report(stage, result)
+        if result.get("killed"):
+            break
+        check = run_child("check", {**args, "after": stage}, max_rss_gb)
+        if stage == "export":
+            check = {"n": result["rows"], "distinct_n": result["rows"]}
+        lost, duplicated = (
+            rows - check.get("distinct_n", rows),
+            check.get("n", 0) - check.get("distinct_n", 0),
+        )
+        print(f"  {'':<18} check: {lost:,} lost, {duplicated:,} duplicated", flush=True)
+    path.unlink(missing_ok=True)
 
 
 def report(label: str, r: dict[str, Any]) -> None:
+    if r.get("crashed"):
+        print(
+            f"  {label:<18} crashed on purpose after {r['seconds']:.0f} s at peak RSS "
+            f"{r['peak_rss_gb']:.2f} GB",
+            flush=True,
+        )
+        return
     if r.get("killed"):
         print(
             f"  {label:<18} killed after {r['seconds']:.0f} s at peak RSS "
@@ -229,12 +369,16 @@ def report(label: str, r: dict[str, Any]) -> None:
         f"cpu {r.get('cpu_s', 0):6.0f} s  "
         f"load {r['load'][0]:.1f}-{r['load'][1]:.1f}"
     )
+    if "requests_per_s" in r:
+        line += f"  [{r['requests_per_s']:,.0f} requests/s, run {r.get('status')}]"
     if "tokens" in r:
         line += (
             f"  [tokenize {r['tokenize_s']:.0f} s, sql {r['sql_s']:.0f} s, rest "
             f"{r['rest_s']:.0f} s; {r['tokens']:,} tokens, sharing {r['sharing_ratio']:.4f}, "
             f"{r['unique_prefix_tokens']:,} trie nodes, {r['n_prefix_groups']} groups, "
-            f"top {r['top_groups'][:1]}; peak RSS after each phase "
+            f"top {r['top_groups'][:1]}; tokenizer workers: peak RSS "
+            f"{r['worker_peak_rss_gb']:.2f} GB each, cpu {r['worker_cpu_s']:.0f} s; "
+            "peak RSS after each phase "
             f"{ {k: round(v, 2) for k, v in r['peak_after_gb'].items()} }]"
         )
     print(line, flush=True)
@@ -244,8 +388,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--shapes", nargs="+", default=["fewshot", "unique"])
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument(
+        "--kill-after-s",
+        type=float,
+        help="kill each stage this many seconds after it starts, then run it again",
+    )
     parser.add_argument("--before", help="also profile with this git revision's code")
-    parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="work folder, kept: a later run with --stages past ingest goes on with its "
+        "stores (default: a temporary one)",
+    )
     parser.add_argument(
         "--max-rss-gb", type=float, default=10.0, help="kill a stage past this RSS (GB)"
     )
@@ -256,19 +411,34 @@ def main() -> None:
         help="bpe: the demo model's tokenizer; bytes: 32-bit words of the text, a fast "
         "stand-in that leaves the rest of the profile to measure at 10M rows",
     )
-    parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=(*STAGES, "check"), help=argparse.SUPPRESS)
+    parser.add_argument("--after", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO))  # bench.workloads and bench.executor_overhead, as a script
     if args.child:
         print(json.dumps(globals()[f"stage_{args.child}"](args)), flush=True)
         return
-    sys.path.insert(0, str(REPO))  # bench.workloads, when run as a script
-    with tempfile.TemporaryDirectory(prefix="blend-scale-", dir=args.work) as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.work is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="blend-scale-"))
+        else:
+            args.work.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.work)
         for rows in args.rows:
             for shape in args.shapes:
-                bench(shape, rows, args.before, args.max_rss_gb, args.tokenizer, Path(tmp))
+                bench(
+                    shape,
+                    rows,
+                    [stage for stage in STAGES if stage in args.stages],
+                    args.before,
+                    args.max_rss_gb,
+                    args.tokenizer,
+                    args.kill_after_s,
+                    Path(tmp),
+                )
 
 
 if __name__ == "__main__":

@@ -166,3 +166,29 @@ def test_bad_options_are_refused() -> None:
         PlanOptions(planner="nope")
     with pytest.raises(ValueError, match="warmup_fraction must be in"):
         PlanOptions(warmup_fraction=1.5)
+
+
+def test_every_request_is_planned_exactly_once_and_shares_what_its_tokens_share(
+    store: Store, tiny_model: Path
+) -> None:
+    """The plan stage keeps prompts as one flat array and sorts them once: the stored plan
+    still holds every profiled request once, in seq order, with the prefix each shares with
+    the item before it as its own tokens say."""
+    seed_groups(store, tokenizer_sha256(tiny_model))
+    with store.connect() as con:
+        tokens = {
+            r["request_id"]: r["token_ids"]
+            for r in fetch_dicts(con, "SELECT request_id, token_ids FROM prompt_tokens")
+        }
+    for planner in ("blendserve", "dfs", "batchllm"):
+        report = plan_dataset(store, "ds", PlanOptions(planner=planner), model_dir=tiny_model)
+        rows = items(store, report.plan_id)
+        assert sorted(r["request_id"] for r in rows) == sorted(tokens)
+        assert [r["seq"] for r in rows] == list(range(len(tokens)))
+        for before, row in itertools.pairwise(rows):
+            a, b = tokens[before["request_id"]], tokens[row["request_id"]]
+            common = next(
+                (k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)),
+            )
+            assert row["shared_prev"] == common and row["prompt_tokens"] == len(b)

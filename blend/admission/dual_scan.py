@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,7 +149,6 @@ class DualScanAdmission:
         self._knee_tokens = (
             cost.model.weight_bytes / cost.hardware.effective_bandwidth / max(comp_per_token, 1e-30)
         )
-        self._generated_of: Callable[[np.ndarray], np.ndarray] = lambda i: np.zeros(len(i))
         self._inflight_dense: set[int] = set()  # compute-heavy requests in flight
         self._last_step = 0
         self.remaining_steps = 0.0  # the last pacing estimate of the right side's steps
@@ -177,7 +176,6 @@ class DualScanAdmission:
         # for more (the last request it started may still be prefilling in chunks, but its
         # tokens are no longer queued ahead of anything)
         pending = self._projection.pending_prompt_tokens if engine.num_waiting else 0.0
-        self._generated_of = engine.generated_of
         self._critical = self._longest_memory_heavy()
         self._earn_credit(engine.step)
         if self._since_split == 0 or self._since_split >= self.options.resplit_every:
@@ -258,13 +256,9 @@ class DualScanAdmission:
         self._credit = min(cap, self._credit + max(1, elapsed) * rate)
 
     def _longest_memory_heavy(self) -> float:
-        """Steps the longest memory-heavy request in flight has left by its estimate."""
-        heavy = [i for i in self._inflight if i not in self._inflight_dense]
-        if not heavy:
-            return 0.0
-        estimates = np.fromiter((self._inflight[i].estimate for i in heavy), float, len(heavy))
-        generated = self._generated_of(np.asarray(heavy, dtype=np.int64))
-        return float(np.max(estimates - generated))
+        """Steps the longest memory-heavy request in flight has left by its estimate (the
+        projection tracks them, read at its refresh: call right after it)."""
+        return self._projection.longest_tracked
 
     def _resplit(self) -> None:
         lo, hi, w = self.lo, self.hi, self.options.window
@@ -408,6 +402,7 @@ class DualScanAdmission:
             position=k,
             prefill_tokens=self._prefill(k, side),
             spread=float(self._spread[k]),
+            tracked=not self._dense[k],
         )
         self._projection.commit(unshared, estimate)
         if side == LEFT:  # checked once it should be done: its prefill plus its decodes

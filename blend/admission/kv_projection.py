@@ -26,7 +26,10 @@ How: the entries sorted by r, with suffix sums of a and of b, T at every breakpo
 maximum of T + tau and a suffix maximum of T; a request joining moves every breakpoint before
 its own end up by its u + tau (prefix maximum of T + tau), leaves the later ones (suffix
 maximum of T), and adds its own. The kernels are compiled with numba (an admission decision
-per request, tens of thousands per run).
+per request, tens of thousands per run); a refresh is one compiled pass over the requests in
+flight (own_entries), with each request's remaining steps memoised per (estimate, spread,
+tokens so far): a prefix group's requests share an estimate, so a length is computed once
+per group, not once per request and refresh.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ import numpy as np
 
 QUANTILES = 4  # entries a request with a spread counts as
 _MIDPOINTS = (np.arange(QUANTILES) + 0.5) / QUANTILES
+# slots of the memo of remaining steps (a power of two; 5 MiB): started afresh half full
+MEMO_SLOTS = 1 << 17
 _KERNELS: Any = None
 
 
@@ -98,6 +103,14 @@ class KvProjection:
         self._spread = np.zeros(capacity)
         self._prefill = np.zeros(capacity)
         self._lifetime = np.zeros(capacity)  # latest remaining steps at the last refresh
+        self._tracked = np.zeros(capacity, dtype=np.bool_)  # counted in longest_tracked
+        # each slot's (estimate, spread) numbered: remaining steps are memoised per number
+        # and length so far (own_entries), in a table of MEMO_SLOTS
+        self._pair = np.full(capacity, -1, dtype=np.int64)
+        self._pairs: dict[tuple[float, float], int] = {}
+        self._memo_keys = np.zeros(0, dtype=np.int64)  # allocated at the first refresh
+        self._memo_values = np.zeros((0, QUANTILES))
+        self._memo_count = np.zeros(1, dtype=np.int64)
         # requests someone else admitted (the warm-up's, still running at the re-plan): their
         # KV counts, without prefix sharing; index -> (prompt KV tokens, estimate, spread)
         self._foreign: dict[int, tuple[float, float, float]] = {}
@@ -105,6 +118,9 @@ class KvProjection:
         self._alloc(2 * capacity * QUANTILES)
         # prompt tokens still to compute of requests with no token yet at the last refresh
         self.pending_prompt_tokens = 0.0
+        # steps the longest `tracked` request has left by its estimate (estimate less its
+        # tokens so far, at the last refresh; 0.0 if none is in flight)
+        self.longest_tracked = 0.0
 
     def __len__(self) -> int:
         return len(self._slot)
@@ -118,10 +134,12 @@ class KvProjection:
         position: int = 0,
         prefill_tokens: float | None = None,
         spread: float = 0.0,
+        tracked: bool = False,
     ) -> None:
         """A request handed to the engine (fresh: nothing generated yet): its prompt's KV
         tokens, its estimate, its position (for shared_between), the prompt tokens it will
-        compute (default: all of them) and the spread of its length."""
+        compute (default: all of them; whole tokens), the spread of its length, and whether
+        it counts in longest_tracked."""
         if not self._free:
             self._grow()
         slot = self._free.pop()
@@ -133,6 +151,8 @@ class KvProjection:
         self._spread[slot] = spread
         self._lifetime[slot] = max(1.0, estimated_output)
         self._prefill[slot] = prompt_kv if prefill_tokens is None else prefill_tokens
+        self._tracked[slot] = tracked
+        self._pair[slot] = self._pair_of(estimated_output, spread)
 
     def add_foreign(
         self, index: int, prompt_kv: float, estimated_output: float, spread: float
@@ -149,7 +169,16 @@ class KvProjection:
             self._free.append(slot)
 
     def set_estimate(self, index: int, estimated_output: float) -> None:
-        self._estimate[self._slot[index]] = estimated_output
+        slot = self._slot[index]
+        self._estimate[slot] = estimated_output
+        self._pair[slot] = self._pair_of(estimated_output, float(self._spread[slot]))
+
+    def _pair_of(self, estimate: float, spread: float) -> int:
+        key = (float(estimate), float(spread))
+        number = self._pairs.get(key)
+        if number is None:
+            number = self._pairs[key] = len(self._pairs)
+        return number
 
     def lifetime(self, index: int) -> float:
         """Steps the request has left at the latest of its quantiles (as of the last refresh,
@@ -157,20 +186,35 @@ class KvProjection:
         return float(self._lifetime[self._slot[index]])
 
     def refresh(self, generated_of: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Re-read the output tokens so far of every request in flight and rebuild."""
+        """Re-read the output tokens so far of every request in flight and rebuild (one
+        compiled pass: own_entries, then the sorted view)."""
+        compiled = kernels()
+        if not len(self._memo_keys) or 2 * self._memo_count[0] > MEMO_SLOTS:
+            self._memo_keys = np.full(MEMO_SLOTS, -1, dtype=np.int64)  # started afresh
+            self._memo_values = np.zeros((MEMO_SLOTS, QUANTILES))
+            self._memo_count[0] = 0
         live = np.flatnonzero(self._index >= 0)
         live = live[np.argsort(self._position[live], kind="stable")]
         g = generated_of(self._index[live]).astype(np.float64) if len(live) else np.zeros(0)
-        self.pending_prompt_tokens = float(self._prefill[live][g == 0].sum())
-        r = remaining_steps(self._estimate[live], self._spread[live], g)
-        self._lifetime[live] = r.max(axis=1) if len(live) else 0.0
-        shared = np.asarray(self._shared_between(self._position[live]), dtype=np.float64)
-        if len(shared):
-            prompt = self._prompt_kv[live]
-            shared[0] = 0.0
-            shared[1:] = np.minimum(shared[1:], np.minimum(prompt[1:], prompt[:-1]))
-        compiled = kernels()
-        a, b, r_entries = compiled.prefix_entries(g, self._prompt_kv[live], shared, r)
+        shared = np.array(self._shared_between(self._position[live]), dtype=np.float64)
+        a, b, r_entries, pending, longest = compiled.own_entries(
+            live,
+            g,
+            shared,
+            self._prompt_kv,
+            self._estimate,
+            self._spread,
+            self._prefill,
+            self._pair,
+            self._tracked,
+            self._lifetime,
+            _MIDPOINTS,
+            self._memo_keys,
+            self._memo_values,
+            self._memo_count,
+        )
+        self.pending_prompt_tokens = float(pending)
+        self.longest_tracked = float(longest)
         if self._foreign:
             a, b, r_entries = self._with_foreign(generated_of, a, b, r_entries)
         if len(r_entries) + 1 > len(self._r):
@@ -282,5 +326,7 @@ class KvProjection:
         self._position = np.concatenate((self._position, np.zeros(new - old, dtype=np.int64)))
         for name in ("_prompt_kv", "_estimate", "_spread", "_prefill", "_lifetime"):
             setattr(self, name, np.concatenate((getattr(self, name), np.zeros(new - old))))
+        self._tracked = np.concatenate((self._tracked, np.zeros(new - old, dtype=np.bool_)))
+        self._pair = np.concatenate((self._pair, np.full(new - old, -1, dtype=np.int64)))
         if len(self._r) - 1 < 2 * new * QUANTILES:
             self._alloc(2 * new * QUANTILES, keep=self._n)

@@ -275,6 +275,26 @@ def _lower_ndtri(p: float) -> float:
 
 
 @_jit
+def _remaining_row(
+    estimate: float, spread: float, g: float, midpoints: np.ndarray, out: np.ndarray
+) -> None:
+    """One request's remaining steps per quantile into out (kv_projection.remaining_steps)."""
+    q = len(midpoints)
+    d = max(estimate, 1.0)
+    if spread <= 0.0:
+        point = d - g if d > g else d  # past a point estimate: another estimate's worth
+        for c in range(q):
+            out[c] = point
+        return
+    sigma = max(spread, 1e-9)
+    mu = math.log(d) - sigma * sigma / 2.0  # the lognormal whose mean is the estimate
+    survived = ndtr((math.log(max(g, 1e-9)) - mu) / sigma)  # P(length <= g)
+    for c in range(q):
+        p = min(survived + midpoints[c] * (1.0 - survived), 1.0 - 1e-12)
+        out[c] = max(math.ceil(math.exp(mu + sigma * ndtri(p)) - g), 1.0)
+
+
+@_jit
 def remaining_steps(
     estimate: np.ndarray, spread: np.ndarray, generated: np.ndarray, midpoints: np.ndarray
 ) -> np.ndarray:
@@ -282,17 +302,88 @@ def remaining_steps(
     m, q = len(estimate), len(midpoints)
     out = np.empty((m, q))
     for i in range(m):
-        d = max(estimate[i], 1.0)
-        g = float(generated[i])
-        if spread[i] <= 0.0:
-            point = d - g if d > g else d  # past a point estimate: another estimate's worth
-            for c in range(q):
-                out[i, c] = point
-            continue
-        sigma = max(spread[i], 1e-9)
-        mu = math.log(d) - sigma * sigma / 2.0  # the lognormal whose mean is the estimate
-        survived = ndtr((math.log(max(g, 1e-9)) - mu) / sigma)  # P(length <= g)
-        for c in range(q):
-            p = min(survived + midpoints[c] * (1.0 - survived), 1.0 - 1e-12)
-            out[i, c] = max(math.ceil(math.exp(mu + sigma * ndtri(p)) - g), 1.0)
+        _remaining_row(estimate[i], spread[i], float(generated[i]), midpoints, out[i])
     return out
+
+
+_MEMO_G = 1 << 31  # a memo key is pair x _MEMO_G + g (g: whole tokens below this)
+
+
+@_jit
+def _memo_slot(keys: np.ndarray, key: int) -> int:
+    """The memo's slot of `key` (open addressing, linear probing): where it is, or the empty
+    slot (-1) where it would go."""
+    mask = len(keys) - 1
+    h = (key * 0x9E3779B1) & mask  # Fibonacci hashing; wraps as int64, kept non-negative
+    while keys[h] != -1 and keys[h] != key:
+        h = (h + 1) & mask
+    return h
+
+
+@_jit
+def own_entries(
+    live: np.ndarray,
+    g: np.ndarray,
+    shared: np.ndarray,
+    prompt_kv: np.ndarray,
+    estimate: np.ndarray,
+    spread: np.ndarray,
+    prefill: np.ndarray,
+    pair: np.ndarray,
+    tracked: np.ndarray,
+    lifetime: np.ndarray,
+    midpoints: np.ndarray,
+    memo_keys: np.ndarray,
+    memo_values: np.ndarray,
+    memo_count: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """The entries of the requests in flight at slots `live` (in sequence order; g: their
+    output tokens so far, shared: the prompt KV tokens each shares with the one before it,
+    clamped here to both prompts), as prefix_entries makes them; writes each one's lifetime
+    (its latest quantile) and returns (a, b, r, pending, longest): the prompt tokens of those
+    with no token yet, and the most steps a `tracked` one has left by its estimate (0 if none).
+
+    Remaining steps depend only on (estimate, spread, g): memoised per (pair, g), `pair`
+    numbering the slots' (estimate, spread), so a request reaching a length another of its
+    group reached reuses the same numbers (computed by the same code: bit for bit). The memo:
+    int64 keys (-1: empty; a power of two of them), (keys, quantiles) values, and the count
+    of keys held in memo_count[0]; filled to three quarters at most."""
+    m, q = len(live), len(midpoints)
+    r = np.empty((m, q))
+    prompt = np.empty(m)
+    pending = 0.0  # whole tokens: the sum is exact in any order
+    longest = 0.0
+    seen = False
+    for i in range(m):
+        s = live[i]
+        gi = g[i]
+        prompt[i] = prompt_kv[s]
+        if gi == 0.0:
+            pending += prefill[s]
+        if spread[s] > 0.0 and pair[s] >= 0 and 0.0 <= gi < _MEMO_G and gi == math.floor(gi):
+            key = pair[s] * _MEMO_G + np.int64(gi)
+            h = _memo_slot(memo_keys, key)
+            if memo_keys[h] == key:
+                r[i] = memo_values[h]
+            else:
+                _remaining_row(estimate[s], spread[s], gi, midpoints, r[i])
+                if 4 * memo_count[0] < 3 * len(memo_keys):
+                    memo_keys[h] = key
+                    memo_values[h] = r[i]
+                    memo_count[0] += 1
+        else:
+            _remaining_row(estimate[s], spread[s], gi, midpoints, r[i])
+        latest = r[i, 0]
+        for c in range(1, q):
+            latest = max(latest, r[i, c])
+        lifetime[s] = latest
+        if tracked[s]:
+            left = estimate[s] - gi
+            longest = left if not seen else max(longest, left)
+            seen = True
+    if m > 0:
+        shared[0] = 0.0
+    for i in range(1, m):
+        shared[i] = min(shared[i], min(prompt[i], prompt[i - 1]))
+    a, b, r_entries = prefix_entries(g, prompt, shared, r)
+    return a, b, r_entries, pending, longest

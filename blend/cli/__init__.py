@@ -113,16 +113,38 @@ def profile(
     model: ModelOpt = None,
     snapshot: Annotated[int | None, typer.Option(help="Snapshot (default: latest).")] = None,
     store: StoreOpt = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes that tokenize (default: one per core; with --ray: Ray actors, "
+            "default one per CPU of the cluster).",
+        ),
+    ] = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Tokenize on Ray actors ($RAY_ADDRESS, else a local cluster): for a dataset "
+            "too large for one machine.",
+        ),
+    ] = False,
 ) -> None:
     """Tokenize with the model's chat template; SQL profiles of lengths and prefix overlap."""
     opened = writable_store(store)  # before the tokenizer code is imported (seconds)
     model_dir = resolve_model(opened, model)
     from blend.profile.stage import profile_dataset
+    from blend.profile.token_batches import TokenizeOptions
     from blend.store.lineage import model_sha256
 
     try:
         report = profile_dataset(
-            opened, dataset, model_dir, snapshot=snapshot, model_sha256=model_sha256(model_dir)
+            opened,
+            dataset,
+            model_dir,
+            snapshot=snapshot,
+            model_sha256=model_sha256(model_dir),
+            tokenize=TokenizeOptions(workers=workers, ray=ray),
         )
     except (ValueError, OSError) as exc:  # ProfileError, ChatTemplateError, no tokenizer...
         err_console.print(f"[red]profile failed:[/red] {escape(str(exc))}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,11 @@ class ChatTemplateError(ValueError):
         super().__init__(message)
         self.rows = tuple(rows)
 
+    def __reduce__(self) -> tuple[type[ChatTemplateError], tuple[str, tuple[str, ...]]]:
+        # raised in a tokenizer worker process (blend/profile/token_batches.py), it is pickled
+        # back to the driver: rebuild it from both arguments, not from args alone
+        return type(self), (str(self), self.rows)
+
 
 def load_tokenizer(model_dir: str | Path) -> PreTrainedTokenizerFast:
     """Load the fast (Rust) tokenizer of a local model folder; never touches the network."""
@@ -55,6 +61,25 @@ def load_tokenizer(model_dir: str | Path) -> PreTrainedTokenizerFast:
     tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True, local_files_only=True)
     if not isinstance(tokenizer, PreTrainedTokenizerFast):
         raise TypeError(f"The tokenizer in {path} is not a fast tokenizer: {type(tokenizer)}")
+    return tokenizer
+
+
+def tokenizer_files(model_dir: str | Path) -> dict[str, bytes]:
+    """The bytes of the files that make the tokenizer (TOKENIZER_FILES and config.json, where
+    present), to load it where the model folder is not (a Ray node: load_shipped_tokenizer)."""
+    path = Path(model_dir)
+    names = [*TOKENIZER_FILES, "config.json"]  # config.json: the class when the config lacks it
+    return {name: (path / name).read_bytes() for name in names if (path / name).is_file()}
+
+
+def load_shipped_tokenizer(files: dict[str, bytes], model_dir: str) -> PreTrainedTokenizerFast:
+    """The tokenizer of `tokenizer_files(model_dir)`, loaded from a temporary folder; errors
+    name `model_dir`, the folder the files came from."""
+    with tempfile.TemporaryDirectory(prefix="blend-tokenizer-") as folder:
+        for name, data in files.items():
+            (Path(folder) / name).write_bytes(data)
+        tokenizer = load_tokenizer(folder)
+    tokenizer.name_or_path = model_dir
     return tokenizer
 
 

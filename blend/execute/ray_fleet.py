@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from blend.execute.setup import (
 )
 from blend.plan.items import PlanItems, RequestLoader, shared_across_gaps
 from blend.scale.parts import RunFolder, run_folder_uri
+from blend.scale.ray_cluster import connect_ray
 from blend.scale.split import DEFAULT_SPLIT, EngineSplit, check_split
 from blend.scale.worker import (
     EngineInfo,
@@ -62,8 +62,6 @@ from blend.store.run_records import (
 )
 
 log = logging.getLogger(__name__)
-
-RAY_NAMESPACE = "blend"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,31 +165,6 @@ def _rest_of(share: Share, done: set[str]) -> Share | None:
         _subsequence(share.sequence, positions),
         tuple(share.requests[p] for p in positions),
     )
-
-
-def connect_ray(address: str | None) -> tuple[Any, bool]:
-    """Ray, connected: the one this process already started, else the cluster at `address`,
-    else at $RAY_ADDRESS, else a new local cluster of this machine; and whether it is that
-    new local cluster (which can never grow)."""
-    # Quiet unless the command line is verbose (blend/cli/verbosity.py sets the "ray" logger
-    # to ERROR; read before Ray is imported, which sets it to INFO): Ray's own start-up lines
-    # and the actors' output (vLLM's weight-loading bars, in colour) would print between
-    # blend's lines and after its summary. An actor's failure still reaches the driver, as
-    # the exception of the call that hit it.
-    quiet = not logging.getLogger("ray").isEnabledFor(logging.WARNING)
-    import ray
-
-    if ray.is_initialized():
-        return ray, False
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    ray.init(
-        address=address,
-        namespace=RAY_NAMESPACE,
-        ignore_reinit_error=True,
-        log_to_driver=not quiet,
-        logging_level=logging.ERROR if quiet else logging.INFO,
-    )
-    return ray, address is None
 
 
 @dataclass(slots=True)
@@ -335,7 +308,7 @@ class _Fleet:
             n_engine_restarts=execution.n_engine_restarts,
             settings=first.settings,
             replan=None,
-            estimates=estimate_accuracy(store, run.run_id),
+            estimates=estimate_accuracy(store, run.run_id, run.directory),
         )
 
     def _first_info(self, queue: deque[Share]) -> EngineInfo:

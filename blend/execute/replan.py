@@ -6,6 +6,8 @@ reads the stored revision and never re-plans, so every request is planned, and r
 The revision orders the plan items that were not done, outside the warm-up, with estimates
 from the warm-up's lengths (read from the run's Parquet parts with SQL; requests still
 running count as lower bounds), the model's earlier results of the dataset, and max_tokens.
+The items are columns, their prompts sorted in bounded memory like the plan stage's
+(plan/sorted_requests.py): no token id is held but the settings search's sample's.
 With `search_settings`, the engine settings are searched in simulation on those estimates,
 and the engine is restarted with the best ones when the simulated gain exceeds twice what a
 restart costs (the engine's measured start time).
@@ -28,19 +30,28 @@ from blend.cost.model import CostModel
 from blend.cost.resolve import resolve_cost
 from blend.engines.settings import EngineSettings, SettingsSource, memory_centric_seqs
 from blend.plan.items import PlanHeader, PlanItems
+from blend.plan.sorted_requests import (
+    REPLAN_ROWS,
+    SortedRequests,
+    SortSource,
+    read_sorted_requests,
+)
+from blend.plan.stage import PLAN_DUCKDB_MEMORY_BYTES
 from blend.planners import (
     EstimateSource,
-    LengthHint,
     OutputEstimates,
     estimate_outputs,
     make_planner,
 )
 from blend.planners.base import AdmissionKind
-from blend.planners.history import HISTORY_LIMIT, requests_with_history
-from blend.planners.tree import adjacent_lcp, lexicographic_order
-from blend.simulate.settings_search import FeedChoice, PlanSearch, SearchInputs
+from blend.planners.estimates import HintColumns
+from blend.planners.history import HISTORY_LIMIT
+from blend.planners.prompt_tokens import PlanRequests, PromptTokens
+from blend.planners.tree import adjacent_lcp
+from blend.simulate.settings_search import FeedChoice, PlanSearch, SearchInputs, guard_order
 from blend.store import sql
 from blend.store.database import Store, fetch_arrow, fetch_dicts, transaction
+from blend.store.memory import memory_capped
 
 RESTART_GAIN_FACTOR = 2.0  # restart for new settings when the gain exceeds this x the start
 
@@ -183,26 +194,24 @@ def replan_after_warmup(
     header, items = ctx.header, ctx.items
     rest = np.flatnonzero(pending & ~items.is_warmup)
     measured = _measured_lengths(ctx)
-    ids = items.request_id.to_pylist()
-    rest_ids = [ids[s] for s in rest.tolist()]
-    rows, history = _requests(ctx, set(rest_ids) | set(measured) | {ids[s] for s in running})
-    running_seqs = sorted(running)
-    requests, hints = requests_with_history(
-        [rows[r] for r in rest_ids] + [rows[ids[s]] for s in running_seqs], history
-    )
-    hints += _warmup_hints(ids, rows, measured, running)
+    running_seqs = np.asarray(sorted(running), dtype=np.int64)
+    asked = np.concatenate((rest, running_seqs))
+    read = _read_items(ctx, asked)
+    every = read.requests  # every plan item by seq, its prompt without token ids
+    requests = every.subset(asked)
+    hints = _hints(read, items, measured, running, running_seqs)
     # the warm-up requests still running are estimated with the rest (the feed adopts them)
     both = estimate_outputs(requests, hints)
     estimates = both.subset(np.arange(len(rest)))
     requests = requests[: len(rest)]
     adopted = {
         seq: (float(both.tokens[len(rest) + i]), float(both.spread[len(rest) + i]))
-        for i, seq in enumerate(running_seqs)
+        for i, seq in enumerate(running_seqs.tolist())
     }
     cost = resolve_cost(header.model_spec, header.hardware, ctx.model_dir, ctx.tensor_parallel_size)
     order, admission = _order(header, requests, estimates, cost, rest)
-    prompts = [rows[ids[s]]["token_ids"] for s in rest[order].tolist()]
-    max_tokens = np.fromiter((rows[ids[s]]["max_tokens"] for s in rest[order].tolist()), np.int64)
+    prompts = every.prompts.subset(rest[order])
+    max_tokens = every.max_tokens[rest[order]]
     informed = any(source is not EstimateSource.MAX_TOKENS for source in estimates.source)
     inputs = SearchInputs(
         prompts,
@@ -214,9 +223,10 @@ def replan_after_warmup(
         guessed=estimates.guessed[order],
     )
     settings, feed, search = _settings(ctx, inputs, cost, informed)
-    if feed.dfs_fallback:  # the guard: the same requests in depth-first order, fed in order
-        order = order[lexicographic_order(prompts)]
-        prompts = [rows[ids[s]]["token_ids"] for s in rest[order].tolist()]
+    guarded = guard_order(feed, prompts, estimates.tokens[order])
+    if guarded is not None:  # a guard: the same requests in its order, fed in order
+        order = order[guarded]
+        prompts = every.prompts.subset(rest[order])
     admission = feed.admission
     seqs = rest[order]
     ordered_estimates = estimates.tokens[order]
@@ -245,7 +255,8 @@ def replan_after_warmup(
         feed.pace,
         adopted,
     )
-    _store(ctx, revision, ids, [estimates.source[i] for i in order.tolist()], estimates, order)
+    sources = [estimates.source[i] for i in order.tolist()]
+    _store(ctx, revision, items.request_id, sources, estimates, order)
     return revision
 
 
@@ -298,58 +309,78 @@ def _measured_lengths(ctx: ReplanContext) -> dict[str, int]:
     }
 
 
-def _requests(ctx: ReplanContext, wanted: set[str]) -> tuple[dict[str, dict], list[dict]]:
-    """Rows (token ids, max_tokens, prompt_sha256, sampling_json) of the wanted request ids,
-    and the model's earlier results of the dataset (when the plan uses history)."""
+def _read_items(ctx: ReplanContext, asked: np.ndarray) -> SortedRequests:
+    """Every plan item as columns (by seq; own lengths from the model's earlier results when
+    the plan uses history) and the history hints of the `asked` positions, sorted together."""
     h = ctx.header
-    with ctx.store.connect() as con:
-        table = fetch_arrow(
-            con,
-            sql.load("plan/request_tokens"),
-            {"dataset": h.dataset, "snapshot": h.snapshot, "tokenizer_sha256": h.tokenizer_sha256},
-        )
-        history = (
-            fetch_arrow(
-                con,
-                sql.load("plan/history_lengths"),
-                {
-                    "dataset": h.dataset,
-                    "model_sha256": ctx.model_sha256,
-                    "tokenizer_sha256": h.tokenizer_sha256,
-                    "limit": HISTORY_LIMIT,
-                },
-            ).to_pylist()
-            if h.params.get("options", {}).get("use_history", True)
-            else []
-        )
-    keep = pc.is_in(table["request_id"], value_set=pa.array(sorted(wanted), pa.string()))
-    rows = {row["request_id"]: row for row in table.filter(keep).to_pylist()}
-    return rows, history
+    key = {"dataset": h.dataset, "snapshot": h.snapshot, "tokenizer_sha256": h.tokenizer_sha256}
+    use_history = h.params.get("options", {}).get("use_history", True)
+    source = SortSource(
+        "execute/replan_columns",
+        "execute/replan_hints",
+        REPLAN_ROWS,
+        {
+            **key,
+            "plan_id": h.plan_id,
+            "history_model_sha256": ctx.model_sha256 if use_history else None,
+            "limit": HISTORY_LIMIT,
+        },
+        {**key, "plan_id": h.plan_id},
+        key,
+    )
+    # DuckDB capped as in the plan stage: the engine's process holds the model beside it
+    with ctx.store.connect() as con, memory_capped(con, PLAN_DUCKDB_MEMORY_BYTES):
+        con.register("replan_seqs", pa.table({"seq": pa.array(asked, pa.int64())}))
+        try:
+            return read_sorted_requests(con, ctx.store, source)
+        finally:
+            con.unregister("replan_seqs")
 
 
-def _warmup_hints(
-    ids: list[str],
-    rows: Mapping[str, dict],
+def _hints(
+    read: SortedRequests,
+    items: PlanItems,
     measured: Mapping[str, int],
     running: Mapping[int, int],
-) -> list[LengthHint]:
-    """The warm-up's lengths: finished ones, and lower bounds of those still running."""
-    hints = [
-        LengthHint(rows[rid]["token_ids"], n, EstimateSource.WARMUP) for rid, n in measured.items()
-    ]
-    for seq, generated in running.items():
-        row = rows[ids[seq]]
-        hints.append(
-            LengthHint(
-                row["token_ids"], max(1, generated), EstimateSource.WARMUP, True, row["max_tokens"]
+    running_seqs: np.ndarray,
+) -> HintColumns:
+    """The history hints, then the warm-up's lengths: finished ones (in `measured`'s order),
+    and lower bounds of those still running (by seq), over the items' sorted prompts."""
+    history = read.hints
+    warm = np.flatnonzero(items.is_warmup)
+    warm_ids = items.request_id.take(pa.array(warm))
+    found = pc.index_in(pa.array(list(measured), pa.string()), value_set=warm_ids)
+    measured_seqs = warm[found.to_numpy(zero_copy_only=False).astype(np.int64)]
+    _, history_roots = history.prompts.root()
+    prompts = read.root.subset(np.concatenate((history_roots, measured_seqs, running_seqs)))
+    n_history, n_measured, n_running = len(history), len(measured_seqs), len(running_seqs)
+    generated = np.asarray([running[s] for s in running_seqs.tolist()], dtype=np.int64)
+    return HintColumns(
+        prompts=prompts,
+        output_len=np.concatenate(
+            (
+                history.output_len,
+                np.fromiter(measured.values(), np.int64, n_measured),
+                np.maximum(1, generated),
             )
-        )
-    return hints
+        ),
+        warmup=np.concatenate((history.warmup, np.ones(n_measured + n_running, dtype=bool))),
+        censored=np.concatenate(
+            (np.zeros(n_history + n_measured, dtype=bool), np.ones(n_running, dtype=bool))
+        ),
+        max_tokens=np.concatenate(
+            (
+                history.max_tokens,
+                np.full(n_measured, -1, dtype=np.int64),
+                read.requests.max_tokens[running_seqs],
+            )
+        ),
+    )
 
 
 def _order(
     header: PlanHeader,
-    requests: list,
+    requests: PlanRequests,
     estimates: OutputEstimates,
     cost: CostModel,
     rest: np.ndarray,
@@ -386,9 +417,10 @@ def _settings(
     from blend.simulate.settings_search import search_plan
     from blend.simulate.types import SimConfig
 
-    prompts, estimates = inputs.prompts, inputs.estimates
-    footprint = float(np.mean([len(p) for p in prompts]) + estimates.mean() / 2.0)
-    longest = max(len(p) for p in prompts) + int(inputs.max_tokens.max()) + 1
+    estimates = inputs.estimates
+    lengths = _lengths(inputs.prompts)
+    footprint = float(lengths.mean() + estimates.mean() / 2.0)
+    longest = int(lengths.max()) + int(inputs.max_tokens.max()) + 1
     max_model_len = max(ctx.running.max_num_batched_tokens, longest)
     template = SimConfig(kv_capacity_tokens=ctx.kv_capacity_tokens, block_size=ctx.block_size)
     search = search_plan(
@@ -417,6 +449,13 @@ def _settings(
     return (best.settings if restart else None), feed, summary
 
 
+def _lengths(prompts: object) -> np.ndarray:
+    """Prompt lengths (tokens): kept by a PromptTokens (no prompt read), else counted."""
+    if isinstance(prompts, PromptTokens):
+        return prompts.lengths
+    return np.fromiter((len(p) for p in prompts), np.int64)  # type: ignore[attr-defined]
+
+
 def _best_feed_at(search: PlanSearch, settings: EngineSettings) -> FeedChoice:
     at = [t for t in search.trials if t.settings == settings]
     return min(at, key=lambda t: t.makespan_s).feed
@@ -425,7 +464,7 @@ def _best_feed_at(search: PlanSearch, settings: EngineSettings) -> FeedChoice:
 def _store(
     ctx: ReplanContext,
     revision: Revision,
-    ids: list[str],
+    ids: pa.Array,
     sources: list[EstimateSource],
     estimates: OutputEstimates,
     order: np.ndarray,
@@ -436,7 +475,7 @@ def _store(
             "run_id": pa.array([ctx.run_id] * n, pa.string()),
             "seq": pa.array(np.arange(n), pa.int64()),
             "plan_seq": pa.array(revision.seqs, pa.int64()),
-            "request_id": pa.array([ids[s] for s in revision.seqs.tolist()], pa.string()),
+            "request_id": ids.take(pa.array(revision.seqs)).cast(pa.string()),
             "shared_prev": pa.array(revision.shared_prev.astype(np.int64), pa.int64()),
             "est_output_tokens": pa.array(revision.est_output_tokens, pa.float64()),
             "est_spread": pa.array(revision.est_spread, pa.float64()),

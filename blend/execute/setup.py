@@ -123,7 +123,9 @@ class RunReport:
 
 @dataclass(frozen=True, slots=True)
 class ExecuteOptions:
-    flush_rows: int = 256  # a part at least every this many finished requests
+    # a part at least every this many finished requests: 4096, not fewer, so that a fast engine
+    # writes a part every few seconds, not hundreds (each part is a file every reader opens)
+    flush_rows: int = 4096
     flush_seconds: float = 30.0  # ... or when the oldest unwritten row is this old (s)
     chunk_rows: int = 4096  # plan items read from DuckDB at a time
     flow_run_id: str | None = None  # Prefect flow run that executes this (lineage only)

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from blend.admission.base import AdmissionPolicy
 from blend.admission.dual_scan import DualScanOptions, ScanSequence
@@ -45,6 +49,7 @@ from blend.execute.replan import (
     replan_after_warmup,
     stored_settings,
 )
+from blend.execute.requests import StagedRequests
 from blend.execute.setup import (
     EngineFactory,
     ExecuteError,
@@ -56,11 +61,7 @@ from blend.execute.setup import (
     prepare_run,
     run_lineage,
 )
-from blend.plan.items import (
-    PlanItems,
-    RequestLoader,
-    shared_across_gaps,
-)
+from blend.plan.items import PlanItems, shared_across_gaps
 from blend.planners.base import AdmissionKind
 from blend.store.database import Store, quarantine_unreadable, run_parts_glob
 from blend.store.lineage import LineageEvents, RunLineage
@@ -68,7 +69,6 @@ from blend.store.names import NameKind, validate_name
 from blend.store.results import (
     PartWriter,
     ResultRow,
-    done_request_ids,
     finished_parts,
     remove_temporary_parts,
 )
@@ -132,13 +132,20 @@ def execute_plan(
     with held_run_lock(run.directory, run.run_id):
         remove_temporary_parts(run.directory)
         quarantine_unreadable(store, finished_parts(run.directory))  # their rows run again
-        done = done_request_ids(run.directory)
+        done = _done_request_ids(run.directory)
         config = _with_stored_settings(store, run)
         engine = SupervisedEngine(engine_factory, config, options.restart_policy)
         try:
             return _execute(store, run, engine, done, options, progress, started)
         finally:
             engine.close()
+
+
+def _done_request_ids(directory: Path) -> pa.StringArray:
+    """Request ids that already have a row in the run's finished parts (for resume), as one
+    Arrow array: a resumed run of millions of rows holds no Python string of them."""
+    ids = [pq.read_table(p, columns=["request_id"]).column(0) for p in finished_parts(directory)]
+    return pa.chunked_array(ids, pa.string()).combine_chunks()
 
 
 def _with_stored_settings(store: Store, run: RunSetup) -> EngineConfig:
@@ -151,7 +158,7 @@ def _execute(
     store: Store,
     run: RunSetup,
     engine: SupervisedEngine,
-    done: set[str],
+    done: pa.StringArray,
     options: ExecuteOptions,
     progress: ProgressCallback | None,
     started: float,
@@ -167,6 +174,7 @@ def _execute(
         try:
             loop.run()
         finally:
+            loop.requests.close()
             loop.writer.close()  # the last part; a failed part write (disk full) raises here
         status, error = "completed", ""
     except BaseException as exc:
@@ -201,7 +209,7 @@ def _execute(
         n_engine_restarts=len(engine.failures),
         settings=engine.settings,
         replan=loop.revision.report if loop.revision is not None else None,
-        estimates=estimate_accuracy(store, run.run_id),
+        estimates=estimate_accuracy(store, run.run_id, run.directory),
     )
 
 
@@ -216,7 +224,7 @@ class _RunLoop:
         self,
         store: Store,
         run: RunSetup,
-        done: set[str],
+        done: pa.StringArray,
         lineage: RunLineage,
         engine: SupervisedEngine,
         options: ExecuteOptions,
@@ -224,9 +232,10 @@ class _RunLoop:
     ) -> None:
         self._store, self._run = store, run
         self._items = PlanItems.load(store, run.header.plan_id)
-        self._loader = RequestLoader(store, run.header, options.chunk_rows)
-        self._pending = np.ones(len(self._items), dtype=bool)
-        self._pending[self._items.seqs_of(done)] = False
+        self.requests = StagedRequests(store, run.header, run.run_id, options.chunk_rows)
+        self._pending = ~pc.is_in(self._items.request_id, value_set=done).to_numpy(
+            zero_copy_only=False
+        )
         self._lineage = lineage
         self._engine = engine
         self._options = options
@@ -250,7 +259,7 @@ class _RunLoop:
         engine loop yields at its end, the re-plan, the settings (a restart when the search
         says it pays) and the hand-over to the rest; or the plan order fed at once."""
         policy, rest_of_run = self._policy()
-        feed = AdmissionFeed(policy, self._loader)
+        feed = AdmissionFeed(policy, self.requests)
         for finished in self._engine.generate(feed):
             self.writer.write_step(finished, self._row, self._report_now_and_then)
             if feed.paused:
@@ -299,7 +308,7 @@ class _RunLoop:
         settings pay for it, and return the rest's policy."""
         self.writer.sync()  # the warm-up's rows are read back from the parts
         pending = self._pending.copy()
-        pending[self._items.seqs_of(set(self._loader.meta))] = False  # still running
+        pending[[meta.seq for meta in self.requests.meta.values()]] = False  # still running
         self.revision = replan_after_warmup(self._replan_context(), pending, outcome.running)
         if self._options.on_replan is not None:
             self._options.on_replan(self.revision.report)
@@ -376,7 +385,7 @@ class _RunLoop:
             self._progress(done, self._total, self.writer.output_tokens)
 
     def _row(self, output: EngineOutput) -> ResultRow:
-        meta = self._loader.finish(output.request_id)
+        meta = self.requests.finish(output.request_id)
         self._pending[meta.seq] = False
         return ResultRow.of(
             self._lineage,

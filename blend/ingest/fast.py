@@ -93,6 +93,9 @@ _ID_ERROR = re.compile(r"Column\(/id\) changed from (string|number)")
 # pay nothing. A key inside a JSON string has escaped quotes and does not match.
 _PARTS_ERROR = re.compile(r"Column\(/messages/\[\]/content\) changed from string to array")
 _PARTS_CONTENT = re.compile(rb'"content"\s*:\s*\[')
+# Literals Arrow's JSON reader takes as numbers (NaN, Inf, Infinity, with a sign) where JSON
+# and the exact path refuse them: a line holding the text anywhere goes to the validator.
+_NON_FINITE = re.compile(rb"NaN|Inf")
 
 # The staged columns this path produces (the staging table's, less prompt_sha256).
 FAST_SCHEMA = pa.schema(
@@ -272,7 +275,16 @@ def _candidate_lines(data: bytes, lines: _Lines, max_line_bytes: int) -> Index:
             >= _MAX_BRACKETS
         ]
         candidates = np.setdiff1d(candidates, np.asarray(deep, np.int64))
-    return candidates
+    return _without_non_finite(data, lines, candidates)
+
+
+def _without_non_finite(data: bytes, lines: _Lines, index: Index) -> Index:
+    """The lines of `index` without the text NaN or Inf (in a string or not: conservative)."""
+    hits = np.fromiter((m.start() for m in _NON_FINITE.finditer(data)), np.int64)
+    if len(hits) == 0:
+        return index
+    with_text = np.searchsorted(lines.starts, hits, side="right") - 1
+    return index[~np.isin(index, with_text)]
 
 
 def _parse(

@@ -150,10 +150,11 @@ def shared_across_gaps(shared_prev: np.ndarray, kept: np.ndarray) -> np.ndarray:
     bounded below by the smallest shared_prev in between (exact for depth-first orders)."""
     if len(kept) == 0:
         return np.zeros(0)
-    out = np.empty(len(kept))
-    out[0] = 0.0
-    for k in range(1, len(kept)):
-        out[k] = shared_prev[kept[k - 1] + 1 : kept[k] + 1].min()
+    out = np.zeros(len(kept))
+    if len(kept) > 1:  # the minimum over each gap (kept[k - 1], kept[k]], all at once
+        first = int(kept[0]) + 1
+        span = np.asarray(shared_prev[first : int(kept[-1]) + 1], dtype=np.float64)
+        out[1:] = np.minimum.reduceat(span, np.asarray(kept[:-1]) + 1 - first)
     return out
 
 

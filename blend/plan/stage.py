@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,11 +21,11 @@ from blend.cost.model import CostModel
 from blend.cost.parallel import one_gpu_name
 from blend.cost.resolve import resolve_cost
 from blend.engines.settings import EngineSettings, SettingsSource, vllm_default_settings
+from blend.plan.sorted_requests import RequestQuery, read_sorted_requests
 from blend.planners import (
     OutputEstimates,
     Plan,
     PlannerName,
-    PlanRequest,
     estimate_outputs,
     make_planner,
     planner_name,
@@ -34,12 +33,18 @@ from blend.planners import (
 )
 from blend.planners.base import AdmissionKind
 from blend.planners.estimates import WARMUP_FRACTION
-from blend.planners.history import HISTORY_LIMIT, requests_with_history
-from blend.planners.tree import RadixTree, adjacent_lcp, build_compact_trie, order_sharing_ratio
+from blend.planners.history import HISTORY_LIMIT
+from blend.planners.prompt_tokens import PlanRequests
+from blend.planners.tree import adjacent_lcp, build_compact_trie
 from blend.simulate.sequential_bound import EstimatedBounds, estimated_bounds
 from blend.store import sql
-from blend.store.database import Store, fetch_arrow, fetch_dicts, transaction
+from blend.store.database import Store, fetch_dicts, transaction
+from blend.store.memory import memory_capped
 from blend.store.names import NameKind, validate_name
+
+# DuckDB's memory while it reads the requests (bytes): its joins and sorts spill past this;
+# the token ids are never held by the plan (plan/sorted_requests.py sorts them in ranges)
+PLAN_DUCKDB_MEMORY_BYTES = 1 << 30
 
 
 class PlanError(Exception):
@@ -123,46 +128,32 @@ def plan_dataset(
     options = options or PlanOptions()
     if incremental and model_sha256 is None:
         raise ValueError("incremental planning needs the model's sha256 (model_sha256)")
-    with store.connect() as con:
+    with store.connect() as con, memory_capped(con, PLAN_DUCKDB_MEMORY_BYTES):
         snap = _latest_profile(con, dataset, snapshot)
-        table = fetch_arrow(
-            con,
-            sql.load("plan/plan_requests"),
-            {
-                "dataset": snap.dataset,
-                "snapshot": snap.snapshot,
-                "tokenizer_sha256": snap.tokenizer_sha256,
-                "done_model_sha256": model_sha256 if incremental else None,
-                "max_model_len": snap.max_model_len,
-            },
+        query = RequestQuery(
+            snap.dataset,
+            snap.snapshot,
+            snap.tokenizer_sha256,
+            snap.max_model_len,
+            done_model_sha256=model_sha256 if incremental else None,
+            history_model_sha256=model_sha256 if options.use_history else None,
+            history_limit=HISTORY_LIMIT,
         )
-        history = (
-            fetch_arrow(
-                con,
-                sql.load("plan/history_lengths"),
-                {
-                    "dataset": snap.dataset,
-                    "model_sha256": model_sha256,
-                    "tokenizer_sha256": snap.tokenizer_sha256,
-                    "limit": HISTORY_LIMIT,
-                },
-            ).to_pylist()
-            if options.use_history and model_sha256 is not None
-            else []
-        )
+        # the requests as columns, their prompts sorted without holding a token id
+        read = read_sorted_requests(con, store, query)
     cost = resolve_cost(
         options.model_spec, options.hardware, model_dir, options.tensor_parallel_size
     )
     started = time.perf_counter()
-    requests, hints = requests_with_history(table.to_pylist(), history)
-    estimates = estimate_outputs(requests, hints)
-    prompts = [r.prompt_token_ids for r in requests]
-    warmup = select_warmup(
-        build_compact_trie(prompts), estimates.measured(), options.warmup_fraction, options.seed
-    )
+    requests = read.requests
+    estimates = estimate_outputs(requests, read.hints)
+    prompts = requests.prompts
+    trie = build_compact_trie(prompts)  # kept by `prompts`: sorted once for every use below
+    warmup = select_warmup(trie, estimates.measured(), options.warmup_fraction, options.seed)
     plan, order, uses_lengths = _order(requests, estimates, warmup, options, cost)
     plan_seconds = time.perf_counter() - started
     bounds = estimated_bounds(prompts, estimates.tokens, cost)
+    shared_prev = adjacent_lcp(prompts, order)
     engine = options.engine or vllm_default_settings(
         cost.hardware, snap.max_model_len, tensor_parallel_size=cost.tensor_parallel_size
     )
@@ -174,8 +165,8 @@ def plan_dataset(
         tokenizer_sha256=snap.tokenizer_sha256,
         n_requests=len(requests),
         n_batches=-(-len(order) // options.batch_size) if order.size else 0,
-        sharing_ratio=order_sharing_ratio(prompts, order.tolist()),
-        dfs_sharing_ratio=RadixTree.build(prompts).sharing_ratio(),
+        sharing_ratio=_sharing(shared_prev, prompts.total_tokens()),
+        dfs_sharing_ratio=trie.sharing_ratio(),
         plan_seconds=plan_seconds,
         n_already_done=snap.n_prompts - len(requests),
         model_spec=cost.model.name,
@@ -186,7 +177,7 @@ def plan_dataset(
         estimate_sources=estimates.source_counts(),
         bounds=bounds,
     )
-    items = _items_table(report.plan_id, requests, estimates, order, len(warmup), plan, options)
+    items = _items_table(requests, estimates, order, shared_prev, len(warmup), plan, options)
     plan = replace(plan, params={**plan.params, "options": _options_json(options)})
     _store_plan(store, report, plan, items, options, replan=uses_lengths and len(warmup) > 0)
     return report
@@ -225,8 +216,13 @@ def _latest_profile(con: object, dataset: str, snapshot: int | None) -> _Snapsho
     )
 
 
+def _sharing(shared_prev: np.ndarray, total_tokens: int) -> float:
+    """Prefix sharing an order keeps with a one-request-deep cache (order_sharing_ratio)."""
+    return int(shared_prev.sum()) / total_tokens if total_tokens else 0.0
+
+
 def _order(
-    requests: Sequence[PlanRequest],
+    requests: PlanRequests,
     estimates: OutputEstimates,
     warmup: np.ndarray,
     options: PlanOptions,
@@ -240,38 +236,44 @@ def _order(
     planner = make_planner(
         options.planner, seed=options.seed, batch_size=options.batch_size, cost=cost
     )
-    plan = planner.plan([requests[i] for i in rest.tolist()], estimates.subset(rest))
+    plan = planner.plan(requests.subset(rest), estimates.subset(rest))
     order = np.concatenate((warmup, rest[np.asarray(plan.order, dtype=np.int64)]))
     return plan, order.astype(np.int64), planner.uses_lengths
 
 
 def _items_table(
-    plan_id: str,
-    requests: Sequence[PlanRequest],
+    requests: PlanRequests,
     estimates: OutputEstimates,
     order: np.ndarray,
+    shared_prev: np.ndarray,
     n_warmup: int,
     plan: Plan,
     options: PlanOptions,
 ) -> pa.Table:
     n = len(order)
-    prompts = [r.prompt_token_ids for r in requests]
-    picked = order.tolist()
+    taken = pa.array(order)
     return pa.table(
         {
-            "plan_id": pa.array([plan_id] * n, pa.string()),
             "seq": pa.array(np.arange(n), pa.int64()),
-            "request_id": pa.array([requests[i].request_id for i in picked], pa.string()),
+            "request_id": requests.request_ids.take(taken).cast(pa.string()),
             "batch": pa.array(np.arange(n) // options.batch_size, pa.int64()),
-            "side": pa.array(["W"] * n_warmup + list(plan.sides), pa.string()),
-            "prompt_tokens": pa.array([len(prompts[i]) for i in picked], pa.int64()),
-            "shared_prev": pa.array(adjacent_lcp(prompts, order), pa.int64()),
+            # text columns of a few distinct values: dictionary-encoded (an index a position)
+            "side": pa.array(["W"] * n_warmup + list(plan.sides), pa.string()).dictionary_encode(),
+            "prompt_tokens": pa.array(requests.prompts.lengths[order], pa.int64()),
+            "shared_prev": pa.array(shared_prev, pa.int64()),
             "est_output_tokens": pa.array(estimates.tokens[order], pa.float64()),
             "est_spread": pa.array(estimates.spread[order], pa.float64()),
-            "est_source": pa.array([estimates.source[i].value for i in picked], pa.string()),
-            "prefix_group": pa.array([estimates.group_key[i] for i in picked], pa.string()),
+            "est_source": _dictionary([s.value for s in estimates.source], order),
+            "prefix_group": _dictionary(estimates.group_key, order),
         }
     )
+
+
+def _dictionary(values: list[str], order: np.ndarray) -> pa.DictionaryArray:
+    """values[order] as a dictionary array (no string a position: ~20 bytes each at 10M)."""
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(v, len(index)) for v in values), np.int32, len(values))
+    return pa.DictionaryArray.from_arrays(pa.array(codes[order]), pa.array(list(index)))
 
 
 def _store_plan(
@@ -315,8 +317,12 @@ def _store_plan(
             and report.n_warmup > 0
         ),
     }
-    with store.connect(views=False) as con, transaction(con):
+    with (
+        store.connect(views=False) as con,
+        memory_capped(con, PLAN_DUCKDB_MEMORY_BYTES),
+        transaction(con),
+    ):
         con.execute(sql.load("plan/insert_plan"), header)
         con.register("new_plan_items", items)
-        con.execute(sql.load("plan/insert_plan_items"))
+        con.execute(sql.load("plan/insert_plan_items"), {"plan_id": report.plan_id})
         con.unregister("new_plan_items")

@@ -24,6 +24,7 @@ from blend.planners.estimates import (
     group_members,
     prefix_groups,
 )
+from blend.planners.prompt_tokens import prompts_of
 from blend.planners.request import PlanRequest
 from blend.planners.tree import build_compact_trie
 
@@ -40,7 +41,7 @@ class BatchLlmPlanner:
     ) -> Plan:
         n = len(requests)
         estimates = estimates if estimates is not None else estimate_outputs(requests)
-        trie = build_compact_trie([r.prompt_token_ids for r in requests])
+        trie = build_compact_trie(prompts_of(requests))
         levels = level_order(trie.parent)
         leaves = np.flatnonzero(trie.leaf_request >= 0)
         per_leaf = np.zeros(trie.num_nodes)

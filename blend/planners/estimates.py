@@ -30,6 +30,7 @@ from hashlib import blake2b
 import numpy as np
 
 from blend.planners.arrays import level_order, subtree_sums
+from blend.planners.prompt_tokens import PlanRequests, PromptTokens, joined, prompts_of
 from blend.planners.request import EstimateSource, PlanRequest
 from blend.planners.tree import CompactTrie, TokenIds, build_compact_trie
 
@@ -47,6 +48,24 @@ class LengthHint:
     source: EstimateSource  # WARMUP or HISTORY
     censored: bool = False  # still running when observed: a lower bound
     max_tokens: int | None = None  # the request's output limit (bounds a censored hint)
+
+
+@dataclass(frozen=True, slots=True)
+class HintColumns:
+    """Length hints as columns over prompts that are a subset of the requests' own root
+    PromptTokens (plan/sorted_requests.py sorts them together), so no token is held."""
+
+    prompts: PromptTokens
+    output_len: np.ndarray  # int64 output tokens
+    warmup: np.ndarray  # bool: a warm-up result (else an earlier result: HISTORY)
+    censored: np.ndarray  # bool: still running when observed (a lower bound)
+    max_tokens: np.ndarray  # int64 output limit (bounds a censored hint)
+
+    def __len__(self) -> int:
+        return len(self.output_len)
+
+
+Hints = Sequence[LengthHint] | HintColumns
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,38 +120,40 @@ class OutputEstimates:
         return counts
 
 
-def estimate_outputs(
-    requests: Sequence[PlanRequest], hints: Sequence[LengthHint] = ()
-) -> OutputEstimates:
+def estimate_outputs(requests: Sequence[PlanRequest], hints: Hints = ()) -> OutputEstimates:
     """Estimates for `requests` from their own known lengths and `hints` (module invariant)."""
     n = len(requests)
-    prompts = [r.prompt_token_ids for r in requests] + [h.prompt_token_ids for h in hints]
+    prompts = _all_prompts(requests, hints)
     trie = build_compact_trie(prompts)
-    max_tokens = np.fromiter((r.max_tokens for r in requests), np.float64, n)
-    own = np.fromiter((-1 if r.output_len is None else r.output_len for r in requests), float, n)
-    values = np.concatenate((own, np.fromiter((h.output_len for h in hints), float, len(hints))))
+    if isinstance(requests, PlanRequests):  # columns: no request object made
+        max_tokens = requests.max_tokens.astype(np.float64)
+        own = requests.output_len.astype(np.float64)
+    else:
+        max_tokens = np.fromiter((r.max_tokens for r in requests), np.float64, n)
+        own = np.fromiter(
+            (-1 if r.output_len is None else r.output_len for r in requests), float, n
+        )
+    hint = _hint_columns(hints)
+    values = np.concatenate((own, hint.output_len.astype(np.float64)))
     known = values >= 0
     censored = np.zeros(len(values), dtype=bool)
-    censored[n:] = [h.censored for h in hints]
+    censored[n:] = hint.censored
     levels = level_order(trie.parent)
     leaf_of = _leaf_of_request(trie)
     prior_sigma = np.full(len(values), np.nan)
     if censored.any():
         values, prior_sigma = _censored_values(
-            trie, levels, leaf_of, values, known, censored, hints, n
+            trie, levels, leaf_of, values, known, censored, hint.max_tokens, n
         )
     mean, has = _subtree_means(trie, levels, values, known)
     nearest, depth_ok = _nearest_measured(trie, levels, has)
     leaf_of = leaf_of[:n]
     from_subtree = mean[nearest[leaf_of]]
     hint_warmup = np.zeros(len(values), dtype=bool)
-    hint_warmup[n:] = [h.source is EstimateSource.WARMUP for h in hints]
+    hint_warmup[n:] = hint.warmup
     warm, _ = _subtree_means(trie, levels, hint_warmup.astype(float), known)
     tokens = np.where(own >= 0, own, np.where(np.isnan(from_subtree), max_tokens, from_subtree))
-    sources = [
-        _source(r, float(from_subtree[i]), float(warm[nearest[leaf_of[i]]]))
-        for i, r in enumerate(requests)
-    ]
+    sources = _sources(requests, own, from_subtree, warm[nearest[leaf_of]])
     grouped = depth_ok[nearest[leaf_of]] & ~np.isnan(from_subtree)
     spread, guessed = _spreads(trie, levels, values, known, censored, prior_sigma, nearest[leaf_of])
     spread = np.where((own >= 0) | np.isnan(from_subtree), 0.0, spread)
@@ -141,6 +162,32 @@ def estimate_outputs(
     residuals = _group_residuals(trie, levels, np.log(np.maximum(values, 1.0)), finished)
     return OutputEstimates(
         tokens, sources, grouped, _group_keys(trie, n, prompts), spread, residuals, guessed
+    )
+
+
+def _all_prompts(requests: Sequence[PlanRequest], hints: Hints) -> Sequence[TokenIds]:
+    """The requests' prompts, then the hints': one subset of their common sorted root where
+    both are columns (no token read), else a list."""
+    own = prompts_of(requests)
+    if isinstance(hints, HintColumns):
+        if isinstance(own, PromptTokens):
+            both = joined(own, hints.prompts)
+            if both is not None:
+                return both
+        return [*own, *hints.prompts]
+    return [*own, *(h.prompt_token_ids for h in hints)] if hints else own
+
+
+def _hint_columns(hints: Hints) -> HintColumns:
+    """The hints as columns (their prompts are not read here)."""
+    if isinstance(hints, HintColumns):
+        return hints
+    return HintColumns(
+        PromptTokens.from_lists([]),
+        np.fromiter((h.output_len for h in hints), np.int64, len(hints)),
+        np.fromiter((h.source is EstimateSource.WARMUP for h in hints), bool, len(hints)),
+        np.fromiter((h.censored for h in hints), bool, len(hints)),
+        np.fromiter((h.max_tokens or -1 for h in hints), np.int64, len(hints)),
     )
 
 
@@ -254,7 +301,7 @@ def _censored_values(
     values: np.ndarray,
     known: np.ndarray,
     censored: np.ndarray,
-    hints: Sequence[LengthHint],
+    hint_max_tokens: np.ndarray,
     n: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`values` with each censored hint raised to its estimate (module invariant), and per
@@ -267,7 +314,7 @@ def _censored_values(
     prior_sigma = np.full(len(values), np.nan)
     for k in np.flatnonzero(censored).tolist():
         node = nearest[leaf_of[k]]
-        hint = hints[k - n]
+        limit = int(hint_max_tokens[k - n])
         if has[node] and inside[node]:
             # what finished of its group, as a lognormal: the mean of the part beyond g
             own = moments.count[node] >= MIN_FOR_SPREAD and moments.std[node] > 0
@@ -276,7 +323,7 @@ def _censored_values(
             out[k] = max(values[k], mean[node], tail)
         else:  # nothing of its group finished: somewhere between now and its limit
             low = max(1.0, float(values[k]))
-            high = max(low, float(hint.max_tokens or 3 * values[k]))
+            high = max(low, float(limit if limit > 0 else 3 * values[k]))
             out[k], prior_sigma[k] = log_uniform_guess(low, high)
     return out, prior_sigma
 
@@ -310,12 +357,24 @@ def log_uniform_guess(low: float, high: float) -> tuple[float, float]:
     return math.sqrt(low * high) * math.exp(sigma * sigma / 2.0), sigma
 
 
-def _source(request: PlanRequest, subtree_mean: float, warmup_share: float) -> EstimateSource:
-    if request.output_len is not None:
-        return request.length_source
-    if math.isnan(subtree_mean):
-        return EstimateSource.MAX_TOKENS
-    return EstimateSource.WARMUP if warmup_share > 0 else EstimateSource.HISTORY
+def _sources(
+    requests: Sequence[PlanRequest],
+    own: np.ndarray,
+    subtree_mean: np.ndarray,
+    warmup_share: np.ndarray,
+) -> list[EstimateSource]:
+    """Per request where its estimate comes from: its own length (and that length's
+    source), else its nearest measured subtree (warm-up if any warm-up hint is there, else
+    history), else max_tokens."""
+    from_tree = np.where(warmup_share > 0, 1, 2)
+    code = np.where(own >= 0, 0, np.where(np.isnan(subtree_mean), 3, from_tree)).tolist()
+    # a known length's source (read only where the length is known)
+    if isinstance(requests, PlanRequests):
+        known = [requests.known_from] * len(requests)
+    else:
+        known = [r.length_source for r in requests]
+    kinds = {1: EstimateSource.WARMUP, 2: EstimateSource.HISTORY, 3: EstimateSource.MAX_TOKENS}
+    return [known[i] if c == 0 else kinds[c] for i, c in enumerate(code)]
 
 
 def _subtree_means(
@@ -369,16 +428,19 @@ def _group_keys(trie: CompactTrie, n: int, prompts: Sequence[TokenIds]) -> list[
     for nodes in level_order(trie.parent)[1:]:
         inherit = nodes[group_of[nodes] < 0]
         group_of[inherit] = group_of[trie.parent[inherit]]
-    keys: dict[int, str] = {}
-    leaf_of = _leaf_of_request(trie)[:n]
-    out = []
-    for i in range(n):
-        node = int(group_of[leaf_of[i]])
-        if node not in keys:
-            depth = int(trie.depth[node]) if node >= 0 else 0
-            prefix = np.asarray(prompts[i][:depth], dtype=">u4").tobytes()
-            keys[node] = f"{depth}:{blake2b(prefix, digest_size=8).hexdigest()}"
-        out.append(keys[node])
+    node_of = group_of[_leaf_of_request(trie)[:n]]
+    nodes, first, inverse = np.unique(node_of, return_index=True, return_inverse=True)
+    depths = np.where(nodes >= 0, trie.depth[np.maximum(nodes, 0)], 0)
+    # the first request of each group spells its prefix (read in one go where not held)
+    if isinstance(prompts, PromptTokens):
+        spelled = prompts.tokens_of(first)
+    else:
+        spelled = [prompts[i] for i in first.tolist()]
+    keys = np.empty(len(nodes), dtype=object)
+    for g, (depth, tokens) in enumerate(zip(depths.tolist(), spelled, strict=True)):
+        prefix = np.asarray(tokens[:depth], dtype=">u4").tobytes()
+        keys[g] = f"{depth}:{blake2b(prefix, digest_size=8).hexdigest()}"
+    out: list[str] = keys[inverse.reshape(-1)].tolist()
     return out
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from blend.planners.base import AdmissionKind, Plan, PlannerName, fixed_size_batches
 from blend.planners.estimates import OutputEstimates
+from blend.planners.prompt_tokens import prompts_of
 from blend.planners.request import PlanRequest
 from blend.planners.tree import lexicographic_order
 
@@ -27,7 +28,7 @@ class LpGatePlanner:
     def plan(
         self, requests: Sequence[PlanRequest], estimates: OutputEstimates | None = None
     ) -> Plan:
-        order = lexicographic_order([r.prompt_token_ids for r in requests]).tolist()
+        order = lexicographic_order(prompts_of(requests)).tolist()
         return Plan(
             planner=self.name,
             order=order,

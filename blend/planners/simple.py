@@ -14,8 +14,9 @@ import numpy as np
 
 from blend.planners.base import AdmissionKind, Plan, PlannerName, fixed_size_batches
 from blend.planners.estimates import OutputEstimates, estimate_outputs
+from blend.planners.prompt_tokens import prompts_of
 from blend.planners.request import PlanRequest
-from blend.planners.tree import lexicographic_order
+from blend.planners.tree import TokenIds, lexicographic_order
 
 
 def _plan(name: PlannerName, order: list[int], batch_size: int, **params: object) -> Plan:
@@ -68,8 +69,17 @@ class DfsPlanner:
         self, requests: Sequence[PlanRequest], estimates: OutputEstimates | None = None
     ) -> Plan:
         # depth-first order of the prompt trie = lexicographic order (ties in input order)
-        order = lexicographic_order([r.prompt_token_ids for r in requests])
+        order = lexicographic_order(prompts_of(requests))
         return _plan(self.name, order.tolist(), self.batch_size)
+
+
+def longest_first_order(prompts: Sequence[TokenIds], estimates: np.ndarray) -> np.ndarray:
+    """lpt's order of `prompts` (int64 positions): the longest estimated output first, ties in
+    depth-first (lexicographic) order. Estimates only: never true lengths."""
+    dfs = lexicographic_order(prompts)
+    rank = np.empty(len(dfs), dtype=np.int64)
+    rank[dfs] = np.arange(len(dfs))
+    return np.lexsort((rank, -np.asarray(estimates, dtype=np.float64)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +104,7 @@ class LptPlanner:
         self, requests: Sequence[PlanRequest], estimates: OutputEstimates | None = None
     ) -> Plan:
         estimates = estimates if estimates is not None else estimate_outputs(requests)
-        dfs = lexicographic_order([r.prompt_token_ids for r in requests])
-        rank = np.empty(len(dfs), dtype=np.int64)
-        rank[dfs] = np.arange(len(dfs))
-        order = np.lexsort((rank, -np.asarray(estimates.tokens, dtype=np.float64)))
+        order = longest_first_order(prompts_of(requests), estimates.tokens)
         return _plan(
             self.name,
             order.tolist(),

@@ -18,11 +18,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from blend.planners.prompt_tokens import PromptTokens
 
 TokenIds = Sequence[int] | np.ndarray  # one prompt: a list of ids or an integer array
 _MAX_TOKEN = 2**32  # token ids must lie in [0, 2**32): the sort compares big-endian uint32
 _LCP_CHUNK = 8192  # adjacent pairs compared per vectorised block
 _LCP_CELLS = 1 << 22  # max pair x token cells compared at once (memory bound)
+COMPILED_FROM = 50_000  # prompts from which the trie's node loop runs compiled (trie_kernel)
 
 
 def _as_array(prompt: TokenIds) -> np.ndarray:
@@ -35,20 +40,144 @@ def _as_array(prompt: TokenIds) -> np.ndarray:
 def lexicographic_order(prompts: Sequence[TokenIds]) -> np.ndarray:
     """Request indices sorted by prompt, lexicographically (a prefix first; ties in input order).
 
-    Sorts big-endian uint32 byte strings, whose byte order is the token order.
+    Sorts big-endian uint32 byte strings, whose byte order is the token order (Arrow's stable
+    sort of one binary array); a PromptTokens keeps its order (sorted_with_lcp).
     """
-    keys = [_as_array(p).astype(">u4").tobytes() for p in prompts]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return np.asarray(order, dtype=np.int64)
+    if isinstance(prompts, PromptTokens):
+        return sorted_with_lcp(prompts)[0].copy()
+    return _sorted_order(PromptTokens.from_lists(prompts))
+
+
+def _sorted_order(prompts: PromptTokens) -> np.ndarray:
+    n = len(prompts)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    laid = prompts.values is not None and prompts.base is None and _laid_end_to_end(prompts)
+    flat = prompts.values if laid and prompts.values is not None else np.concatenate(list(prompts))
+    _check_tokens(flat)
+    keys = flat.astype(">u4")  # the prompts end to end as big-endian words: a copy
+    offsets = np.concatenate(([0], np.cumsum(prompts.lengths))).astype(np.int64) * 4
+    binary = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(keys)]
+    )
+    return pc.sort_indices(binary).to_numpy().astype(np.int64)
+
+
+def _laid_end_to_end(prompts: PromptTokens) -> bool:
+    """The prompts fill their flat array in index order, nothing between them."""
+    ends = prompts.starts + prompts.lengths
+    return (
+        int(prompts.starts[0]) == 0
+        and bool((prompts.starts[1:] == ends[:-1]).all())
+        and prompts.values is not None
+        and int(ends[-1]) == len(prompts.values)
+    )
+
+
+def sorted_with_lcp(prompts: PromptTokens) -> tuple[np.ndarray, np.ndarray]:
+    """The prompts' lexicographic order and adjacent common prefixes in it (lcp[0] = 0),
+    computed once per PromptTokens: a subset whose parent has them derives its own (ranks
+    in the parent's order; the common prefix of two prompts is the least adjacent one
+    between them there), else its tokens are sorted and compared."""
+    if prompts.sorted_cache is None:
+        parent = prompts.base
+        if parent is not None and _sort_known(parent[0]):
+            prompts.sorted_cache = _derived_sort(
+                sorted_with_lcp(parent[0]), parent[0].lengths, parent[1]
+            )
+        else:
+            order = _sorted_order(prompts)
+            prompts.sorted_cache = (order, _compared_lcp(prompts, order))
+    return prompts.sorted_cache
+
+
+def _derived_sort(
+    parent_sort: tuple[np.ndarray, np.ndarray], parent_lengths: np.ndarray, picked: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A subset's order and adjacent LCPs from its parent's (no token compared)."""
+    order, lcp = parent_sort
+    m = len(picked)
+    if m == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if m == len(order) and np.array_equal(picked, np.arange(m)):  # all of them, same order
+        return order, lcp
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    sorted_lengths = parent_lengths[order]
+    # equal prompts form a class; the subset's ties go in its own index order
+    equal = np.zeros(len(order), dtype=bool)
+    equal[1:] = (lcp[1:] == sorted_lengths[1:]) & (lcp[1:] == sorted_lengths[:-1])
+    klass = np.cumsum(~equal)
+    ranks = rank[picked]
+    sub_order = np.lexsort((np.arange(m), klass[ranks])).astype(np.int64)
+    by_rank = np.sort(ranks)
+    sub_lcp = np.zeros(m, dtype=np.int64)
+    if m > 1:
+        sub_lcp[1:] = np.minimum.reduceat(lcp[: by_rank[-1] + 1], by_rank[:-1] + 1)
+    return sub_order, sub_lcp
 
 
 def adjacent_lcp(prompts: Sequence[TokenIds], order: Sequence[int] | np.ndarray) -> np.ndarray:
     """lcp[k] = common prefix length of prompts[order[k-1]] and prompts[order[k]]; lcp[0] = 0.
 
     Vectorised over blocks of adjacent pairs; each pair is compared in windows that double,
-    so the work is about twice the shared tokens plus a few tokens per pair.
+    so the work is about twice the shared tokens plus a few tokens per pair. A sorted
+    PromptTokens compares no token: the common prefix of two prompts is the least adjacent
+    one between their ranks in its kept order.
     """
     order = np.asarray(order, dtype=np.int64)
+    if isinstance(prompts, PromptTokens) and _sort_known(prompts):
+        by_rank, lcp = sorted_with_lcp(prompts)
+        if np.array_equal(by_rank, order):
+            return lcp.copy()
+        rank = np.empty(len(by_rank), dtype=np.int64)
+        rank[by_rank] = np.arange(len(by_rank))
+        out = np.zeros(len(order), dtype=np.int64)
+        if len(order) > 1:
+            out[1:] = _range_minima(lcp, rank[order[:-1]], rank[order[1:]])
+        return out
+    return _compared_lcp(prompts, order)
+
+
+def _sort_known(prompts: PromptTokens) -> bool:
+    """Whether the prompts' sort is kept or derives from their parent's without a token
+    compared (always so for prompts that hold no ids: their root was sorted elsewhere)."""
+    return (
+        prompts.sorted_cache is not None
+        or prompts.values is None
+        or (prompts.base is not None and _sort_known(prompts.base[0]))
+    )
+
+
+def _range_minima(lcp: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """min(lcp[min(a, b) + 1 .. max(a, b)]) per pair of sorted ranks: the common prefix of
+    the prompts at those ranks (a bottom-up segment tree, every pair a step at a time)."""
+    n = len(lcp)
+    size = 1 << max(0, (n - 1).bit_length())
+    big = np.iinfo(np.int64).max
+    tree = np.full(2 * size, big, dtype=np.int64)
+    tree[size : size + n] = lcp
+    for level in range(size.bit_length() - 2, -1, -1):
+        nodes = np.arange(1 << level, 2 << level)
+        tree[nodes] = np.minimum(tree[2 * nodes], tree[2 * nodes + 1])
+    lo = np.minimum(a, b) + 1 + size
+    hi = np.maximum(a, b) + 1 + size  # exclusive
+    best = np.full(len(a), big, dtype=np.int64)
+    while True:
+        active = lo < hi
+        if not active.any():
+            return best
+        left = active & (lo & 1 == 1)
+        best[left] = np.minimum(best[left], tree[lo[left]])
+        lo[left] += 1
+        right = active & (hi & 1 == 1)
+        hi[right] -= 1
+        best[right] = np.minimum(best[right], tree[hi[right]])
+        lo >>= 1
+        hi >>= 1
+
+
+def _compared_lcp(prompts: Sequence[TokenIds], order: np.ndarray) -> np.ndarray:
     n = len(order)
     lcp = np.zeros(n, dtype=np.int64)
     for start in range(1, n, _LCP_CHUNK):
@@ -136,11 +265,28 @@ class CompactTrie:
 
 
 def build_compact_trie(prompts: Sequence[TokenIds]) -> CompactTrie:
-    """The radix tree of `prompts` as node arrays (see CompactTrie)."""
+    """The radix tree of `prompts` as node arrays (see CompactTrie); a PromptTokens keeps its
+    trie (built once)."""
+    if isinstance(prompts, PromptTokens):
+        if prompts.trie_cache is None:
+            order, lcp = sorted_with_lcp(prompts)
+            prompts.trie_cache = _trie(order, lcp, prompts.lengths)
+        trie: CompactTrie = prompts.trie_cache
+        return trie
     order = lexicographic_order(prompts)
     lengths = np.fromiter((len(p) for p in prompts), dtype=np.int64, count=len(prompts))
-    lcp = adjacent_lcp(prompts, order)
-    parent, depth, first, leaf = _nodes_from_lcp(lengths[order].tolist(), lcp.tolist(), order)
+    return _trie(order, adjacent_lcp(prompts, order), lengths)
+
+
+def _trie(order: np.ndarray, lcp: np.ndarray, lengths: np.ndarray) -> CompactTrie:
+    nodes: tuple[Sequence[int] | np.ndarray, ...]
+    if len(order) >= COMPILED_FROM:
+        from blend.planners.trie_kernel import nodes_from_lcp
+
+        nodes = nodes_from_lcp(lengths[order], lcp, order)
+    else:
+        nodes = _nodes_from_lcp(lengths[order].tolist(), lcp.tolist(), order)
+    parent, depth, first, leaf = nodes
     return CompactTrie(
         parent=np.asarray(parent, dtype=np.int64),
         depth=np.asarray(depth, dtype=np.int64),

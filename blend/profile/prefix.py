@@ -253,3 +253,10 @@ def _chunk_lcp(values: np.ndarray, offsets: np.ndarray, compared: np.ndarray) ->
     # a row's LCP: up to the first mismatch at or after its start, if inside the row
     first = mismatches[np.searchsorted(mismatches, firsts)]
     return np.minimum(first - firsts, compared)
+
+
+def lcp_with_previous(previous: np.ndarray, tokens: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a sorted list<int32> array, its LCP (tokens) with the row before it (row 0's
+    predecessor is `previous`); and the last row's ids (the next batch's `previous`)."""
+    offsets, values = _flat(tokens)
+    return _adjacent_lcp(previous, offsets, values), values[offsets[-2] : offsets[-1]].copy()

@@ -1,9 +1,12 @@
 """The profile stage: tokenize a snapshot's prompts and measure what the planner needs.
 
-Invariant: after `profile_dataset` commits, `prompt_tokens` holds exactly one row per prompt of
-(dataset, snapshot) for the model's tokenizer, and `profiles` one row describing those rows;
-both are written in one transaction, so a crash leaves the previous profile (or none) and a
-re-run replaces rather than duplicates.
+Invariant: after `profile_dataset` returns, `prompt_tokens` holds exactly one row per prompt of
+(dataset, snapshot) for the model's tokenizer, and `profiles` one row describing those rows.
+The token rows are replaced in one transaction and the profile row (with the request classes)
+written in a second: a crash in the first leaves the previous rows, a crash between the two
+leaves new token rows beside the previous profile row of the same key (the same prompts and
+tokenizer give the same rows) or none (no later stage reads tokens without a profile row),
+and a re-run replaces rather than duplicates.
 """
 
 from __future__ import annotations
@@ -19,11 +22,17 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from transformers import PreTrainedTokenizerFast
 
 from blend.engines.model_source import ModelSource, model_source
-from blend.engines.tokenize import encode_batch, load_tokenizer, model_max_len, tokenizer_sha256
+from blend.engines.tokenize import encode_batch, model_max_len, tokenizer_sha256
 from blend.profile.prefix import PrefixMeasures, prefix_measures
+from blend.profile.token_batches import (
+    TOKEN_SCHEMA,
+    Encoder,
+    TokenizeOptions,
+    local_workers,
+    token_batches,
+)
 from blend.profile.token_order import sorted_token_tables
 from blend.store import sql
 from blend.store.database import Store, fetch_dicts, transaction
@@ -42,7 +51,6 @@ PROFILE_MEMORY_BYTES = 1 << 30
 ProgressCallback = Callable[[int, int], None]  # (prompts tokenized so far, prompts in total)
 
 _STAGING_PREFIX = "profile-tokens-"  # <store>/tmp/profile-tokens-<uuid>.parquet
-_TOKEN_FILE_SCHEMA = pa.schema([("request_id", pa.string()), ("token_ids", pa.list_(pa.int32()))])
 
 
 class ProfileError(ValueError):
@@ -141,42 +149,77 @@ def profile_dataset(
     min_shared_tokens: int = 128,
     progress: ProgressCallback | None = None,
     model_sha256: str | None = None,
+    tokenize: TokenizeOptions | None = None,
 ) -> ProfileReport:
     """Tokenize `dataset` (its latest snapshot unless `snapshot`) and store its profile.
 
     batch_size: prompts per tokenizer call; top_groups: prefix groups listed in the report;
     min_shared_tokens: the prefix (tokens) prompts must share to form a group.
     model_sha256: the model's earlier results of the dataset inform the request classes'
-    output estimates (as they inform the plan's).
+    output estimates (as they inform the plan's). tokenize: where the prompts are tokenized
+    (default: a process per core of this machine; TokenizeOptions(ray=True): on Ray).
     """
     validate_name(dataset, NameKind.DATASET, "profile_dataset(dataset=...)")
     _check_options(batch_size, top_groups, min_shared_tokens)
+    tokenize = tokenize or TokenizeOptions()
+    tokenize.check()
     model_path = Path(model_dir)
-    tokenizer = load_tokenizer(model_path)
     max_len = model_max_len(model_path)
     sha = tokenizer_sha256(model_path)
-    with (
-        store.connect() as con,
-        memory_capped(con, PROFILE_MEMORY_BYTES),
-        transaction(con),
-    ):
+    with store.connect() as con, memory_capped(con, PROFILE_MEMORY_BYTES):
         key = ProfileKey(dataset, resolve_snapshot(con, dataset, snapshot), sha)
         started = time.perf_counter()
-        store_prompt_tokens(con, key, tokenizer, batch_size, store.tmp_dir, progress)
+        # encode_batch read here, not imported by the workers: a stand-in put in its place
+        # (bench/scale.py's byte tokenizer) reaches them by reference
+        tokens = TokenSource(model_path, encode_batch, tokenize)
+        # The token rows commit on their own: 10M uncommitted rows held DuckDB's memory cap
+        # while the measures' joins needed it (out of memory at 10M, fine at 3M)
+        with transaction(con):
+            store_prompt_tokens(con, key, tokens, batch_size, store.tmp_dir, progress)
         tokenized = time.perf_counter()
-        measures = _measure(con, key, max_len, min_shared_tokens, top_groups, store.tmp_dir)
-        report = _report(
-            key,
-            model_source(model_path.resolve()),
-            max_len,
-            min_shared_tokens,
-            measures,
-            tokenize_s=tokenized - started,
-            sql_s=time.perf_counter() - tokenized,
-        )
-        save_profile(con, report)
-        report = replace(report, request_classes=_request_classes(con, key, max_len, model_sha256))
+        with transaction(con):
+            report = _measure_and_save(
+                con,
+                key,
+                model_path,
+                max_len,
+                min_shared_tokens,
+                top_groups,
+                store.tmp_dir,
+                model_sha256,
+                tokenize_s=tokenized - started,
+                started=tokenized,
+            )
     return report
+
+
+def _measure_and_save(
+    con: duckdb.DuckDBPyConnection,
+    key: ProfileKey,
+    model_path: Path,
+    max_len: int,
+    min_shared_tokens: int,
+    top_groups: int,
+    tmp_dir: Path,
+    model_sha256: str | None,
+    *,
+    tokenize_s: float,
+    started: float,
+) -> ProfileReport:
+    """Measure the committed token rows of `key`, save the profile row and the request
+    classes (the caller's transaction)."""
+    measures = _measure(con, key, max_len, min_shared_tokens, top_groups, tmp_dir)
+    report = _report(
+        key,
+        model_source(model_path.resolve()),
+        max_len,
+        min_shared_tokens,
+        measures,
+        tokenize_s=tokenize_s,
+        sql_s=time.perf_counter() - started,
+    )
+    save_profile(con, report)
+    return replace(report, request_classes=_request_classes(con, key, max_len, model_sha256))
 
 
 def _request_classes(
@@ -224,10 +267,39 @@ def resolve_snapshot(con: duckdb.DuckDBPyConnection, dataset: str, snapshot: int
     return snapshot
 
 
+@dataclass(frozen=True, slots=True)
+class TokenSource:
+    """What turns the prompt batches into token batches, and where it runs."""
+
+    model_dir: Path
+    encoder: Encoder
+    options: TokenizeOptions
+
+    def batches(
+        self, prompt_batches: Iterator[pa.RecordBatch], n_prompts: int
+    ) -> Iterator[pa.RecordBatch]:
+        options = self.options
+        if options.ray:
+            from blend.profile.ray_tokenize import ray_token_batches
+
+            return ray_token_batches(
+                prompt_batches,
+                self.model_dir,
+                self.encoder,
+                actors=options.workers,
+                address=options.ray_address,
+                in_flight=options.in_flight,
+            )
+        workers = local_workers(options, n_prompts)
+        return token_batches(
+            prompt_batches, self.model_dir, self.encoder, workers, options.in_flight
+        )
+
+
 def store_prompt_tokens(
     con: duckdb.DuckDBPyConnection,
     key: ProfileKey,
-    tokenizer: PreTrainedTokenizerFast,
+    tokens: TokenSource,
     batch_size: int,
     tmp_dir: Path,
     progress: ProgressCallback | None = None,
@@ -243,7 +315,7 @@ def store_prompt_tokens(
     total = _count_prompts(con, key)
     staging = _staging_file(tmp_dir)
     try:
-        done = _write_token_file(con, key, tokenizer, batch_size, staging, total, progress)
+        done = _write_token_file(con, key, tokens, batch_size, staging, total, progress)
         con.execute(sql.load("profile/delete_prompt_tokens"), key.params())
         if done:
             con.execute(
@@ -266,7 +338,7 @@ def _staging_file(tmp_dir: Path) -> Path:
 def _write_token_file(
     con: duckdb.DuckDBPyConnection,
     key: ProfileKey,
-    tokenizer: PreTrainedTokenizerFast,
+    tokens: TokenSource,
     batch_size: int,
     path: Path,
     total: int,
@@ -274,18 +346,9 @@ def _write_token_file(
 ) -> int:
     """Tokenize the snapshot's prompts into `path` (request_id, token_ids); returns rows."""
     done = 0
-    with pq.ParquetWriter(path, _TOKEN_FILE_SCHEMA) as writer:
-        for batch in _prompt_batches(con, key, batch_size):
-            ids = encode_batch(
-                tokenizer,
-                batch.column("prompt").to_pylist(),
-                batch.column("messages_json").to_pylist(),
-                row_names=batch.column("request_id").to_pylist(),
-            )
-            token_ids = pa.array(ids, pa.list_(pa.int32()))
-            writer.write_table(
-                pa.table([batch.column("request_id"), token_ids], schema=_TOKEN_FILE_SCHEMA)
-            )
+    with pq.ParquetWriter(path, TOKEN_SCHEMA) as writer:
+        for batch in tokens.batches(_prompt_batches(con, key, batch_size), total):
+            writer.write_batch(batch)
             done += batch.num_rows
             if progress is not None:
                 progress(done, total)

@@ -26,7 +26,7 @@ import math
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +44,30 @@ SAMPLE_PER_RANGE = 32  # sample rows per range: ranges come out within ~1.5x of 
 READ_BATCH_ROWS = 8192  # rows per batch streamed out of DuckDB or a scratch file
 SCRATCH_PREFIX = "profile-order-"  # <tmp>/profile-order-<uuid>/range-<n>.arrow
 
-_ROW_SCHEMA = pa.schema([("request_id", pa.string()), ("token_ids", pa.list_(pa.int32()))])
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 BatchSource = Callable[[], Iterator[pa.RecordBatch]]  # each call streams the rows anew
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRows:
+    """Which rows are sorted: the statements that count, stream and sample them (sql/ names,
+    run with the caller's params), the column that breaks ties between equal token lists and
+    its type, and the scratch folders' prefix. The default is a profile's prompt_tokens."""
+
+    counts_sql: str = "profile/token_counts"  # one row: n_rows, n_tokens
+    rows_sql: str = "profile/token_rows"  # every row: <tie>, token_ids
+    sample_sql: str = "profile/token_sample"  # $n_rows fixed pseudo-random rows
+    tie: str = "request_id"
+    tie_type: pa.DataType = field(default_factory=pa.string)
+    scratch_prefix: str = SCRATCH_PREFIX
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema([(self.tie, self.tie_type), ("token_ids", pa.list_(pa.int32()))])
+
+
+PROFILE_ROWS = TokenRows()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +76,7 @@ class _Splitters:
     splitter r (excluded); keys ascending, ties in key by request_id."""
 
     keys: np.ndarray  # object array of order keys (bytes)
-    request_ids: list[str]
+    request_ids: list[Any]  # the splitters' tie values
 
     def range_of(self, keys: np.ndarray, request_ids: pa.Array) -> np.ndarray:
         """The range of each row: how many splitters sort at or before it."""
@@ -75,58 +95,64 @@ def sorted_token_tables(
     params: dict[str, Any],
     tmp_dir: Path,
     range_tokens: int | None = None,
+    source: TokenRows = PROFILE_ROWS,
 ) -> Iterator[pa.Table]:
     """The token rows of `params` (dataset, snapshot, tokenizer_sha256) in sorted order.
 
     range_tokens: tokens per sorted range (default RANGE_TOKENS). Reads through `con` itself
     (so rows its open transaction wrote are seen) and runs no other statement on it while a
-    stream is open.
+    stream is open. `source`: other rows to sort the same way (the plan's requests).
     """
     range_tokens = range_tokens or RANGE_TOKENS
-    counts = fetch_dicts(con, sql.load("profile/token_counts"), params)[0]
+    counts = fetch_dicts(con, sql.load(source.counts_sql), params)[0]
     n_rows, n_tokens = int(counts["n_rows"]), int(counts["n_tokens"])
     if n_rows == 0:
         return
 
     def rows() -> Iterator[pa.RecordBatch]:
-        query = con.sql(sql.load("profile/token_rows"), params=params)
+        query = con.sql(sql.load(source.rows_sql), params=params)
         yield from query.to_arrow_reader(READ_BATCH_ROWS)
 
     if n_tokens <= 2 * range_tokens:
-        yield _sorted(pa.Table.from_batches(list(rows()), _ROW_SCHEMA))
+        yield _sorted(pa.Table.from_batches(list(rows()), source.schema), source.tie)
         return
-    for stale in tmp_dir.glob(f"{SCRATCH_PREFIX}*"):  # a killed profile's (the caller holds
+    for stale in tmp_dir.glob(f"{source.scratch_prefix}*"):  # a killed profile's (the caller holds
         shutil.rmtree(stale, ignore_errors=True)  # the store's writer lock: none is in use)
     n_ranges = _n_ranges(n_tokens, range_tokens)
     sample_rows = _sample_rows(n_ranges, n_rows, n_tokens, range_tokens)
-    sample = fetch_arrow(con, sql.load("profile/token_sample"), {**params, "n_rows": sample_rows})
-    yield from _cut(rows, sample, n_ranges, tmp_dir, range_tokens)
+    sample = fetch_arrow(con, sql.load(source.sample_sql), {**params, "n_rows": sample_rows})
+    yield from _cut(rows, sample, n_ranges, tmp_dir, range_tokens, source)
 
 
 def _cut(
-    rows: BatchSource, sample: pa.Table, n_ranges: int, tmp_dir: Path, range_tokens: int
+    rows: BatchSource,
+    sample: pa.Table,
+    n_ranges: int,
+    tmp_dir: Path,
+    range_tokens: int,
+    source: TokenRows,
 ) -> Iterator[pa.Table]:
     """Write the rows to range files by the sample's splitters, then yield each range sorted."""
-    folder = tmp_dir / f"{SCRATCH_PREFIX}{uuid.uuid4().hex}"
+    folder = tmp_dir / f"{source.scratch_prefix}{uuid.uuid4().hex}"
     folder.mkdir(parents=True)
     try:
-        splitters = _splitters(sample, n_ranges)
-        sizes = _write_ranges(rows, splitters, folder)
+        splitters = _splitters(sample, n_ranges, source.tie)
+        sizes = _write_ranges(rows, splitters, folder, source)
         for index, (n_rows, n_tokens) in enumerate(sizes):
             path = _range_path(folder, index)
             if n_rows == 0:
                 continue
             if n_tokens > 2 * range_tokens and n_rows > 1:
-                yield from _cut_again(path, n_rows, n_tokens, tmp_dir, range_tokens)
+                yield from _cut_again(path, n_rows, n_tokens, tmp_dir, range_tokens, source)
             else:
-                yield _sorted(_read_range(path))
+                yield _sorted(_read_range(path), source.tie)
             path.unlink()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def _cut_again(
-    path: Path, n_rows: int, n_tokens: int, tmp_dir: Path, range_tokens: int
+    path: Path, n_rows: int, n_tokens: int, tmp_dir: Path, range_tokens: int, source: TokenRows
 ) -> Iterator[pa.Table]:
     """Sort a range that came out too large: cut it the same way, sampled from its file."""
     n_ranges = _n_ranges(n_tokens, range_tokens)
@@ -135,10 +161,10 @@ def _cut_again(
     picked = [
         batch.filter(pa.array(rng.random(batch.num_rows) < keep)) for batch in _range_batches(path)
     ]
-    sample = pa.Table.from_batches(picked, _ROW_SCHEMA)
+    sample = pa.Table.from_batches(picked, source.schema)
     if sample.num_rows < 2:  # too thin to cut by (by chance): the first rows instead
-        sample = _head(path, 2 * n_ranges)
-    yield from _cut(lambda: _range_batches(path), sample, n_ranges, tmp_dir, range_tokens)
+        sample = _head(path, 2 * n_ranges, source.schema)
+    yield from _cut(lambda: _range_batches(path), sample, n_ranges, tmp_dir, range_tokens, source)
 
 
 def _n_ranges(n_tokens: int, range_tokens: int) -> int:
@@ -153,9 +179,9 @@ def _sample_rows(n_ranges: int, n_rows: int, n_tokens: int, range_tokens: int) -
     return min(n_rows, n_ranges * SAMPLE_PER_RANGE, by_tokens)
 
 
-def _splitters(sample: pa.Table, n_ranges: int) -> _Splitters:
+def _splitters(sample: pa.Table, n_ranges: int, tie: str) -> _Splitters:
     """Splitters that cut the sample's sorted rows into n_ranges of equal tokens."""
-    ordered = _sorted(sample)
+    ordered = _sorted(sample, tie)
     tokens = pc.list_value_length(ordered.column("token_ids")).to_numpy(zero_copy_only=False)
     cumulative = np.cumsum(tokens.astype(np.int64) + 1)  # + 1: empty prompts weigh too
     targets = cumulative[-1] * np.arange(1, n_ranges) / n_ranges
@@ -164,14 +190,16 @@ def _splitters(sample: pa.Table, n_ranges: int) -> _Splitters:
     if not len(picks) and ordered.num_rows > 1:  # one row held most tokens: cut mid-way,
         picks = np.array([ordered.num_rows // 2])  # so that a cut always makes progress
     keys = order_keys(ordered.column("token_ids").combine_chunks())
-    request_ids = ordered.column("request_id").to_pylist()
+    request_ids = ordered.column(tie).to_pylist()
     return _Splitters(
         keys=keys.to_numpy(zero_copy_only=False)[picks],
         request_ids=[request_ids[i] for i in picks.tolist()],
     )
 
 
-def _write_ranges(rows: BatchSource, splitters: _Splitters, folder: Path) -> list[tuple[int, int]]:
+def _write_ranges(
+    rows: BatchSource, splitters: _Splitters, folder: Path, source: TokenRows
+) -> list[tuple[int, int]]:
     """Stream the rows into one file per range; (rows, tokens) of each range."""
     n_ranges = len(splitters.request_ids) + 1
     sizes = [(0, 0)] * n_ranges
@@ -180,7 +208,7 @@ def _write_ranges(rows: BatchSource, splitters: _Splitters, folder: Path) -> lis
         for batch in rows():
             tokens = batch.column("token_ids")
             keys = order_keys(tokens).to_numpy(zero_copy_only=False)
-            ranges = splitters.range_of(keys, batch.column("request_id"))
+            ranges = splitters.range_of(keys, batch.column(source.tie))
             lengths = pc.list_value_length(tokens).to_numpy(zero_copy_only=False)
             order = np.argsort(ranges, kind="stable")
             bounds = np.searchsorted(ranges[order], np.arange(n_ranges + 1))
@@ -188,7 +216,7 @@ def _write_ranges(rows: BatchSource, splitters: _Splitters, folder: Path) -> lis
                 take = order[bounds[index] : bounds[index + 1]]
                 if index not in writers:
                     sink = pa.OSFile(str(_range_path(folder, index)), "wb")
-                    writers[index] = pa.ipc.new_stream(sink, _ROW_SCHEMA, options=_IPC_OPTIONS)
+                    writers[index] = pa.ipc.new_stream(sink, source.schema, options=_IPC_OPTIONS)
                 writers[index].write_batch(batch.take(pa.array(take)))
                 n, t = sizes[index]
                 sizes[index] = (n + len(take), t + int(lengths[take].sum()))
@@ -207,14 +235,14 @@ def _range_batches(path: Path) -> Iterator[pa.RecordBatch]:
         yield from pa.ipc.open_stream(source)
 
 
-def _head(path: Path, n_rows: int) -> pa.Table:
+def _head(path: Path, n_rows: int, schema: pa.Schema) -> pa.Table:
     """The first n_rows rows of a range file (all of them if it has fewer)."""
     batches: list[pa.RecordBatch] = []
     for batch in _range_batches(path):
         batches.append(batch)
         if sum(b.num_rows for b in batches) >= n_rows:
             break
-    return pa.Table.from_batches(batches, _ROW_SCHEMA).slice(0, n_rows)
+    return pa.Table.from_batches(batches, schema).slice(0, n_rows)
 
 
 def _read_range(path: Path) -> pa.Table:
@@ -222,12 +250,12 @@ def _read_range(path: Path) -> pa.Table:
         return pa.ipc.open_stream(source).read_all()
 
 
-def _sorted(table: pa.Table) -> pa.Table:
-    """The rows in (token_ids, request_id) order."""
+def _sorted(table: pa.Table, tie: str = "request_id") -> pa.Table:
+    """The rows in (token_ids, tie) order."""
     table = table.combine_chunks()
     keys = order_keys(table.column("token_ids").combine_chunks())
-    keyed = pa.table({"key": keys, "request_id": table.column("request_id")})
-    order = pc.sort_indices(keyed, [("key", "ascending"), ("request_id", "ascending")])
+    keyed = pa.table({"key": keys, "tie": table.column(tie)})
+    order = pc.sort_indices(keyed, [("key", "ascending"), ("tie", "ascending")])
     return table.take(order)
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
+
 from blend.cost.model import CostModel
 from blend.planners.tree import RadixTree
 from blend.simulate.types import SimRequest
@@ -56,3 +58,12 @@ def optimal_makespan_s(
     comp = sum(cost.comp_s(len(r.prompt_token_ids), r.output_len - 1) for r in requests)
     mem = sum(cost.mem_s(len(r.prompt_token_ids), r.output_len) for r in requests)
     return max((1.0 - s) * comp, mem)
+
+
+def optimal_from_lengths(
+    p: np.ndarray, d: np.ndarray, cost: CostModel, sharing_ratio: float
+) -> float:
+    """T_opt (effective rates) of requests given as prompt and output lengths (tokens)."""
+    comp = float(np.sum(cost.comp_s(p, d - 1.0)))
+    mem = float(np.sum(cost.mem_s(p, d)))
+    return max((1.0 - sharing_ratio) * comp, mem)

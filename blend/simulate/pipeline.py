@@ -34,10 +34,16 @@ from blend.planners import (
     select_warmup,
 )
 from blend.planners.estimates import WARMUP_FRACTION
-from blend.planners.tree import build_compact_trie, lexicographic_order
+from blend.planners.tree import build_compact_trie
 from blend.simulate.engine import simulate_online
 from blend.simulate.io import Workload
-from blend.simulate.settings_search import FeedChoice, PlanSearch, SearchInputs, search_plan
+from blend.simulate.settings_search import (
+    FeedChoice,
+    PlanSearch,
+    SearchInputs,
+    guard_order,
+    search_plan,
+)
 from blend.simulate.types import SimConfig, SimResult
 
 
@@ -174,9 +180,9 @@ class PipelineSimulator:
         feed = feed or FeedChoice(planned.plan.admission, pace=options.pace)
         ordered = planned.ordered
         estimates, spread = planned.ordered_estimates, planned.ordered_spread
-        if feed.dfs_fallback:  # the guard: the same requests in depth-first order
-            dfs = lexicographic_order([self._prompts[i] for i in ordered.tolist()])
-            ordered, estimates, spread = ordered[dfs], estimates[dfs], spread[dfs]
+        guarded = guard_order(feed, [self._prompts[i] for i in ordered.tolist()], estimates)
+        if guarded is not None:  # a guard: the same requests in its order, fed in order
+            ordered, estimates, spread = ordered[guarded], estimates[guarded], spread[guarded]
         sequence = scan_sequence(self._prompts, ordered, estimates, spread)
         options = replace(options, pace=feed.pace)
         return admission_policy(feed.admission, sequence, self.cost, settings, options)

@@ -39,8 +39,9 @@ import numpy as np
 
 from blend.cost.model import CostModel
 from blend.cost.step_time import busy_time, soft_max
+from blend.planners.prompt_tokens import PromptTokens
 from blend.planners.tree import adjacent_lcp, lexicographic_order
-from blend.simulate.optimal import optimal_makespan_s
+from blend.simulate.optimal import optimal_from_lengths
 from blend.simulate.types import SimRequest
 
 
@@ -83,7 +84,10 @@ def prompt_trie_totals(prompts: Sequence[Sequence[int] | np.ndarray]) -> PromptT
     past its common prefix with the one before are exactly those no earlier prompt has."""
     order = lexicographic_order(prompts)
     lcp = adjacent_lcp(prompts, order).astype(np.float64)
-    lengths = np.fromiter((len(prompts[i]) for i in order.tolist()), np.float64, len(order))
+    if isinstance(prompts, PromptTokens):  # lengths kept: no prompt read
+        lengths = prompts.lengths[order].astype(np.float64)
+    else:
+        lengths = np.fromiter((len(prompts[i]) for i in order.tolist()), np.float64, len(order))
     # positions lcp .. len - 1 are new: sum of (i + 1) over them
     positions = (lengths * (lengths + 1) - lcp * (lcp + 1)) / 2.0
     return PromptTrieTotals(
@@ -104,9 +108,22 @@ def sequential_bound(
     if not requests:
         raise ValueError("no requests to bound")
     trie = trie or prompt_trie_totals([r.prompt_token_ids for r in requests])
-    hw, model = cost.hardware, cost.model
     p = np.fromiter((len(r.prompt_token_ids) for r in requests), np.float64, len(requests))
     d = np.fromiter((r.output_len for r in requests), np.float64, len(requests))
+    return sequential_bound_of_lengths(p, d, cost, trie, kv_capacity_tokens)
+
+
+def sequential_bound_of_lengths(
+    p: np.ndarray,
+    d: np.ndarray,
+    cost: CostModel,
+    trie: PromptTrieTotals,
+    kv_capacity_tokens: int | None = None,
+) -> SequentialBound:
+    """sequential_bound of requests given as prompt and output lengths (tokens, float64)."""
+    if not len(p):
+        raise ValueError("no requests to bound")
+    hw, model = cost.hardware, cost.model
     capacity = cost.kv_capacity_tokens if kv_capacity_tokens is None else kv_capacity_tokens
     longest = int(d.max())
     kv_steps = math.ceil(float((d * (d - 1.0) / 2.0).sum()) / max(1, capacity))
@@ -152,15 +169,15 @@ def estimated_bounds(
     prompts: Sequence[Sequence[int] | np.ndarray], output_tokens: np.ndarray, cost: CostModel
 ) -> EstimatedBounds | None:
     """T_seq and T_opt of these prompts at these output lengths (rounded, at least 1 token);
-    None for no prompts."""
+    None for no prompts. Arrays throughout: no request object (10M prompts are 10M)."""
     if not len(prompts):
         return None
-    lengths = np.maximum(1, np.rint(np.asarray(output_tokens, dtype=np.float64))).astype(int)
-    requests = [
-        SimRequest(str(i), prompt, int(d))
-        for i, (prompt, d) in enumerate(zip(prompts, lengths.tolist(), strict=True))
-    ]
+    d = np.maximum(1, np.rint(np.asarray(output_tokens, dtype=np.float64)))
+    if isinstance(prompts, PromptTokens):
+        p = prompts.lengths.astype(np.float64)
+    else:
+        p = np.fromiter((len(prompt) for prompt in prompts), np.float64, len(prompts))
     trie = prompt_trie_totals(prompts)
-    bound = sequential_bound(requests, cost, trie=trie)
-    t_opt = optimal_makespan_s(requests, cost, trie.sharing_ratio)
+    bound = sequential_bound_of_lengths(p, d, cost, trie)
+    t_opt = optimal_from_lengths(p, d, cost, trie.sharing_ratio)
     return EstimatedBounds(bound.makespan_s, t_opt, bound.n_min_steps)

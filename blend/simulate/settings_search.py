@@ -21,7 +21,9 @@ Candidates (at most 19 simulations for the dual scan, 9 for in-order plans):
    running one, with the running max_num_seqs: the plan's own admission; for the dual scan
    also the dual scan without pacing (the token budget then the only throttle) and the
    guard's fallback, the same requests in depth-first order fed in order (vLLM filling its
-   cache), so that the blend is kept only where it is predicted to beat in-order admission.
+   cache), so that the blend is kept only where it is predicted to beat in-order admission
+   (GUARDS; lpt's order is an ablation: as a second guard the search picked it where the dual
+   scan was 8% faster, docs/planners.md).
    One throttle, not two: the paced dual scan runs only at the running and the largest
    budget (a small budget under pacing throttles twice);
 2. the best of 1 with the memory-centric max_num_seqs (as many requests as the KV cache
@@ -42,6 +44,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 import numpy as np
 
@@ -50,6 +53,7 @@ from blend.admission.factory import admission_policy
 from blend.cost.model import CostModel
 from blend.engines.settings import TOKEN_CANDIDATES, EngineSettings, SettingsSource
 from blend.planners.base import AdmissionKind
+from blend.planners.prompt_tokens import take_prompts
 from blend.simulate.types import SimConfig, SimRequest, SimResult
 
 SEARCH_MAX_REQUESTS = 20_000  # requests simulated per candidate at most (a sample above)
@@ -59,17 +63,28 @@ PREEMPTION_LIMIT = 0.01  # share of the simulated requests a chosen in-order fee
 PARALLEL_MIN_REQUESTS = 5_000
 
 
+class Guard(StrEnum):
+    """The order a guard feeds the dual scan's requests in, in order (vLLM filling its cache)."""
+
+    DEPTH_FIRST = "depth-first"  # dfs's: the prompt trie walked depth-first, all the sharing
+    LONGEST_FIRST = "longest-first"  # lpt's: the longest estimated output first, ties DFS
+
+
+# the guards a dual-scan search tries (bench/planners.py --guards varies it)
+GUARDS: tuple[Guard, ...] = (Guard.DEPTH_FIRST,)
+
+
 @dataclass(frozen=True, slots=True)
 class FeedChoice:
     """How the re-planned requests enter the engine."""
 
-    admission: AdmissionKind  # the plan's admission, or IN_ORDER for the fallback
+    admission: AdmissionKind  # the plan's admission, or IN_ORDER for a guard
     pace: bool = True  # the dual scan paces its compute-heavy side (dual scan only)
-    dfs_fallback: bool = False  # the guard: the requests in depth-first order, fed in order
+    guard: Guard | None = None  # a guard: the requests in this order, fed in order
 
     def label(self) -> str:
-        if self.dfs_fallback:
-            return "in-order (depth-first fallback)"
+        if self.guard is not None:
+            return f"in-order ({self.guard.value} fallback)"
         if self.admission is AdmissionKind.DUAL_SCAN:
             return "dual-scan" if self.pace else "dual-scan, unpaced"
         return str(self.admission.value)
@@ -192,15 +207,28 @@ def _stratified(mean: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -
 
 
 def feed_choices(admission: AdmissionKind) -> list[FeedChoice]:
-    """The plan's own feed first; for the dual scan also unpaced and the in-order fallback."""
+    """The plan's own feed first; for the dual scan also unpaced and the guards (GUARDS)."""
     own = FeedChoice(admission)
     if admission is not AdmissionKind.DUAL_SCAN:
         return [own]
-    return [
-        own,
-        FeedChoice(admission, pace=False),
-        FeedChoice(AdmissionKind.IN_ORDER, dfs_fallback=True),
-    ]
+    guards = [FeedChoice(AdmissionKind.IN_ORDER, guard=g) for g in GUARDS]
+    return [own, FeedChoice(admission, pace=False), *guards]
+
+
+def guard_order(
+    feed: FeedChoice, prompts: Sequence[Sequence[int] | np.ndarray], estimates: np.ndarray
+) -> np.ndarray | None:
+    """Positions of the plan's requests (`prompts` and `estimates` in plan order) in the order
+    `feed`'s guard feeds them; None for the plan's own order. The one rule the search, the
+    simulated pipeline and the executor's re-plan apply alike."""
+    from blend.planners.simple import longest_first_order
+    from blend.planners.tree import lexicographic_order
+
+    if feed.guard is None:
+        return None
+    if feed.guard is Guard.DEPTH_FIRST:
+        return lexicographic_order(prompts)
+    return longest_first_order(prompts, estimates)
 
 
 def search_plan(
@@ -212,11 +240,14 @@ def search_plan(
     memory_centric: int | None = None,
     max_model_len: int,
     workers: int | None = None,
+    max_simulated: int | None = None,
 ) -> PlanSearch:
     """Feed and settings for `inputs` (module docstring); `running`: the engine's settings
     now; `template`: the engine's other settings (KV cache, block size, prefix caching);
-    `workers`: processes that simulate candidates side by side (None: search_workers)."""
-    simulator = _CandidateSimulator(inputs, cost, template)
+    `workers`: processes that simulate candidates side by side (None: search_workers);
+    `max_simulated`: requests simulated at most, a sample above (None: SEARCH_MAX_REQUESTS)."""
+    limit = SEARCH_MAX_REQUESTS if max_simulated is None else max_simulated
+    simulator = _CandidateSimulator(inputs, cost, template, limit)
     tried: set[tuple[int, int, FeedChoice]] = set()  # settings compared by shape
 
     def candidate(tokens: int, n_seqs: int, feed: FeedChoice) -> Candidate:
@@ -341,19 +372,23 @@ class _CandidateSimulator:
     """The requests a search simulates (a sample in plan order above SEARCH_MAX_REQUESTS) at
     their drawn lengths, and one simulation per candidate."""
 
-    def __init__(self, inputs: SearchInputs, cost: CostModel, template: SimConfig) -> None:
-        from blend.planners.tree import lexicographic_order
-
+    def __init__(
+        self,
+        inputs: SearchInputs,
+        cost: CostModel,
+        template: SimConfig,
+        limit: int = SEARCH_MAX_REQUESTS,
+    ) -> None:
         n = len(inputs.prompts)
         keep = np.arange(n)
-        if n > SEARCH_MAX_REQUESTS:
+        if n > limit:
             rng = np.random.default_rng([inputs.seed, 1])
-            keep = np.sort(rng.choice(n, SEARCH_MAX_REQUESTS, replace=False))
+            keep = np.sort(rng.choice(n, limit, replace=False))
         self.n_simulated = len(keep)
         self.scale = n / max(1, len(keep))
         # only the sample is kept: a pool worker receives a pickled copy of this object
         self.cost, self.template, self.dual_scan = cost, template, inputs.dual_scan
-        self.prompts = [inputs.prompts[i] for i in keep.tolist()]
+        self.prompts = take_prompts(inputs.prompts, keep)  # one read where ids are not held
         self.estimates = np.asarray(inputs.estimates, dtype=np.float64)[keep]
         self.spread = np.asarray(inputs.spread, dtype=np.float64)[keep]
         guessed = None if inputs.guessed is None else np.asarray(inputs.guessed)[keep]
@@ -369,7 +404,7 @@ class _CandidateSimulator:
             SimRequest(str(i), prompt, int(d))
             for i, (prompt, d) in enumerate(zip(self.prompts, lengths.tolist(), strict=True))
         ]
-        self.dfs = lexicographic_order(self.prompts)
+        self._guards: dict[Guard, np.ndarray] = {}  # each guard's order, made once
 
     def trial(self, settings: EngineSettings, feed: FeedChoice) -> SearchTrial:
         result = self.run(settings, feed)
@@ -378,7 +413,13 @@ class _CandidateSimulator:
     def run(self, settings: EngineSettings, feed: FeedChoice) -> SimResult:
         from blend.simulate.engine import simulate_online
 
-        order = self.dfs if feed.dfs_fallback else np.arange(len(self.requests))
+        order = np.arange(len(self.requests))
+        if feed.guard is not None:
+            if feed.guard not in self._guards:
+                guarded = guard_order(feed, self.prompts, self.estimates)
+                assert guarded is not None, "a feed with a guard has a guard's order"
+                self._guards[feed.guard] = guarded
+            order = self._guards[feed.guard]
         sequence = scan_sequence(self.prompts, order, self.estimates[order], self.spread[order])
         options = replace(self.dual_scan, pace=feed.pace)
         policy = admission_policy(feed.admission, sequence, self.cost, settings, options)

@@ -90,7 +90,7 @@ RESULT_SCHEMA = pa.schema(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one a request, and a frozen __init__ costs 3x as much
 class ResultRow:
     """One request's outcome, with its lineage; field names are the Parquet columns."""
 

@@ -161,11 +161,17 @@ class GroupEstimate:
     estimate_over_actual: float | None
 
 
-def estimate_accuracy(store: Store, run_id: str, limit: int = 5) -> list[GroupEstimate]:
-    """The run's largest prefix groups with their estimates against what ran (the
-    `estimate_accuracy` view)."""
-    with store.connect() as con:
+def estimate_accuracy(
+    store: Store, run_id: str, directory: Path, limit: int = 5
+) -> list[GroupEstimate]:
+    """The run's largest prefix groups with their estimates against what ran (as the
+    `estimate_accuracy` view has them), read from the run's parts in `directory` only."""
+    if not any(directory.glob("part-*.parquet")):
+        return []
+    with store.connect(views=False) as con:
         rows = fetch_dicts(
-            con, sql.load("execute/run_estimate_accuracy"), {"run_id": run_id, "limit": limit}
+            con,
+            sql.load("execute/run_estimate_accuracy"),
+            {"run_id": run_id, "limit": limit, "glob": run_parts_glob(directory)},
         )
     return [GroupEstimate(**r) for r in rows]

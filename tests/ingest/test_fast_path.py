@@ -171,3 +171,21 @@ def test_a_killed_ingest_leaves_nothing_and_a_rerun_redoes_it(tmp_path: Path) ->
     ingest_file(clean, path, "d")
     assert contents(store) == contents(clean)
     assert len(contents(clean)["prompts"]) > 15_000
+
+
+def test_non_finite_numbers_are_refused_on_both_paths(tmp_path: Path) -> None:
+    # Arrow's JSON reader takes NaN / Inf / -Infinity as numbers; JSON does not.
+    path = tmp_path / "non_finite.jsonl"
+    lines = [
+        '{"prompt": "a", "x": NaN}',
+        '{"prompt": "b", "temperature": Infinity}',
+        '{"prompt": "c", "max_tokens": -Inf}',
+        '{"prompt": "NaN in the text is fine"}',
+        '{"prompt": "d"}',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    vectorised, exact = ingest_both(path, tmp_path)
+    assert vectorised == exact
+    n_rows, n_rejected, _, tables = vectorised
+    assert (n_rows, n_rejected) == (2, 3)
+    assert [row[5] for row in tables["prompts"]] == ["NaN in the text is fine", "d"]

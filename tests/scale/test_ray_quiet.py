@@ -13,7 +13,7 @@ SCRIPT = """
 import sys
 from blend.cli.verbosity import configure
 configure(verbose=sys.argv[1] == "verbose")
-from blend.execute.ray_fleet import connect_ray
+from blend.scale.ray_cluster import connect_ray
 ray, _ = connect_ray(None)
 
 @ray.remote(num_cpus=0)

@@ -15,13 +15,17 @@ from bench.workloads.generators import default_cost
 from blend.engines.settings import TOKEN_CANDIDATES, EngineSettings
 from blend.planners import make_planner
 from blend.planners.base import AdmissionKind
+from blend.planners.simple import LptPlanner
 from blend.simulate import SimConfig
 from blend.simulate.pipeline import PipelineSimulator, SimulatedEngine
 from blend.simulate.run import search_after_warmup
 from blend.simulate.settings_search import (
+    GUARDS,
     MIN_RESIDUALS,
     FeedChoice,
+    Guard,
     SearchInputs,
+    guard_order,
     sample_lengths,
     search_plan,
 )
@@ -79,7 +83,7 @@ def test_the_dual_scan_search_tries_every_feed_and_keeps_the_fastest() -> None:
     assert feeds == {
         FeedChoice(AdmissionKind.DUAL_SCAN),
         FeedChoice(AdmissionKind.DUAL_SCAN, pace=False),
-        FeedChoice(AdmissionKind.IN_ORDER, dfs_fallback=True),
+        *(FeedChoice(AdmissionKind.IN_ORDER, guard=g) for g in GUARDS),
     }
     assert search.best.makespan_s == min(t.makespan_s for t in search.trials)
     assert search.trials[0].settings == _DEFAULT  # the running settings first
@@ -88,6 +92,26 @@ def test_the_dual_scan_search_tries_every_feed_and_keeps_the_fastest() -> None:
     assert {t.settings.max_num_batched_tokens for t in paced} == {8192, max(TOKEN_CANDIDATES)}
     unpaced = {t.settings.max_num_batched_tokens for t in search.trials if not t.feed.pace}
     assert {256, 512, 1024, 2048, 4096, 16384} <= unpaced
+
+
+def test_the_longest_first_guard_feeds_lpts_order_of_the_estimates() -> None:
+    """The guard in lpt's order is lpt's plan of the same requests from the same estimates
+    (never the true lengths), and the pipeline feeds the rest in exactly that order."""
+    simulator, first, _ = _planned("blendserve")
+    planned = first.planned
+    prompts = [simulator.workload.requests[i].prompt_token_ids for i in planned.ordered]
+    feed = FeedChoice(AdmissionKind.IN_ORDER, guard=Guard.LONGEST_FIRST)
+    guarded = guard_order(feed, prompts, planned.ordered_estimates)
+    assert guarded is not None and guard_order(FeedChoice(AdmissionKind.DUAL_SCAN), [], []) is None
+    rest = [simulator.workload.requests[i] for i in planned.rest]
+    lpt = LptPlanner().plan(simulator._rest_visible, planned.estimates)  # what it may see
+    assert planned.ordered[guarded].tolist() == planned.rest[lpt.order].tolist()
+    true = np.array([r.output_len for r in rest])[np.asarray(planned.plan.order)][guarded]
+    assert not np.all(np.diff(true) <= 0)  # not the true lengths' order
+    run = simulator.run(_DEFAULT, feed)
+    fed = run.result.admission_order.tolist()[-len(guarded) :]
+    assert fed == planned.ordered[guarded].tolist()
+    assert run.feed.label() == "in-order (longest-first fallback)"
 
 
 def test_the_search_of_an_in_order_plan_varies_only_the_settings() -> None:
@@ -163,3 +187,24 @@ def test_an_in_order_feed_predicted_to_preempt_wins_only_when_nothing_else_is_le
     # the dual scan's projection adapts online: its predicted preemptions do not exclude it
     scan = trial(dual_scan, 100.0, 5 * allowed)
     assert choose_trial([calm, scan], n) is scan
+
+
+def test_a_half_sample_picks_what_the_whole_plan_picks() -> None:
+    """With the sample's threshold lowered to half the plan, the search chooses the same
+    settings and feed as the search of every request (its predicted makespan, scaled by
+    n / sample, is rougher: docs/planners.md)."""
+    rng = np.random.default_rng(5)
+    heads = [rng.integers(0, 30_000, int(rng.integers(100, 400))).tolist() for _ in range(12)]
+    group = rng.integers(0, 12, 1200)
+    prompts = [heads[g] + rng.integers(0, 30_000, 30).tolist() for g in group.tolist()]
+    estimates = np.asarray([40.0, 900.0, 150.0] * 4)[group]
+    inputs = SearchInputs(
+        prompts, estimates, np.full(1200, 0.6), np.full(1200, 4096), AdmissionKind.IN_ORDER
+    )
+    config = SimConfig(kv_capacity_tokens=60_000, block_size=16)
+    full = search_plan(inputs, default_cost(), _DEFAULT, config, max_model_len=8192)
+    half = search_plan(
+        inputs, default_cost(), _DEFAULT, config, max_model_len=8192, max_simulated=600
+    )
+    assert (full.n_simulated, half.n_simulated) == (1200, 600)
+    assert (half.best.settings, half.best.feed) == (full.best.settings, full.best.feed)

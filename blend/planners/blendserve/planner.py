@@ -27,6 +27,7 @@ from blend.planners.estimates import (
     group_members,
     prefix_groups,
 )
+from blend.planners.prompt_tokens import prompts_of
 from blend.planners.request import PlanRequest
 from blend.planners.tree import build_compact_trie
 
@@ -38,7 +39,7 @@ def resource_tree(
     estimates = estimates if estimates is not None else estimate_outputs(requests)
     if len(estimates) != len(requests):
         raise ValueError(f"{len(estimates)} estimates for {len(requests)} requests")
-    trie = build_compact_trie([r.prompt_token_ids for r in requests])
+    trie = build_compact_trie(prompts_of(requests))
     return ResourceTree.build(trie, estimates.tokens, cost), estimates
 
 

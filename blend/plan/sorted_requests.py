@@ -1,0 +1,248 @@
+"""The plan's requests and length hints as columns, their prompts sorted in bounded memory.
+
+Invariant: `read_sorted_requests` returns every request of a columns query (plan/
+request_columns.sql: input order; execute/replan_columns.sql: plan order) and every hint of
+its hints query as one PromptTokens that holds no token ids:
+the prompts' lengths, their lexicographic order (ties by index: requests in input order, then
+the hints, as a stable sort of the list would give) and the common prefixes of neighbours in
+it. The order comes from profile/token_order.py's sample sort (range files under the store's
+tmp/, one range in memory at a time), walked once for the common prefixes
+(profile/prefix.py), so memory grows by a few numbers per prompt, never by its tokens. The
+token ids of a few prompts (the group keys) are read back from the store on demand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from blend.planners.estimates import HintColumns
+from blend.planners.prompt_tokens import PlanRequests, PromptTokens
+from blend.planners.request import EstimateSource
+from blend.profile.prefix import lcp_with_previous
+from blend.profile.token_order import TokenRows, sorted_token_tables
+from blend.store import sql
+from blend.store.database import Store, fetch_arrow
+
+PLAN_ROWS = TokenRows(
+    counts_sql="plan/sort_counts",
+    rows_sql="plan/sort_rows",
+    sample_sql="plan/sort_sample",
+    tie="tie",
+    tie_type=pa.int64(),
+    scratch_prefix="plan-order-",
+)
+REPLAN_ROWS = TokenRows(
+    counts_sql="execute/replan_sort_counts",
+    rows_sql="execute/replan_sort_rows",
+    sample_sql="execute/replan_sort_sample",
+    tie="tie",
+    tie_type=pa.int64(),
+    scratch_prefix="replan-order-",
+)
+_HINT_SCHEMA = pa.schema([("tie", pa.int64()), ("token_ids", pa.list_(pa.int32()))])
+
+
+@dataclass(frozen=True, slots=True)
+class SortedRequests:
+    """The requests (their prompts: root indices 0..n-1) and the hints' (n..), one sort."""
+
+    requests: PlanRequests
+    hints: HintColumns
+    root: PromptTokens  # every prompt, requests then hints, sorted, no token ids held
+
+
+@dataclass(frozen=True, slots=True)
+class SortSource:
+    """What to read and sort: a columns query (request_id, tie, n_prompt_tokens, max_tokens,
+    own_output_tokens), a hints query (n_output_tokens, token_ids), the rows that
+    sorted_token_tables streams (ties as the columns query's, hints as `plan_hint_rows`), and
+    their parameters; `key` (dataset, snapshot, tokenizer_sha256) reads ids back."""
+
+    columns_sql: str
+    hints_sql: str
+    rows: TokenRows
+    columns_params: dict[str, Any]
+    rows_params: dict[str, Any]
+    key: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestQuery:
+    """Which requests a plan reads (request_columns.sql's parameters)."""
+
+    dataset: str
+    snapshot: int
+    tokenizer_sha256: str
+    max_model_len: int
+    done_model_sha256: str | None = None  # incremental: leave out what this model answered
+    history_model_sha256: str | None = None  # this model's earlier results give lengths
+    history_limit: int = 0  # earlier results read at most
+
+    def key(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "snapshot": self.snapshot,
+            "tokenizer_sha256": self.tokenizer_sha256,
+        }
+
+    def rows(self) -> dict[str, Any]:
+        """sort_*.sql's parameters."""
+        return {
+            **self.key(),
+            "done_model_sha256": self.done_model_sha256,
+            "max_model_len": self.max_model_len,
+        }
+
+    def columns(self) -> dict[str, Any]:
+        """request_columns.sql's and history_hints.sql's parameters."""
+        return {
+            **self.rows(),
+            "history_model_sha256": self.history_model_sha256,
+            "limit": self.history_limit,
+        }
+
+    def source(self) -> SortSource:
+        return SortSource(
+            "plan/request_columns",
+            "plan/history_hints",
+            PLAN_ROWS,
+            self.columns(),
+            self.rows(),
+            self.key(),
+        )
+
+
+def read_sorted_requests(
+    con: duckdb.DuckDBPyConnection, store: Store, query: RequestQuery | SortSource
+) -> SortedRequests:
+    """The requests of `query` (its columns query's), its history hints, and their sort;
+    `store` reads token ids back later (the connection may be closed by then)."""
+    source = query.source() if isinstance(query, RequestQuery) else query
+    columns = fetch_arrow(con, sql.load(source.columns_sql), source.columns_params)
+    hint_rows = fetch_arrow(con, sql.load(source.hints_sql), source.columns_params)
+    request_ties = columns["tie"].to_numpy().astype(np.int64)
+    n, h = len(request_ties), hint_rows.num_rows
+    hint_base = int(request_ties.max()) + 1 if n else 0
+    ties = np.concatenate((request_ties, hint_base + np.arange(h, dtype=np.int64)))
+    hints_table = pa.table(
+        {"tie": pa.array(ties[n:], pa.int64()), "token_ids": hint_rows["token_ids"]},
+        schema=_HINT_SCHEMA,
+    )
+    hint_tokens = PromptTokens.from_arrow(hint_rows["token_ids"])
+    lengths = np.concatenate(
+        (columns["n_prompt_tokens"].to_numpy().astype(np.int64), hint_tokens.lengths)
+    )
+    con.register("plan_hint_rows", hints_table)
+    try:
+        order, lcp = _sort(con, source, store.tmp_dir, ties, lengths)
+    finally:
+        con.unregister("plan_hint_rows")
+    request_ids = columns["request_id"].combine_chunks()
+    fetch = _Fetch(store, source.key, request_ids, hint_tokens)
+    root = PromptTokens.sorted_prompts(lengths, order, lcp, fetch)
+    own = columns["own_output_tokens"].fill_null(-1).to_numpy().astype(np.int64)
+    requests = PlanRequests(
+        request_ids=request_ids,
+        prompts=root.subset(np.arange(n)),
+        max_tokens=columns["max_tokens"].to_numpy().astype(np.int64),
+        output_len=own,
+        known_from=EstimateSource.OWN,
+    )
+    hints = HintColumns(
+        prompts=root.subset(np.arange(n, n + h)),
+        output_len=hint_rows["n_output_tokens"].to_numpy().astype(np.int64),
+        warmup=np.zeros(h, dtype=bool),
+        censored=np.zeros(h, dtype=bool),
+        max_tokens=np.full(h, -1, dtype=np.int64),
+    )
+    return SortedRequests(requests, hints, root)
+
+
+def _sort(
+    con: duckdb.DuckDBPyConnection,
+    source: SortSource,
+    tmp_dir: Path,
+    ties: np.ndarray,
+    lengths: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices in lexicographic order, ties by index; LCP with the previous one) of the rows
+    whose tie values are `ties` (distinct): source.rows, by the bounded sample sort."""
+    by_tie = np.argsort(ties, kind="stable")
+    sorted_ties = ties[by_tie]
+    orders, lcps = [], []
+    previous = np.zeros(0, dtype=np.int32)
+    tables = sorted_token_tables(con, source.rows_params, tmp_dir, source=source.rows)
+    for table in tables:
+        tokens = table.column("token_ids").combine_chunks()
+        if len(tokens.values) and int(np.min(tokens.values.to_numpy())) < 0:
+            raise ValueError("a token id is negative: pass tokenizer ids")
+        tie = table.column("tie").to_numpy()
+        at = np.minimum(np.searchsorted(sorted_ties, tie), max(len(ties) - 1, 0))
+        if not np.array_equal(sorted_ties[at], tie):
+            raise ValueError("the sorted prompts are not the requests read (changed meanwhile?)")
+        lcp, previous = lcp_with_previous(previous, tokens)
+        orders.append(by_tie[at])
+        lcps.append(lcp)
+    order = np.concatenate(orders) if orders else np.zeros(0, dtype=np.int64)
+    lcp = np.concatenate(lcps) if lcps else np.zeros(0, dtype=np.int64)
+    if len(order) != len(ties):
+        raise ValueError(f"sorted {len(order)} prompts for {len(ties)} requests and hints")
+    if len(lcp):
+        lcp[0] = 0
+    return _ties_by_index(order.astype(np.int64), lcp.astype(np.int64), lengths)
+
+
+def _ties_by_index(
+    order: np.ndarray, lcp: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The order with equal prompts by index (the stream has them by tie value); equal
+    prompts share all their tokens, so the adjacent LCPs stay what they are."""
+    sorted_lengths = lengths[order]
+    equal = np.zeros(len(order), dtype=bool)
+    equal[1:] = (lcp[1:] == sorted_lengths[1:]) & (sorted_lengths[1:] == sorted_lengths[:-1])
+    if not equal.any():
+        return order, lcp
+    klass = np.cumsum(~equal)
+    return order[np.lexsort((order, klass))], lcp
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetch:
+    """Token ids of a few requests (read from the store by request_id) or hints (held)."""
+
+    store: Store
+    key: dict[str, Any]  # dataset, snapshot, tokenizer_sha256
+    request_ids: pa.Array
+    hints: PromptTokens
+
+    def __call__(self, indices: np.ndarray) -> list[np.ndarray]:
+        n = len(self.request_ids)
+        out: list[np.ndarray] = [np.zeros(0, dtype=np.int32)] * len(indices)
+        wanted = np.flatnonzero(indices < n)
+        for k, i in enumerate(indices.tolist()):
+            if i >= n:
+                out[k] = self.hints[i - n]
+        if len(wanted):
+            table = pa.table(
+                {
+                    "pos": pa.array(wanted, pa.int64()),
+                    "request_id": self.request_ids.take(pa.array(indices[wanted])),
+                }
+            )
+            with self.store.connect(views=False) as con:
+                con.register("wanted_requests", table)
+                rows = fetch_arrow(con, sql.load("plan/tokens_of"), self.key)
+                con.unregister("wanted_requests")
+            for pos, tokens in zip(
+                rows["pos"].to_pylist(),
+                rows["token_ids"].to_numpy(zero_copy_only=False),
+                strict=True,
+            ):
+                out[pos] = np.asarray(tokens)
+        return out

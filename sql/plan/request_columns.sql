@@ -1,0 +1,54 @@
+-- request_columns: the tokenized requests of a snapshot, in input order, as a planner sees
+-- them but without their token ids (plan/sorted_requests.py sorts those in bounded memory).
+-- With $done_model_sha256 set (incremental), a prompt is left out when that model already has
+-- a result for the same prompt_sha256 and sampling_json in any run: a completion, or an error
+-- row of a prompt that can never run (longer than the context, $max_model_len tokens).
+-- own_output_tokens: the output length of $history_model_sha256's earlier result of the same
+-- prompt and sampling among the newest $limit of history_lengths.sql (NULL: none). tie: the
+-- row's rowid in prompts, what sort_rows.sql names it by (stable while the plan reads).
+WITH tokens AS (
+    SELECT request_id, n_prompt_tokens
+    FROM prompt_tokens
+    WHERE dataset = $dataset AND snapshot = $snapshot AND tokenizer_sha256 = $tokenizer_sha256
+),
+answered AS (
+    SELECT prompt_sha256, sampling_json, bool_or(error IS NULL) AS completed
+    FROM results
+    WHERE model_sha256 = $done_model_sha256
+    GROUP BY prompt_sha256, sampling_json
+),
+done AS (
+    SELECT dataset, snapshot, request_id, prompt_sha256, sampling_json, n_output_tokens,
+        finished_at
+    FROM results
+    WHERE dataset = $dataset AND model_sha256 = $history_model_sha256 AND error IS NULL
+    QUALIFY row_number() OVER (
+        PARTITION BY prompt_sha256, sampling_json ORDER BY finished_at DESC
+    ) = 1
+),
+history AS (
+    SELECT d.prompt_sha256, d.sampling_json, d.n_output_tokens
+    FROM done AS d
+    JOIN prompt_tokens AS t
+        ON t.dataset = d.dataset AND t.snapshot = d.snapshot AND t.request_id = d.request_id
+        AND t.tokenizer_sha256 = $tokenizer_sha256
+    ORDER BY d.finished_at DESC
+    LIMIT $limit
+),
+final AS (
+    SELECT p.request_id, p.rowid AS tie, t.n_prompt_tokens, p.max_tokens,
+        h.n_output_tokens AS own_output_tokens
+    FROM prompts AS p
+    JOIN tokens AS t USING (request_id)
+    LEFT JOIN answered AS a
+        ON a.prompt_sha256 = p.prompt_sha256 AND a.sampling_json = p.sampling_json
+    LEFT JOIN history AS h
+        ON h.prompt_sha256 = p.prompt_sha256 AND h.sampling_json = p.sampling_json
+    WHERE p.dataset = $dataset AND p.snapshot = $snapshot
+        AND NOT (
+            a.prompt_sha256 IS NOT NULL
+            AND (a.completed OR t.n_prompt_tokens >= $max_model_len)
+        )
+    ORDER BY p.line_no, p.rowid
+)
+SELECT * FROM final;

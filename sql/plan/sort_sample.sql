@@ -1,0 +1,37 @@
+-- sort_sample: $n_rows rows of plan/sort_rows.sql picked by a hash of their tie: a fixed
+-- pseudo-random sample (a top-n, so DuckDB holds only $n_rows rows).
+WITH tokens AS (
+    SELECT request_id, token_ids, n_prompt_tokens
+    FROM prompt_tokens
+    WHERE dataset = $dataset AND snapshot = $snapshot AND tokenizer_sha256 = $tokenizer_sha256
+),
+answered AS (
+    SELECT prompt_sha256, sampling_json, bool_or(error IS NULL) AS completed
+    FROM results
+    WHERE model_sha256 = $done_model_sha256
+    GROUP BY prompt_sha256, sampling_json
+),
+requests AS (
+    SELECT p.rowid AS tie, t.token_ids
+    FROM prompts AS p
+    JOIN tokens AS t USING (request_id)
+    LEFT JOIN answered AS a
+        ON a.prompt_sha256 = p.prompt_sha256 AND a.sampling_json = p.sampling_json
+    WHERE p.dataset = $dataset AND p.snapshot = $snapshot
+        AND NOT (
+            a.prompt_sha256 IS NOT NULL
+            AND (a.completed OR t.n_prompt_tokens >= $max_model_len)
+        )
+),
+rows_to_sort AS (
+    SELECT tie, token_ids FROM requests
+    UNION ALL
+    SELECT tie, token_ids FROM plan_hint_rows
+),
+final AS (
+    SELECT tie, token_ids
+    FROM rows_to_sort
+    ORDER BY hash(tie), tie
+    LIMIT $n_rows
+)
+SELECT * FROM final;
