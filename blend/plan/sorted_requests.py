@@ -30,17 +30,15 @@ from blend.store import sql
 from blend.store.database import Store, fetch_arrow
 
 PLAN_ROWS = TokenRows(
-    counts_sql="plan/sort_counts",
     rows_sql="plan/sort_rows",
-    sample_sql="plan/sort_sample",
+    counts_sql=None,
     tie="tie",
     tie_type=pa.int64(),
     scratch_prefix="plan-order-",
 )
 REPLAN_ROWS = TokenRows(
-    counts_sql="execute/replan_sort_counts",
     rows_sql="execute/replan_sort_rows",
-    sample_sql="execute/replan_sort_sample",
+    counts_sql=None,
     tie="tie",
     tie_type=pa.int64(),
     scratch_prefix="replan-order-",

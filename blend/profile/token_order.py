@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from blend.store import sql
-from blend.store.database import fetch_arrow, fetch_dicts
+from blend.store.database import fetch_dicts
 
 RANGE_TOKENS = 1 << 23  # tokens per sorted range (32 MiB of ids; sorting one holds ~4x)
 MAX_RANGES = 256  # ranges per cut (open scratch files); more data is cut again per range
@@ -51,13 +51,18 @@ BatchSource = Callable[[], Iterator[pa.RecordBatch]]  # each call streams the ro
 
 @dataclass(frozen=True, slots=True)
 class TokenRows:
-    """Which rows are sorted: the statements that count, stream and sample them (sql/ names,
-    run with the caller's params), the column that breaks ties between equal token lists and
-    its type, and the scratch folders' prefix. The default is a profile's prompt_tokens."""
+    """Which rows are sorted: the statement that streams them (an sql/ name, run with the
+    caller's params), the one that counts them when it is cheaper than counting the stream,
+    the column that breaks ties between equal token lists and its type, and the scratch
+    folders' prefix. The default is a profile's prompt_tokens.
 
-    counts_sql: str = "profile/token_counts"  # one row: n_rows, n_tokens
+    The splitters' sample is drawn from the stream's own relation (a top-n by a hash of the
+    tie: a fixed pseudo-random sample, DuckDB holding only the sample), so one statement says
+    which rows are sorted.
+    """
+
     rows_sql: str = "profile/token_rows"  # every row: <tie>, token_ids
-    sample_sql: str = "profile/token_sample"  # $n_rows fixed pseudo-random rows
+    counts_sql: str | None = "profile/token_counts"  # n_rows, n_tokens (None: of the stream)
     tie: str = "request_id"
     tie_type: pa.DataType = field(default_factory=pa.string)
     scratch_prefix: str = SCRATCH_PREFIX
@@ -104,14 +109,16 @@ def sorted_token_tables(
     stream is open. `source`: other rows to sort the same way (the plan's requests).
     """
     range_tokens = range_tokens or RANGE_TOKENS
-    counts = fetch_dicts(con, sql.load(source.counts_sql), params)[0]
-    n_rows, n_tokens = int(counts["n_rows"]), int(counts["n_tokens"])
+
+    def relation() -> duckdb.DuckDBPyRelation:
+        return con.sql(sql.load(source.rows_sql), params=params)
+
+    n_rows, n_tokens = _counts(con, params, source, relation)
     if n_rows == 0:
         return
 
     def rows() -> Iterator[pa.RecordBatch]:
-        query = con.sql(sql.load(source.rows_sql), params=params)
-        yield from query.to_arrow_reader(READ_BATCH_ROWS)
+        yield from relation().to_arrow_reader(READ_BATCH_ROWS)
 
     if n_tokens <= 2 * range_tokens:
         yield _sorted(pa.Table.from_batches(list(rows()), source.schema), source.tie)
@@ -120,8 +127,22 @@ def sorted_token_tables(
         shutil.rmtree(stale, ignore_errors=True)  # the store's writer lock: none is in use)
     n_ranges = _n_ranges(n_tokens, range_tokens)
     sample_rows = _sample_rows(n_ranges, n_rows, n_tokens, range_tokens)
-    sample = fetch_arrow(con, sql.load(source.sample_sql), {**params, "n_rows": sample_rows})
-    yield from _cut(rows, sample, n_ranges, tmp_dir, range_tokens, source)
+    sample = relation().order(f"hash({source.tie}), {source.tie}").limit(sample_rows)
+    yield from _cut(rows, sample.to_arrow_table(), n_ranges, tmp_dir, range_tokens, source)
+
+
+def _counts(
+    con: duckdb.DuckDBPyConnection,
+    params: dict[str, Any],
+    source: TokenRows,
+    relation: Callable[[], duckdb.DuckDBPyRelation],
+) -> tuple[int, int]:
+    """(rows, tokens) that the stream of `source` holds."""
+    if source.counts_sql is not None:
+        counts = fetch_dicts(con, sql.load(source.counts_sql), params)[0]
+        return int(counts["n_rows"]), int(counts["n_tokens"])
+    [(n_rows, n_tokens)] = relation().aggregate("count(*), sum(len(token_ids))").fetchall()
+    return int(n_rows), int(n_tokens or 0)
 
 
 def _cut(
