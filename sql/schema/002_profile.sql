@@ -1,12 +1,16 @@
 -- schema: tables of the profile stage(s) (table and column names are relied on: extend, do not rename).
+-- No primary key: one row per (dataset, snapshot, tokenizer_sha256, request_id) because the profile
+-- deletes the key's rows and inserts one row per prompt in one transaction (blend/profile/stage.py),
+-- and nothing relies on a key (hash joins, no ON CONFLICT). Its index could not spill: the commit of
+-- 10M prompts' rows failed under the profile's 1 GiB DuckDB cap. Stores created earlier keep the key
+-- (CREATE TABLE IF NOT EXISTS) and still work, with memory for the index growing with the prompts.
 CREATE TABLE IF NOT EXISTS prompt_tokens (
     dataset          VARCHAR   NOT NULL,
     snapshot         INTEGER   NOT NULL,
     request_id       VARCHAR   NOT NULL,
     tokenizer_sha256 VARCHAR   NOT NULL,
     n_prompt_tokens  INTEGER   NOT NULL,  -- = len(token_ids)
-    token_ids        INTEGER[] NOT NULL,  -- after the chat template, exactly what the engine is fed
-    PRIMARY KEY (dataset, snapshot, tokenizer_sha256, request_id)
+    token_ids        INTEGER[] NOT NULL   -- after the chat template, exactly what the engine is fed
 );
 
 CREATE TABLE IF NOT EXISTS profiles (

@@ -83,6 +83,20 @@ def test_killed_profile_reruns_to_the_same_tables(
     assert rerun == uninterrupted
 
 
+def test_a_second_profile_replaces_its_rows(
+    tmp_path: Path, tiny_model: Path, small_inputs: list[Path]
+) -> None:
+    # prompt_tokens has no primary key (its index could not spill at 10M prompts): the stage
+    # alone keeps one row per prompt, by deleting the key's rows before it inserts
+    store = Store.open(tmp_path / "store")
+    ingest_file(store, small_inputs[0], "d")
+    first = profile_dataset(store, "d", tiny_model)
+    once = table_rows(store, PROFILE_TABLES)
+    profile_dataset(store, "d", tiny_model)
+    assert table_rows(store, PROFILE_TABLES) == once
+    assert len(once["prompt_tokens"]) == first.n_prompts == 34
+
+
 def test_killed_part_write_leaves_no_part_and_resumes_to_the_same_rows(
     spawn: Callable[..., Child], tmp_path: Path, tiny_model: Path, small_inputs: list[Path]
 ) -> None:
