@@ -127,8 +127,25 @@ def sorted_token_tables(
         shutil.rmtree(stale, ignore_errors=True)  # the store's writer lock: none is in use)
     n_ranges = _n_ranges(n_tokens, range_tokens)
     sample_rows = _sample_rows(n_ranges, n_rows, n_tokens, range_tokens)
-    sample = relation().order(f"hash({source.tie}), {source.tie}").limit(sample_rows)
-    yield from _cut(rows, sample.to_arrow_table(), n_ranges, tmp_dir, range_tokens, source)
+    yield from _cut(
+        rows, _sample(con, relation, source, sample_rows), n_ranges, tmp_dir, range_tokens, source
+    )
+
+
+def _sample(
+    con: duckdb.DuckDBPyConnection,
+    relation: Callable[[], duckdb.DuckDBPyRelation],
+    source: TokenRows,
+    n_rows: int,
+) -> pa.Table:
+    """n_rows rows of the stream picked by a hash of their tie (a fixed pseudo-random sample).
+
+    The ties are picked first and their token lists fetched by a semi join: a top-n that
+    carried the lists ran out of the 1 GiB cap at 10M prompts, this holds n_rows ties.
+    """
+    tie = source.tie
+    picked = relation().select(tie).order(f"hash({tie}), {tie}").limit(n_rows).to_arrow_table()
+    return relation().join(con.from_arrow(picked), tie, how="semi").to_arrow_table()
 
 
 def _counts(
