@@ -61,17 +61,32 @@ def stage_execute_null(
 
     null_engine = _null_engine_class()
     plan_id = plan_id or latest_plan_id(store, dataset)
+    engines: list[Any] = []
+
+    def engine_factory(config: EngineConfig) -> Any:
+        engines.append(null_engine(config, output_tokens))
+        return engines[-1]
+
     started = time.perf_counter()
     report = execute_plan(
         store,
         plan_id,
         EngineConfig(model_dir=model_dir),
         options=ExecuteOptions(resume=resume),
-        engine_factory=lambda config: null_engine(config, output_tokens),
+        engine_factory=engine_factory,
     )
-    seconds = time.perf_counter() - started
+    ended, ended_cpu = time.perf_counter(), time.process_time()
+    seconds = ended - started
     rows = report.n_requests - report.n_skipped
+    # the steady part: from the first engine's first step (an older revision's null engine
+    # does not record it: the whole run then)
+    first = getattr(engines[0], "first_step_at", None) if engines else None
+    loop_wall, loop_cpu = (ended - first[0], ended_cpu - first[1]) if first else (seconds, 0.0)
     return {
+        "start_s": seconds - loop_wall,
+        "loop_s": loop_wall,
+        "loop_requests_per_s": rows / loop_wall if loop_wall else 0.0,
+        "loop_requests_per_cpu_s": rows / loop_cpu if loop_cpu else 0.0,
         "seconds": seconds,
         "rows": rows,
         "requests_per_s": rows / seconds if seconds else 0.0,
@@ -240,6 +255,8 @@ def bench(rows: int, before: str | None, warmup: bool, work: Path) -> None:
         r = run_child("execute", flags, code)
         print(
             f"  execute {label:<10} {r['seconds']:7.1f} s  {r['requests_per_s']:9,.0f} requests/s"
+            f"  (start {r.get('start_s', 0.0):.1f} s, then {r.get('loop_requests_per_s', 0.0):,.0f}"
+            f" requests/s, {r.get('loop_requests_per_cpu_s', 0.0):,.0f} per CPU-second)"
             f"  peak RSS {r['peak_rss_gb']:5.2f} GB  engine busy {r['engine_busy_s']:5.1f} s  "
             f"rows {r['rows']:,} ({r['n_errors']} errors, {r['status']})  "
             f"load {r['load'][0]:.1f}-{r['load'][1]:.1f}",

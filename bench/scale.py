@@ -370,7 +370,11 @@ def report(label: str, r: dict[str, Any]) -> None:
         f"load {r['load'][0]:.1f}-{r['load'][1]:.1f}"
     )
     if "requests_per_s" in r:
-        line += f"  [{r['requests_per_s']:,.0f} requests/s, run {r.get('status')}]"
+        line += (
+            f"  [{r['requests_per_s']:,.0f} requests/s; after the start "
+            f"({r.get('start_s', 0.0):.0f} s) {r.get('loop_requests_per_s', 0.0):,.0f}/s, "
+            f"{r.get('loop_requests_per_cpu_s', 0.0):,.0f} per CPU-second; run {r.get('status')}]"
+        )
     if "tokens" in r:
         line += (
             f"  [tokenize {r['tokenize_s']:.0f} s, sql {r['sql_s']:.0f} s, rest "

@@ -18,7 +18,12 @@ def _request(request_id: str, ids: list[int], max_tokens: int) -> EngineRequest:
 def test_every_request_is_answered_in_the_step_after_it_was_handed_over() -> None:
     engine = NullEngine(EngineConfig(model_dir=Path("no-model-needed"), max_num_seqs=2))
     requests = [_request(f"r{i}", [i, i + 1, i + 2], max_tokens=16) for i in range(5)]
-    steps = list(engine.generate(OrderedFeed(requests)))  # a window of 2 x 2 in flight
+    assert engine.first_step_at is None
+    generated = engine.generate(OrderedFeed(requests))  # a window of 2 x 2 in flight
+    steps = [next(generated)]
+    first_step_at = engine.first_step_at  # where a benchmark's steady part begins
+    steps += list(generated)
+    assert first_step_at is not None and engine.first_step_at == first_step_at
     assert [[o.request_id for o in step] for step in steps] == [
         ["r0", "r1", "r2", "r3"],
         ["r4"],
