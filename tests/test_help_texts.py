@@ -3,6 +3,7 @@ option explained, summaries that end where their sentence does."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -47,6 +48,10 @@ def test_help_at_80_columns_names_and_explains_every_option(path: list[str], com
             assert name in text, (name, text)  # whole, never cut
         if param.name != "help":
             assert param.help, f"{' '.join(path)} {param.opts[0]}: no help text"
+    # click breaks lines after a hyphen: a name or URI in a help text (max-num-partial-
+    # prefills, cpu-local) must not be split there
+    cut = [line for line in text.splitlines() if re.search(r"\w-$", line)]
+    assert not cut, cut
 
 
 def test_command_lists_give_whole_sentences() -> None:

@@ -22,7 +22,7 @@ from blend.cli.options import (
     TokensOpt,
     resolve_model,
 )
-from blend.cli.tables import numbers_table
+from blend.cli.tables import print_numbers_table
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -238,7 +238,6 @@ def print_summary(s: dict[str, Any]) -> None:
         )
         for c in s["classes"]
     ]
-    table = numbers_table(columns, rows, text_columns=("class",))
-    console.print(table)
+    print_numbers_table(console, columns, rows, text_columns=("class",))
     for line in after:
         console.print(escape(line))

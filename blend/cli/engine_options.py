@@ -15,8 +15,8 @@ TensorParallelOpt = Annotated[
         "--tensor-parallel-size",
         "-tp",
         min=1,
-        help="GPUs one engine splits the weights and the KV cache over (default 1; with a "
-        "plan: the plan's). Plans and simulations price it.",
+        help="GPUs one engine splits the weights and the KV cache over (default 1; blend "
+        "execute: the plan's). Plans and simulations price it.",
         rich_help_panel=VLLM_PANEL,
     ),
 ]
@@ -79,8 +79,8 @@ EngineArgOpt = Annotated[
     typer.Option(
         "--engine-arg",
         metavar="NAME=VALUE",
-        help="Any other vLLM engine argument, e.g. kv_cache_dtype=fp8 or "
-        "max-num-partial-prefills=2; repeat for more.",
+        help="Any other vLLM engine argument (dashes or underscores), e.g. "
+        "kv_cache_dtype=fp8 or max_num_partial_prefills=2; repeat for more.",
         rich_help_panel=VLLM_PANEL,
     ),
 ]

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from blend.cli.options import ModelSpecNameOpt
-from blend.cli.tables import numbers_table
+from blend.cli.tables import print_numbers_table
 from blend.cost.model import load_model_spec
 from blend.cost.offload.hardware_profile import HeteGenProfile, ProfileError
 
@@ -65,12 +65,12 @@ def profile_command(
         )
         for batch, rate in sorted(profile.cpu_weights_per_s.items())
     ]
-    table = numbers_table(
+    print_numbers_table(
+        console,
         ("batch", "CPU Gweights/s", "GPU Gweights/s"),
         rows,
         title=f"HeteGen profile {name!r} -> {out}",
     )
-    console.print(table)
     h2d = profile.h2d_bytes_s
     console.print("host-to-device: " + ("no CUDA" if h2d is None else f"{h2d / 1e9:.1f} GB/s"))
 
@@ -125,7 +125,8 @@ def target_command(profile: ProfileOpt = None) -> None:
     from blend.cost.offload.layer_costs import thirty_b_on_24gb
 
     rows = thirty_b_on_24gb(None if profile is None else _load_profile(profile))
-    table = numbers_table(
+    print_numbers_table(
+        console,
         ("batch", "hetegen", "streaming", "speedup", "resident GiB", "alpha", "fits"),
         [
             (
@@ -142,4 +143,3 @@ def target_command(profile: ProfileOpt = None) -> None:
         text_columns=("fits",),
         title="llama-30b on a10-24g: decode step (ms) and speedup over streaming",
     )
-    console.print(table)

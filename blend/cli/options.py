@@ -137,7 +137,7 @@ ResultsUriOpt = Annotated[
     typer.Option(
         "--results-uri",
         help="With --engines: the store's results folder as the engines reach it (e.g. "
-        "s3://bucket/blend-results; default: its local path, shared by every node).",
+        "s3://bucket/results; default: its local path, shared by every node).",
     ),
 ]
 

@@ -74,7 +74,7 @@ def simulate_command(
     ] = False,
     block_size: Annotated[
         int | None,
-        typer.Option(help="KV block size in tokens (default 128 on cpu-local, else 16)."),
+        typer.Option(help="KV block size in tokens (default 16; 128 on cpu-local)."),
     ] = None,
     kv_capacity_tokens: Annotated[
         int | None,
