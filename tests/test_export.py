@@ -121,6 +121,23 @@ def test_the_command_writes_the_file_and_refuses_an_unknown_format(two_runs, tmp
     assert refused.exit_code != 0 and "xml" in flat(refused.output)
 
 
+def test_an_empty_file_before_any_run_and_nothing_left_in_the_stores_tmp(
+    tmp_path, tiny_model
+) -> None:
+    """The picks go through a file in the store's tmp/ (a path with glob characters here)."""
+    store = Store.open(tmp_path / "st[1]*re")
+    seed_store(store, tokenizer_sha256(tiny_model))
+    out = tmp_path / "out.parquet"
+    before = export_results(store, "ds", out, ExportFormat.PARQUET)
+    assert (before.n_rows, out.stat().st_size) == (0, 0)  # no run yet: an empty file
+    plan = plan_dataset(store, "ds", PlanOptions(planner="dfs"), model_dir=tiny_model)
+    execute_plan(store, plan.plan_id, EngineConfig(model_dir=tiny_model), engine_factory=FakeEngine)
+    after = export_results(store, "ds", out, ExportFormat.PARQUET)
+    assert pq.read_table(out).column("request_id").to_pylist() == INPUT_ORDER
+    assert (after.n_rows, after.n_errors) == (5, 1)
+    assert not list(store.tmp_dir.iterdir())  # the spill folder and its picks are gone
+
+
 def test_a_chat_row_becomes_a_chat_completion() -> None:
     from datetime import UTC, datetime
 

@@ -8,6 +8,12 @@ dataset), into a hidden temporary file renamed into place at the end, so a kille
 leaves no half file under the name asked for. Requests without an answer yet are left out
 (the count says how many answered).
 
+Two queries, each under DuckDB's cap (spilling beyond it): the first picks each request's row
+on the key columns and writes the picks with their input line to a Parquet file in the spill
+folder; the second joins the picks to the wide result columns and sorts them by input line.
+In one query the ranking, both joins and the sort held memory at once, and 10M answers of a
+real store (2,442 parts) ran out of the 1 GiB cap.
+
 `out` may be a URI (s3://bucket/key, gs://..., any scheme blend/store/uris.py opens): the
 target is checked first (the bucket exists, the key is not a folder, access is granted), the
 file is written into the store's tmp/ folder as above, then uploaded through pyarrow's
@@ -40,7 +46,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from blend.store import sql
-from blend.store.database import Store, connect_read_only, fetch_dicts
+from blend.store.database import Store, connect_read_only, fetch_dicts, glob_escape
 from blend.store.memory import memory_capped
 from blend.store.uris import (
     Remote,
@@ -53,9 +59,9 @@ from blend.store.uris import (
 )
 
 BATCH_ROWS = 8192  # rows read from DuckDB and written at a time
-# DuckDB's memory for the export's query (it ranks, joins and sorts the dataset's answers,
-# spilling beyond this): the whole `blend export` peaked at 1.15 GiB for 1M answers and 1.27
-# GiB for 10M (bench/export_scale.py; docs/measurements.md)
+# DuckDB's memory for each of the export's two queries (they rank, join and sort the dataset's
+# answers, spilling beyond this): the whole `blend export` peaked at 1.0-1.1 GiB for 1M answers
+# (bench/export_scale.py) and 1.42 GiB for 10M answers of a real store (bench/scale.py)
 EXPORT_MEMORY_BYTES = 1 << 30
 
 
@@ -115,7 +121,8 @@ def _export(
     run_id: str | None,
     batch_rows: int,
 ) -> tuple[int, int]:
-    """Write the answers to `tmp`; (rows, error rows)."""
+    """Write the answers to `tmp`; (rows, error rows). The picks file lives in the spill
+    folder, removed with it."""
     spill = store.tmp_dir / f"export-spill-{uuid.uuid4().hex}"
     with (
         connect_read_only(store) as con,
@@ -129,11 +136,15 @@ def _export(
             raise ExportError(f"no dataset {dataset!r} in {store.root}: ingest it first")
         if run_id is not None and counts["n_run_rows"] == 0:
             raise ExportError(f"run {run_id!r} wrote no results for dataset {dataset!r}")
-        name, params = "export/latest_answers", {"dataset": dataset}
+        picks = spill / "picks.parquet"
+        name, params = "export/latest_picks", {"dataset": dataset, "picks": str(picks)}
         if run_id is not None:
-            name, params = "export/run_answers", {"dataset": dataset, "run_id": run_id}
-        reader = con.sql(sql.load(name), params=params).to_arrow_reader(batch_rows)
-        return _write(reader, tmp, fmt)
+            name, params = "export/run_picks", {**params, "run_id": run_id}
+        con.execute(sql.load(name), params)
+        # read_parquet globs its path: the store's own glob characters are escaped
+        params = {"dataset": dataset, "picks": glob_escape(str(picks))}
+        reader = con.sql(sql.load("export/picked_answers"), params=params)
+        return _write(reader.to_arrow_reader(batch_rows), tmp, fmt)
 
 
 @contextmanager
