@@ -98,17 +98,24 @@ def stage_profile(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def stage_plan(args: argparse.Namespace) -> dict[str, Any]:
-    from blend.plan.stage import PlanOptions, plan_dataset
+    import blend
+    from blend.plan import stage
     from blend.store.database import Store
 
-    started = time.perf_counter()
-    report = plan_dataset(
-        Store.open(args.store), DATASET, PlanOptions(), model_dir=Path(args.model)
+    phases = ("read_sorted_requests", "estimate_outputs", "_order", "_items_table", "_store_plan")
+    marks = _mark_phases(stage, phases)
+    started, cpu = time.perf_counter(), time.process_time()
+    report = stage.plan_dataset(
+        Store.open(args.store), DATASET, stage.PlanOptions(), model_dir=Path(args.model)
     )
     return {
         "seconds": time.perf_counter() - started,
+        # all threads' (DuckDB's too): other jobs on a shared machine change seconds, not this
+        "cpu_s": time.process_time() - cpu,
         "rows": report.n_requests,
         "plan_id": report.plan_id,
+        "peak_after_gb": marks,  # VmHWM when each phase returned: which one set the peak
+        "code": str(Path(blend.__file__).parent.parent),
     }
 
 
@@ -385,6 +392,9 @@ def report(label: str, r: dict[str, Any]) -> None:
             "peak RSS after each phase "
             f"{ {k: round(v, 2) for k, v in r['peak_after_gb'].items()} }]"
         )
+    elif "peak_after_gb" in r:
+        marks = {k: round(v, 2) for k, v in r["peak_after_gb"].items()}
+        line += f"  [peak RSS after each phase {marks}]"
     print(line, flush=True)
 
 
@@ -421,7 +431,9 @@ def main() -> None:
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))  # bench.workloads and bench.executor_overhead, as a script
+    # bench.workloads and bench.executor_overhead, as a script; after PYTHONPATH's folders, so
+    # that a --before child imports that revision's blend (first, it imported this checkout's)
+    sys.path.append(str(REPO))
     if args.child:
         print(json.dumps(globals()[f"stage_{args.child}"](args)), flush=True)
         return

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.json_schema import JsonDict
 
 from blend.engines.base import EngineConfig, EngineName
@@ -62,6 +62,25 @@ RunId = Annotated[
     str, Field(json_schema_extra=_schema(NameKind.RUN_ID)), AfterValidator(_rule(NameKind.RUN_ID))
 ]
 ModelFolder = Annotated[str, AfterValidator(_model_folder)]
+
+
+def _switch(value: object) -> object:
+    """A flag as parameters made before the three-way switch gave it (true, false, null)."""
+    if value is None:
+        return "default"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
+# A vLLM flag in the form: an optional bool would show as an off switch while vLLM's default
+# may be on, and a switch flipped on and off again would send false. "default": not passed.
+Switch = Annotated[Literal["default", "on", "off"], BeforeValidator(_switch)]
+
+
+def _flag(value: str) -> bool | None:
+    """A Switch as the engine argument: None (not passed, vLLM's default), True or False."""
+    return None if value == "default" else value == "on"
 
 
 def _form_schema(schema: JsonDict, cls: type[Any]) -> None:
@@ -179,20 +198,23 @@ class VllmOptions(FormOptions):
         None,
         ge=1,
         title="Max model length",
-        description="Tokens of prompt and output together (default: the model's)",
+        description="Tokens of prompt and output together (default: the model's); longer "
+        "prompts become error rows, not priced as work",
     )
     quantization: str | None = Field(
         None,
         title="Quantization",
         description="Weight quantization method, e.g. awq, gptq, fp8 (default: the model's)",
     )
-    enforce_eager: bool | None = Field(
-        None, title="Enforce eager", description="Run without CUDA graphs (default: off)"
+    enforce_eager: Switch = Field(
+        "default",
+        title="Enforce eager",
+        description="Run without CUDA graphs: on, off, or default (vLLM's: off)",
     )
-    enable_chunked_prefill: bool | None = Field(
-        None,
+    enable_chunked_prefill: Switch = Field(
+        "default",
         title="Chunked prefill",
-        description="Split long prompts over steps, GPUs only (default: vLLM's, on)",
+        description="Split long prompts over steps, GPUs only: on, off, or default (vLLM's: on)",
     )
     engine_args: dict[str, str] = Field(
         default_factory=dict,
@@ -207,8 +229,8 @@ class VllmOptions(FormOptions):
             dtype=self.dtype,
             max_model_len=self.max_model_len,
             quantization=self.quantization,
-            enforce_eager=self.enforce_eager,
-            enable_chunked_prefill=self.enable_chunked_prefill,
+            enforce_eager=_flag(self.enforce_eager),
+            enable_chunked_prefill=_flag(self.enable_chunked_prefill),
             extra=parse_engine_args([f"{k}={v}" for k, v in self.engine_args.items()]),
         )
 
@@ -244,7 +266,9 @@ class EngineOptions(FormOptions):
         gt=0,
         le=1,
         title="GPU memory share",
-        description="GPU only: the share of the GPU's memory (0 to 1) vLLM may take",
+        description="GPU only: the share of each GPU's memory (0 to 1) vLLM may take for "
+        "weights and KV cache, as plans price it; vLLM's CPU build ignores it (KV cache GiB "
+        "there)",
     )
     vllm: VllmOptions = Field(default_factory=VllmOptions, title="vLLM engine arguments")
 

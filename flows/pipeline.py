@@ -148,6 +148,8 @@ class PipelineOptions(ModelOptions, ScaleOutOptions):
             plan=dataclasses.replace(
                 self.planning.plan_options(),
                 tensor_parallel_size=self.engine.vllm.tensor_parallel_size or 1,
+                gpu_memory_utilization=self.engine.gpu_memory_utilization,
+                max_model_len=self.engine.vllm.max_model_len,
             ),
             incremental=self.incremental,
             execute=ExecuteOptions(engines=self.engines, results_uri=self.results_uri),

@@ -39,7 +39,10 @@ def test_the_pipeline_reports_the_capacity_before_it_executes(
     assert stages == ["ingest", "profile", "plan", "capacity", "execute"]
     capacity = report.capacity
     assert capacity is not None and capacity.dataset == "d"
-    assert capacity.n_requests == report.plan.n_requests
+    # the demo's one prompt over the model's context is in the plan (its error row) but no
+    # work in either: the plan does not price it and the capacity does not simulate it
+    assert report.plan.n_over_length == capacity.n_over_length == 1
+    assert capacity.n_requests == report.plan.n_requests - 1
     assert capacity.hardware == "cpu-local"
     assert [p.k for p in capacity.predictions] == [1, 2]
     assert report.run is not None and report.run.status == "completed"

@@ -96,3 +96,35 @@ def test_lcp_handles_long_shared_prefixes_and_numpy_prompts() -> None:
 def test_token_ids_outside_uint32_are_refused() -> None:
     with pytest.raises(ValueError, match="token id -1"):
         build_compact_trie([[1, -1], [1, 2]])
+
+
+@given(prompts_strategy, st.integers(1, 5), st.randoms(use_true_random=False))
+def test_common_prefixes_of_any_order_in_chunks_of_pairs(prompts, chunk, rnd) -> None:
+    """A sorted PromptTokens finds the common prefix of any two prompts by range minima over
+    its sorted LCPs, a chunk of pairs at a time: what comparing their tokens gives."""
+    from blend.planners import tree
+    from blend.planners.prompt_tokens import PromptTokens
+
+    table = PromptTokens.from_lists(prompts)
+    tree.sorted_with_lcp(table)
+    order = list(range(len(prompts)))
+    rnd.shuffle(order)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tree, "_MINIMA_CHUNK", chunk)
+        assert adjacent_lcp(table, order).tolist() == adjacent_lcp(prompts, order).tolist()
+
+
+@given(st.lists(st.integers(0, 10**6), max_size=60))
+def test_node_levels_count_the_ancestors(draws) -> None:
+    from blend.planners.arrays import level_order, node_levels
+
+    parent = np.array([-1] + [d % (i + 1) for i, d in enumerate(draws)], dtype=np.int64)
+    expected = []
+    for node in range(len(parent)):
+        depth, up = 0, parent[node]
+        while up >= 0:
+            depth, up = depth + 1, parent[up]
+        expected.append(depth)
+    assert node_levels(parent).tolist() == expected
+    by_level = [sorted(set(np.asarray(expected)[nodes].tolist())) for nodes in level_order(parent)]
+    assert by_level == [[k] for k in range(max(expected) + 1)]

@@ -11,7 +11,7 @@ from blend.calibration.cpu_fit import Fit
 from blend.cost.model import SPECS_DIR
 
 HARDWARE_JSON = SPECS_DIR / "hardware.json"
-_DEFAULT_ENTRY = {"mem_bytes": 1073741824, "kv_memory_fraction": 1.0}  # 1 GiB of CPU KV
+_DEFAULT_ENTRY = {"mem_bytes": 1073741824, "memory_utilization": 1.0}  # 1 GiB of CPU KV
 
 
 def _fitted_fields(fit: Fit, source: str) -> dict[str, Any]:

@@ -163,6 +163,8 @@ def _plan_options(
     max_num_seqs: int | None,
     batch_size: int = 256,
     tensor_parallel_size: int | None = None,
+    gpu_memory_utilization: float | None = None,
+    max_model_len: int | None = None,
 ) -> PlanOptions:
     from blend.engines.settings import EngineSettings, SettingsSource
     from blend.plan.stage import PlanOptions
@@ -185,6 +187,8 @@ def _plan_options(
         engine=engine,
         search_settings=search_settings,
         tensor_parallel_size=tensor_parallel_size or 1,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=max_model_len,
     )
 
 
@@ -204,6 +208,8 @@ def plan(
     incremental: IncrementalOpt = True,
     model: ModelOpt = None,
     tensor_parallel_size: TensorParallelOpt = None,
+    gpu_memory_utilization: GpuMemoryOpt = None,
+    max_model_len: MaxModelLenOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Order the requests of a profiled dataset and store the plan."""
@@ -224,6 +230,8 @@ def plan(
             max_num_seqs,
             batch_size,
             tensor_parallel_size,
+            gpu_memory_utilization,
+            max_model_len,
         )
         report = plan_dataset(
             opened,
@@ -294,8 +302,11 @@ def execute(
         _vllm_options(
             tensor_parallel_size or header.tensor_parallel_size,
             dtype,
-            max_model_len,
-            gpu_memory_utilization,
+            # not given: the plan's, as it was priced
+            header.max_model_len if max_model_len is None else max_model_len,
+            header.gpu_memory_utilization
+            if gpu_memory_utilization is None
+            else gpu_memory_utilization,
             quantization,
             enforce_eager,
             enable_chunked_prefill,
@@ -503,6 +514,8 @@ def run(
         max_num_batched_tokens,
         max_num_seqs,
         tensor_parallel_size=tensor_parallel_size,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=max_model_len,
     )
     engine_config = _engine_config(model_dir, None, None, kv_cache_gib, engine, engine_kwargs)
     printers: dict[str, Any] = {

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from blend.cli.engine_options import TensorParallelOpt
+from blend.cli.engine_options import GpuMemoryOpt, MaxModelLenOpt, TensorParallelOpt
 from blend.cli.options import DatasetOpt, HardwareOpt, JsonOpt, ModelSpecOpt, StoreOpt
 from blend.plan.capacity import (
     DRAWS,
@@ -47,6 +47,8 @@ def capacity_command(
         ),
     ] = None,
     tensor_parallel_size: TensorParallelOpt = None,
+    gpu_memory_utilization: GpuMemoryOpt = None,
+    max_model_len: MaxModelLenOpt = None,
     sample_limit: Annotated[
         int,
         typer.Option(
@@ -77,7 +79,9 @@ def capacity_command(
         if model_dir is None and model_spec is None:
             model_dir = _demo_model(opened)  # what `blend run` without --model runs
         # one engine spans tensor_parallel_size GPUs: k engines use k times as many
-        cost = resolve_cost(model_spec, hardware, model_dir, tensor_parallel_size or 1)
+        cost = resolve_cost(
+            model_spec, hardware, model_dir, tensor_parallel_size or 1, gpu_memory_utilization
+        )
         report = dataset_capacity(
             opened,
             dataset,
@@ -88,6 +92,7 @@ def capacity_command(
             max_engines=max_engines,
             sample_limit=sample_limit,
             draws=draws,
+            max_model_len=max_model_len,
         )
     except (CapacityError, ValueError, StoreNotReadableError, ModelNotFoundError) as exc:
         typer.echo(f"capacity failed: {exc}", err=True)

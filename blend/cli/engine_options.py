@@ -33,7 +33,9 @@ MaxModelLenOpt = Annotated[
     typer.Option(
         "--max-model-len",
         min=1,
-        help="Tokens of prompt and output together (default: the model's).",
+        help="Tokens of prompt and output together (default: the model's; blend execute: "
+        "the plan's). Plans and simulations leave longer prompts out of the work: they "
+        "become error rows.",
         rich_help_panel=VLLM_PANEL,
     ),
 ]
@@ -43,7 +45,9 @@ GpuMemoryOpt = Annotated[
         "--gpu-memory-utilization",
         min=0.0,
         max=1.0,
-        help="Share of each GPU's memory vLLM may take (default 0.9).",
+        help="Share of each GPU's memory vLLM may take for weights and KV cache (default "
+        "0.9; blend execute: the plan's). Plans and simulations price the KV cache it "
+        "leaves. GPU only: vLLM's CPU build ignores it (--kv-cache-gib there).",
         rich_help_panel=VLLM_PANEL,
     ),
 ]

@@ -8,12 +8,17 @@ from typing import Annotated
 
 import typer
 
-from blend.cli.engine_options import TensorParallelOpt
+from blend.cli.engine_options import GpuMemoryOpt, MaxModelLenOpt, TensorParallelOpt
 from blend.cli.options import HardwareNameOpt, JsonOpt, ModelSpecNameOpt
-from blend.cost.model import CostModel, load_hardware, load_model_spec
+from blend.cost.model import (
+    CostModel,
+    load_hardware,
+    load_model_spec,
+    with_memory_utilization,
+)
 from blend.engines.settings import EngineSettings, SettingsSource
 from blend.planners import PlannerName
-from blend.simulate.io import WorkloadError, load_workload, write_order
+from blend.simulate.io import WorkloadError, load_workload, within_context, write_order
 from blend.simulate.pipeline import DEFAULT_MAX_TOKENS, SimulatedEngine
 from blend.simulate.run import SimulationReport, default_settings, plan_and_simulate
 
@@ -91,6 +96,8 @@ def simulate_command(
         ),
     ] = "auto",
     tensor_parallel_size: TensorParallelOpt = None,
+    gpu_memory_utilization: GpuMemoryOpt = None,
+    max_model_len: MaxModelLenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Plan a workload and simulate the engine on it; compare with the bounds T_seq and T_opt."""
@@ -98,8 +105,9 @@ def simulate_command(
     from blend.cost.parallel import tensor_parallel
 
     try:
-        workload = load_workload(requests)
-        one_gpu = CostModel(load_model_spec(model_spec), load_hardware(hardware))
+        workload, n_over_length = within_context(load_workload(requests), max_model_len)
+        machine = with_memory_utilization(load_hardware(hardware), gpu_memory_utilization)
+        one_gpu = CostModel(load_model_spec(model_spec), machine)
         if (tensor_parallel_size or 1) > 1:  # vLLM across GPUs; hetegen runs on one
             cost = tensor_parallel(one_gpu, tensor_parallel_size or 1)
         else:
@@ -134,9 +142,19 @@ def simulate_command(
         typer.echo(f"simulate failed: {exc}", err=True)
         raise typer.Exit(1) from None
     if as_json:
-        typer.echo(json.dumps(report.to_json()))
+        priced = {
+            "kv_capacity_tokens": kv_capacity_tokens or cost.kv_capacity_tokens,
+            "n_over_length": n_over_length,
+            "max_model_len": max_model_len,
+        }
+        typer.echo(json.dumps({**report.to_json(), **priced}))
     else:
         _print_summary(report)
+        if n_over_length:
+            typer.echo(
+                f"{n_over_length} more requests leave no room for output within max_model_len "
+                f"{max_model_len}: vLLM refuses them, not simulated"
+            )
 
 
 def _print_summary(report: SimulationReport) -> None:

@@ -10,7 +10,7 @@ Specs are data (blend/cost/specs/*.json), overridable by a JSON file of the same
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,7 +52,11 @@ class HardwareSpec:
     flops_efficiency: float = 1.0  # achievable share of peak_flops (fitted)
     bandwidth_efficiency: float = 1.0  # achievable share of bandwidth (fitted)
     step_overhead_s: float = 0.0  # fixed cost of one engine step (s, fitted)
-    kv_memory_fraction: float = 0.9  # share of memory left after weights that holds KV
+    # GPU: vLLM's default gpu_memory_utilization, the share of the memory vLLM takes for the
+    # weights and the KV cache (CostModel.kv_cache_bytes; the user's --gpu-memory-utilization
+    # replaces it: with_memory_utilization). CPU: the share of mem_bytes, the CPU build's KV
+    # space (VLLM_CPU_KVCACHE_SPACE), that holds KV; vLLM's CPU build takes no utilization.
+    memory_utilization: float = 0.9
     # GPUs overlap compute with memory traffic within a step (step time = the larger of the
     # two); measured on the CPU build, they add up (a better fit of real step times there).
     overlap_compute_memory: bool = True
@@ -101,7 +105,12 @@ def _load(kind: str, name_or_path: str) -> dict[str, Any]:
     return {"name": name_or_path, **table[name_or_path]}
 
 
+# fields renamed since specs were first written: old name -> new (stored files stay loadable)
+_RENAMED = {"kv_memory_fraction": "memory_utilization"}
+
+
 def _build(cls: type, data: dict[str, Any]) -> Any:
+    data = {_RENAMED.get(key, key): value for key, value in data.items()}
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -166,6 +175,17 @@ def _folder_label(model_dir: Path) -> str:
     return model_dir.name
 
 
+def with_memory_utilization(hardware: HardwareSpec, utilization: float | None) -> HardwareSpec:
+    """`hardware` with vLLM's gpu_memory_utilization set to `utilization` (the user's
+    --gpu-memory-utilization; None: the spec's default). A CPU spec is returned as it is:
+    vLLM's CPU build sizes its KV cache by VLLM_CPU_KVCACHE_SPACE and ignores the option."""
+    if utilization is None or hardware.device == "cpu":
+        return hardware
+    if not 0.0 < utilization <= 1.0:
+        raise ValueError(f"gpu_memory_utilization {utilization}: must be in (0, 1]")
+    return replace(hardware, memory_utilization=utilization)
+
+
 def local_hardware_name() -> str:
     """The hardware spec of this machine's accelerator: the first CUDA device's, by name
     (a100-80g, h100-80g, h200), else cpu-local. Imports torch (seconds)."""
@@ -212,6 +232,11 @@ class OffloadTerm:
         while i < n - 1 and tokens > xs[i]:
             i += 1
         return ys[i - 1] + (ys[i] - ys[i - 1]) * (tokens - xs[i - 1]) / (xs[i] - xs[i - 1])
+
+
+# hetegen's KV cache as priced (not measured): this share of the GPU memory its resident
+# weights leave, as every GPU engine was priced before vLLM's own rule (kv_cache_bytes)
+OFFLOAD_KV_SHARE = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,15 +294,38 @@ class CostModel:
         return float("inf") if mem == 0 else self.comp_s(prompt_tokens, output_tokens) / mem
 
     @property
+    def kv_cache_bytes(self) -> float:
+        """Bytes of KV cache the engine gets (<= 0: the weights do not fit), by the engine
+        that runs this cost model.
+
+        vLLM on GPUs, its rule: memory_utilization x the memory, less the weights. With
+        tensor parallelism the hardware is t GPUs' aggregate holding one copy of the
+        weights, so this is t x (u x one GPU's memory - weights / t), each GPU's share as
+        vLLM sizes it. The activations' peak that vLLM's profiling run also subtracts is not
+        modelled: its cache is somewhat smaller. vLLM's CPU build: memory_utilization (1.0)
+        of mem_bytes, its KV space (VLLM_CPU_KVCACHE_SPACE), which the weights do not share.
+        hetegen (offloaded): OFFLOAD_KV_SHARE of the memory its resident weights leave (its
+        placement already kept room for a reference batch's KV); it takes no
+        gpu_memory_utilization."""
+        hw, weights = self.hardware, self.roofline_weight_bytes
+        if self.offload is not None:
+            return (hw.mem_bytes - weights) * OFFLOAD_KV_SHARE
+        if hw.device == "cpu":
+            return hw.memory_utilization * hw.mem_bytes
+        return hw.memory_utilization * hw.mem_bytes - weights
+
+    @property
     def kv_capacity_tokens(self) -> int:
-        """Tokens of KV cache that fit beside the weights (the resident ones when offloaded)."""
-        free = (
-            self.hardware.mem_bytes - self.roofline_weight_bytes
-        ) * self.hardware.kv_memory_fraction
+        """Tokens of KV cache that fit (kv_cache_bytes)."""
+        free = self.kv_cache_bytes
         if free <= 0:
+            hw = self.hardware
+            vllm_gpu = hw.device != "cpu" and self.offload is None
+            share = f"{hw.memory_utilization:g} of " if vllm_gpu else ""
             raise ValueError(
                 f"{self.model.name} weights ({self.roofline_weight_bytes / 2**30:.1f} GiB) do not "
-                f"fit in {self.hardware.name} memory ({self.hardware.mem_bytes / 2**30:.1f} GiB): "
+                f"fit in {share}{hw.name} memory ({hw.mem_bytes / 2**30:.1f} GiB): "
                 "simulate with --offload hetegen"
+                + (" or a larger --gpu-memory-utilization" if vllm_gpu else "")
             )
         return int(free // self.model.kv_bytes_per_token)

@@ -125,7 +125,11 @@ def _shares(
     )
     config = run.engine_config
     cost = resolve_cost(
-        header.model_spec, header.hardware, config.model_dir, config.tensor_parallel_size
+        header.model_spec,
+        header.hardware,
+        config.model_dir,
+        config.tensor_parallel_size,
+        config.gpu_memory_utilization,
     )
     cuts = split(sequence, cost, options.engines)
     check_split(cuts, len(order), options.engines)

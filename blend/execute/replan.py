@@ -177,6 +177,8 @@ class ReplanContext:
     model_sha256: str
     model_dir: Path  # the model folder (its config gives the cost model if none is named)
     tensor_parallel_size: int  # GPUs the engine spans (priced: blend/cost/parallel.py)
+    gpu_memory_utilization: float | None  # share of each GPU's memory vLLM took (None: 0.9)
+    max_model_len: int  # the engine's context (tokens; 0: not known): longer prompts no work
     running: EngineSettings  # the engine's settings now
     kv_capacity_tokens: int  # the engine's KV cache (tokens)
     block_size: int  # tokens per KV block
@@ -192,7 +194,7 @@ def replan_after_warmup(
     """
     started = time.perf_counter()
     header, items = ctx.header, ctx.items
-    rest = np.flatnonzero(pending & ~items.is_warmup)
+    rest, refused = _runnable(np.flatnonzero(pending & ~items.is_warmup), items, ctx)
     measured = _measured_lengths(ctx)
     running_seqs = np.asarray(sorted(running), dtype=np.int64)
     asked = np.concatenate((rest, running_seqs))
@@ -208,7 +210,13 @@ def replan_after_warmup(
         seq: (float(both.tokens[len(rest) + i]), float(both.spread[len(rest) + i]))
         for i, seq in enumerate(running_seqs.tolist())
     }
-    cost = resolve_cost(header.model_spec, header.hardware, ctx.model_dir, ctx.tensor_parallel_size)
+    cost = resolve_cost(
+        header.model_spec,
+        header.hardware,
+        ctx.model_dir,
+        ctx.tensor_parallel_size,
+        ctx.gpu_memory_utilization,
+    )
     order, admission = _order(header, requests, estimates, cost, rest)
     prompts = every.prompts.subset(rest[order])
     max_tokens = every.max_tokens[rest[order]]
@@ -228,10 +236,14 @@ def replan_after_warmup(
         order = order[guarded]
         prompts = every.prompts.subset(rest[order])
     admission = feed.admission
-    seqs = rest[order]
-    ordered_estimates = estimates.tokens[order]
-    ordered_spread = estimates.spread[order]
-    shared = adjacent_lcp(prompts, np.arange(len(prompts))).astype(np.float64)
+    # the prompts the engine refuses last, as no work: their error rows are all they give
+    seqs = np.concatenate((rest[order], refused))
+    none = np.zeros(len(refused))
+    ordered_estimates = np.concatenate((estimates.tokens[order], none))
+    ordered_spread = np.concatenate((estimates.spread[order], none))
+    shared = np.concatenate(
+        (adjacent_lcp(prompts, np.arange(len(prompts))).astype(np.float64), none)
+    )
     report = ReplanReport(
         replanned_s=time.perf_counter() - started,
         warmup_finished=len(measured),
@@ -255,9 +267,19 @@ def replan_after_warmup(
         feed.pace,
         adopted,
     )
-    sources = [estimates.source[i] for i in order.tolist()]
-    _store(ctx, revision, items.request_id, sources, estimates, order)
+    _store(ctx, revision, items.request_id, estimates, order)
     return revision
+
+
+def _runnable(
+    rest: np.ndarray, items: PlanItems, ctx: ReplanContext
+) -> tuple[np.ndarray, np.ndarray]:
+    """`rest` split into the positions the engine can run and those whose prompt leaves no
+    room for one output token within its context (plan/over_length.py)."""
+    if ctx.max_model_len <= 0:
+        return rest, rest[:0]
+    fits = items.prompt_tokens[rest] < ctx.max_model_len
+    return rest[fits], rest[~fits]
 
 
 def load_revision(ctx: ReplanContext) -> Revision | None:
@@ -465,22 +487,27 @@ def _store(
     ctx: ReplanContext,
     revision: Revision,
     ids: pa.Array,
-    sources: list[EstimateSource],
     estimates: OutputEstimates,
     order: np.ndarray,
 ) -> None:
     n = len(revision.seqs)
+    refused = pa.nulls(n - len(order), pa.string())  # the refused prompts at the end: no estimate
+
+    def with_refused(column: pa.DictionaryArray) -> pa.Array:
+        # strings made by Arrow from the columns' codes, not a Python string a position
+        return pa.concat_arrays([column.cast(pa.string()), refused])
+
     table = pa.table(
         {
-            "run_id": pa.array([ctx.run_id] * n, pa.string()),
+            "run_id": pa.repeat(pa.scalar(ctx.run_id, pa.string()), n),
             "seq": pa.array(np.arange(n), pa.int64()),
             "plan_seq": pa.array(revision.seqs, pa.int64()),
             "request_id": ids.take(pa.array(revision.seqs)).cast(pa.string()),
             "shared_prev": pa.array(revision.shared_prev.astype(np.int64), pa.int64()),
             "est_output_tokens": pa.array(revision.est_output_tokens, pa.float64()),
             "est_spread": pa.array(revision.est_spread, pa.float64()),
-            "est_source": pa.array([s.value for s in sources], pa.string()),
-            "prefix_group": pa.array([estimates.group_key[i] for i in order.tolist()], pa.string()),
+            "est_source": with_refused(estimates.source.dictionary(order)),
+            "prefix_group": with_refused(estimates.group_key.dictionary(order)),
         }
     )
     replan_json = orjson.dumps(

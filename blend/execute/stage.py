@@ -356,7 +356,11 @@ class _RunLoop:
         header = self._run.header
         config = self._run.engine_config
         return resolve_cost(
-            header.model_spec, header.hardware, config.model_dir, config.tensor_parallel_size
+            header.model_spec,
+            header.hardware,
+            config.model_dir,
+            config.tensor_parallel_size,
+            config.gpu_memory_utilization,
         )
 
     def _replan_context(self) -> ReplanContext:
@@ -371,6 +375,8 @@ class _RunLoop:
             model_sha256=self._run.model_sha256,
             model_dir=self._run.engine_config.model_dir,
             tensor_parallel_size=self._run.engine_config.tensor_parallel_size,
+            gpu_memory_utilization=self._run.engine_config.gpu_memory_utilization,
+            max_model_len=self._engine.max_model_len,
             running=self._engine.settings,
             kv_capacity_tokens=state.kv_blocks_total * state.block_size,
             block_size=state.block_size,

@@ -35,6 +35,7 @@ from blend.execute.stage import (
 from blend.ingest import IngestReport, check_input, ingest_file, input_stem
 from blend.plan.capacity import CapacityReport, pipeline_capacity
 from blend.plan.items import plan_row_settings
+from blend.plan.over_length import context_limit
 from blend.plan.stage import PlanOptions, PlanReport, plan_dataset
 from blend.planners import planner_name
 from blend.planners.base import AdmissionKind, PlannerName
@@ -173,7 +174,11 @@ def run_pipeline(
             plan_dataset,
             store,
             dataset,
-            _plan_for_engine(options.plan, engine_config, profiled.max_model_len),
+            _plan_for_engine(
+                options.plan,
+                engine_config,
+                context_limit(profiled.max_model_len, options.plan.max_model_len),
+            ),
             snapshot=ingested.snapshot,
             model_sha256=model_hash,
             incremental=options.incremental,
@@ -185,7 +190,13 @@ def run_pipeline(
     capacity = None
     if options.capacity_deadline is not None:
         plan = options.plan
-        cost = resolve_cost(plan.model_spec, plan.hardware, model_dir, plan.tensor_parallel_size)
+        cost = resolve_cost(
+            plan.model_spec,
+            plan.hardware,
+            model_dir,
+            plan.tensor_parallel_size,
+            plan.gpu_memory_utilization,
+        )
         capacity = stage(
             "capacity",
             pipeline_capacity,
@@ -196,6 +207,7 @@ def run_pipeline(
             model_sha256=model_hash,
             incremental=options.incremental,
             max_engines=options.capacity_max_engines,
+            max_model_len=plan.max_model_len,
         )
     # The run id is fixed before the stage, so a retried execute stage resumes the same run.
     run = stage(

@@ -98,6 +98,14 @@ def plan_lines(r: PlanReport) -> list[StageLine]:
             f"in {r.plan_seconds:.2f} s for {r.model_spec} on {r.hardware}"
         )
     ]
+    if r.n_over_length:
+        lines.append(
+            StageLine(
+                f"  {r.n_over_length} of them leave no room for output within max_model_len "
+                f"{r.max_model_len}: last in the plan, not priced (they will be error rows)",
+                warning=True,
+            )
+        )
     if r.engine is not None:
         sources = ", ".join(f"{n} {k}" for k, n in sorted(r.estimate_sources.items()))
         lines.append(

@@ -38,6 +38,7 @@ import numpy as np
 from blend.cost.engine_start import EngineStart, estimated_engine_start, measured_engine_start
 from blend.cost.machine import HardwareCheck, ThisMachine, check_hardware
 from blend.cost.model import CostModel, HardwareSpec, load_hardware
+from blend.plan.over_length import context_limit
 from blend.planners import (
     EstimateSource,
     LengthHint,
@@ -200,6 +201,11 @@ class CapacityReport:
     engine_start: EngineStart | None = None  # in every makespan (None: not counted)
     hardware_check: HardwareCheck | None = None  # the spec against this machine
     gpus_per_engine: int = 1  # tensor parallelism: GPUs one engine spans
+    # prompts over the context (max_model_len tokens): no work, left out of the simulation
+    # (the run writes their error rows); not in n_requests
+    n_over_length: int = 0
+    max_model_len: int | None = None
+    kv_capacity_tokens: int | None = None  # one engine's KV cache as priced (tokens)
 
     @property
     def available_s(self) -> float:
@@ -235,6 +241,9 @@ class CapacityReport:
             "model": self.model,
             "hardware": self.hardware,
             "gpus_per_engine": self.gpus_per_engine,
+            "n_over_length": self.n_over_length,
+            "max_model_len": self.max_model_len,
+            "kv_capacity_tokens": self.kv_capacity_tokens,
             **self._start_and_machine_json(),
             "band_relative": self.band,
             "step_model_error": self.step_error.relative,
@@ -285,6 +294,11 @@ class CapacityReport:
             f"{self.start:%Y-%m-%d %H:%M} -> deadline {self.deadline:%Y-%m-%d %H:%M} "
             f"({_hours(self.available_s)})"
         ]
+        if self.n_over_length:
+            lines.append(
+                f"{self.n_over_length} more prompts leave no room for output within "
+                f"max_model_len {self.max_model_len}: error rows, no work (not simulated)"
+            )
         mismatch = None if self.hardware_check is None else self.hardware_check.note()
         if mismatch is not None:
             lines.append(f"hardware: {mismatch}")
@@ -460,6 +474,7 @@ def predict_capacity(
         model=cost.model.name,
         hardware=cost.hardware.name,
         gpus_per_engine=cost.tensor_parallel_size,
+        kv_capacity_tokens=cost.kv_capacity_tokens,
         step_error=step,
         length_error=lengths,
         n_at_max_tokens=at_max,
@@ -484,13 +499,16 @@ def dataset_capacity(
     seed: int = 0,
     draws: int = DRAWS,
     machine: ThisMachine | None = None,
+    max_model_len: int | None = None,
 ) -> CapacityReport:
     """predict_capacity for the latest profile of `dataset`, read from the store read-only:
     its prompts' token ids and max_tokens, and (given the model's sha256) the dataset's
     earlier results by that model as the estimates' history, as the plan stage reads them.
     With `only_new`, prompts that model already answered are left out (an incremental run).
     The engine start is the one measured by the model's earlier runs in the store where the
-    hardware priced is `machine`'s (this machine, found when not given), else estimated."""
+    hardware priced is `machine`'s (this machine, found when not given), else estimated.
+    Prompts over the context (the user's `max_model_len` when smaller than the model's) are
+    no work: left out and counted (plan/over_length.py)."""
     validate_name(dataset, NameKind.DATASET, "dataset_capacity(dataset=...)")
     with connect_read_only(store) as con:
         profile = fetch_dicts(
@@ -501,6 +519,7 @@ def dataset_capacity(
                 f"dataset {dataset!r} has no profile: run `blend profile --dataset NAME` first"
             )
         snap = profile[0]
+        limit = context_limit(snap["max_model_len"], max_model_len)
         rows = fetch_arrow(
             con,
             sql.load("plan/plan_requests"),
@@ -509,7 +528,7 @@ def dataset_capacity(
                 "snapshot": snap["snapshot"],
                 "tokenizer_sha256": snap["tokenizer_sha256"],
                 "done_model_sha256": model_sha256 if only_new else None,
-                "max_model_len": snap["max_model_len"],
+                "max_model_len": limit,
             },
         ).to_pylist()
         history = (
@@ -537,7 +556,13 @@ def dataset_capacity(
         )
     check = check_hardware(cost.hardware.name, machine)
     engine_start = _engine_start(cost, check, [float(s["start_s"]) for s in starts])
-    requests, hints = requests_with_history(rows, history)
+    runnable = [row for row in rows if len(row["token_ids"]) < limit]
+    if rows and not runnable:
+        raise CapacityError(
+            f"every one of the {len(rows)} prompts leaves no room for output within "
+            f"max_model_len {limit}: nothing to run"
+        )
+    requests, hints = requests_with_history(runnable, history)
     estimates = estimate_outputs(requests, hints)
     report = predict_capacity(
         requests,
@@ -552,7 +577,14 @@ def dataset_capacity(
         draws=draws,
         engine_start=engine_start,
     )
-    return replace(report, dataset=dataset, snapshot=int(snap["snapshot"]), hardware_check=check)
+    return replace(
+        report,
+        dataset=dataset,
+        snapshot=int(snap["snapshot"]),
+        hardware_check=check,
+        n_over_length=len(rows) - len(runnable),
+        max_model_len=limit,
+    )
 
 
 def _engine_start(cost: CostModel, check: HardwareCheck, measured: list[float]) -> EngineStart:
@@ -574,10 +606,11 @@ def pipeline_capacity(
     model_sha256: str,
     incremental: bool,
     max_engines: int = 8,
+    max_model_len: int | None = None,
 ) -> CapacityReport:
     """The pipeline's capacity stage: the prompts it is about to run (all, or with
-    `incremental` those the model has not answered), from now until the next `deadline`
-    (HH:MM)."""
+    `incremental` those the model has not answered; none over `max_model_len`, the user's
+    context, or the model's), from now until the next `deadline` (HH:MM)."""
     start = datetime.now().astimezone()
     return dataset_capacity(
         store,
@@ -588,4 +621,5 @@ def pipeline_capacity(
         model_sha256=model_sha256,
         only_new=incremental,
         max_engines=max_engines,
+        max_model_len=max_model_len,
     )

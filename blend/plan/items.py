@@ -73,6 +73,19 @@ class PlanHeader:
         option)."""
         return int(self.params.get("options", {}).get("tensor_parallel_size", 1))
 
+    @property
+    def gpu_memory_utilization(self) -> float | None:
+        """The share of each GPU's memory the plan gave vLLM (None: vLLM's default, and
+        plans made before it was priced)."""
+        value = self.params.get("options", {}).get("gpu_memory_utilization")
+        return None if value is None else float(value)
+
+    @property
+    def max_model_len(self) -> int | None:
+        """The context the plan was made for, as the user gave it (None: the model's)."""
+        value = self.params.get("options", {}).get("max_model_len")
+        return None if value is None else int(value)
+
 
 def plan_row_settings(row: dict) -> EngineSettings | None:
     """The engine settings a plans row names (its budget columns and their source), or None

@@ -8,7 +8,9 @@ the hints, as a stable sort of the list would give) and the common prefixes of n
 it. The order comes from profile/token_order.py's sample sort (range files under the store's
 tmp/, one range in memory at a time), walked once for the common prefixes
 (profile/prefix.py), so memory grows by a few numbers per prompt, never by its tokens. The
-token ids of a few prompts (the group keys) are read back from the store on demand.
+token ids of a few prompts (the search's sample) are read back from the store on demand, and
+those of many (the group keys: a prompt of every group, up to every prompt) streamed back in
+batches under DuckDB's memory cap.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import numpy as np
 import pyarrow as pa
 
 from blend.planners.estimates import HintColumns
-from blend.planners.prompt_tokens import PlanRequests, PromptTokens
+from blend.planners.prompt_tokens import PlanRequests, PromptTokens, TokenBatches
 from blend.planners.request import EstimateSource
 from blend.profile.prefix import lcp_with_previous
 from blend.profile.token_order import TokenRows, sorted_token_tables
 from blend.store import sql
 from blend.store.database import Store, fetch_arrow
+from blend.store.memory import memory_capped
 
 PLAN_ROWS = TokenRows(
     rows_sql="plan/sort_rows",
@@ -44,6 +47,10 @@ REPLAN_ROWS = TokenRows(
     scratch_prefix="replan-order-",
 )
 _HINT_SCHEMA = pa.schema([("tie", pa.int64()), ("token_ids", pa.list_(pa.int32()))])
+# DuckDB's memory while token ids stream back (bytes): the join on the wanted request ids
+# spills past this (at 10M prompts every one of them may be wanted)
+FETCH_DUCKDB_MEMORY_BYTES = 1 << 28
+FETCH_BATCH_ROWS = 8192  # rows a streamed batch of token ids holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,34 +129,31 @@ def read_sorted_requests(
     """The requests of `query` (its columns query's), its history hints, and their sort;
     `store` reads token ids back later (the connection may be closed by then)."""
     source = query.source() if isinstance(query, RequestQuery) else query
-    columns = fetch_arrow(con, sql.load(source.columns_sql), source.columns_params)
+    columns = _request_columns(con, source)
     hint_rows = fetch_arrow(con, sql.load(source.hints_sql), source.columns_params)
-    request_ties = columns["tie"].to_numpy().astype(np.int64)
-    n, h = len(request_ties), hint_rows.num_rows
-    hint_base = int(request_ties.max()) + 1 if n else 0
-    ties = np.concatenate((request_ties, hint_base + np.arange(h, dtype=np.int64)))
+    n, h = len(columns.ties), hint_rows.num_rows
+    hint_base = int(columns.ties.max()) + 1 if n else 0
+    hint_ties = hint_base + np.arange(h, dtype=np.int64)
     hints_table = pa.table(
-        {"tie": pa.array(ties[n:], pa.int64()), "token_ids": hint_rows["token_ids"]},
+        {"tie": pa.array(hint_ties, pa.int64()), "token_ids": hint_rows["token_ids"]},
         schema=_HINT_SCHEMA,
     )
     hint_tokens = PromptTokens.from_arrow(hint_rows["token_ids"])
-    lengths = np.concatenate(
-        (columns["n_prompt_tokens"].to_numpy().astype(np.int64), hint_tokens.lengths)
-    )
+    lengths = np.concatenate((columns.lengths, hint_tokens.lengths))
     con.register("plan_hint_rows", hints_table)
     try:
+        ties = np.concatenate((columns.ties, hint_ties))
         order, lcp = _sort(con, source, store.tmp_dir, ties, lengths)
     finally:
         con.unregister("plan_hint_rows")
-    request_ids = columns["request_id"].combine_chunks()
-    fetch = _Fetch(store, source.key, request_ids, hint_tokens)
-    root = PromptTokens.sorted_prompts(lengths, order, lcp, fetch)
-    own = columns["own_output_tokens"].fill_null(-1).to_numpy().astype(np.int64)
+    fetch = _Fetch(store, source.key, columns.request_ids, hint_tokens)
+    root = PromptTokens.sorted_prompts(lengths, order, lcp, fetch, fetch.batches)
     requests = PlanRequests(
-        request_ids=request_ids,
-        prompts=root.subset(np.arange(n)),
-        max_tokens=columns["max_tokens"].to_numpy().astype(np.int64),
-        output_len=own,
+        request_ids=columns.request_ids,
+        # without hints the root is the requests' prompts (a subset would copy its columns)
+        prompts=root if h == 0 else root.subset(np.arange(n)),
+        max_tokens=columns.max_tokens,
+        output_len=columns.own,
         known_from=EstimateSource.OWN,
     )
     hints = HintColumns(
@@ -160,6 +164,33 @@ def read_sorted_requests(
         max_tokens=np.full(h, -1, dtype=np.int64),
     )
     return SortedRequests(requests, hints, root)
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """The columns query's rows as arrays (its Arrow result is not kept: ~35 bytes a row)."""
+
+    request_ids: pa.Array  # string
+    ties: np.ndarray  # int64
+    lengths: np.ndarray  # int64 prompt tokens
+    max_tokens: np.ndarray  # int64
+    own: np.ndarray  # int64 own earlier output length, -1: none
+
+
+def _request_columns(con: duckdb.DuckDBPyConnection, source: SortSource) -> _Columns:
+    table = fetch_arrow(con, sql.load(source.columns_sql), source.columns_params)
+
+    def numbers(name: str, missing: int | None = None) -> np.ndarray:
+        column = table[name] if missing is None else table[name].fill_null(missing)
+        return np.asarray(column.to_numpy(), dtype=np.int64)
+
+    return _Columns(
+        table["request_id"].combine_chunks(),
+        numbers("tie"),
+        numbers("n_prompt_tokens"),
+        numbers("max_tokens"),
+        numbers("own_output_tokens", -1),
+    )
 
 
 def _sort(
@@ -187,13 +218,17 @@ def _sort(
         lcp, previous = lcp_with_previous(previous, tokens)
         orders.append(by_tie[at])
         lcps.append(lcp)
+    del by_tie, sorted_ties  # before the ranges are joined: ~16 bytes a prompt less at once
     order = np.concatenate(orders) if orders else np.zeros(0, dtype=np.int64)
+    del orders
     lcp = np.concatenate(lcps) if lcps else np.zeros(0, dtype=np.int64)
+    del lcps
     if len(order) != len(ties):
         raise ValueError(f"sorted {len(order)} prompts for {len(ties)} requests and hints")
     if len(lcp):
         lcp[0] = 0
-    return _ties_by_index(order.astype(np.int64), lcp.astype(np.int64), lengths)
+    order, lcp = order.astype(np.int64, copy=False), lcp.astype(np.int64, copy=False)
+    return _ties_by_index(order, lcp, lengths)
 
 
 def _ties_by_index(
@@ -244,3 +279,35 @@ class _Fetch:
             ):
                 out[pos] = np.asarray(tokens)
         return out
+
+    def batches(self, indices: np.ndarray) -> TokenBatches:
+        """The token ids of these root indices, streamed (see TokenBatches): the hints' from
+        memory, the requests' by one query whose rows come a batch at a time."""
+        n = len(self.request_ids)
+        hints = np.flatnonzero(indices >= n)
+        if len(hints):
+            yield hints, [self.hints[i - n] for i in indices[hints].tolist()]
+        wanted = np.flatnonzero(indices < n)
+        if not len(wanted):
+            return
+        table = pa.table(
+            {"pos": pa.array(wanted), "request_id": self.request_ids.take(indices[wanted])}
+        )
+        with (
+            self.store.connect(views=False) as con,
+            memory_capped(con, FETCH_DUCKDB_MEMORY_BYTES, return_freed=True),
+        ):
+            con.register("wanted_requests", table)
+            relation = con.sql(sql.load("plan/tokens_of"), params=self.key)
+            for batch in relation.to_arrow_reader(FETCH_BATCH_ROWS):
+                tokens = batch.column("token_ids")
+                offsets = tokens.offsets.to_numpy().astype(np.int64)
+                values = tokens.values.to_numpy(zero_copy_only=False)
+                yield (
+                    batch.column("pos").to_numpy(),
+                    [
+                        values[a:b]
+                        for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)
+                    ],
+                )
+            con.unregister("wanted_requests")

@@ -21,7 +21,8 @@ from blend.cost.model import CostModel
 from blend.cost.parallel import one_gpu_name
 from blend.cost.resolve import resolve_cost
 from blend.engines.settings import EngineSettings, SettingsSource, vllm_default_settings
-from blend.plan.sorted_requests import RequestQuery, read_sorted_requests
+from blend.plan.over_length import context_limit, read_over_length, with_over_length
+from blend.plan.sorted_requests import RequestQuery, SortedRequests, read_sorted_requests
 from blend.planners import (
     OutputEstimates,
     Plan,
@@ -65,6 +66,11 @@ class PlanOptions:
     search_settings: bool = True  # search engine settings once the warm-up has run
     use_history: bool = True  # earlier results of the dataset seed the estimates
     tensor_parallel_size: int = 1  # GPUs one engine spans (priced: blend/cost/parallel.py)
+    # vLLM's engine arguments that change the price: the share of each GPU's memory vLLM
+    # takes (None: vLLM's default; CostModel.kv_cache_bytes) and the context in tokens (None:
+    # the model's; longer prompts are no work: plan/over_length.py)
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "planner", planner_name(self.planner))
@@ -93,6 +99,10 @@ class PlanReport:
     estimate_sources: dict[str, int] = field(default_factory=dict)  # requests per source
     # T_seq (vLLM's sequential engine) and T_opt at the estimated output lengths, s
     bounds: EstimatedBounds | None = None
+    # prompts over the context (max_model_len tokens): items at the plan's end, not priced,
+    # error rows when run (counted in n_requests)
+    n_over_length: int = 0
+    max_model_len: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +138,13 @@ def plan_dataset(
     options = options or PlanOptions()
     if incremental and model_sha256 is None:
         raise ValueError("incremental planning needs the model's sha256 (model_sha256)")
-    with store.connect() as con, memory_capped(con, PLAN_DUCKDB_MEMORY_BYTES):
+    with (
+        store.connect() as con,
+        memory_capped(con, PLAN_DUCKDB_MEMORY_BYTES, return_freed=True),
+    ):
         snap = _latest_profile(con, dataset, snapshot)
+        # the context the engine runs with: what is over it is no work (plan/over_length.py)
+        snap = replace(snap, max_model_len=context_limit(snap.max_model_len, options.max_model_len))
         query = RequestQuery(
             snap.dataset,
             snap.snapshot,
@@ -141,9 +156,37 @@ def plan_dataset(
         )
         # the requests as columns, their prompts sorted without holding a token id
         read = read_sorted_requests(con, store, query)
+        over = read_over_length(con, query)
     cost = resolve_cost(
-        options.model_spec, options.hardware, model_dir, options.tensor_parallel_size
+        options.model_spec,
+        options.hardware,
+        model_dir,
+        options.tensor_parallel_size,
+        options.gpu_memory_utilization,
     )
+    # what the plan is made of goes when the plan is made: only its items are held while
+    # they are stored (at 10M prompts the columns, trie and estimates are ~2 GB)
+    report, plan, items, uses_lengths = _planned(read, snap, options, cost)
+    del read
+    items = with_over_length(items, over, options.batch_size)
+    report = replace(
+        report,
+        n_requests=items.num_rows,
+        n_batches=-(-items.num_rows // options.batch_size),
+        n_already_done=report.n_already_done - over.num_rows,  # of the prompts read
+        n_over_length=over.num_rows,
+        max_model_len=snap.max_model_len,
+    )
+    plan = replace(plan, params={**plan.params, "options": _options_json(options)})
+    _store_plan(store, report, plan, items, options, replan=uses_lengths and report.n_warmup > 0)
+    return report
+
+
+def _planned(
+    read: SortedRequests, snap: _Snapshot, options: PlanOptions, cost: CostModel
+) -> tuple[PlanReport, Plan, pa.Table, bool]:
+    """The plan of the read requests: its report, the planner's plan (of the requests after
+    the warm-up), its items (every position) and whether the planner reads lengths."""
     started = time.perf_counter()
     requests = read.requests
     estimates = estimate_outputs(requests, read.hints)
@@ -158,7 +201,7 @@ def plan_dataset(
         cost.hardware, snap.max_model_len, tensor_parallel_size=cost.tensor_parallel_size
     )
     report = PlanReport(
-        plan_id=f"{dataset}-s{snap.snapshot}-{plan.planner}-{uuid.uuid4().hex[:8]}",
+        plan_id=f"{snap.dataset}-s{snap.snapshot}-{plan.planner}-{uuid.uuid4().hex[:8]}",
         dataset=snap.dataset,
         snapshot=snap.snapshot,
         planner=plan.planner,
@@ -178,9 +221,7 @@ def plan_dataset(
         bounds=bounds,
     )
     items = _items_table(requests, estimates, order, shared_prev, len(warmup), plan, options)
-    plan = replace(plan, params={**plan.params, "options": _options_json(options)})
-    _store_plan(store, report, plan, items, options, replan=uses_lengths and len(warmup) > 0)
-    return report
+    return report, plan, items, uses_lengths
 
 
 def _options_json(options: PlanOptions) -> dict:
@@ -191,6 +232,9 @@ def _options_json(options: PlanOptions) -> dict:
         "warmup_fraction": options.warmup_fraction,
         "use_history": options.use_history,
         "tensor_parallel_size": options.tensor_parallel_size,
+        # vLLM's engine arguments that change the price (None: vLLM's default)
+        "gpu_memory_utilization": options.gpu_memory_utilization,
+        "max_model_len": options.max_model_len,
     }
 
 
@@ -236,9 +280,11 @@ def _order(
     planner = make_planner(
         options.planner, seed=options.seed, batch_size=options.batch_size, cost=cost
     )
-    plan = planner.plan(requests.subset(rest), estimates.subset(rest))
-    order = np.concatenate((warmup, rest[np.asarray(plan.order, dtype=np.int64)]))
-    return plan, order.astype(np.int64), planner.uses_lengths
+    # a planner that reads no lengths gets no estimates (their subset is ~30 bytes a request)
+    rest_estimates = estimates.subset(rest) if planner.uses_lengths else None
+    plan = planner.plan(requests.subset(rest), rest_estimates)
+    order = np.concatenate((warmup, rest[plan.order]))
+    return plan, order.astype(np.int64, copy=False), planner.uses_lengths
 
 
 def _items_table(
@@ -258,22 +304,21 @@ def _items_table(
             "request_id": requests.request_ids.take(taken).cast(pa.string()),
             "batch": pa.array(np.arange(n) // options.batch_size, pa.int64()),
             # text columns of a few distinct values: dictionary-encoded (an index a position)
-            "side": pa.array(["W"] * n_warmup + list(plan.sides), pa.string()).dictionary_encode(),
+            "side": _sides(n_warmup, plan.sides),
             "prompt_tokens": pa.array(requests.prompts.lengths[order], pa.int64()),
             "shared_prev": pa.array(shared_prev, pa.int64()),
             "est_output_tokens": pa.array(estimates.tokens[order], pa.float64()),
             "est_spread": pa.array(estimates.spread[order], pa.float64()),
-            "est_source": _dictionary([s.value for s in estimates.source], order),
-            "prefix_group": _dictionary(estimates.group_key, order),
+            "est_source": estimates.source.dictionary(order),
+            "prefix_group": estimates.group_key.dictionary(order),
         }
     )
 
 
-def _dictionary(values: list[str], order: np.ndarray) -> pa.DictionaryArray:
-    """values[order] as a dictionary array (no string a position: ~20 bytes each at 10M)."""
-    index: dict[str, int] = {}
-    codes = np.fromiter((index.setdefault(v, len(index)) for v in values), np.int32, len(values))
-    return pa.DictionaryArray.from_arrays(pa.array(codes[order]), pa.array(list(index)))
+def _sides(n_warmup: int, sides: np.ndarray) -> pa.DictionaryArray:
+    """The warm-up positions' side, "W", then the plan's sides (NULL where none)."""
+    warm = pa.array(np.full(n_warmup, "W", dtype=object), pa.string())
+    return pa.concat_arrays([warm, pa.array(sides, pa.string())]).dictionary_encode()
 
 
 def _store_plan(
@@ -319,7 +364,7 @@ def _store_plan(
     }
     with (
         store.connect(views=False) as con,
-        memory_capped(con, PLAN_DUCKDB_MEMORY_BYTES),
+        memory_capped(con, PLAN_DUCKDB_MEMORY_BYTES, return_freed=True),
         transaction(con),
     ):
         con.execute(sql.load("plan/insert_plan"), header)

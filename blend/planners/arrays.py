@@ -10,7 +10,10 @@ import numpy as np
 
 
 def node_levels(parent: np.ndarray) -> np.ndarray:
-    """Number of ancestors of each node, by pointer jumping (O(nodes x log height))."""
+    """Number of ancestors of each node, by pointer jumping (O(nodes x log height)).
+
+    Updated in place: a fancy-indexed right-hand side is read (copied) before it is written,
+    so every node still jumps from the values of the previous round."""
     level = (parent >= 0).astype(np.int64)
     jump = parent.copy()
     while True:
@@ -18,11 +21,8 @@ def node_levels(parent: np.ndarray) -> np.ndarray:
         if active.size == 0:
             return level
         up = jump[active]
-        new_level = level.copy()
-        new_level[active] += level[up]
-        new_jump = jump.copy()
-        new_jump[active] = jump[up]
-        level, jump = new_level, new_jump
+        level[active] += level[up]
+        jump[active] = jump[up]
 
 
 def level_order(parent: np.ndarray) -> list[np.ndarray]:
@@ -35,7 +35,12 @@ def level_order(parent: np.ndarray) -> list[np.ndarray]:
 
 def subtree_sums(parent: np.ndarray, levels: list[np.ndarray], values: np.ndarray) -> np.ndarray:
     """Sum of `values` over each node's subtree (the node included)."""
-    acc = np.asarray(values, dtype=np.float64).copy()
+    return subtree_sums_into(parent, levels, np.asarray(values, dtype=np.float64).copy())
+
+
+def subtree_sums_into(parent: np.ndarray, levels: list[np.ndarray], acc: np.ndarray) -> np.ndarray:
+    """subtree_sums computed in `acc` (float64, a value per node, overwritten): no copy of a
+    node array, for callers that no longer need the values."""
     for nodes in reversed(levels[1:]):  # deepest first: children are final before parents
         np.add.at(acc, parent[nodes], acc[nodes])
     return acc

@@ -48,22 +48,48 @@ class ScanSide(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A permutation of the requests (indices into the planner's input) plus batching."""
+    """A permutation of the requests (indices into the planner's input) plus batching.
+
+    Held as arrays (any sequence given is taken as one): at 10M positions Python lists of the
+    order, batches and sides held ~1 GB."""
 
     planner: PlannerName
-    order: list[int]
-    batches: list[int]  # batch number of each position, non-decreasing from 0
-    sides: list[ScanSide | None]  # the scanner of each position (blended plans), else None
+    order: np.ndarray  # int64 request index of each position
+    batches: np.ndarray  # int64 batch number of each position, non-decreasing from 0
+    sides: np.ndarray  # object: the scanner of each position (blended plans), else None
     params: dict[str, Any] = field(default_factory=dict)
     admission: AdmissionKind = AdmissionKind.IN_ORDER  # how the executor feeds the engine
 
     def __post_init__(self) -> None:
-        n = len(self.order)
-        # checked on arrays: at 10M positions Python lists of the order cost ~1 GB
-        if not np.array_equal(np.sort(np.asarray(self.order, dtype=np.int64)), np.arange(n)):
+        order = np.asarray(self.order, dtype=np.int64).reshape(-1)
+        object.__setattr__(self, "order", order)
+        object.__setattr__(self, "batches", np.asarray(self.batches, dtype=np.int64))
+        if not (isinstance(self.sides, np.ndarray) and self.sides.dtype == object):
+            sides = np.empty(len(self.sides), dtype=object)
+            sides[:] = list(self.sides)
+            object.__setattr__(self, "sides", sides)
+        n = len(order)
+        if not _is_permutation(order):
             raise ValueError(f"{self.planner} plan is not a permutation of {n} requests")
         if len(self.batches) != n or len(self.sides) != n:
             raise ValueError(f"{self.planner} plan: order, batches and sides differ in length")
+
+
+def _is_permutation(order: np.ndarray) -> bool:
+    """Every index 0..n-1 once (a mark each: no sorted copy of the order)."""
+    n = len(order)
+    if n == 0:
+        return True
+    if int(order.min()) < 0 or int(order.max()) >= n:
+        return False
+    seen = np.zeros(n, dtype=bool)
+    seen[order] = True
+    return bool(seen.all())
+
+
+def no_sides(n: int) -> np.ndarray:
+    """The sides of a plan that is not blended: None at every position."""
+    return np.full(n, None, dtype=object)
 
 
 class Planner(Protocol):
@@ -83,8 +109,8 @@ class Planner(Protocol):
         ...
 
 
-def fixed_size_batches(n: int, batch_size: int) -> list[int]:
-    """Batch number of each of n positions, batch_size positions per batch."""
+def fixed_size_batches(n: int, batch_size: int) -> np.ndarray:
+    """Batch number of each of n positions (int64), batch_size positions per batch."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return [i // batch_size for i in range(n)]
+    return np.arange(n, dtype=np.int64) // batch_size

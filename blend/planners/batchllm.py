@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from blend.planners.arrays import level_order, subtree_sums
-from blend.planners.base import AdmissionKind, Plan, PlannerName, fixed_size_batches
+from blend.planners.base import AdmissionKind, Plan, PlannerName, fixed_size_batches, no_sides
 from blend.planners.estimates import (
     OutputEstimates,
     estimate_outputs,
@@ -63,6 +63,4 @@ class BatchLlmPlanner:
             "decode_share_first": float(ratio.max(initial=0.0)),
             "decode_share_last": float(ratio.min(initial=0.0)),
         }
-        return Plan(
-            self.name, order.tolist(), fixed_size_batches(n, self.batch_size), [None] * n, params
-        )
+        return Plan(self.name, order, fixed_size_batches(n, self.batch_size), no_sides(n), params)

@@ -28,9 +28,18 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from blend.planners.arrays import level_order, subtree_sums
-from blend.planners.prompt_tokens import PlanRequests, PromptTokens, joined, prompts_of
+from blend.planners.arrays import level_order, subtree_sums, subtree_sums_into
+from blend.planners.estimate_columns import EstimateSources, GroupKeys
+from blend.planners.prompt_tokens import (
+    PlanRequests,
+    PromptTokens,
+    TokenBatches,
+    joined,
+    prompts_of,
+)
 from blend.planners.request import EstimateSource, PlanRequest
 from blend.planners.tree import CompactTrie, TokenIds, build_compact_trie
 
@@ -73,9 +82,10 @@ class OutputEstimates:
     """Per request (index of the planned requests): estimated output tokens and provenance."""
 
     tokens: np.ndarray  # float64 estimated output tokens (the mean of what it may be)
-    source: list[EstimateSource]
+    source: EstimateSources  # a code a request (a list of sources is taken as one)
     grouped: np.ndarray  # bool: the estimate comes from a prefix subtree below the root
-    group_key: list[str]  # the request's top-level prefix group (hash of its shared prefix)
+    # the request's top-level prefix group (hash of its shared prefix; a list is taken too)
+    group_key: GroupKeys
     # float64 spread of the length around the estimate: the standard deviation of log length
     # among the measurements the estimate comes from (0: a known or an assumed length)
     spread: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -87,6 +97,8 @@ class OutputEstimates:
     guessed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "source", EstimateSources.of(self.source))
+        object.__setattr__(self, "group_key", GroupKeys.of(self.group_key))
         if len(self.spread) != len(self.tokens):
             object.__setattr__(self, "spread", np.zeros(len(self.tokens)))
         if len(self.guessed) != len(self.tokens):
@@ -99,9 +111,9 @@ class OutputEstimates:
         picked = np.asarray(indices, dtype=np.int64)
         return OutputEstimates(
             tokens=self.tokens[picked],
-            source=[self.source[i] for i in picked.tolist()],
+            source=self.source.subset(picked),
             grouped=self.grouped[picked],
-            group_key=[self.group_key[i] for i in picked.tolist()],
+            group_key=self.group_key.subset(picked),
             spread=self.spread[picked],
             residuals=self.residuals,
             guessed=self.guessed[picked],
@@ -110,14 +122,12 @@ class OutputEstimates:
     def measured(self) -> np.ndarray:
         """bool per request: the estimate rests on a measurement of its own prefix group or of
         itself (what makes a warm-up of that request unnecessary)."""
-        own = np.array([s in (EstimateSource.OWN, EstimateSource.ORACLE) for s in self.source])
+        own = self.source.is_any(EstimateSource.OWN, EstimateSource.ORACLE)
         return own | self.grouped if len(own) else np.zeros(0, dtype=bool)
 
     def source_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for source in self.source:
-            counts[source.value] = counts.get(source.value, 0) + 1
-        return counts
+        """Requests per source, in order of first appearance."""
+        return self.source.counts()
 
 
 def estimate_outputs(requests: Sequence[PlanRequest], hints: Hints = ()) -> OutputEstimates:
@@ -134,41 +144,64 @@ def estimate_outputs(requests: Sequence[PlanRequest], hints: Hints = ()) -> Outp
             (-1 if r.output_len is None else r.output_len for r in requests), float, n
         )
     hint = _hint_columns(hints)
+    levels = level_order(trie.parent)
+    keys = _group_keys(trie, levels, n, prompts)
     values = np.concatenate((own, hint.output_len.astype(np.float64)))
     known = values >= 0
+    if not known.any():  # nothing measured: every estimate is its max_tokens (what the rule
+        # below gives, without its arrays over the trie's nodes: a first plan of 10M prompts)
+        return OutputEstimates(
+            max_tokens,
+            EstimateSources.filled(n, EstimateSource.MAX_TOKENS),
+            np.zeros(n, dtype=bool),
+            keys,
+            np.zeros(n),
+            np.zeros(0),
+            np.zeros(n, dtype=bool),
+        )
     censored = np.zeros(len(values), dtype=bool)
     censored[n:] = hint.censored
-    levels = level_order(trie.parent)
-    leaf_of = _leaf_of_request(trie)
     prior_sigma = np.full(len(values), np.nan)
     if censored.any():
         values, prior_sigma = _censored_values(
-            trie, levels, leaf_of, values, known, censored, hint.max_tokens, n
+            trie, levels, _leaf_of_request(trie), values, known, censored, hint.max_tokens, n
         )
-    mean, has = _subtree_means(trie, levels, values, known)
-    nearest, depth_ok = _nearest_measured(trie, levels, has)
-    leaf_of = leaf_of[:n]
-    from_subtree = mean[nearest[leaf_of]]
+    nodes, from_subtree, grouped = _from_subtrees(trie, levels, values, known, n)
+    tokens = np.where(own >= 0, own, np.where(np.isnan(from_subtree), max_tokens, from_subtree))
+    del max_tokens
     hint_warmup = np.zeros(len(values), dtype=bool)
     hint_warmup[n:] = hint.warmup
     warm, _ = _subtree_means(trie, levels, hint_warmup.astype(float), known)
-    tokens = np.where(own >= 0, own, np.where(np.isnan(from_subtree), max_tokens, from_subtree))
-    sources = _sources(requests, own, from_subtree, warm[nearest[leaf_of]])
-    grouped = depth_ok[nearest[leaf_of]] & ~np.isnan(from_subtree)
-    spread, guessed = _spreads(trie, levels, values, known, censored, prior_sigma, nearest[leaf_of])
+    sources = _sources(requests, own, from_subtree, warm[nodes])
+    del warm, hint_warmup
+    spread, guessed = _spreads(trie, levels, values, known, censored, prior_sigma, nodes)
     spread = np.where((own >= 0) | np.isnan(from_subtree), 0.0, spread)
     guessed &= own < 0
     finished = known & ~censored
     residuals = _group_residuals(trie, levels, np.log(np.maximum(values, 1.0)), finished)
-    return OutputEstimates(
-        tokens, sources, grouped, _group_keys(trie, n, prompts), spread, residuals, guessed
-    )
+    return OutputEstimates(tokens, sources, grouped, keys, spread, residuals, guessed)
+
+
+def _from_subtrees(
+    trie: CompactTrie, levels: list[np.ndarray], values: np.ndarray, known: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per request: the node its estimate comes from (its nearest measured ancestor-or-self,
+    the root if none), that node's mean (nan: nothing measured), and whether the node lies in
+    a prefix group (what `grouped` says); the arrays over nodes go when it returns."""
+    mean, has = _subtree_means(trie, levels, values, known)
+    nearest, depth_ok = _nearest_measured(trie, levels, has)
+    nodes = nearest[_leaf_of_request(trie)[:n]]
+    from_subtree = mean[nodes]
+    return nodes, from_subtree, depth_ok[nodes] & ~np.isnan(from_subtree)
 
 
 def _all_prompts(requests: Sequence[PlanRequest], hints: Hints) -> Sequence[TokenIds]:
     """The requests' prompts, then the hints': one subset of their common sorted root where
-    both are columns (no token read), else a list."""
+    both are columns (no token read), else a list; without hints the requests' own (whose
+    trie is then built once for the estimates and the plan)."""
     own = prompts_of(requests)
+    if not len(hints):
+        return own
     if isinstance(hints, HintColumns):
         if isinstance(own, PromptTokens):
             both = joined(own, hints.prompts)
@@ -217,10 +250,10 @@ def _spreads(
       and the settings search count it as one (the second array: bool, guessed)."""
     logs = np.log(np.maximum(values, 1.0))
     moments = _log_moments(trie, levels, logs, known)
-    finished = _subtree_counts(trie, levels, (known & ~censored).astype(float))
     own = moments.std[estimate_nodes]
     spread = np.where(moments.count[estimate_nodes] >= MIN_FOR_SPREAD, own, moments.pooled)
-    k = finished[estimate_nodes]
+    del moments
+    k = _subtree_counts(trie, levels, (known & ~censored).astype(float))[estimate_nodes]
     spread = spread * np.sqrt(1.0 + 1.0 / np.maximum(k, 1.0))
     has_prior = ~np.isnan(prior_sigma)
     guessed = np.zeros(len(estimate_nodes), dtype=bool)
@@ -245,15 +278,19 @@ class _LogMoments:
 def _log_moments(
     trie: CompactTrie, levels: list[np.ndarray], logs: np.ndarray, use: np.ndarray
 ) -> _LogMoments:
-    """The moments of `logs` over the values `use` marks, per node."""
+    """The moments of `logs` over the values `use` marks, per node (computed in place: a few
+    arrays over the nodes at a time)."""
     mean_log, _ = _subtree_means(trie, levels, logs, use)
-    mean_sq, _ = _subtree_means(trie, levels, logs * logs, use)
-    variance = np.maximum(np.nan_to_num(mean_sq - mean_log**2), 0.0)
+    std, _ = _subtree_means(trie, levels, logs * logs, use)
+    std -= mean_log**2  # the variance, then its root
+    np.nan_to_num(std, copy=False)
+    np.maximum(std, 0.0, out=std)
+    np.sqrt(std, out=std)
     return _LogMoments(
         mean_log,
-        np.sqrt(variance),
+        std,
         _subtree_counts(trie, levels, use.astype(float)),
-        _pooled_spread(trie, levels, logs, use),
+        _pooled_spread(trie, levels, logs, use, mean_log),
     )
 
 
@@ -261,23 +298,33 @@ def _subtree_counts(trie: CompactTrie, levels: list[np.ndarray], use: np.ndarray
     leaves = np.flatnonzero(trie.leaf_request >= 0)
     count = np.zeros(trie.num_nodes)
     count[leaves] = use[trie.leaf_request[leaves]]
-    return subtree_sums(trie.parent, levels, count)
+    return subtree_sums_into(trie.parent, levels, count)
 
 
 def _pooled_spread(
-    trie: CompactTrie, levels: list[np.ndarray], logs: np.ndarray, known: np.ndarray
+    trie: CompactTrie,
+    levels: list[np.ndarray],
+    logs: np.ndarray,
+    known: np.ndarray,
+    mean_log: np.ndarray | None = None,
 ) -> float:
     """The standard deviation of log length around each measurement's prefix-group mean."""
     if known.sum() < 2:
         return 0.0
-    return float(np.sqrt(np.mean(_group_residuals(trie, levels, logs, known) ** 2)))
+    residuals = _group_residuals(trie, levels, logs, known, mean_log)
+    return float(np.sqrt(np.mean(residuals**2)))
 
 
 def _group_residuals(
-    trie: CompactTrie, levels: list[np.ndarray], logs: np.ndarray, known: np.ndarray
+    trie: CompactTrie,
+    levels: list[np.ndarray],
+    logs: np.ndarray,
+    known: np.ndarray,
+    mean_log: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each measurement's log length less its prefix group's mean log length (the shape of
-    lengths within a group, pooled over the groups)."""
+    lengths within a group, pooled over the groups); `mean_log`: the subtree means of `logs`
+    over `known` where the caller has them."""
     if not known.any():
         return np.zeros(0)
     group_of = np.full(trie.num_nodes, -1, dtype=np.int64)
@@ -289,7 +336,8 @@ def _group_residuals(
     leaf_of = _leaf_of_request(trie)
     measured = np.flatnonzero(known)
     group = group_of[leaf_of[measured]]
-    mean_log, _ = _subtree_means(trie, levels, logs, known)
+    if mean_log is None:
+        mean_log, _ = _subtree_means(trie, levels, logs, known)
     centre = np.where(group >= 0, mean_log[np.maximum(group, 0)], logs[measured].mean())
     return np.asarray(logs[measured] - centre, dtype=np.float64)
 
@@ -362,19 +410,22 @@ def _sources(
     own: np.ndarray,
     subtree_mean: np.ndarray,
     warmup_share: np.ndarray,
-) -> list[EstimateSource]:
+) -> EstimateSources:
     """Per request where its estimate comes from: its own length (and that length's
     source), else its nearest measured subtree (warm-up if any warm-up hint is there, else
     history), else max_tokens."""
-    from_tree = np.where(warmup_share > 0, 1, 2)
-    code = np.where(own >= 0, 0, np.where(np.isnan(subtree_mean), 3, from_tree)).tolist()
+    code = EstimateSources.code
+    from_tree = np.where(
+        warmup_share > 0, code(EstimateSource.WARMUP), code(EstimateSource.HISTORY)
+    )
+    codes = np.where(np.isnan(subtree_mean), code(EstimateSource.MAX_TOKENS), from_tree)
     # a known length's source (read only where the length is known)
+    known: np.ndarray | int
     if isinstance(requests, PlanRequests):
-        known = [requests.known_from] * len(requests)
+        known = code(requests.known_from)
     else:
-        known = [r.length_source for r in requests]
-    kinds = {1: EstimateSource.WARMUP, 2: EstimateSource.HISTORY, 3: EstimateSource.MAX_TOKENS}
-    return [known[i] if c == 0 else kinds[c] for i, c in enumerate(code)]
+        known = EstimateSources.of([r.length_source for r in requests]).codes
+    return EstimateSources(np.where(own >= 0, known, codes).astype(np.int8))
 
 
 def _subtree_means(
@@ -387,11 +438,12 @@ def _subtree_means(
     count = np.zeros(trie.num_nodes)
     total[leaves] = np.where(use[req], values[req], 0.0)
     count[leaves] = use[req]
-    total = subtree_sums(trie.parent, levels, total)
-    count = subtree_sums(trie.parent, levels, count)
-    mean = np.full(trie.num_nodes, np.nan)
+    del leaves, req
+    subtree_sums_into(trie.parent, levels, total)
+    subtree_sums_into(trie.parent, levels, count)
     has = count > 0
-    mean[has] = total[has] / count[has]
+    mean = np.divide(total, count, out=total, where=has)  # the sums' array, reused
+    mean[~has] = np.nan
     return mean, has
 
 
@@ -419,29 +471,67 @@ def _leaf_of_request(trie: CompactTrie) -> np.ndarray:
     return leaf_of
 
 
-def _group_keys(trie: CompactTrie, n: int, prompts: Sequence[TokenIds]) -> list[str]:
-    """Per request: a stable key of its top-level prefix group (a hash of the group's shared
-    prefix tokens and their count), the same across runs and datasets."""
+def _group_keys(
+    trie: CompactTrie, levels: list[np.ndarray], n: int, prompts: Sequence[TokenIds]
+) -> GroupKeys:
+    """Per request: a stable key of its top-level prefix group, "<depth>:<hash>" (a hash of
+    the group's shared prefix tokens, and their count), the same across runs and datasets.
+
+    The first request of each group spells its prefix; with prompts not held, the ids of
+    those requests stream back in batches (at 10M unique prompts nearly every prompt is a
+    group of its own: their ids at once held ~5 GB)."""
     group_of = np.full(trie.num_nodes, -1, dtype=np.int64)
     groups = prefix_groups(trie)
     group_of[groups] = groups
-    for nodes in level_order(trie.parent)[1:]:
+    for nodes in levels[1:]:
         inherit = nodes[group_of[nodes] < 0]
         group_of[inherit] = group_of[trie.parent[inherit]]
     node_of = group_of[_leaf_of_request(trie)[:n]]
+    del group_of
     nodes, first, inverse = np.unique(node_of, return_index=True, return_inverse=True)
+    del node_of
     depths = np.where(nodes >= 0, trie.depth[np.maximum(nodes, 0)], 0)
-    # the first request of each group spells its prefix (read in one go where not held)
+    digests = bytearray(_prefix_digest(b"") * len(nodes))
+    spelled = np.flatnonzero(depths > 0)  # depth 0: the empty prefix's hash, nothing to read
+    for picked, tokens in _tokens_in_batches(prompts, first[spelled]):
+        heads = spelled[picked]
+        for g, depth, ids in zip(heads.tolist(), depths[heads].tolist(), tokens, strict=True):
+            prefix = np.asarray(ids[:depth], dtype=">u4").tobytes()
+            digests[8 * g : 8 * g + 8] = _prefix_digest(prefix)
+    codes = inverse.reshape(-1).astype(np.int32)
+    return GroupKeys(codes, _key_names(depths, np.frombuffer(digests, np.uint8)))
+
+
+def _prefix_digest(prefix: bytes) -> bytes:
+    return blake2b(prefix, digest_size=8).digest()
+
+
+def _tokens_in_batches(prompts: Sequence[TokenIds], indices: np.ndarray) -> TokenBatches:
+    """The ids of these prompts a batch at a time (streamed where they are not held)."""
     if isinstance(prompts, PromptTokens):
-        spelled = prompts.tokens_of(first)
+        yield from prompts.tokens_in_batches(indices)
     else:
-        spelled = [prompts[i] for i in first.tolist()]
-    keys = np.empty(len(nodes), dtype=object)
-    for g, (depth, tokens) in enumerate(zip(depths.tolist(), spelled, strict=True)):
-        prefix = np.asarray(tokens[:depth], dtype=">u4").tobytes()
-        keys[g] = f"{depth}:{blake2b(prefix, digest_size=8).hexdigest()}"
-    out: list[str] = keys[inverse.reshape(-1)].tolist()
-    return out
+        yield np.arange(len(indices)), [prompts[i] for i in indices.tolist()]
+
+
+_HEX = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), np.uint8).reshape(256, 2)
+_NAMES_CHUNK = 1 << 20  # keys formatted at a time
+
+
+def _key_names(depths: np.ndarray, digests: np.ndarray) -> pa.Array:
+    """ "<depth>:<hex digest>" per group as one string array (no Python string a group)."""
+    chunks = []
+    for first in range(0, len(depths), _NAMES_CHUNK):
+        part = slice(first, min(len(depths), first + _NAMES_CHUNK))
+        m = part.stop - part.start
+        hexed = _HEX[digests[8 * part.start : 8 * part.stop]].tobytes()  # 16 characters each
+        offsets = np.arange(m + 1, dtype=np.int32) * 16
+        hex_text = pa.Array.from_buffers(
+            pa.string(), m, [None, pa.py_buffer(offsets), pa.py_buffer(hexed)]
+        )
+        depth_text = pc.cast(pa.array(depths[part], pa.int64()), pa.string())
+        chunks.append(pc.binary_join_element_wise(depth_text, hex_text, ":"))
+    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
 
 
 def prefix_groups(trie: CompactTrie) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from blend.planners.base import AdmissionKind, Plan, PlannerName, fixed_size_batches
+from blend.planners.base import AdmissionKind, Plan, PlannerName, fixed_size_batches, no_sides
 from blend.planners.estimates import OutputEstimates
 from blend.planners.prompt_tokens import prompts_of
 from blend.planners.request import PlanRequest
@@ -28,12 +28,12 @@ class LpGatePlanner:
     def plan(
         self, requests: Sequence[PlanRequest], estimates: OutputEstimates | None = None
     ) -> Plan:
-        order = lexicographic_order(prompts_of(requests)).tolist()
+        order = lexicographic_order(prompts_of(requests))
         return Plan(
             planner=self.name,
             order=order,
             batches=fixed_size_batches(len(order), self.batch_size),
-            sides=[None] * len(order),
+            sides=no_sides(len(order)),
             params={"batch_size": self.batch_size},
             admission=self.admission,
         )

@@ -12,9 +12,10 @@ only when one is indexed.
 
 A PromptTokens may also hold no token ids at all (`sorted_prompts`): only the lengths and the
 sort, made elsewhere in bounded memory (plan/sorted_requests.py), and a `fetch` that reads the
-ids of a few prompts on demand (the group keys, the search's sample). Everything the trie,
-the estimates and the planners need comes from the sort, so at 10M prompts the plan holds a
-few numbers per prompt instead of every token.
+ids of a few prompts on demand (the search's sample), or streams those of many in batches
+(`fetch_batches`: the group keys, one id list of every group). Everything the trie, the
+estimates and the planners need comes from the sort, so at 10M prompts the plan holds a few
+numbers per prompt instead of every token.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ import numpy as np
 import pyarrow as pa
 
 from blend.planners.request import EstimateSource, PlanRequest
+
+# Token ids of some prompts a batch at a time, in any order: (positions k into the indices
+# asked for, the ids of prompt indices[k] for each)
+TokenBatches = Iterator[tuple[np.ndarray, list[np.ndarray]]]
 
 
 @dataclass(eq=False, slots=True)
@@ -44,6 +49,8 @@ class PromptTokens(Sequence[np.ndarray]):
     base: tuple[PromptTokens, np.ndarray] | None = field(default=None, repr=False)
     # without values: the token ids of these prompt indices, read from where they are kept
     fetch: Callable[[np.ndarray], list[np.ndarray]] | None = field(default=None, repr=False)
+    # without values: the ids of many prompts streamed in batches (None: `fetch` in chunks)
+    fetch_batches: Callable[[np.ndarray], TokenBatches] | None = field(default=None, repr=False)
 
     @classmethod
     def sorted_prompts(
@@ -52,14 +59,22 @@ class PromptTokens(Sequence[np.ndarray]):
         order: np.ndarray,
         lcp: np.ndarray,
         fetch: Callable[[np.ndarray], list[np.ndarray]],
+        fetch_batches: Callable[[np.ndarray], TokenBatches] | None = None,
     ) -> PromptTokens:
         """Prompts without their ids: lengths, the lexicographic order (ties by index) and
-        adjacent common prefixes in it (lcp[0] = 0), and how to read a few prompts' ids."""
+        adjacent common prefixes in it (lcp[0] = 0), and how to read a few prompts' ids (and,
+        optionally, stream many)."""
         lengths = np.asarray(lengths, dtype=np.int64)
         if len(order) != len(lengths) or len(lcp) != len(lengths):
             raise ValueError(f"{len(order)} sorted and {len(lcp)} LCPs for {len(lengths)} prompts")
-        empty = np.zeros(len(lengths), dtype=np.int64)
-        return cls(None, empty, lengths, sorted_cache=(order, lcp), fetch=fetch)
+        return cls(
+            None,
+            _no_starts(len(lengths)),
+            lengths,
+            sorted_cache=(order, lcp),
+            fetch=fetch,
+            fetch_batches=fetch_batches,
+        )
 
     @classmethod
     def from_arrow(cls, column: pa.Array | pa.ChunkedArray) -> PromptTokens:
@@ -121,6 +136,20 @@ class PromptTokens(Sequence[np.ndarray]):
             raise ValueError("these prompts hold no token ids and cannot read them")
         return root.fetch(picked[indices])
 
+    def tokens_in_batches(self, indices: np.ndarray) -> TokenBatches:
+        """The token ids of these prompts (by index), a batch at a time in any order (see
+        TokenBatches): streamed from where they are kept, so that the ids of millions of
+        prompts are never held at once."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if self.values is None:
+            root, picked = self.root()
+            if root.fetch_batches is not None:
+                yield from root.fetch_batches(picked[indices])
+                return
+        for first in range(0, len(indices), _FETCH_CHUNK):
+            chunk = np.arange(first, min(len(indices), first + _FETCH_CHUNK))
+            yield chunk, self.tokens_of(indices[chunk])
+
     def root(self) -> tuple[PromptTokens, np.ndarray]:
         """The PromptTokens this one is a subset of (itself if none), and the root's
         indices of these prompts."""
@@ -132,15 +161,20 @@ class PromptTokens(Sequence[np.ndarray]):
     def subset(self, indices: Sequence[int] | np.ndarray) -> PromptTokens:
         """These prompts (by index), sharing the flat array; their sort is derived lazily."""
         picked = np.asarray(indices, dtype=np.int64)
-        return PromptTokens(
-            self.values, self.starts[picked], self.lengths[picked], base=(self, picked)
-        )
+        starts = self.starts[picked] if self.values is not None else _no_starts(len(picked))
+        return PromptTokens(self.values, starts, self.lengths[picked], base=(self, picked))
 
     def total_tokens(self) -> int:
         return int(self.lengths.sum())
 
 
 _FETCH_CHUNK = 65_536  # prompts read at a time when iterating prompts not held
+
+
+def _no_starts(n: int) -> np.ndarray:
+    """Offsets of prompts whose ids are not held: zeros never written, so the pages stay
+    unmapped (a subset of 10M such prompts would otherwise copy 80 MB of zeros)."""
+    return np.zeros(n, dtype=np.int64)
 
 
 def joined(first: PromptTokens, second: PromptTokens) -> PromptTokens | None:

@@ -12,19 +12,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blend.planners.base import AdmissionKind, Plan, PlannerName, fixed_size_batches
+from blend.planners.base import AdmissionKind, Plan, PlannerName, fixed_size_batches, no_sides
 from blend.planners.estimates import OutputEstimates, estimate_outputs
 from blend.planners.prompt_tokens import prompts_of
 from blend.planners.request import PlanRequest
 from blend.planners.tree import TokenIds, lexicographic_order
 
 
-def _plan(name: PlannerName, order: list[int], batch_size: int, **params: object) -> Plan:
+def _plan(
+    name: PlannerName, order: list[int] | np.ndarray, batch_size: int, **params: object
+) -> Plan:
     return Plan(
         planner=name,
-        order=order,
+        order=np.asarray(order, dtype=np.int64),
         batches=fixed_size_batches(len(order), batch_size),
-        sides=[None] * len(order),
+        sides=no_sides(len(order)),
         params={"batch_size": batch_size, **params},
     )
 
@@ -39,7 +41,7 @@ class FcfsPlanner:
     def plan(
         self, requests: Sequence[PlanRequest], estimates: OutputEstimates | None = None
     ) -> Plan:
-        return _plan(self.name, list(range(len(requests))), self.batch_size)
+        return _plan(self.name, np.arange(len(requests)), self.batch_size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,7 @@ class DfsPlanner:
     ) -> Plan:
         # depth-first order of the prompt trie = lexicographic order (ties in input order)
         order = lexicographic_order(prompts_of(requests))
-        return _plan(self.name, order.tolist(), self.batch_size)
+        return _plan(self.name, order, self.batch_size)
 
 
 def longest_first_order(prompts: Sequence[TokenIds], estimates: np.ndarray) -> np.ndarray:
@@ -107,7 +109,7 @@ class LptPlanner:
         order = longest_first_order(prompts_of(requests), estimates.tokens)
         return _plan(
             self.name,
-            order.tolist(),
+            order,
             self.batch_size,
             estimate_sources=estimates.source_counts(),
         )

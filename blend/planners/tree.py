@@ -28,6 +28,7 @@ _MAX_TOKEN = 2**32  # token ids must lie in [0, 2**32): the sort compares big-en
 _LCP_CHUNK = 8192  # adjacent pairs compared per vectorised block
 _LCP_CELLS = 1 << 22  # max pair x token cells compared at once (memory bound)
 COMPILED_FROM = 50_000  # prompts from which the trie's node loop runs compiled (trie_kernel)
+_MINIMA_CHUNK = 1 << 20  # pairs whose range minima are found at once
 
 
 def _as_array(prompt: TokenIds) -> np.ndarray:
@@ -101,6 +102,8 @@ def _derived_sort(
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     if m == len(order) and np.array_equal(picked, np.arange(m)):  # all of them, same order
         return order, lcp
+    if bool((picked[1:] > picked[:-1]).all()):
+        return _increasing_subset_sort(order, lcp, picked)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     sorted_lengths = parent_lengths[order]
@@ -113,6 +116,26 @@ def _derived_sort(
     by_rank = np.sort(ranks)
     sub_lcp = np.zeros(m, dtype=np.int64)
     if m > 1:
+        sub_lcp[1:] = np.minimum.reduceat(lcp[: by_rank[-1] + 1], by_rank[:-1] + 1)
+    return sub_order, sub_lcp
+
+
+def _increasing_subset_sort(
+    order: np.ndarray, lcp: np.ndarray, picked: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """_derived_sort of a subset picked in increasing index order: the parent's order with
+    the others left out. Equal prompts stay by index (the parent's ties are by its index,
+    and picked keeps that order), so no sort is needed (at 10M prompts the lexsort of
+    _derived_sort held ~1 GB)."""
+    where = np.full(len(order), -1, dtype=np.int64)
+    where[picked] = np.arange(len(picked))
+    mapped = where[order]
+    del where
+    by_rank = np.flatnonzero(mapped >= 0)  # the subset's ranks in the parent's order
+    sub_order = mapped[by_rank]
+    del mapped
+    sub_lcp = np.zeros(len(picked), dtype=np.int64)
+    if len(picked) > 1:
         sub_lcp[1:] = np.minimum.reduceat(lcp[: by_rank[-1] + 1], by_rank[:-1] + 1)
     return sub_order, sub_lcp
 
@@ -134,7 +157,8 @@ def adjacent_lcp(prompts: Sequence[TokenIds], order: Sequence[int] | np.ndarray)
         rank[by_rank] = np.arange(len(by_rank))
         out = np.zeros(len(order), dtype=np.int64)
         if len(order) > 1:
-            out[1:] = _range_minima(lcp, rank[order[:-1]], rank[order[1:]])
+            ranks = rank[order]
+            out[1:] = _range_minima(lcp, ranks[:-1], ranks[1:])
         return out
     return _compared_lcp(prompts, order)
 
@@ -154,27 +178,36 @@ def _range_minima(lcp: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     the prompts at those ranks (a bottom-up segment tree, every pair a step at a time)."""
     n = len(lcp)
     size = 1 << max(0, (n - 1).bit_length())
-    big = np.iinfo(np.int64).max
-    tree = np.full(2 * size, big, dtype=np.int64)
+    # prefix lengths fit 32 bits: a tree of int32 halves its memory (2 x 2^k cells)
+    kind = np.int32 if n and int(lcp.max()) < np.iinfo(np.int32).max else np.int64
+    big = np.iinfo(kind).max
+    tree = np.full(2 * size, big, dtype=kind)
     tree[size : size + n] = lcp
-    for level in range(size.bit_length() - 2, -1, -1):
-        nodes = np.arange(1 << level, 2 << level)
-        tree[nodes] = np.minimum(tree[2 * nodes], tree[2 * nodes + 1])
-    lo = np.minimum(a, b) + 1 + size
-    hi = np.maximum(a, b) + 1 + size  # exclusive
-    best = np.full(len(a), big, dtype=np.int64)
-    while True:
-        active = lo < hi
-        if not active.any():
-            return best
-        left = active & (lo & 1 == 1)
-        best[left] = np.minimum(best[left], tree[lo[left]])
-        lo[left] += 1
-        right = active & (hi & 1 == 1)
-        hi[right] -= 1
-        best[right] = np.minimum(best[right], tree[hi[right]])
-        lo >>= 1
-        hi >>= 1
+    for level in range(size.bit_length() - 2, -1, -1):  # node k: min of 2k and 2k + 1
+        first, stop = 1 << level, 2 << level
+        np.minimum(
+            tree[2 * first : 2 * stop : 2], tree[2 * first + 1 : 2 * stop : 2], out=tree[first:stop]
+        )
+    out = np.empty(len(a), dtype=np.int64)
+    for first in range(0, len(a), _MINIMA_CHUNK):  # a chunk of pairs at a time: bounded
+        part = slice(first, first + _MINIMA_CHUNK)  # scratch whatever the prompts
+        lo = np.minimum(a[part], b[part]) + 1 + size
+        hi = np.maximum(a[part], b[part]) + 1 + size  # exclusive
+        best = np.full(len(lo), big, dtype=kind)
+        while True:
+            active = lo < hi
+            if not active.any():
+                break
+            left = active & (lo & 1 == 1)
+            best[left] = np.minimum(best[left], tree[lo[left]])
+            lo[left] += 1
+            right = active & (hi & 1 == 1)
+            hi[right] -= 1
+            best[right] = np.minimum(best[right], tree[hi[right]])
+            lo >>= 1
+            hi >>= 1
+        out[part] = best
+    return out
 
 
 def _compared_lcp(prompts: Sequence[TokenIds], order: np.ndarray) -> np.ndarray:

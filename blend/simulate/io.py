@@ -59,6 +59,22 @@ def load_workload(path: Path) -> Workload:
     return Workload(requests=requests, max_tokens=limits)
 
 
+def within_context(workload: Workload, max_model_len: int | None) -> tuple[Workload, int]:
+    """The workload without the requests whose prompt leaves no room for one output token
+    within `max_model_len` (n + 1 > it: vLLM refuses them, no work), and how many those
+    are; None: the workload as it is (a workload file knows no model length)."""
+    if max_model_len is None:
+        return workload, 0
+    kept = [i for i, r in enumerate(workload.requests) if len(r.prompt_token_ids) < max_model_len]
+    if not kept:
+        raise WorkloadError(
+            f"every request's prompt leaves no room for output within max_model_len "
+            f"{max_model_len}: nothing to simulate"
+        )
+    inside = Workload([workload.requests[i] for i in kept], [workload.max_tokens[i] for i in kept])
+    return inside, len(workload.requests) - len(kept)
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
     for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):

@@ -40,7 +40,7 @@ import numpy as np
 from blend.cost.model import CostModel
 from blend.cost.step_time import busy_time, soft_max
 from blend.planners.prompt_tokens import PromptTokens
-from blend.planners.tree import adjacent_lcp, lexicographic_order
+from blend.planners.tree import adjacent_lcp, lexicographic_order, sorted_with_lcp
 from blend.simulate.optimal import optimal_from_lengths
 from blend.simulate.types import SimRequest
 
@@ -82,11 +82,13 @@ class PromptTrieTotals:
 def prompt_trie_totals(prompts: Sequence[Sequence[int] | np.ndarray]) -> PromptTrieTotals:
     """Distinct prompt tokens and their positions: in lexicographic order a prompt's tokens
     past its common prefix with the one before are exactly those no earlier prompt has."""
-    order = lexicographic_order(prompts)
-    lcp = adjacent_lcp(prompts, order).astype(np.float64)
-    if isinstance(prompts, PromptTokens):  # lengths kept: no prompt read
+    if isinstance(prompts, PromptTokens):  # the kept sort and lengths: no prompt read
+        order, kept_lcp = sorted_with_lcp(prompts)
+        lcp = kept_lcp.astype(np.float64)
         lengths = prompts.lengths[order].astype(np.float64)
     else:
+        order = lexicographic_order(prompts)
+        lcp = adjacent_lcp(prompts, order).astype(np.float64)
         lengths = np.fromiter((len(prompts[i]) for i in order.tolist()), np.float64, len(order))
     # positions lcp .. len - 1 are new: sum of (i + 1) over them
     positions = (lengths * (lengths + 1) - lcp * (lcp + 1)) / 2.0

@@ -16,6 +16,12 @@ from typing import Any
 from blend.store import sql
 from blend.store.database import Store, fetch_dicts, run_parts_glob
 from blend.store.lineage import RunLineage
+from blend.store.memory import memory_capped
+
+# DuckDB's memory for reading a finished run's parts back (bytes): the totals and the
+# estimates' accuracy join every row of the run; past the cap they spill (uncapped, the join
+# of 10M rows with the plan's items held ~9 GB at the end of a run that ran in 2 GB)
+RUN_READ_MEMORY_BYTES = 1 << 30
 
 
 class RunRecordError(Exception):
@@ -127,7 +133,7 @@ def record_run_finish(
 ) -> RunTotals:
     """Record the end of this execution and the run's totals (read from its parts)."""
     totals = RunTotals()
-    with store.connect(views=False) as con:
+    with store.connect(views=False) as con, memory_capped(con, RUN_READ_MEMORY_BYTES):
         if any(directory.glob("part-*.parquet")):
             row = fetch_dicts(
                 con, sql.load("results/run_totals"), {"glob": run_parts_glob(directory)}
@@ -168,7 +174,7 @@ def estimate_accuracy(
     `estimate_accuracy` view has them), read from the run's parts in `directory` only."""
     if not any(directory.glob("part-*.parquet")):
         return []
-    with store.connect(views=False) as con:
+    with store.connect(views=False) as con, memory_capped(con, RUN_READ_MEMORY_BYTES):
         rows = fetch_dicts(
             con,
             sql.load("execute/run_estimate_accuracy"),

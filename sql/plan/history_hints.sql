@@ -20,6 +20,7 @@ mine AS (
     LEFT JOIN answered AS a
         ON a.prompt_sha256 = p.prompt_sha256 AND a.sampling_json = p.sampling_json
     WHERE p.dataset = $dataset AND p.snapshot = $snapshot
+        AND t.n_prompt_tokens < $max_model_len  -- runnable: over_length_requests.sql has the rest
         AND NOT (
             a.prompt_sha256 IS NOT NULL
             AND (a.completed OR t.n_prompt_tokens >= $max_model_len)

@@ -1,5 +1,7 @@
 -- request_columns: the tokenized requests of a snapshot, in input order, as a planner sees
 -- them but without their token ids (plan/sorted_requests.py sorts those in bounded memory).
+-- Only prompts that leave room for an output within the context, $max_model_len tokens:
+-- the others are no work (over_length_requests.sql; the plan keeps them unpriced).
 -- With $done_model_sha256 set (incremental), a prompt is left out when that model already has
 -- a result for the same prompt_sha256 and sampling_json in any run: a completion, or an error
 -- row of a prompt that can never run (longer than the context, $max_model_len tokens).
@@ -45,6 +47,7 @@ final AS (
     LEFT JOIN history AS h
         ON h.prompt_sha256 = p.prompt_sha256 AND h.sampling_json = p.sampling_json
     WHERE p.dataset = $dataset AND p.snapshot = $snapshot
+        AND t.n_prompt_tokens < $max_model_len  -- runnable: over_length_requests.sql has the rest
         AND NOT (
             a.prompt_sha256 IS NOT NULL
             AND (a.completed OR t.n_prompt_tokens >= $max_model_len)

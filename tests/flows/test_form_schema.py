@@ -17,7 +17,7 @@ from pydantic import Field
 
 from flows.execute import ExecuteFlowOptions, execute_flow
 from flows.ingest import IngestOptions, ingest_flow
-from flows.options import EngineOptions, FormOptions, PlanningOptions
+from flows.options import EngineOptions, FormOptions, PlanningOptions, VllmOptions
 from flows.pipeline import PipelineOptions, pipeline_flow
 from flows.plan import PlanFlowOptions, plan_flow
 from flows.profile import ProfileOptions, profile_flow
@@ -98,6 +98,27 @@ def test_the_gpu_limit_choice_is_named() -> None:
     limit = form()["definitions"]["PipelineOptions"]["properties"]["gpu_limit"]
     assert [branch["title"] for branch in limit["anyOf"]] == ["Limit", "No limit"]
     assert limit["default"] == "gpu"
+
+
+def test_vllm_flags_are_three_way_choices() -> None:
+    """An optional bool would render as an off switch although vLLM's default may be on
+    (chunked prefill), and one switched on and off again would pass false: each vLLM flag
+    is a choice of default (not passed to vLLM), on and off."""
+    vllm = form()["definitions"]["VllmOptions"]["properties"]
+    for name in ("enforce_eager", "enable_chunked_prefill"):
+        assert (vllm[name]["type"], vllm[name]["enum"]) == ("string", ["default", "on", "off"])
+        assert vllm[name]["default"] == "default"
+    assert "vLLM's: on" in vllm["enable_chunked_prefill"]["description"]
+    untouched = VllmOptions().engine_options()
+    assert untouched.enable_chunked_prefill is None and not untouched.given
+    chosen = VllmOptions(enforce_eager="on", enable_chunked_prefill="off").engine_options()
+    assert (chosen.enforce_eager, chosen.enable_chunked_prefill) == (True, False)
+    # what runs made before the choice passed: true, false, null
+    older = VllmOptions.model_validate({"enforce_eager": True, "enable_chunked_prefill": None})
+    assert (older.enforce_eager, older.enable_chunked_prefill) == ("on", "default")
+    server_check({"engine": {"vllm": {"enable_chunked_prefill": "off"}}})
+    with pytest.raises(ValidationError):
+        server_check({"engine": {"vllm": {"enable_chunked_prefill": "maybe"}}})
 
 
 def server_check(options: dict[str, Any]) -> None:

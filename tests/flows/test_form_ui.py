@@ -28,6 +28,17 @@ FIELDS_JS = """() => Array.from(document.querySelectorAll('.schema-form-property
 # deployment's defaults are filled in), so the page is read when all of them are there.
 EXPECTED = ["Input file", "Dataset", "Planning", "Engine settings", "KV cache (GiB)", "Engines"]
 EXPECTED += ["Seed", "Capacity deadline", "Store folder", "Results URI"]
+# The vLLM flags' inputs: for each label, whether it is a switch (a toggle) and the choice a
+# select shows (null: no select).
+FLAGS_JS = """labels => labels.map(label => {
+    const el = Array.from(document.querySelectorAll('.schema-form-property')).find(p =>
+        p.querySelector('.schema-form-property__label')?.innerText
+            .replace(/ \\(Optional\\)$/, '') === label);
+    if (!el) return [label, null, ''];
+    const input = el.querySelector('.schema-form-property__fields');
+    const choice = input.querySelector('.p-select-button__value');
+    return [label, input.querySelector('[role="switch"]') !== null, choice?.innerText ?? null];
+})"""
 ALL_THERE_JS = """expected => {
     const labels = Array.from(document.querySelectorAll('.schema-form-property__label'))
         .map(el => el.innerText.replace(/ \\(Optional\\)$/, ''));
@@ -51,6 +62,7 @@ def test_the_custom_run_form_reads_in_order(local_prefect: LocalPrefect, tmp_pat
                 for label, description in page.evaluate(FIELDS_JS)
             ]
             body = page.inner_text("body")
+            flags = page.evaluate(FLAGS_JS, ["Enforce eager", "Chunked prefill"])
         finally:  # what the page showed, also when a wait timed out
             page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 0
@@ -64,3 +76,9 @@ def test_the_custom_run_form_reads_in_order(local_prefect: LocalPrefect, tmp_pat
     assert 'Property is type "None"' not in body
     deadline = dict(fields)["Capacity deadline"]
     assert "HH:MM" in deadline and "local time zone" in deadline
+    # vLLM's flags: a choice that shows vLLM's default, not an off switch (chunked prefill's
+    # default is on)
+    assert [tuple(flag) for flag in flags] == [
+        ("Enforce eager", False, "default"),
+        ("Chunked prefill", False, "default"),
+    ]

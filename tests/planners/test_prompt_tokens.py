@@ -38,6 +38,9 @@ def test_a_subset_derives_the_sort_of_its_own_tokens(prompts: list[list[int]], d
     subset = table.subset(np.asarray(picked, dtype=np.int64))
     sub_order, sub_lcp = sorted_with_lcp(subset)  # derived: the parent is sorted
     assert (sub_order.tolist(), sub_lcp.tolist()) == reference([prompts[i] for i in picked])
+    increasing = sorted(picked)  # the parent's order filtered, no sort (equal prompts abound)
+    sub_order, sub_lcp = sorted_with_lcp(table.subset(np.asarray(increasing, dtype=np.int64)))
+    assert (sub_order.tolist(), sub_lcp.tolist()) == reference([prompts[i] for i in increasing])
     # a plain arbitrary order is still compared token by token
     shuffled = np.asarray(data.draw(st.permutations(range(len(prompts)))), dtype=np.int64)
     assert adjacent_lcp(table, shuffled).tolist() == adjacent_lcp(prompts, shuffled).tolist()
@@ -69,3 +72,28 @@ def test_planners_plan_columns_as_they_plan_objects() -> None:
         x = planner.plan(columns.subset(rest), a.subset(rest))
         y = planner.plan([objects[i] for i in rest], b.subset(rest))
         assert list(x.order) == list(y.order), name
+
+
+def test_token_batches_give_every_asked_prompt_once() -> None:
+    """Held prompts stream in chunks; prompts without ids stream from their root's
+    fetch_batches, positions in any order, or from its fetch a chunk at a time."""
+    rng = np.random.default_rng(8)
+    prompts = [rng.integers(0, 1000, int(rng.integers(0, 9))).tolist() for _ in range(50)]
+    held = PromptTokens.from_lists(prompts)
+    order, lcp = sorted_with_lcp(held)
+    asked = np.array([7, 3, 3, 49, 0])
+
+    def backwards(indices: np.ndarray):  # a store's stream: its own order, a few at a time
+        for k in range(len(indices) - 1, -1, -2):
+            picked = np.arange(max(0, k - 1), k + 1)
+            yield picked, held.tokens_of(indices[picked])
+
+    streamed = PromptTokens.sorted_prompts(held.lengths, order, lcp, held.tokens_of, backwards)
+    chunked = PromptTokens.sorted_prompts(held.lengths, order, lcp, held.tokens_of)
+    for source in (held, streamed, chunked, streamed.subset(np.arange(50))):
+        got: dict[int, list[int]] = {}
+        for positions, tokens in source.tokens_in_batches(asked):
+            for k, ids in zip(positions.tolist(), tokens, strict=True):
+                assert k not in got
+                got[k] = np.asarray(ids).tolist()
+        assert got == {k: prompts[i] for k, i in enumerate(asked.tolist())}

@@ -122,6 +122,17 @@ def test_memory_capped_restores_a_setting_that_was_not_the_default():
     assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == before
 
 
+def test_memory_capped_can_return_freed_pages_for_the_block():
+    """return_freed turns DuckDB's allocator background threads on for the block only."""
+    con = duckdb.connect()
+    setting = "SELECT current_setting('allocator_background_threads')"
+    with memory_capped(con, 256 << 20, return_freed=True):
+        assert con.execute(setting).fetchall()[0][0] is True
+    assert con.execute(setting).fetchall()[0][0] is False
+    with memory_capped(con, 256 << 20):
+        assert con.execute(setting).fetchall()[0][0] is False
+
+
 def test_classes_without_history_equal_the_estimated_ones(shots_store, profile_model_dir):
     """No earlier results: the classes on (prompt tokens, max_tokens) equal those the
     planner's estimates give (every estimate is max_tokens), labels included."""

@@ -56,6 +56,6 @@ def planner_toy_cost(mem_bytes: float = 1e6) -> CostModel:
         peak_flops=1.0,
         mem_bandwidth_bytes_s=2.0,
         mem_bytes=mem_bytes,
-        kv_memory_fraction=1.0,
+        memory_utilization=1.0,
     )
     return CostModel(toy_model(n_params=0.5), hardware)

@@ -110,9 +110,9 @@ class BlendServePlanner:
             order, sides = sequence[scan.positions].tolist(), list(scan.sides)
         return Plan(
             self.name,
-            order,
+            np.asarray(order, dtype=np.int64),
             fixed_size_batches(n, self.batch_size),
-            sides,
+            np.array(sides, dtype=object),
             params,
             admission=self.admission,
         )
@@ -167,4 +167,10 @@ class NaiveBlendPlanner:
             "batch_size": self.batch_size,
             "n_groups": len(groups),
         }
-        return Plan(self.name, order, fixed_size_batches(n, self.batch_size), sides, params)
+        return Plan(
+            self.name,
+            np.asarray(order, dtype=np.int64),
+            fixed_size_batches(n, self.batch_size),
+            np.array(sides, dtype=object),
+            params,
+        )
