@@ -232,7 +232,7 @@ def main() -> None:
             continue
         runs = []
         if args.before:
-            from bench.scale import export_revision
+            from bench.executor_overhead import export_revision
 
             code = export_revision(args.before, args.work)
             runs.append((f"@{args.before}", code))

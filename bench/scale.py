@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -287,19 +285,6 @@ def _watch(
         time.sleep(0.5)
 
 
-def export_revision(revision: str, into: Path) -> Path:
-    """blend/ and sql/ of a git revision, unpacked under `into` (read-only use of the repo)."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", revision, "blend", "sql"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    target = into / f"code-{revision}"
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(target, filter="data")
-    return target
-
-
 def bench(
     shape: str,
     rows: int,
@@ -335,6 +320,8 @@ def bench(
     }
     for stage in stages:
         if stage == "profile" and before is not None:
+            from bench.executor_overhead import export_revision
+
             code = export_revision(before, work)
             report(f"profile @{before}", run_child("profile", args, max_rss_gb, code))
         if kill_after_s is not None:
