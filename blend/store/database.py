@@ -290,7 +290,8 @@ def refresh_results_view(
 
     Temporary files (`.tmp-*`) are never matched: parts are renamed into place when complete.
     Without any part yet, the view is an empty relation with the result columns. Also
-    (re)creates `result_files` (the part holding each row) and the user views of sql/views/.
+    (re)creates `result_files` (the part holding each row), the user views of sql/views/ and
+    the stages' shared table macros of sql/macros/ (TEMP: this connection's).
     temporary: create them as TEMP views (of this connection only), for read-only connections.
     left_out: parts to leave out (unreadable ones); the views then read a list of the others,
     fixed when made, instead of the glob that also sees parts written later.
@@ -311,6 +312,9 @@ def refresh_results_view(
         con.execute(view(sql.load("results/create_empty_files_view")))
     for name in USER_VIEWS:
         con.execute(view(sql.load(f"views/{name}")))
+    # after `results`: DuckDB binds a macro's tables when it is made
+    for name in SHARED_MACROS:
+        con.execute(sql.load(f"macros/{name}"))
 
 
 # Views over `results` and the tables, for users (sql/views/<name>.sql).
@@ -321,6 +325,11 @@ USER_VIEWS = (
     "row_lineage",
     "estimate_accuracy",
 )
+
+
+# Table macros the stages' queries share (sql/macros/<name>.sql), one definition of a piece
+# several statements read.
+SHARED_MACROS = ("recent_answers",)
 
 
 def _quote(text: str) -> str:

@@ -1,7 +1,10 @@
--- history_hints: the rows of history_lengths.sql ($history_model_sha256's newest $limit earlier
--- results of the dataset) that are length hints of the requests request_columns.sql reads:
--- not the same prompt and sampling as one of them (that one knows its own length), and a
--- sampling one of them has. Newest first, with their token ids.
+-- history_hints: the rows of recent_answers (macros/recent_answers.sql: $history_model_sha256's
+-- newest $limit earlier results of the dataset) that are length hints of the requests
+-- request_columns.sql reads: not the same prompt and sampling as one of them (that one knows
+-- its own length), and a sampling one of them has. Newest first, with their token ids.
+-- The samplings are read as a DISTINCT list: otherwise the IN builds a hash table of every
+-- row of `mine` beside the NOT EXISTS's own, and at 10M re-planned prompts the two together
+-- ran out of the stages' 1 GiB DuckDB cap (each alone fits).
 WITH tokens AS (
     SELECT request_id, n_prompt_tokens
     FROM prompt_tokens
@@ -26,32 +29,17 @@ mine AS (
             AND (a.completed OR t.n_prompt_tokens >= $max_model_len)
         )
 ),
-done AS (
-    SELECT dataset, snapshot, request_id, prompt_sha256, sampling_json, n_output_tokens,
-        finished_at
-    FROM results
-    WHERE dataset = $dataset AND model_sha256 = $history_model_sha256 AND error IS NULL
-    QUALIFY row_number() OVER (
-        PARTITION BY prompt_sha256, sampling_json ORDER BY finished_at DESC
-    ) = 1
-),
 history AS (
-    SELECT d.prompt_sha256, d.sampling_json, d.n_output_tokens, t.token_ids, d.finished_at
-    FROM done AS d
-    JOIN prompt_tokens AS t
-        ON t.dataset = d.dataset AND t.snapshot = d.snapshot AND t.request_id = d.request_id
-        AND t.tokenizer_sha256 = $tokenizer_sha256
-    ORDER BY d.finished_at DESC
-    LIMIT $limit
+    SELECT * FROM recent_answers($dataset, $history_model_sha256, $tokenizer_sha256, $limit)
 ),
 final AS (
     SELECT h.n_output_tokens, h.token_ids
     FROM history AS h
-    WHERE h.sampling_json IN (SELECT sampling_json FROM mine)
+    WHERE h.sampling_json IN (SELECT DISTINCT sampling_json FROM mine)
         AND NOT EXISTS (
             SELECT 1 FROM mine AS m
             WHERE m.prompt_sha256 = h.prompt_sha256 AND m.sampling_json = h.sampling_json
         )
-    ORDER BY h.finished_at DESC
+    ORDER BY h.finished_at DESC, h.prompt_sha256, h.sampling_json
 )
 SELECT * FROM final;
