@@ -1,24 +1,10 @@
 -- replan_columns: every item of plan $plan_id in plan order (tie: its seq), as the re-plan after
 -- the warm-up reads it without token ids (plan/sorted_requests.py sorts those in bounded
 -- memory). own_output_tokens: the output length of $history_model_sha256's earlier result of
--- the same prompt and sampling among the newest $limit of plan/history_lengths.sql (NULL: none).
-WITH done AS (
-    SELECT dataset, snapshot, request_id, prompt_sha256, sampling_json, n_output_tokens,
-        finished_at
-    FROM results
-    WHERE dataset = $dataset AND model_sha256 = $history_model_sha256 AND error IS NULL
-    QUALIFY row_number() OVER (
-        PARTITION BY prompt_sha256, sampling_json ORDER BY finished_at DESC
-    ) = 1
-),
-history AS (
-    SELECT d.prompt_sha256, d.sampling_json, d.n_output_tokens
-    FROM done AS d
-    JOIN prompt_tokens AS t
-        ON t.dataset = d.dataset AND t.snapshot = d.snapshot AND t.request_id = d.request_id
-        AND t.tokenizer_sha256 = $tokenizer_sha256
-    ORDER BY d.finished_at DESC
-    LIMIT $limit
+-- the same prompt and sampling among its newest $limit (macros/recent_answers.sql; NULL: none).
+WITH history AS (
+    SELECT prompt_sha256, sampling_json, n_output_tokens
+    FROM recent_answers($dataset, $history_model_sha256, $tokenizer_sha256, $limit)
 ),
 final AS (
     SELECT i.request_id, i.seq AS tie, t.n_prompt_tokens, p.max_tokens,

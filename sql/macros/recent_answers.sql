@@ -3,8 +3,10 @@
 -- prompt's token ids under `tokenizer`; with those ids. Ties of finished_at (a step's answers
 -- share it) broken on the key, so the same store gives the same rows. Unordered: callers sort
 -- by finished_at DESC, prompt_sha256, sampling_json.
--- One definition for every reader of length hints (plan/history_lengths.sql,
--- plan/history_hints.sql, execute/replan_hints.sql); a TEMP macro each connection creates.
+-- One definition for every reader of earlier lengths (plan/history_lengths.sql, the hints of
+-- plan/history_hints.sql and execute/replan_hints.sql, the own lengths of
+-- plan/request_columns.sql and execute/replan_columns.sql), so they agree on the rows; a TEMP
+-- macro every connection with the `results` view creates (store/database.py).
 -- The newest rows are chosen on narrow columns and only they joined to their token lists: at
 -- 10M answers, picking on rows that carry the lists took 3-4x longer.
 CREATE OR REPLACE TEMP MACRO recent_answers(of_dataset, by_model, tokenizer, at_most) AS TABLE

@@ -6,8 +6,8 @@
 -- a result for the same prompt_sha256 and sampling_json in any run: a completion, or an error
 -- row of a prompt that can never run (longer than the context, $max_model_len tokens).
 -- own_output_tokens: the output length of $history_model_sha256's earlier result of the same
--- prompt and sampling among the newest $limit of history_lengths.sql (NULL: none). tie: the
--- row's rowid in prompts, what sort_rows.sql names it by (stable while the plan reads).
+-- prompt and sampling among its newest $limit (macros/recent_answers.sql; NULL: none). tie:
+-- the row's rowid in prompts, what sort_rows.sql names it by (stable while the plan reads).
 WITH tokens AS (
     SELECT request_id, n_prompt_tokens
     FROM prompt_tokens
@@ -19,23 +19,9 @@ answered AS (
     WHERE model_sha256 = $done_model_sha256
     GROUP BY prompt_sha256, sampling_json
 ),
-done AS (
-    SELECT dataset, snapshot, request_id, prompt_sha256, sampling_json, n_output_tokens,
-        finished_at
-    FROM results
-    WHERE dataset = $dataset AND model_sha256 = $history_model_sha256 AND error IS NULL
-    QUALIFY row_number() OVER (
-        PARTITION BY prompt_sha256, sampling_json ORDER BY finished_at DESC
-    ) = 1
-),
 history AS (
-    SELECT d.prompt_sha256, d.sampling_json, d.n_output_tokens
-    FROM done AS d
-    JOIN prompt_tokens AS t
-        ON t.dataset = d.dataset AND t.snapshot = d.snapshot AND t.request_id = d.request_id
-        AND t.tokenizer_sha256 = $tokenizer_sha256
-    ORDER BY d.finished_at DESC
-    LIMIT $limit
+    SELECT prompt_sha256, sampling_json, n_output_tokens
+    FROM recent_answers($dataset, $history_model_sha256, $tokenizer_sha256, $limit)
 ),
 final AS (
     SELECT p.request_id, p.rowid AS tie, t.n_prompt_tokens, p.max_tokens,
