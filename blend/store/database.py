@@ -329,7 +329,7 @@ USER_VIEWS = (
 
 # Table macros the stages' queries share (sql/macros/<name>.sql), one definition of a piece
 # several statements read.
-SHARED_MACROS = ("recent_answers",)
+SHARED_MACROS = ("recent_answers", "runnable_requests")
 
 
 def _quote(text: str) -> str:

@@ -5,29 +5,11 @@
 -- The samplings are read as a DISTINCT list: otherwise the IN builds a hash table of every
 -- row of `mine` beside the NOT EXISTS's own, and at 10M re-planned prompts the two together
 -- ran out of the stages' 1 GiB DuckDB cap (each alone fits).
-WITH tokens AS (
-    SELECT request_id, n_prompt_tokens
-    FROM prompt_tokens
-    WHERE dataset = $dataset AND snapshot = $snapshot AND tokenizer_sha256 = $tokenizer_sha256
-),
-answered AS (
-    SELECT prompt_sha256, sampling_json, bool_or(error IS NULL) AS completed
-    FROM results
-    WHERE model_sha256 = $done_model_sha256
-    GROUP BY prompt_sha256, sampling_json
-),
-mine AS (
-    SELECT p.prompt_sha256, p.sampling_json
-    FROM prompts AS p
-    JOIN tokens AS t USING (request_id)
-    LEFT JOIN answered AS a
-        ON a.prompt_sha256 = p.prompt_sha256 AND a.sampling_json = p.sampling_json
-    WHERE p.dataset = $dataset AND p.snapshot = $snapshot
-        AND t.n_prompt_tokens < $max_model_len  -- runnable: over_length_requests.sql has the rest
-        AND NOT (
-            a.prompt_sha256 IS NOT NULL
-            AND (a.completed OR t.n_prompt_tokens >= $max_model_len)
-        )
+WITH mine AS (
+    SELECT prompt_sha256, sampling_json
+    FROM runnable_requests(
+        $dataset, $snapshot, $tokenizer_sha256, $done_model_sha256, $max_model_len
+    )
 ),
 history AS (
     SELECT * FROM recent_answers($dataset, $history_model_sha256, $tokenizer_sha256, $limit)
