@@ -313,7 +313,7 @@ def refresh_results_view(
     for name in USER_VIEWS:
         con.execute(view(sql.load(f"views/{name}")))
     # after `results`: DuckDB binds a macro's tables when it is made
-    for name in SHARED_MACROS:
+    for name in sql.SHARED_MACROS:
         con.execute(sql.load(f"macros/{name}"))
 
 
@@ -325,11 +325,6 @@ USER_VIEWS = (
     "row_lineage",
     "estimate_accuracy",
 )
-
-
-# Table macros the stages' queries share (sql/macros/<name>.sql), one definition of a piece
-# several statements read.
-SHARED_MACROS = ("recent_answers", "runnable_requests")
 
 
 def _quote(text: str) -> str:

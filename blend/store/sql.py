@@ -13,6 +13,11 @@ import blend
 
 _PACKAGE_DIR = Path(blend.__file__).resolve().parent
 
+# Table macros that several statements read (sql/macros/<name>.sql, one definition of each
+# piece), made on every connection after the views (store/database.py); they only read, so
+# `blend query` may call them too (store/query/check.py).
+SHARED_MACROS = ("recent_answers", "runnable_requests")
+
 
 def sql_root() -> Path:
     """The sql/ folder: packaged as blend/_sql in wheels, the repo's sql/ in a checkout."""
