@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from blend.cost.resolve import resolve_cost
+from blend.plan import sorted_requests
 from blend.plan.sorted_requests import RequestQuery, read_sorted_requests
 from blend.planners import LengthHint, PlanRequest, estimate_outputs, make_planner, select_warmup
 from blend.planners.estimates import HintColumns
@@ -173,3 +174,28 @@ def test_hint_columns_estimate_as_hint_objects() -> None:
     assert np.array_equal(a.tokens, b.tokens) and a.source == b.source
     assert np.array_equal(a.spread, b.spread) and np.array_equal(a.guessed, b.guessed)
     assert a.group_key == b.group_key and a.guessed.any()
+
+
+def test_token_ids_read_back_later_stay_under_the_fetch_cap(store: Store, monkeypatch) -> None:
+    # The search reads its sample's ids after the reading connection closed: a connection that
+    # may open the database afresh, at DuckDB's default of 80% of RAM (7 GB at 10M prompts).
+    rng = np.random.default_rng(5)
+    prompts = random_prompts(rng, 60)
+    seed(store, prompts, rng)
+    with store.connect() as con:
+        read = read_sorted_requests(con, store, RequestQuery("ds", 1, TOKENIZER, 4096))
+    limits: list[str] = []
+    real_fetch = sorted_requests.fetch_arrow
+
+    def fetch_noting_the_limit(con, query, params=None):
+        if "wanted_requests" in query:
+            setting = con.execute("SELECT current_setting('memory_limit')").fetchall()
+            limits.append(setting[0][0])
+        return real_fetch(con, query, params)
+
+    monkeypatch.setattr(sorted_requests, "fetch_arrow", fetch_noting_the_limit)
+    picked = np.array([0, 7, 31])
+    ids = read.requests.prompts.tokens_of(picked)
+    rows = [int(r[1:]) for r in read.requests.request_ids.take(pa.array(picked)).to_pylist()]
+    assert [list(t) for t in ids] == [prompts[i] for i in rows]
+    assert limits == [f"{sorted_requests.FETCH_DUCKDB_MEMORY_BYTES >> 20}.0 MiB"]

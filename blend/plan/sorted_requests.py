@@ -268,7 +268,13 @@ class _Fetch:
                     "request_id": self.request_ids.take(pa.array(indices[wanted])),
                 }
             )
-            with self.store.connect(views=False) as con:
+            # capped: this connection may open the database afresh (the re-plan's reading one
+            # is closed by now), and DuckDB's own default, 80% of RAM, let this join of a
+            # search sample with 10M token rows take 7 GB
+            with (
+                self.store.connect(views=False) as con,
+                memory_capped(con, FETCH_DUCKDB_MEMORY_BYTES, return_freed=True),
+            ):
                 con.register("wanted_requests", table)
                 rows = fetch_arrow(con, sql.load("plan/tokens_of"), self.key)
                 con.unregister("wanted_requests")
