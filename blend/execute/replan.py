@@ -491,15 +491,16 @@ def _store(
     order: np.ndarray,
 ) -> None:
     n = len(revision.seqs)
-    refused = pa.nulls(n - len(order), pa.string())  # the refused prompts at the end: no estimate
+    n_refused = n - len(order)  # the refused prompts at the end: no estimate
 
-    def with_refused(column: pa.DictionaryArray) -> pa.Array:
-        # strings made by Arrow from the columns' codes, not a Python string a position
-        return pa.concat_arrays([column.cast(pa.string()), refused])
+    def with_refused(column: pa.DictionaryArray) -> pa.DictionaryArray:
+        # kept dictionary-encoded (DuckDB casts on insert): a string a position took ~1 GB at
+        # 10M, beside DuckDB's copy
+        codes = pa.concat_arrays([column.indices, pa.nulls(n_refused, column.indices.type)])
+        return pa.DictionaryArray.from_arrays(codes, column.dictionary)
 
     table = pa.table(
         {
-            "run_id": pa.repeat(pa.scalar(ctx.run_id, pa.string()), n),
             "seq": pa.array(np.arange(n), pa.int64()),
             "plan_seq": pa.array(revision.seqs, pa.int64()),
             "request_id": ids.take(pa.array(revision.seqs)).cast(pa.string()),
@@ -513,9 +514,14 @@ def _store(
     replan_json = orjson.dumps(
         revision.report.to_json(), option=orjson.OPT_SERIALIZE_NUMPY
     ).decode()
-    with ctx.store.connect(views=False) as con, transaction(con):
+    # capped: DuckDB holds the uncommitted rows (10M at 10M prompts) and spills past the cap
+    with (
+        ctx.store.connect(views=False) as con,
+        memory_capped(con, PLAN_DUCKDB_MEMORY_BYTES, return_freed=True),
+        transaction(con),
+    ):
         con.register("new_run_order", table)
-        con.execute(sql.load("execute/insert_run_order"))
+        con.execute(sql.load("execute/insert_run_order"), {"run_id": ctx.run_id})
         con.unregister("new_run_order")
         con.execute(
             sql.load("execute/record_replan"), {"run_id": ctx.run_id, "replan_json": replan_json}
