@@ -1,6 +1,6 @@
 -- replan_hints: the rows of recent_answers (macros/recent_answers.sql: $history_model_sha256's
--- newest $limit earlier results of the dataset) that are length hints of the re-planned items (the
--- registered `replan_seqs`, seq): not the same prompt and sampling as one of them, and a
+-- newest $limit earlier results of the dataset) that are length hints of the re-planned items
+-- (the registered `replan_seqs`, seq): not the same prompt and sampling as one of them, and a
 -- sampling one of them has. Newest first, with their token ids.
 -- The samplings are read as a DISTINCT list: otherwise the IN builds a hash table of every
 -- row of `mine` beside the NOT EXISTS's own, and at 10M re-planned prompts the two together
