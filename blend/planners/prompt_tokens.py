@@ -91,8 +91,18 @@ class PromptTokens(Sequence[np.ndarray]):
     def from_lists(cls, prompts: Sequence[Sequence[int] | np.ndarray]) -> PromptTokens:
         """Copied from any sequence of token id lists or arrays."""
         lengths = np.fromiter((len(p) for p in prompts), np.int64, len(prompts))
-        arrays = [np.asarray(p, dtype=np.int64).reshape(-1) for p in prompts]
-        values = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+        values = np.empty(int(lengths.sum()), dtype=np.int64)
+        # a block of prompts at a time: an array per prompt for all of them at once, beside
+        # their concatenation, was twice the ids' memory (8 GB for 1M prompts of 500 tokens)
+        at = 0
+        for first in range(0, len(prompts), _COPY_BLOCK):
+            block = [
+                np.asarray(prompts[i], dtype=np.int64).reshape(-1)
+                for i in range(first, min(first + _COPY_BLOCK, len(prompts)))
+            ]
+            copied = np.concatenate(block)
+            values[at : at + len(copied)] = copied
+            at += len(copied)
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
         return cls(values, starts[: len(prompts)], lengths)
 
@@ -168,6 +178,7 @@ class PromptTokens(Sequence[np.ndarray]):
         return int(self.lengths.sum())
 
 
+_COPY_BLOCK = 4096  # prompts from_lists copies at a time
 _FETCH_CHUNK = 65_536  # prompts read at a time when iterating prompts not held
 
 
