@@ -1,10 +1,10 @@
 """The earlier answers every length-hint query reads (sql/macros/recent_answers.sql), through
 plan/history_lengths.sql: newest one a prompt, only with token ids, ties cut the same way; and
-both shared macros as a user calls them in `blend query`, after a real run."""
+both shared macros on the connections that have them, after a real run."""
 
 from __future__ import annotations
 
-import json
+import functools
 import random
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,7 @@ from blend.engines.tokenize import tokenizer_sha256
 from blend.execute.stage import execute_plan
 from blend.plan.stage import PlanOptions, plan_dataset
 from blend.store import sql
-from blend.store.database import Store
+from blend.store.database import Store, connect_read_only
 from tests.support.fake_engine import FakeEngine
 from tests.support.seeds import seed_store
 
@@ -96,38 +96,37 @@ def test_a_limit_inside_a_tie_of_finish_times_picks_the_same_rows_every_time() -
     assert [n for _, n in picked] == list(range(150, 200)) + list(range(100, 120))
 
 
-def test_blend_query_calls_both_macros_on_a_store_after_a_run(
-    store: Store, tiny_model: Path
-) -> None:
+def test_both_macros_on_a_store_after_a_run(store: Store, tiny_model: Path) -> None:
     tokenizer = tokenizer_sha256(tiny_model)
     seed_store(store, tokenizer)  # a, b, c, d and "long" (longer than the context: an error)
     options = PlanOptions(planner="dfs", warmup_fraction=0.0)
     plan = plan_dataset(store, "ds", options, model_dir=tiny_model)
     execute_plan(store, plan.plan_id, EngineConfig(model_dir=tiny_model), engine_factory=FakeEngine)
 
-    def query(statement: str) -> list[dict]:
-        args = ["query", statement, "--format", "json", "--store", str(store.root)]
-        result = CliRunner().invoke(app, args)
-        assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)
+    # a stage's connection, and the read-only one of capacity and export, have them
+    for connect in (store.connect, functools.partial(connect_read_only, store)):
+        with connect() as con:
+            model = con.execute("SELECT any_value(model_sha256) FROM results").fetchall()[0][0]
+            answers = con.execute(
+                "SELECT prompt_sha256 FROM recent_answers('ds', ?, ?, 100)", [model, tokenizer]
+            ).fetchall()
+            completed = con.execute(
+                "SELECT prompt_sha256 FROM results WHERE error IS NULL"
+            ).fetchall()
+            assert sorted(answers) == sorted(completed) and len(answers) == 4  # no error row
 
-    [run] = query("SELECT any_value(model_sha256) AS model FROM results")
-    model = run["model"]
-    answers = query(
-        f"SELECT prompt_sha256 FROM recent_answers('ds', '{model}', '{tokenizer}', 100)"
-    )
-    completed = query("SELECT prompt_sha256 FROM results WHERE error IS NULL")
-    assert sorted(a["prompt_sha256"] for a in answers) == sorted(
-        c["prompt_sha256"] for c in completed
-    )
-    assert len(answers) == 4  # the error row is no length
+            def runnable(done_model: str | None) -> list[str]:
+                rows = con.execute(
+                    "SELECT request_id FROM runnable_requests('ds', 1, ?, ?, 64) "
+                    "ORDER BY request_id",
+                    [tokenizer, done_model],
+                ).fetchall()
+                return [r[0] for r in rows]
 
-    def runnable(done_model: str) -> list[str]:
-        rows = query(
-            "SELECT request_id FROM runnable_requests("
-            f"'ds', 1, '{tokenizer}', {done_model}, 64) ORDER BY request_id"
-        )
-        return [r["request_id"] for r in rows]
+            assert runnable(None) == ["a", "b", "c", "d"]  # "long" does not fit the context
+            assert runnable(model) == []  # all done by that model
 
-    assert runnable("NULL") == ["a", "b", "c", "d"]  # "long" does not fit the context
-    assert runnable(f"'{model}'") == []  # all done by that model
+    # `blend query` starts its session without them (binding them reads every part again)
+    args = ["query", "SELECT * FROM recent_answers('ds', 'm', 't', 1)", "--store", str(store.root)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and "recent_answers()" in result.output

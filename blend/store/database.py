@@ -124,11 +124,11 @@ class Store:
         quarantine and the views made again (no part is checked while DuckDB can read all:
         making the views reads every footer already)."""
         try:
-            refresh_results_view(con, self.results_dir)
+            refresh_results_view(con, self.results_dir, macros=True)
         except duckdb.Error:
             if not quarantine_unreadable(self, part_files(self.results_dir)):
                 raise  # not a part's fault
-            refresh_results_view(con, self.results_dir)
+            refresh_results_view(con, self.results_dir, macros=True)
 
 
 # characters of a store path DuckDB cannot work with: (how to name it, what DuckDB does)
@@ -285,13 +285,16 @@ def refresh_results_view(
     *,
     temporary: bool = False,
     left_out: Collection[Path] = (),
+    macros: bool = False,
 ) -> None:
     """(Re)create the `results` view over every finished Parquet part of every run.
 
     Temporary files (`.tmp-*`) are never matched: parts are renamed into place when complete.
     Without any part yet, the view is an empty relation with the result columns. Also
-    (re)creates `result_files` (the part holding each row), the user views of sql/views/ and
-    the stages' shared table macros of sql/macros/ (TEMP: this connection's).
+    (re)creates `result_files` (the part holding each row) and the user views of sql/views/;
+    with `macros`, the stages' shared table macros of sql/macros/ (TEMP: this connection's;
+    not for `blend query`: binding them reads every part's footer again, and its session
+    starts as fast as it can so that Ctrl-C finds the query running).
     temporary: create them as TEMP views (of this connection only), for read-only connections.
     left_out: parts to leave out (unreadable ones); the views then read a list of the others,
     fixed when made, instead of the glob that also sees parts written later.
@@ -313,7 +316,7 @@ def refresh_results_view(
     for name in USER_VIEWS:
         con.execute(view(sql.load(f"views/{name}")))
     # after `results`: DuckDB binds a macro's tables when it is made
-    for name in sql.SHARED_MACROS:
+    for name in sql.SHARED_MACROS if macros else ():
         con.execute(sql.load(f"macros/{name}"))
 
 
@@ -376,7 +379,7 @@ def connect_read_only(
     # A shared hold on blend's writer lock: a stage that writes waits for the query to end, and
     # the query waits (saying so) for a stage's short write to end, instead of failing on
     # DuckDB's file lock.
-    with store_lock.reading(store.root), open_read_only(store, tell=tell) as con:
+    with store_lock.reading(store.root), open_read_only(store, tell=tell, macros=True) as con:
         yield con
 
 
@@ -395,10 +398,12 @@ def open_read_only(
     config: Mapping[str, Any] | None = None,
     *,
     tell: Callable[[str], None] = say,
+    macros: bool = False,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """connect_read_only without blend's reader lock, for a caller that holds it
     (store_lock.reading) in another thread; `config`: DuckDB settings at start-up;
-    unreadable parts are left out of `results`, saying so through `tell`."""
+    unreadable parts are left out of `results`, saying so through `tell`; `macros`: the
+    stages' shared table macros too (refresh_results_view)."""
     try:
         con = duckdb.connect(str(store.db_path), read_only=True, config=dict(config or {}))
     except duckdb.IOException as exc:
@@ -411,7 +416,7 @@ def open_read_only(
         ) from None
     try:
         try:
-            refresh_results_view(con, store.results_dir, temporary=True)
+            refresh_results_view(con, store.results_dir, temporary=True, macros=macros)
         except duckdb.CatalogException as exc:
             raise StoreNotReadableError(
                 f"{store.db_path} lacks tables the views need (made by an older blend?); "
@@ -423,7 +428,9 @@ def open_read_only(
                 raise  # not a part's fault
             tell(left_out_message(bad))
             left_out = {p.path for p in bad}
-            refresh_results_view(con, store.results_dir, temporary=True, left_out=left_out)
+            refresh_results_view(
+                con, store.results_dir, temporary=True, left_out=left_out, macros=macros
+            )
         yield con
     finally:
         con.close()

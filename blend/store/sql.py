@@ -14,8 +14,7 @@ import blend
 _PACKAGE_DIR = Path(blend.__file__).resolve().parent
 
 # Table macros that several statements read (sql/macros/<name>.sql, one definition of each
-# piece), made on every connection after the views (store/database.py); they only read, so
-# `blend query` may call them too (store/query/check.py).
+# piece), made on the stages' connections after the views (store/database.py).
 SHARED_MACROS = ("recent_answers", "runnable_requests")
 
 

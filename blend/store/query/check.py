@@ -62,7 +62,6 @@ READ_TABLE_FUNCTIONS = frozenset(
         *("duckdb_secrets", "duckdb_sequences", "duckdb_settings", "duckdb_table_sample"),
         *("duckdb_tables", "duckdb_temporary_files", "duckdb_triggers", "duckdb_types"),
         *("duckdb_variables", "duckdb_views"),
-        *sql.SHARED_MACROS,  # blend's own, reads only
     }
 )
 
