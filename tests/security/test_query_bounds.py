@@ -39,6 +39,9 @@ def blend_process(store: Store, *args: str, stdout: int = subprocess.PIPE) -> su
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
+        # Ctrl-C at its default in the child, as in a terminal, even if this process ignores
+        # SIGINT (a child inherits an ignored signal, and Python then never raises on it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
