@@ -192,24 +192,22 @@ def replan_after_warmup(
 
     `running`: warm-up positions still in the engine and their output tokens so far.
     """
-    started = time.perf_counter()
+    revision, estimates, order = _revise(ctx, pending, running, time.perf_counter())
+    # stored once the re-plan's own arrays are gone: at 10M prompts they and the insert's
+    # copy together held ~1 GB more than either
+    _store(ctx, revision, ctx.items.request_id, estimates, order)
+    return revision
+
+
+def _revise(
+    ctx: ReplanContext, pending: np.ndarray, running: Mapping[int, int], started: float
+) -> tuple[Revision, OutputEstimates, np.ndarray]:
+    """The revision, the estimates of the re-planned positions (in `rest` order) and their
+    order (indices into them)."""
     header, items = ctx.header, ctx.items
     rest, refused = _runnable(np.flatnonzero(pending & ~items.is_warmup), items, ctx)
-    measured = _measured_lengths(ctx)
     running_seqs = np.asarray(sorted(running), dtype=np.int64)
-    asked = np.concatenate((rest, running_seqs))
-    read = _read_items(ctx, asked)
-    every = read.requests  # every plan item by seq, its prompt without token ids
-    requests = every.subset(asked)
-    hints = _hints(read, items, measured, running, running_seqs)
-    # the warm-up requests still running are estimated with the rest (the feed adopts them)
-    both = estimate_outputs(requests, hints)
-    estimates = both.subset(np.arange(len(rest)))
-    requests = requests[: len(rest)]
-    adopted = {
-        seq: (float(both.tokens[len(rest) + i]), float(both.spread[len(rest) + i]))
-        for i, seq in enumerate(running_seqs.tolist())
-    }
+    every, estimates, adopted, n_measured = _estimate(ctx, rest, running, running_seqs)
     cost = resolve_cost(
         header.model_spec,
         header.hardware,
@@ -217,7 +215,7 @@ def replan_after_warmup(
         ctx.tensor_parallel_size,
         ctx.gpu_memory_utilization,
     )
-    order, admission = _order(header, requests, estimates, cost, rest)
+    order, admission = _order(header, every.subset(rest), estimates, cost, rest)
     prompts = every.prompts.subset(rest[order])
     max_tokens = every.max_tokens[rest[order]]
     informed = any(source is not EstimateSource.MAX_TOKENS for source in estimates.source)
@@ -246,7 +244,7 @@ def replan_after_warmup(
     )
     report = ReplanReport(
         replanned_s=time.perf_counter() - started,
-        warmup_finished=len(measured),
+        warmup_finished=n_measured,
         warmup_running=len(running),
         n_replanned=len(seqs),
         estimate_sources=estimates.source_counts(),
@@ -267,8 +265,26 @@ def replan_after_warmup(
         feed.pace,
         adopted,
     )
-    _store(ctx, revision, items.request_id, estimates, order)
-    return revision
+    return revision, estimates, order
+
+
+def _estimate(
+    ctx: ReplanContext, rest: np.ndarray, running: Mapping[int, int], running_seqs: np.ndarray
+) -> tuple[PlanRequests, OutputEstimates, dict[int, tuple[float, float]], int]:
+    """Every plan item as columns (by seq), the estimates of `rest`, those of the warm-up
+    requests still running (seq -> (estimate, spread): the feed adopts them), and how many
+    warm-up lengths were measured. The hints and the estimates' inputs go when it returns."""
+    measured = _measured_lengths(ctx)
+    asked = np.concatenate((rest, running_seqs))
+    read = _read_items(ctx, asked)
+    hints = _hints(read, ctx.items, measured, running, running_seqs)
+    # the warm-up requests still running are estimated with the rest
+    both = estimate_outputs(read.requests.subset(asked), hints)
+    adopted = {
+        seq: (float(both.tokens[len(rest) + i]), float(both.spread[len(rest) + i]))
+        for i, seq in enumerate(running_seqs.tolist())
+    }
+    return read.requests, both.subset(np.arange(len(rest))), adopted, len(measured)
 
 
 def _runnable(

@@ -26,11 +26,17 @@ def node_levels(parent: np.ndarray) -> np.ndarray:
 
 
 def level_order(parent: np.ndarray) -> list[np.ndarray]:
-    """Node ids grouped by level, root level first."""
+    """Node ids grouped by level, root level first (32-bit ids where they fit: the levels
+    live as long as the estimates' arrays over a trie of ~20M nodes at 10M prompts)."""
     level = node_levels(parent)
-    order = np.argsort(level, kind="stable")
+    order = np.argsort(level, kind="stable").astype(node_id_type(len(parent)), copy=False)
     bounds = np.searchsorted(level[order], np.arange(int(level.max(initial=0)) + 2))
     return [order[bounds[k] : bounds[k + 1]] for k in range(len(bounds) - 1)]
+
+
+def node_id_type(n_nodes: int) -> type[np.signedinteger]:
+    """The narrowest of int32 and int64 that holds every node id of a tree (and -1)."""
+    return np.int32 if n_nodes < np.iinfo(np.int32).max else np.int64
 
 
 def subtree_sums(parent: np.ndarray, levels: list[np.ndarray], values: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ group has no measured length yet, so earlier results shrink it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b
 
@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from blend.planners.arrays import level_order, subtree_sums, subtree_sums_into
+from blend.planners.arrays import level_order, node_id_type, subtree_sums, subtree_sums_into
 from blend.planners.estimate_columns import EstimateSources, GroupKeys
 from blend.planners.prompt_tokens import (
     PlanRequests,
@@ -136,10 +136,8 @@ def estimate_outputs(requests: Sequence[PlanRequest], hints: Hints = ()) -> Outp
     prompts = _all_prompts(requests, hints)
     trie = build_compact_trie(prompts)
     if isinstance(requests, PlanRequests):  # columns: no request object made
-        max_tokens = requests.max_tokens.astype(np.float64)
         own = requests.output_len.astype(np.float64)
     else:
-        max_tokens = np.fromiter((r.max_tokens for r in requests), np.float64, n)
         own = np.fromiter(
             (-1 if r.output_len is None else r.output_len for r in requests), float, n
         )
@@ -151,7 +149,7 @@ def estimate_outputs(requests: Sequence[PlanRequest], hints: Hints = ()) -> Outp
     if not known.any():  # nothing measured: every estimate is its max_tokens (what the rule
         # below gives, without its arrays over the trie's nodes: a first plan of 10M prompts)
         return OutputEstimates(
-            max_tokens,
+            _max_tokens(requests),
             EstimateSources.filled(n, EstimateSource.MAX_TOKENS),
             np.zeros(n, dtype=bool),
             keys,
@@ -161,14 +159,15 @@ def estimate_outputs(requests: Sequence[PlanRequest], hints: Hints = ()) -> Outp
         )
     censored = np.zeros(len(values), dtype=bool)
     censored[n:] = hint.censored
-    prior_sigma = np.full(len(values), np.nan)
+    prior_sigma: np.ndarray | None = None  # no censored hint, no prior
     if censored.any():
         values, prior_sigma = _censored_values(
             trie, levels, _leaf_of_request(trie), values, known, censored, hint.max_tokens, n
         )
+    # first, while no per-request result is held yet: its arrays over the trie's nodes were
+    # the re-plan's peak at 10M prompts (the results' arrays beside them, ~0.3 GB)
+    residuals = _group_residuals(trie, levels, np.log(np.maximum(values, 1.0)), known & ~censored)
     nodes, from_subtree, grouped = _from_subtrees(trie, levels, values, known, n)
-    tokens = np.where(own >= 0, own, np.where(np.isnan(from_subtree), max_tokens, from_subtree))
-    del max_tokens
     hint_warmup = np.zeros(len(values), dtype=bool)
     hint_warmup[n:] = hint.warmup
     warm, _ = _subtree_means(trie, levels, hint_warmup.astype(float), known)
@@ -177,9 +176,18 @@ def estimate_outputs(requests: Sequence[PlanRequest], hints: Hints = ()) -> Outp
     spread, guessed = _spreads(trie, levels, values, known, censored, prior_sigma, nodes)
     spread = np.where((own >= 0) | np.isnan(from_subtree), 0.0, spread)
     guessed &= own < 0
-    finished = known & ~censored
-    residuals = _group_residuals(trie, levels, np.log(np.maximum(values, 1.0)), finished)
+    # the estimates last, max_tokens read only now: not beside the arrays over the trie's
+    # nodes above (each of these ~80 MB at 10M prompts; the spreads were the peak)
+    fallback = np.where(np.isnan(from_subtree), _max_tokens(requests), from_subtree)
+    tokens = np.where(own >= 0, own, fallback)
     return OutputEstimates(tokens, sources, grouped, keys, spread, residuals, guessed)
+
+
+def _max_tokens(requests: Sequence[PlanRequest]) -> np.ndarray:
+    """Each request's max_tokens (float64)."""
+    if isinstance(requests, PlanRequests):
+        return requests.max_tokens.astype(np.float64)
+    return np.fromiter((r.max_tokens for r in requests), np.float64, len(requests))
 
 
 def _from_subtrees(
@@ -233,7 +241,7 @@ def _spreads(
     values: np.ndarray,
     known: np.ndarray,
     censored: np.ndarray,
-    prior_sigma: np.ndarray,
+    prior_sigma: np.ndarray | None,
     estimate_nodes: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per request, the spread of its length as far as the planner can tell (the std of log
@@ -248,16 +256,16 @@ def _spreads(
       running at the re-plan), the spread of the log-uniform prior between the length seen
       and max_tokens, ln(max_tokens / g) / sqrt(12): the estimate is a guess, and admission
       and the settings search count it as one (the second array: bool, guessed)."""
-    logs = np.log(np.maximum(values, 1.0))
-    moments = _log_moments(trie, levels, logs, known)
-    own = moments.std[estimate_nodes]
-    spread = np.where(moments.count[estimate_nodes] >= MIN_FOR_SPREAD, own, moments.pooled)
-    del moments
-    k = _subtree_counts(trie, levels, (known & ~censored).astype(float))[estimate_nodes]
+    moments = _log_moments(trie, levels, values, known)
+    enough = moments.count[estimate_nodes] >= MIN_FOR_SPREAD
+    own, pooled = moments.std[estimate_nodes], moments.pooled
+    del moments  # three arrays over the nodes, before the per-request ones below
+    spread = np.where(enough, own, pooled)
+    del enough, own
+    k = _subtree_counts(trie, levels, known & ~censored)[estimate_nodes]
     spread = spread * np.sqrt(1.0 + 1.0 / np.maximum(k, 1.0))
-    has_prior = ~np.isnan(prior_sigma)
     guessed = np.zeros(len(estimate_nodes), dtype=bool)
-    if has_prior.any():
+    if prior_sigma is not None and (has_prior := ~np.isnan(prior_sigma)).any():
         prior, _ = _subtree_means(trie, levels, np.nan_to_num(prior_sigma), has_prior)
         guessed = (k == 0) & ~np.isnan(prior[estimate_nodes])
         spread = np.where(guessed, prior[estimate_nodes], spread)
@@ -276,28 +284,34 @@ class _LogMoments:
 
 
 def _log_moments(
-    trie: CompactTrie, levels: list[np.ndarray], logs: np.ndarray, use: np.ndarray
+    trie: CompactTrie, levels: list[np.ndarray], values: np.ndarray, use: np.ndarray
 ) -> _LogMoments:
-    """The moments of `logs` over the values `use` marks, per node (computed in place: a few
-    arrays over the nodes at a time)."""
-    mean_log, _ = _subtree_means(trie, levels, logs, use)
-    std, _ = _subtree_means(trie, levels, logs * logs, use)
-    std -= mean_log**2  # the variance, then its root
+    """The moments of the log lengths (`values` at least 1) that `use` marks, per node
+    (computed in place: a few arrays over the nodes at a time)."""
+    logs = np.log(np.maximum(values, 1.0))
+    count = _subtree_counts(trie, levels, use)
+    has = count > 0
+    mean_log = _mean_of_sums(_subtree_sums_of(trie, levels, logs, use), count, has)
+    # the pooled spread first, before the other array over the nodes exists: its own were
+    # the re-plan's peak at 10M prompts
+    pooled = _pooled_spread(trie, levels, logs, use, mean_log)
+    np.square(logs, out=logs)
+    std = _mean_of_sums(_subtree_sums_of(trie, levels, logs, use), count, has)
+    del has, logs
+    for first in range(0, len(std), _NODE_CHUNK):  # the variance, without a mean**2 array
+        part = slice(first, first + _NODE_CHUNK)
+        std[part] -= mean_log[part] ** 2
     np.nan_to_num(std, copy=False)
     np.maximum(std, 0.0, out=std)
     np.sqrt(std, out=std)
-    return _LogMoments(
-        mean_log,
-        std,
-        _subtree_counts(trie, levels, use.astype(float)),
-        _pooled_spread(trie, levels, logs, use, mean_log),
-    )
+    return _LogMoments(mean_log, std, count, pooled)
 
 
 def _subtree_counts(trie: CompactTrie, levels: list[np.ndarray], use: np.ndarray) -> np.ndarray:
-    leaves = np.flatnonzero(trie.leaf_request >= 0)
+    """Used leaves (`use`: bool or 0/1 per value) in each subtree (float64, a value per node)."""
     count = np.zeros(trie.num_nodes)
-    count[leaves] = use[trie.leaf_request[leaves]]
+    for leaves, req in _leaf_chunks(trie):
+        count[leaves] = use[req]
     return subtree_sums_into(trie.parent, levels, count)
 
 
@@ -327,15 +341,15 @@ def _group_residuals(
     over `known` where the caller has them."""
     if not known.any():
         return np.zeros(0)
-    group_of = np.full(trie.num_nodes, -1, dtype=np.int64)
+    group_of = np.full(trie.num_nodes, -1, dtype=node_id_type(trie.num_nodes))
     groups = prefix_groups(trie)
     group_of[groups] = groups
     for nodes in levels[1:]:
         inherit = nodes[group_of[nodes] < 0]
         group_of[inherit] = group_of[trie.parent[inherit]]
-    leaf_of = _leaf_of_request(trie)
     measured = np.flatnonzero(known)
-    group = group_of[leaf_of[measured]]
+    group = group_of[_leaf_of_request(trie)[measured]]
+    del group_of  # before the means' node arrays: two arrays over the nodes less at once
     if mean_log is None:
         mean_log, _ = _subtree_means(trie, levels, logs, known)
     centre = np.where(group >= 0, mean_log[np.maximum(group, 0)], logs[measured].mean())
@@ -356,7 +370,7 @@ def _censored_values(
     value the log-std of the log-uniform prior it was given (nan: none)."""
     finished = known & ~censored
     mean, has = _subtree_means(trie, levels, values, finished)
-    moments = _log_moments(trie, levels, np.log(np.maximum(values, 1.0)), finished)
+    moments = _log_moments(trie, levels, values, finished)
     nearest, inside = _nearest_measured(trie, levels, has)
     out = values.copy()
     prior_sigma = np.full(len(values), np.nan)
@@ -432,19 +446,38 @@ def _subtree_means(
     trie: CompactTrie, levels: list[np.ndarray], values: np.ndarray, use: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(mean of `values` over the used leaves of each subtree (nan where none), has any)."""
-    leaves = np.flatnonzero(trie.leaf_request >= 0)
-    req = trie.leaf_request[leaves]
-    total = np.zeros(trie.num_nodes)
-    count = np.zeros(trie.num_nodes)
-    total[leaves] = np.where(use[req], values[req], 0.0)
-    count[leaves] = use[req]
-    del leaves, req
-    subtree_sums_into(trie.parent, levels, total)
-    subtree_sums_into(trie.parent, levels, count)
+    count = _subtree_counts(trie, levels, use)
     has = count > 0
-    mean = np.divide(total, count, out=total, where=has)  # the sums' array, reused
+    return _mean_of_sums(_subtree_sums_of(trie, levels, values, use), count, has), has
+
+
+def _subtree_sums_of(
+    trie: CompactTrie, levels: list[np.ndarray], values: np.ndarray, use: np.ndarray
+) -> np.ndarray:
+    """Sum of `values` over the used leaves of each subtree (float64, a value per node)."""
+    total = np.zeros(trie.num_nodes)
+    for leaves, req in _leaf_chunks(trie):
+        total[leaves] = np.where(use[req], values[req], 0.0)
+    return subtree_sums_into(trie.parent, levels, total)
+
+
+_NODE_CHUNK = 1 << 20  # nodes filled at a time (the temporaries of a fill stay ~20 MB)
+
+
+def _leaf_chunks(trie: CompactTrie) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(leaf node ids, their request indices), a chunk at a time: the estimates' peak at 10M
+    prompts was a fill of every leaf at once beside three arrays over the nodes."""
+    for first in range(0, trie.num_nodes, _NODE_CHUNK):  # no array of every leaf
+        part = trie.leaf_request[first : first + _NODE_CHUNK]
+        at = np.flatnonzero(part >= 0)
+        yield at + first, part[at]
+
+
+def _mean_of_sums(total: np.ndarray, count: np.ndarray, has: np.ndarray) -> np.ndarray:
+    """total / count where `has`, nan elsewhere, in `total`'s array."""
+    mean = np.divide(total, count, out=total, where=has)
     mean[~has] = np.nan
-    return mean, has
+    return mean
 
 
 def _nearest_measured(
@@ -452,7 +485,7 @@ def _nearest_measured(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(per node: its nearest ancestor-or-self with a measurement (the root if none),
     per node: whether it lies below the root's shared chain, i.e. inside a prefix group)."""
-    nearest = np.arange(trie.num_nodes)
+    nearest = np.arange(trie.num_nodes, dtype=node_id_type(trie.num_nodes))
     for nodes in levels[1:]:  # top-down: borrow the nearest ancestor's
         missing = nodes[~has[nodes]]
         nearest[missing] = nearest[trie.parent[missing]]
@@ -465,9 +498,9 @@ def _nearest_measured(
 
 
 def _leaf_of_request(trie: CompactTrie) -> np.ndarray:
-    leaves = np.flatnonzero(trie.leaf_request >= 0)
-    leaf_of = np.empty(len(trie.lengths), dtype=np.int64)
-    leaf_of[trie.leaf_request[leaves]] = leaves
+    leaf_of = np.empty(len(trie.lengths), dtype=node_id_type(trie.num_nodes))
+    for leaves, req in _leaf_chunks(trie):
+        leaf_of[req] = leaves
     return leaf_of
 
 
@@ -480,7 +513,7 @@ def _group_keys(
     The first request of each group spells its prefix; with prompts not held, the ids of
     those requests stream back in batches (at 10M unique prompts nearly every prompt is a
     group of its own: their ids at once held ~5 GB)."""
-    group_of = np.full(trie.num_nodes, -1, dtype=np.int64)
+    group_of = np.full(trie.num_nodes, -1, dtype=node_id_type(trie.num_nodes))
     groups = prefix_groups(trie)
     group_of[groups] = groups
     for nodes in levels[1:]:
@@ -538,13 +571,13 @@ def prefix_groups(trie: CompactTrie) -> np.ndarray:
     """Top-level prefix groups: children of the first node below the root that branches
     (a chain shared by every prompt, like a chat template, is looked through)."""
     parent = trie.parent
-    counts = np.bincount(parent[1:], minlength=len(parent))
     node = 0
-    while counts[node] == 1:
-        (child,) = np.flatnonzero(parent == node)
-        if trie.leaf_request[child] >= 0:
+    # a node's children by a scan each step, not a count of every node's children (an array
+    # over the nodes; the chain is a node or two long)
+    while len(children := np.flatnonzero(parent == node)) == 1:
+        if trie.leaf_request[children[0]] >= 0:
             break
-        node = int(child)
+        node = int(children[0])
     return np.flatnonzero(parent == node)
 
 

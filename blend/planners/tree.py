@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from blend.planners.arrays import node_id_type
 from blend.planners.prompt_tokens import PromptTokens
 
 TokenIds = Sequence[int] | np.ndarray  # one prompt: a list of ids or an integer array
@@ -263,10 +264,11 @@ class CompactTrie:
     Children in ascending first_rank are in ascending token order.
     """
 
-    parent: np.ndarray  # int64 node id of the parent; -1 for the root
-    depth: np.ndarray  # int64 tokens from the root to the end of the node's edge
-    first_rank: np.ndarray  # int64 sorted position of the first request under the node
-    leaf_request: np.ndarray  # int64 request index of a leaf; -1 for inner nodes
+    # the node arrays are int32 where every node id fits (arrays.node_id_type), else int64
+    parent: np.ndarray  # node id of the parent; -1 for the root
+    depth: np.ndarray  # tokens from the root to the end of the node's edge
+    first_rank: np.ndarray  # sorted position of the first request under the node
+    leaf_request: np.ndarray  # request index of a leaf; -1 for inner nodes
     sorted_order: np.ndarray  # int64 request indices in lexicographic order
     lengths: np.ndarray  # int64 prompt length of each request (by request index)
 
@@ -320,11 +322,12 @@ def _trie(order: np.ndarray, lcp: np.ndarray, lengths: np.ndarray) -> CompactTri
     else:
         nodes = _nodes_from_lcp(lengths[order].tolist(), lcp.tolist(), order)
     parent, depth, first, leaf = nodes
+    kind = node_id_type(2 * len(order) + 1)
     return CompactTrie(
-        parent=np.asarray(parent, dtype=np.int64),
-        depth=np.asarray(depth, dtype=np.int64),
-        first_rank=np.asarray(first, dtype=np.int64),
-        leaf_request=np.asarray(leaf, dtype=np.int64),
+        parent=np.asarray(parent, dtype=kind),
+        depth=np.asarray(depth, dtype=kind),
+        first_rank=np.asarray(first, dtype=kind),
+        leaf_request=np.asarray(leaf, dtype=kind),
         sorted_order=order,
         lengths=lengths,
     )

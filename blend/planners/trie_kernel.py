@@ -10,30 +10,37 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from blend.planners.arrays import node_id_type
+
 
 def nodes_from_lcp(
     sorted_lengths: np.ndarray, lcp: np.ndarray, order: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(parent, depth, first_rank, leaf_request) of the trie of sorted strings (int64)."""
+    """(parent, depth, first_rank, leaf_request) of the trie of sorted strings, as int32
+    where every node id fits (else int64): four arrays over ~2 nodes a prompt, the largest
+    the estimates hold at 10M prompts."""
+    like = np.empty(0, dtype=node_id_type(2 * len(order) + 1))
     return _nodes(  # type: ignore[no-any-return]
         np.ascontiguousarray(sorted_lengths, dtype=np.int64),
         np.ascontiguousarray(lcp, dtype=np.int64),
         np.ascontiguousarray(order, dtype=np.int64),
+        like,
     )
 
 
 @numba.njit(cache=True)  # type: ignore[misc]
 def _nodes(
-    sorted_lengths: np.ndarray, lcp: np.ndarray, requests: np.ndarray
+    sorted_lengths: np.ndarray, lcp: np.ndarray, requests: np.ndarray, like: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    # every prompt adds its leaf and at most one inner node: 2n + 1 nodes at most
+    # every prompt adds its leaf and at most one inner node: 2n + 1 nodes at most; the
+    # arrays in like's type
     n = len(sorted_lengths)
     cap = 2 * n + 1
-    parent = np.empty(cap, np.int64)
-    depth = np.empty(cap, np.int64)
-    first = np.empty(cap, np.int64)
-    leaf = np.empty(cap, np.int64)
-    stack = np.empty(cap + 1, np.int64)  # the path from the root to the last leaf added
+    parent = np.empty(cap, like.dtype)
+    depth = np.empty(cap, like.dtype)
+    first = np.empty(cap, like.dtype)
+    leaf = np.empty(cap, like.dtype)
+    stack = np.empty(cap + 1, like.dtype)  # the path from the root to the last leaf added
     parent[0], depth[0], first[0], leaf[0] = -1, 0, 0, -1
     count = 1
     height = 0  # index of the stack's top

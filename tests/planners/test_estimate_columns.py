@@ -70,3 +70,36 @@ def expected_keys(prompts: list[list[int]]) -> list[str]:
 def test_group_keys_hash_the_group_prefix(prompts: list[list[int]]) -> None:
     requests = [PlanRequest(f"r{i}", p, 16) for i, p in enumerate(prompts)]
     assert list(estimate_outputs(requests).group_key) == expected_keys(prompts)
+
+
+def test_estimates_filled_a_chunk_of_leaves_at_a_time_are_the_same(monkeypatch) -> None:
+    """The subtree sums fill the trie's leaves in chunks (bounded memory at 10M prompts): any
+    chunk size gives the estimates of one fill, censored and history hints included."""
+    from blend.planners import estimates
+    from blend.planners.estimates import LengthHint
+
+    rng = np.random.default_rng(3)
+    prefixes = [rng.integers(0, 50, rng.integers(1, 30)).tolist() for _ in range(8)]
+
+    def prompt() -> list[int]:
+        return prefixes[rng.integers(8)] + rng.integers(0, 50, rng.integers(0, 12)).tolist()
+
+    requests = [
+        PlanRequest(f"r{i}", prompt(), int(rng.integers(16, 2000)), None) for i in range(300)
+    ]
+    hints = [
+        LengthHint(
+            prompt(),
+            int(rng.integers(1, 900)),
+            WARMUP if rng.random() < 0.7 else EstimateSource.HISTORY,
+            censored=bool(rng.random() < 0.2),
+            max_tokens=int(rng.integers(900, 4000)),
+        )
+        for _ in range(100)
+    ]
+    whole = estimate_outputs(requests, hints)
+    monkeypatch.setattr(estimates, "_NODE_CHUNK", 7)
+    chunked = estimate_outputs(requests, hints)
+    for name in ("tokens", "spread", "residuals", "guessed", "grouped"):
+        assert np.array_equal(getattr(whole, name), getattr(chunked, name)), name
+    assert whole.source == list(chunked.source) and whole.spread.std() > 0

@@ -97,3 +97,15 @@ def test_token_batches_give_every_asked_prompt_once() -> None:
                 assert k not in got
                 got[k] = np.asarray(ids).tolist()
         assert got == {k: prompts[i] for k, i in enumerate(asked.tolist())}
+
+
+def test_a_subset_of_requests_keeps_their_ids_without_copying_them() -> None:
+    ids = pa.array([f"req-{i}" for i in range(6)])
+    prompts = PromptTokens.from_lists([[i, i + 1] for i in range(6)])
+    requests = PlanRequests(ids, prompts, np.full(6, 8), np.full(6, -1))
+    inner = requests.subset([5, 1, 3]).subset([2, 0])  # a subset of a subset
+    assert [r.request_id for r in inner] == ["req-3", "req-5"]
+    assert inner.request_ids.cast(pa.string()).to_pylist() == ["req-3", "req-5"]
+    # codes into the ids, not a copy of their strings
+    assert inner.request_ids.dictionary.buffers()[2].address == ids.buffers()[2].address
+    assert [list(r.prompt_token_ids) for r in inner] == [[3, 4], [5, 6]]
