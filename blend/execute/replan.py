@@ -215,7 +215,7 @@ def _revise(
         ctx.tensor_parallel_size,
         ctx.gpu_memory_utilization,
     )
-    order, admission = _order(header, every.subset(rest), estimates, cost, rest)
+    order, admission = _order(header, every, estimates, cost, rest)
     prompts = every.prompts.subset(rest[order])
     max_tokens = every.max_tokens[rest[order]]
     informed = any(source is not EstimateSource.MAX_TOKENS for source in estimates.source)
@@ -418,12 +418,13 @@ def _hints(
 
 def _order(
     header: PlanHeader,
-    requests: PlanRequests,
+    every: PlanRequests,
     estimates: OutputEstimates,
     cost: CostModel,
     rest: np.ndarray,
 ) -> tuple[np.ndarray, AdmissionKind]:
-    """Indices into `rest` in the revised order, and how to feed them."""
+    """Indices into `rest` in the revised order, and how to feed them (`every`: every plan
+    item by seq; `estimates`: those of `rest`)."""
     if not header.replan_after_warmup:  # the planner reads no lengths: keep its order
         return np.arange(len(rest)), header.admission
     options = header.params.get("options", {})
@@ -433,7 +434,7 @@ def _order(
         batch_size=options.get("batch_size", 256),
         cost=cost,
     )
-    plan = planner.plan(requests, estimates)
+    plan = planner.plan(every.subset(rest), estimates)  # only a planner that re-plans
     return np.asarray(plan.order, dtype=np.int64), plan.admission
 
 
