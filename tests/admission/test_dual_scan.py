@@ -130,6 +130,36 @@ def test_on_the_simulator_every_request_runs_once_and_exact_estimates_never_pree
     assert result.n_preemptions == 0
 
 
+def test_requests_admitted_together_leave_room_for_their_partial_blocks() -> None:
+    """Found by the property above: six requests admitted at once into an empty cache were
+    projected at 296 of 304 tokens, but each holds up to a block more than its tokens (its
+    last block fills as it grows); four of them then needed 39 blocks of 38 and vLLM (the
+    simulator) preempted one. The slack counts every request admitted in the same call."""
+    zeros = [0] * 22
+    prompts = [[*zeros[:7], 1, *zeros[:13]], [*zeros[:6], 1, *zeros[:22]], zeros[:5], [0]]
+    prompts += [zeros[:17], zeros[:12], [0], zeros[:21]]
+    outputs = [53, 53, 53, 1, 119, 1, 1, 53]
+    requests = [
+        SimRequest(f"r{i}", p, d) for i, (p, d) in enumerate(zip(prompts, outputs, strict=True))
+    ]
+    from blend.planners.tree import adjacent_lcp
+
+    order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
+    seq = ScanSequence(
+        index=np.asarray(order, dtype=np.int64),
+        prompt_tokens=np.array([len(prompts[i]) for i in order], dtype=float),
+        shared_prev=adjacent_lcp(prompts, order).astype(float),
+        output_tokens=np.array([outputs[i] for i in order], dtype=float),
+    )
+    config = SimConfig(
+        max_num_batched_tokens=136, max_num_seqs=6, kv_capacity_tokens=304, block_size=8
+    )
+    policy = DualScanAdmission(seq, TOY, DualScanOptions(pace=False), EngineSettings(64, 6))
+    result = simulate_online(requests, policy, TOY, config)
+    assert sorted(result.admission_order.tolist()) == list(range(len(requests)))
+    assert result.n_preemptions == 0
+
+
 def test_unknown_options_fail_loudly() -> None:
     with pytest.raises(ValueError, match="shared_prev has 1 != 2"):
         ScanSequence(np.arange(2), np.ones(2), np.ones(1), np.ones(2))
