@@ -10,12 +10,14 @@ Invariant: a request's estimate is, in this order of preference,
 A hint observed while its request was still running is censored (a lower bound): it counts
 as the larger of its length so far, the mean of the uncensored hints of its nearest subtree
 inside its prefix group that has any, and the mean of their lognormal beyond its length so
-far (conditional_mean: a request still running is one of the long ones). A request of a
-prefix group with no finished measurement at all (its requests outlast most of the warm-up:
-long generations) is a guess: the scale-free (log-uniform) prior between its length so far
-and its max_tokens, taken as the lognormal of the same mean and spread of log length
-(log_uniform_guess); the estimates of its group carry that prior's spread, so admission and
-the settings search treat them as guesses.
+far (conditional_mean: a request still running is one of the long ones). A prefix group
+with no finished measurement at all is, where its censored hints are too many to be the tail
+of what finished around it (_censored_values: a test at the 5% level), a group of its own
+kind (its requests outlast most of the warm-up: long generations) and a guess: the
+scale-free (log-uniform) prior between its length so far and its max_tokens, taken as the
+lognormal of the same mean and spread of log length (log_uniform_guess); the estimates of
+its group carry that prior's spread, so admission and the settings search treat them as
+guesses. Otherwise its censored hints count at the tail of their nearest measured ancestor.
 The warm-up sample (run first, to measure lengths) is drawn among the requests whose prefix
 group has no measured length yet, so earlier results shrink it.
 """
@@ -23,7 +25,7 @@ group has no measured length yet, so earlier results shrink it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from hashlib import blake2b
 
@@ -160,20 +162,28 @@ def estimate_outputs(requests: Sequence[PlanRequest], hints: Hints = ()) -> Outp
     censored = np.zeros(len(values), dtype=bool)
     censored[n:] = hint.censored
     prior_sigma: np.ndarray | None = None  # no censored hint, no prior
+    above = _NONE_ABOVE
     if censored.any():
-        values, prior_sigma = _censored_values(
-            trie, levels, _leaf_of_request(trie), values, known, censored, hint.max_tokens, n
+        values, prior_sigma, above = _censored_values(
+            trie,
+            levels,
+            _leaf_of_request(trie),
+            values,
+            known,
+            censored,
+            hint.max_tokens,
+            n,
         )
     # first, while no per-request result is held yet: its arrays over the trie's nodes were
     # the re-plan's peak at 10M prompts (the results' arrays beside them, ~0.3 GB)
     residuals = _group_residuals(trie, levels, np.log(np.maximum(values, 1.0)), known & ~censored)
-    nodes, from_subtree, grouped = _from_subtrees(trie, levels, values, known, n)
+    nodes, from_subtree, grouped = _from_subtrees(trie, levels, values, known, n, above)
     hint_warmup = np.zeros(len(values), dtype=bool)
     hint_warmup[n:] = hint.warmup
     warm, _ = _subtree_means(trie, levels, hint_warmup.astype(float), known)
     sources = _sources(requests, own, from_subtree, warm[nodes])
     del warm, hint_warmup
-    spread, guessed = _spreads(trie, levels, values, known, censored, prior_sigma, nodes)
+    spread, guessed = _spreads(trie, levels, values, known, censored, prior_sigma, nodes, above)
     spread = np.where((own >= 0) | np.isnan(from_subtree), 0.0, spread)
     guessed &= own < 0
     # the estimates last, max_tokens read only now: not beside the arrays over the trie's
@@ -190,13 +200,57 @@ def _max_tokens(requests: Sequence[PlanRequest]) -> np.ndarray:
     return np.fromiter((r.max_tokens for r in requests), np.float64, len(requests))
 
 
+@dataclass(frozen=True, slots=True)
+class _AboveGroups:
+    """Censored hints of prefix groups where nothing finished, as seen from above their
+    groups. Inside its group such a hint holds its guess (log_uniform_guess: what the
+    group's requests are estimated by); above it, on the chain of nodes every group hangs
+    from, it counts as the tail of what finished there, like a running request of a group
+    with finished ones (conditional_mean). A guess near max_tokens in the chain's mean would
+    be the estimate of every request with no measurement of its own group: every tenth
+    warm-up request of a dataset of unique prompts is still running at the re-plan, each a
+    group of its own, and their guesses made the estimate of all the rest 3x the truth."""
+
+    chain: np.ndarray  # node ids: the node whose children are the prefix groups, and above
+    guess: np.ndarray  # float64 the value each hint holds (its guess)
+    tail: np.ndarray  # float64 what it counts as on the chain
+
+    def correct(
+        self, sums: np.ndarray, of: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> None:
+        """Sums over subtrees of `of`(value) (the value itself if None) made right on the
+        chain: each hint's tail there instead of its guess."""
+        if len(self.guess):
+            tail, guess = (self.tail, self.guess) if of is None else (of(self.tail), of(self.guess))
+            sums[self.chain] += float(np.sum(tail - guess))
+
+
+_NONE_ABOVE = _AboveGroups(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
+
+
+def _chain(trie: CompactTrie) -> np.ndarray:
+    """The node whose children are the prefix groups (prefix_groups), and its ancestors."""
+    groups = prefix_groups(trie)
+    node = int(trie.parent[groups[0]]) if len(groups) else 0
+    chain = [node]
+    while trie.parent[node] >= 0:
+        node = int(trie.parent[node])
+        chain.append(node)
+    return np.asarray(chain, dtype=np.int64)
+
+
 def _from_subtrees(
-    trie: CompactTrie, levels: list[np.ndarray], values: np.ndarray, known: np.ndarray, n: int
+    trie: CompactTrie,
+    levels: list[np.ndarray],
+    values: np.ndarray,
+    known: np.ndarray,
+    n: int,
+    above: _AboveGroups,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per request: the node its estimate comes from (its nearest measured ancestor-or-self,
     the root if none), that node's mean (nan: nothing measured), and whether the node lies in
     a prefix group (what `grouped` says); the arrays over nodes go when it returns."""
-    mean, has = _subtree_means(trie, levels, values, known)
+    mean, has = _subtree_means(trie, levels, values, known, above)
     nearest, depth_ok = _nearest_measured(trie, levels, has)
     nodes = nearest[_leaf_of_request(trie)[:n]]
     from_subtree = mean[nodes]
@@ -243,6 +297,7 @@ def _spreads(
     censored: np.ndarray,
     prior_sigma: np.ndarray | None,
     estimate_nodes: np.ndarray,
+    above: _AboveGroups,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per request, the spread of its length as far as the planner can tell (the std of log
     length of the predictive distribution):
@@ -256,7 +311,7 @@ def _spreads(
       running at the re-plan), the spread of the log-uniform prior between the length seen
       and max_tokens, ln(max_tokens / g) / sqrt(12): the estimate is a guess, and admission
       and the settings search count it as one (the second array: bool, guessed)."""
-    moments = _log_moments(trie, levels, values, known)
+    moments = _log_moments(trie, levels, values, known, above)
     enough = moments.count[estimate_nodes] >= MIN_FOR_SPREAD
     own, pooled = moments.std[estimate_nodes], moments.pooled
     del moments  # three arrays over the nodes, before the per-request ones below
@@ -284,19 +339,27 @@ class _LogMoments:
 
 
 def _log_moments(
-    trie: CompactTrie, levels: list[np.ndarray], values: np.ndarray, use: np.ndarray
+    trie: CompactTrie,
+    levels: list[np.ndarray],
+    values: np.ndarray,
+    use: np.ndarray,
+    above: _AboveGroups = _NONE_ABOVE,
 ) -> _LogMoments:
     """The moments of the log lengths (`values` at least 1) that `use` marks, per node
     (computed in place: a few arrays over the nodes at a time)."""
     logs = np.log(np.maximum(values, 1.0))
     count = _subtree_counts(trie, levels, use)
     has = count > 0
-    mean_log = _mean_of_sums(_subtree_sums_of(trie, levels, logs, use), count, has)
+    sums = _subtree_sums_of(trie, levels, logs, use)
+    above.correct(sums, _log_length)
+    mean_log = _mean_of_sums(sums, count, has)
     # the pooled spread first, before the other array over the nodes exists: its own were
     # the re-plan's peak at 10M prompts
     pooled = _pooled_spread(trie, levels, logs, use, mean_log)
     np.square(logs, out=logs)
-    std = _mean_of_sums(_subtree_sums_of(trie, levels, logs, use), count, has)
+    sums = _subtree_sums_of(trie, levels, logs, use)
+    above.correct(sums, lambda v: _log_length(v) ** 2)
+    std = _mean_of_sums(sums, count, has)
     del has, logs
     for first in range(0, len(std), _NODE_CHUNK):  # the variance, without a mean**2 array
         part = slice(first, first + _NODE_CHUNK)
@@ -322,11 +385,29 @@ def _pooled_spread(
     known: np.ndarray,
     mean_log: np.ndarray | None = None,
 ) -> float:
-    """The standard deviation of log length around each measurement's prefix-group mean."""
+    """The standard deviation of log length around each measurement's prefix-group mean,
+    pooled over the groups measured twice or more (_group_residuals); where no group was
+    measured twice (unique prompts), around the mean of all of them: what varies within a
+    group is then not told apart from what varies between groups, and a spread of 0 would
+    read every estimate as exact."""
     if known.sum() < 2:
         return 0.0
     residuals = _group_residuals(trie, levels, logs, known, mean_log)
-    return float(np.sqrt(np.mean(residuals**2)))
+    if len(residuals):
+        return float(np.sqrt(np.mean(residuals**2)))
+    return float(np.std(logs[known], ddof=1))
+
+
+def _group_of_nodes(trie: CompactTrie, levels: list[np.ndarray]) -> np.ndarray:
+    """Per trie node, the top-level prefix group it lies in (the group's node id; -1 for
+    the nodes above every group)."""
+    group_of = np.full(trie.num_nodes, -1, dtype=node_id_type(trie.num_nodes))
+    groups = prefix_groups(trie)
+    group_of[groups] = groups
+    for nodes in levels[1:]:
+        inherit = nodes[group_of[nodes] < 0]
+        group_of[inherit] = group_of[trie.parent[inherit]]
+    return group_of
 
 
 def _group_residuals(
@@ -338,22 +419,28 @@ def _group_residuals(
 ) -> np.ndarray:
     """Each measurement's log length less its prefix group's mean log length (the shape of
     lengths within a group, pooled over the groups); `mean_log`: the subtree means of `logs`
-    over `known` where the caller has them."""
+    over `known` where the caller has them.
+
+    Only groups with two measurements or more count: a group's only measurement is its own
+    mean, a residual of 0 that says nothing of the shape (a dataset of unique prompts would
+    give nothing but zeros: no spread at all). Each residual of a group of n is scaled by
+    sqrt(n / (n - 1)), so their mean square is the pooled variance with one degree of freedom
+    spent on each group's mean (Bessel's correction: a group of two under-reads its spread by
+    half its variance)."""
     if not known.any():
         return np.zeros(0)
-    group_of = np.full(trie.num_nodes, -1, dtype=node_id_type(trie.num_nodes))
-    groups = prefix_groups(trie)
-    group_of[groups] = groups
-    for nodes in levels[1:]:
-        inherit = nodes[group_of[nodes] < 0]
-        group_of[inherit] = group_of[trie.parent[inherit]]
+    group_of = _group_of_nodes(trie, levels)
     measured = np.flatnonzero(known)
     group = group_of[_leaf_of_request(trie)[measured]]
     del group_of  # before the means' node arrays: two arrays over the nodes less at once
     if mean_log is None:
         mean_log, _ = _subtree_means(trie, levels, logs, known)
     centre = np.where(group >= 0, mean_log[np.maximum(group, 0)], logs[measured].mean())
-    return np.asarray(logs[measured] - centre, dtype=np.float64)
+    residuals = np.asarray(logs[measured] - centre, dtype=np.float64)
+    _, member_of, size = np.unique(group, return_inverse=True, return_counts=True)
+    n = size[member_of.reshape(-1)].astype(np.float64)
+    keep = n >= 2
+    return residuals[keep] * np.sqrt(n[keep] / (n[keep] - 1.0))
 
 
 def _censored_values(
@@ -365,44 +452,65 @@ def _censored_values(
     censored: np.ndarray,
     hint_max_tokens: np.ndarray,
     n: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """`values` with each censored hint raised to its estimate (module invariant), and per
-    value the log-std of the log-uniform prior it was given (nan: none)."""
+) -> tuple[np.ndarray, np.ndarray, _AboveGroups]:
+    """`values` with each censored hint raised to its estimate (module invariant), per value
+    the log-std of the log-uniform prior it was given (nan: none), and the guesses as seen
+    from above their groups (_AboveGroups)."""
     finished = known & ~censored
     mean, has = _subtree_means(trie, levels, values, finished)
     moments = _log_moments(trie, levels, values, finished)
     nearest, inside = _nearest_measured(trie, levels, has)
     out = values.copy()
     prior_sigma = np.full(len(values), np.nan)
+    guesses: list[float] = []
+    tails: list[float] = []
     for k in np.flatnonzero(censored).tolist():
         node = nearest[leaf_of[k]]
         limit = int(hint_max_tokens[k - n])
-        if has[node] and inside[node]:
-            # what finished of its group, as a lognormal: the mean of the part beyond g
+        cap = float(limit) if limit > 0 else math.inf
+        tail = math.nan
+        if has[node]:
+            # what finished of its group (else around it), as a lognormal: the mean of the
+            # part beyond g
             own = moments.count[node] >= MIN_FOR_SPREAD and moments.std[node] > 0
             sigma = float(moments.std[node]) if own else moments.pooled
-            tail = conditional_mean(float(moments.mean[node]), sigma, float(values[k]))
-            out[k] = max(values[k], mean[node], tail)
-        else:  # nothing of its group finished: somewhere between now and its limit
-            low = max(1.0, float(values[k]))
-            high = max(low, float(limit if limit > 0 else 3 * values[k]))
-            out[k], prior_sigma[k] = log_uniform_guess(low, high)
-    return out, prior_sigma
+            beyond = conditional_mean(float(moments.mean[node]), sigma, float(values[k]), cap)
+            tail = max(values[k], min(max(mean[node], beyond), cap))
+        if has[node] and inside[node]:
+            out[k] = tail
+            continue
+        # nothing of its group finished: somewhere between now and its limit
+        low = max(1.0, float(values[k]))
+        high = max(low, float(limit if limit > 0 else 3 * values[k]))
+        out[k], prior_sigma[k] = log_uniform_guess(low, high)
+        if has[node] and inside[leaf_of[k]]:  # a group's guess; above it, the tail
+            guesses.append(float(out[k]))
+            tails.append(tail)
+    if not guesses:
+        return out, prior_sigma, _NONE_ABOVE
+    return out, prior_sigma, _AboveGroups(_chain(trie), np.asarray(guesses), np.asarray(tails))
 
 
-def conditional_mean(mu: float, sigma: float, seen: float) -> float:
-    """E[L | L > seen] for a lognormal length L with log-mean mu and log-spread sigma: a
-    request still running at `seen` tokens is one of its group's long ones (the finished ones
-    are the short ones: counting it at the group's mean would bias the group low)."""
+def conditional_mean(mu: float, sigma: float, seen: float, limit: float = math.inf) -> float:
+    """E[min(L, limit) | L > seen] for a lognormal length L with log-mean mu and log-spread
+    sigma, cut at the request's max_tokens `limit`: a request still running at `seen` tokens
+    is one of its group's long ones (the finished ones are the short ones: counting it at the
+    group's mean would bias the group low), and it stops at its limit (a wide lognormal's
+    tail beyond it would count lengths no request can reach)."""
     from scipy.special import ndtr
 
     if sigma <= 0 or seen <= 0:
-        return max(seen, math.exp(mu))
+        return min(max(seen, math.exp(mu)), max(limit, seen))
     z = (math.log(seen) - mu) / sigma
     survive = float(ndtr(-z))
-    if survive < 1e-12:
+    if survive < 1e-12 or limit <= seen:
         return seen
-    return math.exp(mu + sigma * sigma / 2.0) * float(ndtr(sigma - z)) / survive
+    below_limit = math.exp(mu + sigma * sigma / 2.0) * float(ndtr(sigma - z))
+    if math.isfinite(limit):  # the mass beyond the limit stops there
+        z_limit = (math.log(limit) - mu) / sigma
+        below_limit -= math.exp(mu + sigma * sigma / 2.0) * float(ndtr(sigma - z_limit))
+        below_limit += limit * float(ndtr(-z_limit))
+    return below_limit / survive
 
 
 def log_uniform_guess(low: float, high: float) -> tuple[float, float]:
@@ -443,12 +551,23 @@ def _sources(
 
 
 def _subtree_means(
-    trie: CompactTrie, levels: list[np.ndarray], values: np.ndarray, use: np.ndarray
+    trie: CompactTrie,
+    levels: list[np.ndarray],
+    values: np.ndarray,
+    use: np.ndarray,
+    above: _AboveGroups = _NONE_ABOVE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(mean of `values` over the used leaves of each subtree (nan where none), has any)."""
     count = _subtree_counts(trie, levels, use)
     has = count > 0
-    return _mean_of_sums(_subtree_sums_of(trie, levels, values, use), count, has), has
+    sums = _subtree_sums_of(trie, levels, values, use)
+    above.correct(sums)
+    return _mean_of_sums(sums, count, has), has
+
+
+def _log_length(values: np.ndarray) -> np.ndarray:
+    """Log of lengths of at least one token."""
+    return np.log(np.maximum(values, 1.0))
 
 
 def _subtree_sums_of(
@@ -513,12 +632,7 @@ def _group_keys(
     The first request of each group spells its prefix; with prompts not held, the ids of
     those requests stream back in batches (at 10M unique prompts nearly every prompt is a
     group of its own: their ids at once held ~5 GB)."""
-    group_of = np.full(trie.num_nodes, -1, dtype=node_id_type(trie.num_nodes))
-    groups = prefix_groups(trie)
-    group_of[groups] = groups
-    for nodes in levels[1:]:
-        inherit = nodes[group_of[nodes] < 0]
-        group_of[inherit] = group_of[trie.parent[inherit]]
+    group_of = _group_of_nodes(trie, levels)
     node_of = group_of[_leaf_of_request(trie)[:n]]
     del group_of
     nodes, first, inverse = np.unique(node_of, return_index=True, return_inverse=True)

@@ -158,12 +158,12 @@ def sample_lengths(
     guessed: np.ndarray | None = None,
 ) -> np.ndarray:
     """Output lengths drawn from what the estimates say, rounded and clipped to
-    [1, max_tokens]: a point where the spread is 0; where at least MIN_RESIDUALS lengths were
-    measured, the estimate times a measured shape (exp(residual), residuals drawn from the
-    measurements' own log deviations from their groups' means, scaled so the mean is the
-    estimate: a bimodal or heavy-tailed group keeps its shape, and the tail goes no further
-    than what was seen); else, and for guesses (`guessed`), a lognormal with the estimate as
-    its mean and the spread as its sigma.
+    [1, max_tokens]: a point where the spread is 0; where there are at least MIN_RESIDUALS
+    residuals (groups measured twice or more), the estimate times a measured shape
+    (exp(residual), residuals drawn from the measurements' own log deviations from their
+    groups' means, scaled so the mean is the estimate: a bimodal or heavy-tailed group keeps
+    its shape, and the tail goes no further than what was seen); else, and for guesses
+    (`guessed`), a lognormal with the estimate as its mean and the spread as its sigma.
 
     Stratified: the requests that share an estimate (a prefix group) get one draw from each
     of as many equal-probability slices, in random order, so a group of 20 always holds its

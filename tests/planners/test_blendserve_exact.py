@@ -111,23 +111,78 @@ def test_estimates_borrow_the_nearest_measured_ancestor() -> None:
 
 
 def test_censored_warmup_lengths() -> None:
-    prompts = [[1, 2, 3], [1, 2, 4], [5, 6]]
-    requests = [PlanRequest(r, p, 1000) for r, p in zip("abc", prompts, strict=True)]
+    """A group none of whose warm-up requests finished is a guess; above the groups, where
+    requests of unmeasured groups take their estimate, such a request counts as the tail of
+    what finished there, not as its guess."""
+    from blend.planners.estimates import conditional_mean
+
+    lengths = [20, 80] * 9  # 18 finished in group [1, 2]: log-mean ln 40, log-std ln(4) / 2
     hints = [
-        LengthHint([1, 2, 9], 40, EstimateSource.WARMUP),  # finished in a's group
+        *(LengthHint([1, 2, 100 + i], n, EstimateSource.WARMUP) for i, n in enumerate(lengths)),
         LengthHint([1, 2, 8], 25, EstimateSource.WARMUP, censored=True, max_tokens=1000),
         LengthHint([5, 7], 100, EstimateSource.WARMUP, censored=True, max_tokens=1000),
+        LengthHint([5, 8], 100, EstimateSource.WARMUP, censored=True, max_tokens=1000),
+        LengthHint([6, 7], 100, EstimateSource.WARMUP, censored=True, max_tokens=1000),
     ]
+    prompts = [[1, 2, 3], [5, 6], [6, 8], [9, 9]]
+    requests = [PlanRequest(r, p, 1000) for r, p in zip("abcd", prompts, strict=True)]
     result = estimate_outputs(requests, hints)
-    estimates = result.tokens.tolist()
-    # a group with a finished length: a lower bound counts at least as its mean (40, 40)
-    assert estimates[:2] == [40.0, 40.0]
-    # a group where nothing finished: a guess between 100 and 1000 under the log-uniform
-    # prior, as the lognormal of its log-mean ln(316.2) and log-spread ln(10) / sqrt(12)
+    # a group with finished lengths: a lower bound counts at least as its mean
+    assert result.tokens[0] >= np.mean(lengths)
+    # groups where nothing finished: a guess between 100 and 1000 under the log-uniform
+    # prior, as the lognormal of log-mean ln(316.2) and log-spread ln(10) / sqrt(12)
     sigma = math.log(10.0) / math.sqrt(12.0)
-    assert estimates[2] == pytest.approx(math.sqrt(100 * 1000) * math.exp(sigma**2 / 2))
-    assert 316 < estimates[2] < 550  # above the prior's median, well below the midpoint
-    assert result.spread[2] == pytest.approx(sigma)  # a guess carries the prior's spread
+    guess = math.sqrt(100 * 1000) * math.exp(sigma**2 / 2)
+    assert result.tokens[1:3] == pytest.approx([guess, guess])
+    assert 316 < guess < 550  # above the prior's median, well below the midpoint
+    assert result.spread[1:3] == pytest.approx([sigma, sigma])  # the prior's spread
+    assert result.guessed.tolist() == [False, True, True, False]
+    # d, a group with no measurement: the mean of everything above the groups, where each of
+    # the three guessed hints counts as the tail beyond 100 tokens of the lognormal of what
+    # finished there (capped at its 1,000-token limit), not as its guess
+    tail = conditional_mean(math.log(40.0), math.log(4.0) / 2, 100.0, 1000.0)
+    assert 100 < tail < guess
+    group_a_sum = 19 * result.tokens[0]  # its 18 finished and its running one
+    assert result.tokens[3] == pytest.approx((group_a_sum + 3 * tail) / 22, rel=1e-9)
+
+
+def test_a_dataset_of_unique_prompts_is_not_read_as_without_spread() -> None:
+    """Each prompt its own group: a measurement is its group's mean, so no residual says
+    anything of the shape; the spread is that of the lengths around their common mean, and
+    a lone running request is not a guess that raises every estimate."""
+    rng = np.random.default_rng(0)
+    lengths = np.rint(np.exp(rng.normal(np.log(100), 1.0, 90))).astype(int)
+    hints = [
+        LengthHint([7, i + 1, 3], int(n), EstimateSource.WARMUP) for i, n in enumerate(lengths)
+    ]
+    running = [
+        LengthHint([7, 1000 + i, 3], int(max(lengths)), EstimateSource.WARMUP, True, 16384)
+        for i in range(10)
+    ]
+    requests = [PlanRequest(f"r{i}", [7, 5000 + i, 3], 16384) for i in range(50)]
+    result = estimate_outputs(requests, [*hints, *running])
+    assert len(result.residuals) == 0  # not 90 zeros
+    assert not result.guessed.any()
+    assert np.all(result.spread > 0.8)  # the lengths' own log-spread, ~1.0
+    # the mean of what finished and the ten running, each beyond the longest finished
+    assert lengths.mean() < result.tokens[0] < (lengths.sum() + 10 * 4 * lengths.max()) / 100
+
+
+def test_residuals_pool_groups_with_bessels_correction() -> None:
+    """Two groups of two measurements: each residual is +-d around its group's mean, read as
+    d * sqrt(2) (one degree of freedom spent on each mean); a group measured once adds none."""
+    d = math.log(3.0)  # 10 and 90 around their log-mean ln 30
+    hints = [
+        LengthHint([1, 1, 1], 10, EstimateSource.WARMUP),
+        LengthHint([1, 1, 2], 90, EstimateSource.WARMUP),
+        LengthHint([2, 2, 1], 100, EstimateSource.WARMUP),
+        LengthHint([2, 2, 2], 900, EstimateSource.WARMUP),
+        LengthHint([3, 3, 1], 5, EstimateSource.WARMUP),
+    ]
+    result = estimate_outputs([PlanRequest("a", [4, 4], 1000)], hints)
+    assert sorted(result.residuals) == pytest.approx(
+        [-d * math.sqrt(2)] * 2 + [d * math.sqrt(2)] * 2
+    )
 
 
 def test_predictive_spread_widens_with_few_measurements() -> None:
@@ -216,3 +271,19 @@ def test_a_request_still_running_counts_at_its_groups_tail() -> None:
     with_running = estimate_outputs(requests, [*finished, running]).tokens[0]
     without = estimate_outputs(requests, finished).tokens[0]
     assert with_running > (5 * without + 900) / 6  # counted beyond its 900 tokens so far
+
+
+def test_a_running_requests_tail_stops_at_its_limit() -> None:
+    """E[min(L, limit) | L > seen]: the mass beyond max_tokens counts at max_tokens."""
+    from scipy import integrate, stats
+
+    from blend.planners.estimates import conditional_mean
+
+    mu, sigma, seen, limit = math.log(50.0), 2.5, 200.0, 2048.0
+    dist = stats.lognorm(s=sigma, scale=math.exp(mu))
+    below, _ = integrate.quad(lambda x: x * dist.pdf(x), seen, limit)
+    expected = (below + limit * dist.sf(limit)) / dist.sf(seen)
+    capped = conditional_mean(mu, sigma, seen, limit)
+    assert capped == pytest.approx(expected, rel=1e-6)
+    assert seen < capped < conditional_mean(mu, sigma, seen)  # uncapped: 3,828 tokens
+    assert capped < limit
