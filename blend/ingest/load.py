@@ -15,7 +15,6 @@ ids, and copied into `prompts` at the end (`Target.direct` False).
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ import pyarrow as pa
 from blend.ingest.fast import FAST_SCHEMA
 from blend.ingest.records import IngestReport, PromptRow, RejectRow, reason_category
 from blend.store import sql
+from blend.store.memory import physical_memory_bytes
 
 # DuckDB memory while a file is staged and published: beyond it the TEMP staging tables,
 # sorts and joins spill to the store's temporary folder, so peak memory does not follow the
@@ -211,7 +211,7 @@ def bounded_memory(con: duckdb.DuckDBPyConnection, n_records: int) -> Iterator[N
 def ingest_memory_bytes(n_records: int, *, keyed: bool = False) -> int:
     """DuckDB's memory cap for ingesting a file of up to n_records, in bytes: fixed, unless
     `prompts` has the old primary key (keyed), whose index needs room per record."""
-    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    ram = physical_memory_bytes()
     if not keyed:
         return min(int(ram * 0.8), INGEST_MEMORY_BYTES)
     return min(int(ram * 0.8), max(MIN_KEYED_MEMORY_BYTES, INDEX_BYTES_PER_ROW * n_records))

@@ -19,6 +19,8 @@ from blend.store import sql
 
 
 def physical_memory_bytes() -> int:
+    """This machine's physical memory in bytes (raises OSError, ValueError or AttributeError
+    where the platform has no sysconf for it)."""
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 

@@ -23,7 +23,6 @@ interrupted and waited for.
 
 from __future__ import annotations
 
-import os
 import queue
 import tempfile
 import threading
@@ -39,6 +38,7 @@ import pyarrow as pa
 
 from blend.store import sql, store_lock
 from blend.store.database import Store, open_read_only, require_database, results_read_folders
+from blend.store.memory import physical_memory_bytes
 from blend.store.query import landlock
 from blend.store.query.check import QueryRefusedError, read_statement
 
@@ -99,7 +99,7 @@ class QueryResult:
 def default_memory_limit() -> str:
     """MEMORY_FRACTION of this machine's physical memory, in MiB (DuckDB's size syntax)."""
     try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        total = physical_memory_bytes()
     except (AttributeError, OSError, ValueError):
         return "2GiB"  # no sysconf (Windows): a size any machine that runs blend has
     return f"{max(int(total * MEMORY_FRACTION) >> 20, 64)}MiB"
