@@ -10,14 +10,14 @@ Invariant: a request's estimate is, in this order of preference,
 A hint observed while its request was still running is censored (a lower bound): it counts
 as the larger of its length so far, the mean of the uncensored hints of its nearest subtree
 inside its prefix group that has any, and the mean of their lognormal beyond its length so
-far (conditional_mean: a request still running is one of the long ones). A prefix group
-with no finished measurement at all is, where its censored hints are too many to be the tail
-of what finished around it (_censored_values: a test at the 5% level), a group of its own
-kind (its requests outlast most of the warm-up: long generations) and a guess: the
-scale-free (log-uniform) prior between its length so far and its max_tokens, taken as the
-lognormal of the same mean and spread of log length (log_uniform_guess); the estimates of
-its group carry that prior's spread, so admission and the settings search treat them as
-guesses. Otherwise its censored hints count at the tail of their nearest measured ancestor.
+far (conditional_mean, cut at its max_tokens: a request still running is one of the long
+ones). A request of a prefix group with no finished measurement at all (its requests outlast
+most of the warm-up: long generations) is a guess: the scale-free (log-uniform) prior between
+its length so far and its max_tokens, taken as the lognormal of the same mean and spread of
+log length (log_uniform_guess); the estimates of its group carry that prior's spread, so
+admission and the settings search treat them as guesses. A guess stays inside its group:
+above the prefix groups, where requests of unmeasured groups take their estimate, such a
+hint counts as the tail of what finished there (_AboveGroups).
 The warm-up sample (run first, to measure lengths) is drawn among the requests whose prefix
 group has no measured length yet, so earlier results shrink it.
 """
@@ -505,12 +505,13 @@ def conditional_mean(mu: float, sigma: float, seen: float, limit: float = math.i
     survive = float(ndtr(-z))
     if survive < 1e-12 or limit <= seen:
         return seen
-    below_limit = math.exp(mu + sigma * sigma / 2.0) * float(ndtr(sigma - z))
+    mean = math.exp(mu + sigma * sigma / 2.0)
+    total = mean * float(ndtr(sigma - z))  # the integral of L over L > seen
     if math.isfinite(limit):  # the mass beyond the limit stops there
         z_limit = (math.log(limit) - mu) / sigma
-        below_limit -= math.exp(mu + sigma * sigma / 2.0) * float(ndtr(sigma - z_limit))
-        below_limit += limit * float(ndtr(-z_limit))
-    return below_limit / survive
+        total -= mean * float(ndtr(sigma - z_limit))
+        total += limit * float(ndtr(-z_limit))
+    return total / survive
 
 
 def log_uniform_guess(low: float, high: float) -> tuple[float, float]:
