@@ -165,18 +165,11 @@ def estimate_outputs(requests: Sequence[PlanRequest], hints: Hints = ()) -> Outp
     above = _NONE_ABOVE
     if censored.any():
         values, prior_sigma, above = _censored_values(
-            trie,
-            levels,
-            _leaf_of_request(trie),
-            values,
-            known,
-            censored,
-            hint.max_tokens,
-            n,
+            trie, levels, _leaf_of_request(trie), values, known, censored, hint.max_tokens, n
         )
     # first, while no per-request result is held yet: its arrays over the trie's nodes were
     # the re-plan's peak at 10M prompts (the results' arrays beside them, ~0.3 GB)
-    residuals = _group_residuals(trie, levels, np.log(np.maximum(values, 1.0)), known & ~censored)
+    residuals = _group_residuals(trie, levels, _log_length(values), known & ~censored)
     nodes, from_subtree, grouped = _from_subtrees(trie, levels, values, known, n, above)
     hint_warmup = np.zeros(len(values), dtype=bool)
     hint_warmup[n:] = hint.warmup
@@ -347,7 +340,7 @@ def _log_moments(
 ) -> _LogMoments:
     """The moments of the log lengths (`values` at least 1) that `use` marks, per node
     (computed in place: a few arrays over the nodes at a time)."""
-    logs = np.log(np.maximum(values, 1.0))
+    logs = _log_length(values)
     count = _subtree_counts(trie, levels, use)
     has = count > 0
     sums = _subtree_sums_of(trie, levels, logs, use)
