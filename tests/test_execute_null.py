@@ -117,6 +117,22 @@ def test_staged_requests_match_the_plan_at_any_position(planned) -> None:
             staged.take([24])
 
 
+def test_requests_with_the_same_sampling_share_one_read_only_mapping(planned) -> None:
+    store, plan_id, _ = planned
+    header = read_plan_header(store, plan_id)
+    with StagedRequests(store, header, "run-m", chunk_rows=24) as staged:
+        got = staged.take(np.arange(24))
+    by_group = {
+        group: [r.sampling for r in got if r.request_id.startswith(group)] for group in "ab"
+    }
+    assert {g: len(s) for g, s in by_group.items()} == {"a": 12, "b": 12}
+    for sampling in by_group.values():  # parsed once for the chunk, not once per request
+        assert all(s is sampling[0] for s in sampling)
+    assert (by_group["a"][0]["max_tokens"], by_group["b"][0]["max_tokens"]) == (3, 9)
+    with pytest.raises(TypeError):  # an engine cannot change the others' fields through it
+        by_group["a"][0]["max_tokens"] = 4  # type: ignore[index]
+
+
 def test_the_prefix_shared_across_skipped_positions_is_the_least_in_each_gap() -> None:
     rng = np.random.default_rng(0)
     for _ in range(200):  # against the definition, on random plans and random skips

@@ -98,7 +98,9 @@ class Feed(Protocol):
 class EngineRequest:
     request_id: str
     prompt_token_ids: list[int]
-    sampling: dict[str, Any]  # validated sampling fields (see blend.engines.sampling_fields)
+    # validated sampling fields (see blend.engines.sampling_fields); read-only: requests with
+    # the same fields may share one mapping (execute/requests.py)
+    sampling: Mapping[str, Any]
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ Not supported: n > 1 (ingest refuses it already), logprobs, stop_token_ids, igno
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ class TokenSampler:
 
     @classmethod
     def from_sampling(
-        cls, sampling: dict[str, Any], prompt_token_ids: list[int], max_new: int
+        cls, sampling: Mapping[str, Any], prompt_token_ids: list[int], max_new: int
     ) -> TokenSampler:
         """Settings of a request's sampling dict; `max_new` caps max_tokens (the model's
         context left after the prompt). Raises ValueError for what is not supported."""

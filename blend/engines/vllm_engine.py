@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -199,7 +199,7 @@ class VllmEngine:
             self._engine = None
 
 
-def _sampling_params(sampling: dict[str, Any]) -> Any:
+def _sampling_params(sampling: Mapping[str, Any]) -> Any:
     from vllm import SamplingParams
 
     return SamplingParams(**{k: v for k, v in sampling.items() if k in SAMPLING_FIELDS})

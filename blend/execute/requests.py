@@ -15,9 +15,11 @@ from __future__ import annotations
 import bisect
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import orjson
@@ -46,6 +48,10 @@ class _Chunk:
     request_id: list[str]
     prompt_sha256: list[str]
     sampling_json: list[str]
+    # parsed once per distinct JSON of the chunk, one read-only mapping shared by the rows
+    # that hold it (a dataset's requests mostly share their sampling fields; parsing each
+    # row's was ~8% of the executor's CPU with the null engine)
+    sampling: list[Mapping[str, Any]]
     token_ids: list[list[int]]
 
     def row(self, seq: int) -> int:
@@ -119,9 +125,9 @@ class StagedRequests:
             if chunk is None or not low <= seq < high:
                 chunk, low, high = self._chunk_of(seq)
             row = chunk.row(seq)
-            request_id, sampling_json = chunk.request_id[row], chunk.sampling_json[row]
-            meta[request_id] = RequestMeta(seq, chunk.prompt_sha256[row], sampling_json)
-            out.append(EngineRequest(request_id, chunk.token_ids[row], orjson.loads(sampling_json)))
+            request_id = chunk.request_id[row]
+            meta[request_id] = RequestMeta(seq, chunk.prompt_sha256[row], chunk.sampling_json[row])
+            out.append(EngineRequest(request_id, chunk.token_ids[row], chunk.sampling[row]))
         return out
 
     def finish(self, request_id: str) -> RequestMeta:
@@ -146,13 +152,16 @@ class StagedRequests:
         table = self._file.read_row_group(index, columns=list(_COLUMNS))
         seqs = table["seq"].to_numpy()
         first = int(seqs[0])
+        sampling_json = table["sampling_json"].to_pylist()
+        parsed = {text: MappingProxyType(orjson.loads(text)) for text in set(sampling_json)}
         return _Chunk(
             seqs=seqs,
             first=first,
             dense=int(seqs[-1]) - first == len(seqs) - 1,
             request_id=table["request_id"].to_pylist(),
             prompt_sha256=table["prompt_sha256"].to_pylist(),
-            sampling_json=table["sampling_json"].to_pylist(),
+            sampling_json=sampling_json,
+            sampling=[parsed[text] for text in sampling_json],
             token_ids=table["token_ids"].to_pylist(),
         )
 
