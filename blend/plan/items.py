@@ -118,8 +118,10 @@ class PlanItems:
     """Per plan position (seq): arrays of what admission needs."""
 
     request_id: pa.StringArray
-    prompt_tokens: np.ndarray  # float64
-    shared_prev: np.ndarray  # float64, tokens shared with the previous position
+    # int32 whole tokens (half the memory of float64 over a 10M plan, held through its
+    # re-plan); admission's sequences take them as float64
+    prompt_tokens: np.ndarray
+    shared_prev: np.ndarray  # int32 tokens shared with the previous position
     est_output_tokens: np.ndarray  # float64 (max_tokens-free plans made before estimates: 0)
     est_spread: np.ndarray  # float64 std of log length behind each estimate (0: a point)
     is_warmup: np.ndarray  # bool
@@ -135,10 +137,13 @@ class PlanItems:
         def numbers(name: str) -> np.ndarray:
             return table[name].fill_null(0).to_numpy().astype(np.float64)
 
+        def tokens(name: str) -> np.ndarray:
+            return table[name].fill_null(0).to_numpy().astype(np.int32)
+
         return cls(
             request_id=table["request_id"].combine_chunks(),
-            prompt_tokens=numbers("prompt_tokens"),
-            shared_prev=numbers("shared_prev"),
+            prompt_tokens=tokens("prompt_tokens"),
+            shared_prev=tokens("shared_prev"),
             est_output_tokens=numbers("est_output_tokens"),
             est_spread=numbers("est_spread"),
             is_warmup=pc.equal(table["side"], "W").fill_null(False).to_numpy(),

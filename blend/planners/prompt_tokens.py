@@ -220,8 +220,8 @@ class PlanRequests(Sequence[PlanRequest]):
 
     request_ids: pa.Array  # string (a subset's: dictionary-encoded, see _taken_ids)
     prompts: PromptTokens
-    max_tokens: np.ndarray  # int64
-    output_len: np.ndarray  # int64, -1 where unknown
+    max_tokens: np.ndarray  # integers (int32 as read from the store)
+    output_len: np.ndarray  # integers, -1 where unknown
     known_from: EstimateSource = EstimateSource.OWN  # where the known lengths come from
 
     def __post_init__(self) -> None:
