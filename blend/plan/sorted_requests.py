@@ -173,8 +173,8 @@ class _Columns:
     request_ids: pa.Array  # string
     ties: np.ndarray  # int64
     lengths: np.ndarray  # int64 prompt tokens (they add up to offsets)
-    # int32: output lengths fit, and at 10M requests each int64 column held through the
-    # re-plan's estimates was 40 MB more
+    # int32: output lengths fit (ingest caps max_tokens at 2^20), and at 10M requests each
+    # int64 column held through the re-plan's estimates was 40 MB more
     max_tokens: np.ndarray  # int32
     own: np.ndarray  # int32 own earlier output length, -1: none
 
