@@ -50,7 +50,9 @@ class _Chunk:
     sampling_json: list[str]
     # parsed once per distinct JSON of the chunk, one read-only mapping shared by the rows
     # that hold it (a dataset's requests mostly share their sampling fields; parsing each
-    # row's was ~8% of the executor's CPU with the null engine)
+    # row's was ~8% of the executor's CPU with the null engine). A MappingProxyType does not
+    # pickle: requests sent to other processes (the Ray fleet's shares) come from
+    # plan.items.RequestLoader, with dicts of their own
     sampling: list[Mapping[str, Any]]
     token_ids: list[list[int]]
 
