@@ -147,8 +147,11 @@ CHECKS = {
     "plan": "SELECT count(*) AS n, count(DISTINCT request_id) AS distinct_n FROM plan_items "
     "WHERE plan_id = (SELECT plan_id FROM plans WHERE dataset = $d "
     "ORDER BY created_at DESC LIMIT 1)",
+    # the dataset's newest run (a killed run goes on under its own id): a plan run to the
+    # end again answers every prompt once more, in a run of its own, as asked
     "execute": "SELECT count(*) AS n, count(DISTINCT request_id) AS distinct_n FROM results "
-    "WHERE dataset = $d",
+    "WHERE run_id = (SELECT run_id FROM runs WHERE dataset = $d "
+    "ORDER BY started_at DESC LIMIT 1)",
 }
 
 
