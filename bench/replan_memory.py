@@ -28,18 +28,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _rss_gb() -> dict[str, float]:
-    """VmRSS and VmHWM (the peak since the last reset) of this process, GB."""
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(("VmRSS", "VmHWM")):
-            key, value = line.split(":")
-            out[key] = int(value.split()[0]) * 1024 / 1e9
-    return out
-
-
 def child(store_dir: str, model_dir: str, plan_id: str) -> None:
     from bench.executor_overhead import _null_engine_class
+    from bench.scale import proc_status_gb
     from blend.engines.base import EngineConfig
     from blend.execute import stage
     from blend.execute.stage import ExecuteOptions, execute_plan
@@ -50,11 +41,11 @@ def child(store_dir: str, model_dir: str, plan_id: str) -> None:
 
     def measured(*args: Any, **kwargs: Any) -> Any:
         Path("/proc/self/clear_refs").write_text("5")  # the peak counter from here
-        marks["held_gb"] = _rss_gb()["VmRSS"]
+        marks["held_gb"] = proc_status_gb("VmRSS")
         started = time.perf_counter()
         revision = replan(*args, **kwargs)
         marks["replan_s"] = time.perf_counter() - started
-        marks["peak_gb"] = _rss_gb()["VmHWM"]
+        marks["peak_gb"] = proc_status_gb("VmHWM")
         return revision
 
     stage.replan_after_warmup = measured  # type: ignore[assignment]

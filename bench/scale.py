@@ -174,7 +174,7 @@ def _mark_phases(module: Any, names: tuple[str, ...]) -> dict[str, float]:
     def wrapped(name: str, function: Any) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
             result = function(*args, **kwargs)
-            marks[name] = _peak_rss_gb()
+            marks[name] = proc_status_gb()
             return result
 
         return call
@@ -184,10 +184,12 @@ def _mark_phases(module: Any, names: tuple[str, ...]) -> dict[str, float]:
     return marks
 
 
-def _peak_rss_gb() -> float:
+def proc_status_gb(field: str = "VmHWM") -> float:
+    """A memory field of this process's /proc status in GB (VmHWM: the peak RSS since start
+    or the last reset through /proc/self/clear_refs; VmRSS: now); 0.0 where absent."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / 1e9
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024 / 1e9  # the kernel counts kB (KiB)
     return 0.0
 
 

@@ -118,7 +118,7 @@ def _shares(
     order = np.flatnonzero(pending)
     sequence = ScanSequence(
         index=order,
-        prompt_tokens=items.prompt_tokens[order].astype(np.float64),
+        prompt_tokens=items.prompt_tokens_at(order),
         shared_prev=items.filtered_shared_prev(order),
         output_tokens=items.est_output_tokens[order],
         output_spread=items.est_spread[order],

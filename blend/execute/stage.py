@@ -328,7 +328,7 @@ class _RunLoop:
         seqs = revision.seqs[kept]
         sequence = ScanSequence(
             index=seqs,
-            prompt_tokens=self._items.prompt_tokens[seqs].astype(np.float64),
+            prompt_tokens=self._items.prompt_tokens_at(seqs),
             shared_prev=shared_across_gaps(revision.shared_prev, kept),
             output_tokens=revision.est_output_tokens[kept],
             output_spread=revision.est_spread[kept],
@@ -345,7 +345,7 @@ class _RunLoop:
         items = self._items
         sequence = ScanSequence(
             index=seqs,
-            prompt_tokens=items.prompt_tokens[seqs].astype(np.float64),
+            prompt_tokens=items.prompt_tokens_at(seqs),
             shared_prev=items.filtered_shared_prev(seqs),
             output_tokens=items.est_output_tokens[seqs],
             output_spread=items.est_spread[seqs],

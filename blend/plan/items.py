@@ -119,7 +119,8 @@ class PlanItems:
 
     request_id: pa.StringArray
     # int32 whole tokens (half the memory of float64 over a 10M plan, held through its
-    # re-plan); admission's sequences take them as float64
+    # re-plan); admission's sequences take them as float64 (prompt_tokens_at,
+    # filtered_shared_prev)
     prompt_tokens: np.ndarray
     shared_prev: np.ndarray  # int32 tokens shared with the previous position
     est_output_tokens: np.ndarray  # float64 (max_tokens-free plans made before estimates: 0)
@@ -155,6 +156,10 @@ class PlanItems:
             return np.zeros(0, dtype=np.int64)
         mask = pc.is_in(self.request_id, value_set=pa.array(list(request_ids), pa.string()))
         return np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+
+    def prompt_tokens_at(self, seqs: np.ndarray) -> np.ndarray:
+        """Prompt tokens of these positions as float64 (what admission's sequences take)."""
+        return self.prompt_tokens[seqs].astype(np.float64)
 
     def filtered_shared_prev(self, seqs: np.ndarray) -> np.ndarray:
         """Shared prefix of each of `seqs` (ascending) with the one before it among `seqs`
